@@ -1,0 +1,43 @@
+#include "tensor/backend.h"
+
+#include <mutex>
+
+#include "cuda/register.h"
+#include "tensor/cpu/cpu_backend.h"
+
+namespace heed {
+
+namespace {
+Backend rows[kNumDeviceTypes];
+bool present[kNumDeviceTypes] = {false, false};
+
+// Backends register explicitly, once, on first use: a static library's
+// static initialisers could be dropped by the linker.
+void ensure_registered() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    cpu::register_cpu_backend();
+    cuda::register_backend_if_built();
+  });
+}
+}  // namespace
+
+void register_backend(DeviceType type, const Backend& row) {
+  rows[static_cast<int>(type)] = row;
+  present[static_cast<int>(type)] = true;
+}
+
+bool has_backend(DeviceType type) {
+  ensure_registered();
+  return present[static_cast<int>(type)];
+}
+
+const Backend& backend(DeviceType type) {
+  ensure_registered();
+  HEED_CHECK(present[static_cast<int>(type)],
+             "device {}: heed was built without this backend (configure with -DHEED_CUDA=ON on a machine with nvcc)",
+             Device(type).str());
+  return rows[static_cast<int>(type)];
+}
+
+}  // namespace heed

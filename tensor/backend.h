@@ -1,0 +1,100 @@
+#pragma once
+// The op table: one row of kernels per device. Ops in tensor/ and nn/ check
+// arguments, allocate outputs and record autograd; they reach the hardware
+// only through these kernels, so a backend (cuda/) plugs in by registering a
+// row and nothing else changes. Kernels trust their arguments: the op layer
+// has already checked shapes, dtypes and devices.
+//
+// Conventions for every kernel:
+//  - inputs may be strided (transposed, sliced, expanded with stride 0);
+//  - `out` is freshly allocated and contiguous unless said otherwise;
+//  - all tensors are on the backend's device (except in `copy`).
+#include <cstdint>
+
+#include "tensor/tensor.h"
+
+namespace heed {
+
+enum class UnaryOp {
+  Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, GeluErf, GeluTanh, Abs, Sign, Erf, Sin, Cos,
+  Reciprocal, Square,
+  AddScalar,   // x + a
+  MulScalar,   // x * a
+  PowScalar,   // x ^ a
+  Clamp,       // min(max(x, a), b)
+  LogicalNot,  // bool -> bool
+  IsNonFinite, // any -> bool: NaN or +-inf
+};
+
+enum class BinaryOp {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  Eq, Ne, Lt, Le, Gt, Ge,  // out is bool
+  LogicalAnd, LogicalOr,   // bool x bool -> bool
+};
+
+enum class ReduceOp { Sum, Prod, Max, Min, ArgMax, ArgMin };
+
+enum class RandomDist {
+  Uniform,    // in [a, b)
+  Normal,     // mean a, std b
+  Bernoulli,  // 1 with probability a
+};
+
+struct Backend {
+  const char* name = nullptr;
+
+  void* (*allocate)(size_t nbytes, int device_index) = nullptr;
+  void (*deallocate)(void* ptr, size_t nbytes, int device_index) = nullptr;
+
+  // dst = src element by element (same shape), casting dtype. `dst` may be
+  // strided. One of the two may be on the CPU when this is a device backend:
+  // the op layer calls the non-CPU backend for transfers.
+  void (*copy)(const Tensor& src, const Tensor& dst) = nullptr;
+  // Every element of (strided) dst = value.
+  void (*fill)(const Tensor& dst, double value) = nullptr;
+
+  // out = op(x) with scalar parameters a, b where the op takes them.
+  void (*unary)(UnaryOp op, const Tensor& x, double a, double b, const Tensor& out) = nullptr;
+  // out = op(x, y); x and y have out's shape (broadcast dims have stride 0)
+  // and one dtype; out is bool for comparisons and logic, else x's dtype.
+  void (*binary)(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) = nullptr;
+  // out = cond ? x : y; all three have out's shape.
+  void (*where)(const Tensor& cond, const Tensor& x, const Tensor& y, const Tensor& out) = nullptr;
+  // out keeps x's rank; dims where out has size 1 and x does not are reduced.
+  // ArgMax/ArgMin reduce exactly one dim and write int64.
+  void (*reduce)(ReduceOp op, const Tensor& x, const Tensor& out) = nullptr;
+  // Batched matrix product: a [B, M, K] x b [B, K, N] -> out [B, M, N], float.
+  void (*matmul)(const Tensor& a, const Tensor& b, const Tensor& out) = nullptr;
+  // Softmax (or log-softmax) over the last dim of a contiguous x. A row whose
+  // entries are all -inf gives zeros (softmax) or -inf (log-softmax), not NaN.
+  void (*softmax)(const Tensor& x, bool log, const Tensor& out) = nullptr;
+
+  // out = x.index_select(dim, index); index is int64 [n]; throws on a bad index.
+  void (*index_select)(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = nullptr;
+  // out[..i..] = x[..index[..i..]..] along dim; index has out's shape.
+  void (*gather)(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = nullptr;
+  // In place into contiguous dst: dst[..index[..i..]..] += src[..i..] along dim.
+  void (*scatter_add)(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) = nullptr;
+  // In place into contiguous dst: dst.select(dim, index[i]) += src.select(dim, i).
+  void (*index_add)(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) = nullptr;
+
+  // Fills contiguous out from the counter-based generator: element i uses
+  // counter offset + i, so the stream is the same on every device and for
+  // every thread count.
+  void (*random)(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out) = nullptr;
+
+  // Waits for all queued work on the device (a no-op on the CPU).
+  void (*synchronize)(int device_index) = nullptr;
+  // Number of devices of this type present (1 for the CPU).
+  int (*device_count)() = nullptr;
+};
+
+// The registered row for a device type; throws heed::Error naming the device
+// when none was compiled in or registered.
+const Backend& backend(DeviceType type);
+inline const Backend& backend(Device d) { return backend(d.type); }
+bool has_backend(DeviceType type);
+// Called by a backend at start-up (static initialisation).
+void register_backend(DeviceType type, const Backend& row);
+
+}  // namespace heed

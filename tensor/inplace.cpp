@@ -1,0 +1,118 @@
+// In-place ops. They write into the tensor's storage and bump its version
+// counter, so a backward that saved the old values fails loudly instead of
+// computing with the new ones. When autograd records, the op runs out of
+// place on a snapshot and the tensor becomes that result's output in the
+// graph (a leaf that requires grad, or a view, is refused with a clear error).
+#include "autograd/grad_mode.h"
+#include "autograd/record.h"
+#include "tensor/op_helpers.h"
+
+namespace heed {
+
+namespace {
+
+void write_into(const Tensor& dst, const Tensor& src, const char* name) {
+  Tensor s = detail::broadcast_view(src.detach(), dst.shape());
+  if (dst.numel() > 0) detail::kernel(dst.device(), &Backend::copy, name)(s, dst);
+  dst.impl()->storage->bump_version();
+}
+
+Tensor& apply_inplace(Tensor& t, const char* name, const TensorList& others,
+                      const std::function<Tensor(const Tensor&)>& op) {
+  detail::check_defined(t, name);
+  TensorList all{t};
+  all.insert(all.end(), others.begin(), others.end());
+  if (!needs_grad(all)) {
+    Tensor result;
+    {
+      NoGradGuard no_grad;
+      result = op(t);
+    }
+    HEED_CHECK(broadcast_shapes(result.shape(), t.shape(), name) == t.shape(),
+               "{}: the result's shape {} does not fit the in-place target's shape {}", name,
+               shape_str(result.shape()), shape_str(t.shape()));
+    HEED_CHECK(result.dtype() == t.dtype(), "{}: the result is {} but the in-place target is {}", name, result.dtype(),
+               t.dtype());
+    write_into(t, result, name);
+    return t;
+  }
+  HEED_CHECK(!(t.is_leaf() && t.requires_grad()),
+             "{}: a leaf tensor that requires grad (shape {}) cannot be modified in place while autograd records; "
+             "use heed::NoGradGuard (e.g. for optimizer updates) or an out-of-place op",
+             name, shape_str(t.shape()));
+  HEED_CHECK(!t.impl()->is_view,
+             "{}: in-place modification of a view (shape {}) is not supported while autograd records; clone() it "
+             "or use an out-of-place op",
+             name, shape_str(t.shape()));
+  Tensor result = op(clone(t));
+  HEED_CHECK(result.shape() == t.shape() && result.dtype() == t.dtype(),
+             "{}: the result {} {} does not match the in-place target {} {}", name, shape_str(result.shape()),
+             result.dtype(), shape_str(t.shape()), t.dtype());
+  write_into(t, result, name);
+  AutogradMeta& meta = t.impl()->meta();
+  meta.requires_grad = result.requires_grad();
+  meta.grad_fn = result.grad_fn();
+  meta.output_nr = result.output_nr();
+  return t;
+}
+
+}  // namespace
+
+Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  return apply_inplace(*this, "add_", {other}, [&](const Tensor& x) { return heed::add(x, other, alpha); });
+}
+Tensor& Tensor::sub_(const Tensor& other) {
+  return apply_inplace(*this, "sub_", {other}, [&](const Tensor& x) { return sub(x, other); });
+}
+Tensor& Tensor::mul_(const Tensor& other) {
+  return apply_inplace(*this, "mul_", {other}, [&](const Tensor& x) { return mul(x, other); });
+}
+Tensor& Tensor::div_(const Tensor& other) {
+  return apply_inplace(*this, "div_", {other}, [&](const Tensor& x) { return div(x, other); });
+}
+Tensor& Tensor::add_(double value) {
+  return apply_inplace(*this, "add_", {}, [&](const Tensor& x) { return add(x, value); });
+}
+Tensor& Tensor::mul_(double value) {
+  return apply_inplace(*this, "mul_", {}, [&](const Tensor& x) { return mul(x, value); });
+}
+Tensor& Tensor::clamp_(double lo, double hi) {
+  return apply_inplace(*this, "clamp_", {}, [&](const Tensor& x) { return heed::clamp(x, lo, hi); });
+}
+Tensor& Tensor::masked_fill_(const Tensor& mask, double value) {
+  return apply_inplace(*this, "masked_fill_", {}, [&](const Tensor& x) { return heed::masked_fill(x, mask, value); });
+}
+
+Tensor& Tensor::copy_(const Tensor& src) {
+  detail::check_defined(src, "copy_");
+  HEED_CHECK(broadcast_shapes(src.shape(), shape(), "copy_") == shape(),
+             "copy_: source of shape {} does not broadcast to the target's shape {}", shape_str(src.shape()),
+             shape_str(shape()));
+  Tensor& self = *this;
+  if (!needs_grad({self, src})) {
+    // Straight through the copy kernel: any dtype, and across devices.
+    Tensor s = detail::broadcast_view(src.detach(), shape());
+    Device engine = device().is_cpu() ? src.device() : device();
+    if (numel() > 0) detail::kernel(engine, &Backend::copy, "copy_")(s, self);
+    impl()->storage->bump_version();
+    return self;
+  }
+  return apply_inplace(self, "copy_", {src}, [&](const Tensor&) {
+    Tensor s = to_dtype(to_device(src, device()), dtype());
+    return s.shape() == shape() ? s : heed::expand(s, shape());
+  });
+}
+
+Tensor& Tensor::fill_(double value) {
+  detail::check_defined(*this, "fill_");
+  if (!needs_grad({*this})) {
+    if (numel() > 0) detail::kernel(device(), &Backend::fill, "fill_")(*this, value);
+    impl()->storage->bump_version();
+    return *this;
+  }
+  return apply_inplace(*this, "fill_", {}, [&](const Tensor& x) { return add(mul(x, 0.0), value); });
+}
+
+Tensor& Tensor::zero_() { return fill_(0.0); }
+
+}  // namespace heed

@@ -1,0 +1,158 @@
+#pragma once
+// Every tensor op, as free functions. Each is differentiable where that makes
+// sense; its forward and backward live together in one .cpp file of tensor/
+// (elementwise.cpp, reduce.cpp, views.cpp, ...). Shapes broadcast like NumPy.
+// Ops never mix dtypes or devices: a mismatch throws heed::Error.
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+#include "tensor/random.h"
+#include "tensor/tensor.h"
+
+namespace heed {
+
+// ---- creation (factory.cpp) ----
+// Fresh contiguous, uninitialised tensor.
+Tensor empty(const Shape& shape, DType dtype = DType::Float32, Device device = kCPU);
+Tensor zeros(const Shape& shape, DType dtype = DType::Float32, Device device = kCPU);
+Tensor ones(const Shape& shape, DType dtype = DType::Float32, Device device = kCPU);
+Tensor full(const Shape& shape, double value, DType dtype = DType::Float32, Device device = kCPU);
+Tensor empty_like(const Tensor& t);
+Tensor zeros_like(const Tensor& t);
+Tensor ones_like(const Tensor& t);
+Tensor full_like(const Tensor& t, double value);
+// A 0-dim tensor holding one value.
+Tensor scalar_tensor(double value, DType dtype = DType::Float32, Device device = kCPU);
+// [start, end) in steps; the dtype defaults to int64.
+Tensor arange(int64_t end, DType dtype = DType::Int64, Device device = kCPU);
+Tensor arange(double start, double end, double step = 1, DType dtype = DType::Int64, Device device = kCPU);
+// A tensor holding a copy of `values`, with `shape` (default: 1-D).
+template <class T>
+Tensor from_vector(const std::vector<T>& values, const Shape& shape = {}, Device device = kCPU);
+// float32 from a brace list: heed::tensor({1, 2, 3}, {3}).
+Tensor tensor(std::initializer_list<float> values, const Shape& shape = {});
+// Random numbers from the counter-based generator (default: the global one).
+Tensor rand(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::Float32, Device device = kCPU);
+Tensor randn(const Shape& shape, Generator* gen = nullptr, DType dtype = DType::Float32, Device device = kCPU);
+Tensor uniform(const Shape& shape, double low, double high, Generator* gen = nullptr, DType dtype = DType::Float32,
+               Device device = kCPU);
+Tensor normal(const Shape& shape, double mean, double std, Generator* gen = nullptr, DType dtype = DType::Float32,
+              Device device = kCPU);
+// 1 with probability p, else 0, in `dtype` (bool for masks, float for dropout).
+Tensor bernoulli(const Shape& shape, double p, Generator* gen = nullptr, DType dtype = DType::Float32,
+                 Device device = kCPU);
+
+// ---- views and copies (views.cpp, join.cpp) ----
+Tensor view(const Tensor& t, const Shape& shape);
+Tensor reshape(const Tensor& t, const Shape& shape);
+Tensor flatten(const Tensor& t, int64_t start_dim = 0, int64_t end_dim = -1);
+Tensor transpose(const Tensor& t, int64_t d0, int64_t d1);
+Tensor permute(const Tensor& t, const Shape& dims);
+Tensor squeeze(const Tensor& t, int64_t d);
+Tensor squeeze(const Tensor& t);
+Tensor unsqueeze(const Tensor& t, int64_t d);
+Tensor narrow(const Tensor& t, int64_t d, int64_t start, int64_t length);
+Tensor slice(const Tensor& t, int64_t d, int64_t start, int64_t end, int64_t step = 1);
+Tensor select(const Tensor& t, int64_t d, int64_t index);
+Tensor expand(const Tensor& t, const Shape& shape);
+Tensor broadcast_to(const Tensor& t, const Shape& shape);
+Tensor contiguous(const Tensor& t);
+Tensor clone(const Tensor& t);
+Tensor to_dtype(const Tensor& t, DType dtype);
+Tensor to_device(const Tensor& t, Device device);
+Tensor detach(const Tensor& t);
+Tensor cat(const TensorList& tensors, int64_t dim = 0);
+Tensor stack(const TensorList& tensors, int64_t dim = 0);
+TensorList split(const Tensor& t, int64_t split_size, int64_t dim = 0);
+TensorList chunk(const Tensor& t, int64_t chunks, int64_t dim = 0);
+// Sums `t` over broadcast dims down to `shape` (the backward of broadcasting).
+Tensor sum_to(const Tensor& t, const Shape& shape);
+
+// ---- elementwise (elementwise.cpp) ----
+Tensor add(const Tensor& a, const Tensor& b, double alpha = 1.0);  // a + alpha * b
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add(const Tensor& a, double b);
+Tensor mul(const Tensor& a, double b);
+Tensor neg(const Tensor& t);
+Tensor pow(const Tensor& t, double exponent);
+Tensor pow(const Tensor& base, const Tensor& exponent);
+Tensor exp(const Tensor& t);
+Tensor log(const Tensor& t);
+Tensor sqrt(const Tensor& t);
+Tensor rsqrt(const Tensor& t);
+Tensor square(const Tensor& t);
+Tensor reciprocal(const Tensor& t);
+Tensor tanh(const Tensor& t);
+Tensor sigmoid(const Tensor& t);
+Tensor relu(const Tensor& t);
+enum class GeluApprox { None, Tanh };
+Tensor gelu(const Tensor& t, GeluApprox approx = GeluApprox::None);
+Tensor erf(const Tensor& t);
+Tensor sin(const Tensor& t);
+Tensor cos(const Tensor& t);
+Tensor abs(const Tensor& t);
+Tensor sign(const Tensor& t);
+Tensor clamp(const Tensor& t, double lo, double hi);
+Tensor maximum(const Tensor& a, const Tensor& b);
+Tensor minimum(const Tensor& a, const Tensor& b);
+// cond ? a : b, broadcasting all three; cond is bool.
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// t with `value` where mask (bool, broadcastable to t) is true.
+Tensor masked_fill(const Tensor& t, const Tensor& mask, double value);
+Tensor eq(const Tensor& a, const Tensor& b);
+Tensor ne(const Tensor& a, const Tensor& b);
+Tensor lt(const Tensor& a, const Tensor& b);
+Tensor le(const Tensor& a, const Tensor& b);
+Tensor gt(const Tensor& a, const Tensor& b);
+Tensor ge(const Tensor& a, const Tensor& b);
+Tensor logical_and(const Tensor& a, const Tensor& b);
+Tensor logical_or(const Tensor& a, const Tensor& b);
+Tensor logical_not(const Tensor& t);
+// Bool tensor: true where t is NaN or +-inf.
+Tensor isnonfinite(const Tensor& t);
+bool any_non_finite(const Tensor& t);
+
+// ---- reductions (reduce.cpp); empty dims = all dims ----
+Tensor sum(const Tensor& t, const Shape& dims = {}, bool keepdim = false);
+Tensor mean(const Tensor& t, const Shape& dims = {}, bool keepdim = false);
+// Variance with `correction` (1: unbiased, 0: biased, as PyTorch's).
+Tensor var(const Tensor& t, const Shape& dims = {}, int64_t correction = 1, bool keepdim = false);
+Tensor logsumexp(const Tensor& t, const Shape& dims, bool keepdim = false);
+// Max / min over dims (values only; the gradient goes to the first extreme).
+Tensor amax(const Tensor& t, const Shape& dims = {}, bool keepdim = false);
+Tensor amin(const Tensor& t, const Shape& dims = {}, bool keepdim = false);
+struct ValuesIndices {
+  Tensor values;
+  Tensor indices;  // int64
+};
+ValuesIndices max(const Tensor& t, int64_t dim, bool keepdim = false);
+ValuesIndices min(const Tensor& t, int64_t dim, bool keepdim = false);
+Tensor max(const Tensor& t);
+Tensor min(const Tensor& t);
+Tensor argmax(const Tensor& t, int64_t dim, bool keepdim = false);
+Tensor argmin(const Tensor& t, int64_t dim, bool keepdim = false);
+Tensor argmax(const Tensor& t);  // over the flattened tensor
+// Numerically stable; a row that is all -inf gives zeros (softmax) or -inf
+// (log_softmax), never NaN, and a zero gradient.
+Tensor softmax(const Tensor& t, int64_t dim);
+Tensor log_softmax(const Tensor& t, int64_t dim);
+
+// ---- linear algebra (linalg.cpp) ----
+// Like torch.matmul: 1-D operands are vectors, leading dims broadcast.
+Tensor matmul(const Tensor& a, const Tensor& b);
+
+// ---- indexing (index.cpp) ----
+Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
+Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);
+// t with src added at index along dim (out of place).
+Tensor scatter_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src);
+Tensor index_add(const Tensor& t, int64_t dim, const Tensor& index, const Tensor& src);
+// weight [V, D], ids int64 [...] -> [..., D]; an id outside [0, V) throws.
+Tensor embedding(const Tensor& weight, const Tensor& ids);
+// ids int64 [...] -> float32 [..., num_classes].
+Tensor one_hot(const Tensor& ids, int64_t num_classes, DType dtype = DType::Float32);
+
+}  // namespace heed

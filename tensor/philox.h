@@ -1,0 +1,121 @@
+#pragma once
+// Philox4x32-10 (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3",
+// SC'11): a counter-based generator. Output block = f(counter, key) with no
+// state, so element i of a draw can be computed by whichever thread or device
+// owns it and the stream never depends on the number of threads or on the
+// device. Header-only, constexpr, and free of std:: calls in the core rounds
+// so that a CUDA kernel can include it (HEED_HOST_DEVICE marks the functions).
+//
+// THE MAPPING every backend must reproduce (Backend::random):
+//   key     = {seed & 0xffffffff, seed >> 32}
+//   counter = {(offset + i) & 0xffffffff, (offset + i) >> 32, 0, 0}
+//   w[0..3] = philox4x32(counter, key)          for element i of the draw
+//   Uniform   float32: u = (w0 >> 8) * 2^-24;                 out = a + (b - a) * u
+//             float64: u = ((w0 << 32 | w1) >> 11) * 2^-53;    out = a + (b - a) * u
+//             (computed in the output's type; a result that rounds up to b
+//             becomes a, keeping the half-open range)
+//   Normal    float32: u1 = 1 - (w0 >> 8) * 2^-24  in (0, 1], u2 = (w1 >> 8) * 2^-24,
+//                      z = sqrt(-2 log u1) * cos(2 pi u2)  in float; out = a + b * z
+//             float64: u1 = 1 - 53-bit(w0, w1), u2 = 53-bit(w2, w3), same in double
+//   Bernoulli any dtype: out = 1 if (w0 >> 8) * 2^-24 < a (compared in double), else 0
+// Uniform and Bernoulli are bit-identical on every device; Normal matches up to
+// the rounding of the device's log/cos/sqrt (an ulp or two).
+#include <cstdint>
+#include <math.h>  // the C functions, which CUDA also provides on the device
+
+#if defined(__CUDACC__)
+#define HEED_HOST_DEVICE __host__ __device__
+#else
+#define HEED_HOST_DEVICE
+#endif
+
+namespace heed {
+
+struct Philox4x32 {
+  uint32_t w[4];
+};
+struct PhiloxKey {
+  uint32_t k[2];
+};
+
+namespace philox_detail {
+
+constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
+constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;  // golden ratio, sqrt(3) - 1
+
+HEED_HOST_DEVICE constexpr Philox4x32 philox_round(const Philox4x32& c, const PhiloxKey& key) {
+  const uint64_t p0 = static_cast<uint64_t>(kMul0) * c.w[0];
+  const uint64_t p1 = static_cast<uint64_t>(kMul1) * c.w[2];
+  const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
+  const uint32_t hi1 = static_cast<uint32_t>(p1 >> 32), lo1 = static_cast<uint32_t>(p1);
+  return Philox4x32{{hi1 ^ c.w[1] ^ key.k[0], lo1, hi0 ^ c.w[3] ^ key.k[1], lo0}};
+}
+
+}  // namespace philox_detail
+
+// Ten rounds, the key bumped by the Weyl constants between rounds.
+HEED_HOST_DEVICE constexpr Philox4x32 philox4x32(Philox4x32 counter, PhiloxKey key) {
+  for (int r = 0; r < 10; ++r) {
+    if (r > 0) {
+      key.k[0] += philox_detail::kWeyl0;
+      key.k[1] += philox_detail::kWeyl1;
+    }
+    counter = philox_detail::philox_round(counter, key);
+  }
+  return counter;
+}
+
+// The block for element `index` (= offset + i) of a draw seeded with `seed`.
+HEED_HOST_DEVICE constexpr Philox4x32 philox_element(uint64_t seed, uint64_t index) {
+  return philox4x32(
+      Philox4x32{{static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), 0u, 0u}},
+      PhiloxKey{{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)}});
+}
+
+// [0, 1) from the top 24 bits: every value is exactly representable in float.
+HEED_HOST_DEVICE constexpr float uint_to_unit_float(uint32_t w) {
+  return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
+}
+// [0, 1) from the top 53 bits of (hi << 32 | lo): exact in double.
+HEED_HOST_DEVICE constexpr double uint_to_unit_double(uint32_t hi, uint32_t lo) {
+  return static_cast<double>(((static_cast<uint64_t>(hi) << 32) | lo) >> 11) *
+         (1.0 / 9007199254740992.0);
+}
+
+// ---- the per-element samples of the mapping above ---------------------------
+
+template <class T>
+HEED_HOST_DEVICE inline T uniform_from(const Philox4x32& r, T a, T b);
+template <>
+HEED_HOST_DEVICE inline float uniform_from<float>(const Philox4x32& r, float a, float b) {
+  float v = a + (b - a) * uint_to_unit_float(r.w[0]);
+  return v < b ? v : a;
+}
+template <>
+HEED_HOST_DEVICE inline double uniform_from<double>(const Philox4x32& r, double a, double b) {
+  double v = a + (b - a) * uint_to_unit_double(r.w[0], r.w[1]);
+  return v < b ? v : a;
+}
+
+template <class T>
+HEED_HOST_DEVICE inline T normal_from(const Philox4x32& r, T mean, T std);
+template <>
+HEED_HOST_DEVICE inline float normal_from<float>(const Philox4x32& r, float mean, float std) {
+  const float u1 = 1.0f - uint_to_unit_float(r.w[0]);  // (0, 1]: log never sees 0
+  const float u2 = uint_to_unit_float(r.w[1]);
+  const float z = sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
+  return mean + std * z;
+}
+template <>
+HEED_HOST_DEVICE inline double normal_from<double>(const Philox4x32& r, double mean, double std) {
+  const double u1 = 1.0 - uint_to_unit_double(r.w[0], r.w[1]);
+  const double u2 = uint_to_unit_double(r.w[2], r.w[3]);
+  const double z = sqrt(-2.0 * log(u1)) * cos(6.28318530717958647692 * u2);
+  return mean + std * z;
+}
+
+HEED_HOST_DEVICE inline bool bernoulli_from(const Philox4x32& r, double p) {
+  return static_cast<double>(uint_to_unit_float(r.w[0])) < p;
+}
+
+}  // namespace heed
