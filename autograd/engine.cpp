@@ -92,9 +92,8 @@ TensorList execute(const TensorList& roots, const TensorList& grad_roots, bool r
       if (e.valid() && seen.insert(e.node.get()).second) stack.push_back(e.node.get());
   }
 
-  // 2. Which nodes must run. Edges point to older nodes, except to lazily made
-  // accumulators, which have no edges of their own; so ascending creation
-  // order visits a node's inputs before the node.
+  // 2. Which nodes must run. Edges point to older nodes (except to
+  // accumulators), so ascending creation order visits a node's inputs first.
   std::unordered_map<Node*, std::vector<uint32_t>> capture_slots;
   if (captures)
     for (const Capture& c : *captures) capture_slots[c.node].push_back(c.slot);
@@ -102,13 +101,14 @@ TensorList execute(const TensorList& roots, const TensorList& grad_roots, bool r
   if (!captures) {
     needed.insert(all.begin(), all.end());
   } else {
+    // Accumulators are sinks and may be younger than the nodes that point to
+    // them (they are made lazily), so mark them first.
+    for (Node* n : all)
+      if (dynamic_cast<AccumulateGrad*>(n) && capture_slots.count(n)) needed.insert(n);
     std::vector<Node*> order = all;
     std::sort(order.begin(), order.end(), NodeOrder());
     for (Node* n : order) {
-      if (dynamic_cast<AccumulateGrad*>(n)) {
-        if (capture_slots.count(n)) needed.insert(n);
-        continue;
-      }
+      if (dynamic_cast<AccumulateGrad*>(n)) continue;
       bool need = capture_slots.count(n) > 0;
       for (const Edge& e : n->next_edges) need = need || (e.valid() && needed.count(e.node.get()));
       if (need) needed.insert(n);

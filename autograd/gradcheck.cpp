@@ -75,17 +75,17 @@ bool gradcheck(const GradcheckFn& fn, const TensorList& inputs, const GradcheckO
       perturbed[checked[k]] = xp;
       double* p = element(xp, c);
       double orig = *p;
-      Tensor plus, minus;
+      // Read each result before the next perturbation: fn may return a view
+      // of its input.
+      std::vector<double> yp, ym;
       {
         NoGradGuard no_grad;
         *p = orig + o.eps;
-        plus = flat_output(fn, perturbed);
+        yp = flat_output(fn, perturbed).to_vector<double>();
         *p = orig - o.eps;
-        minus = flat_output(fn, perturbed);
+        ym = flat_output(fn, perturbed).to_vector<double>();
         *p = orig;
       }
-      std::vector<double> yp = plus.to_vector<double>();
-      std::vector<double> ym = minus.to_vector<double>();
       for (int64_t r = 0; r < m; ++r) {
         double numeric = (yp[r] - ym[r]) / (2 * o.eps);
         double a = analytic[k][r * n + c];

@@ -18,7 +18,7 @@ int main() {
   Tensor b2 = zeros({1}).requires_grad_();
   std::vector<Tensor> params{w1, b1, w2, b2};
 
-  const double lr = 0.1;
+  const double lr = 0.02;
   for (int step = 0; step <= 2000; ++step) {
     Tensor h = tanh(add(matmul(x, w1), b1));
     Tensor pred = add(matmul(h, w2), b2);

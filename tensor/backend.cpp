@@ -4,6 +4,7 @@
 
 #include "cuda/register.h"
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/ops.h"
 
 namespace heed {
 
@@ -38,6 +39,17 @@ const Backend& backend(DeviceType type) {
              "device {}: heed was built without this backend (configure with -DHEED_CUDA=ON on a machine with nvcc)",
              Device(type).str());
   return rows[static_cast<int>(type)];
+}
+
+int device_count(DeviceType type) {
+  if (!has_backend(type)) return 0;
+  const Backend& b = backend(type);
+  return b.device_count ? b.device_count() : 0;
+}
+
+void synchronize(Device device) {
+  const Backend& b = backend(device.type);
+  if (b.synchronize) b.synchronize(device.index);
 }
 
 }  // namespace heed

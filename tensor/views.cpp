@@ -61,7 +61,7 @@ bool view_strides(const Tensor& t, const Shape& shape, Shape& out) {
   const Shape& old_shape = t.shape();
   const Shape& old_strides = t.strides();
   out.assign(shape.size(), 0);
-  if (t.numel() == 0) {
+  if (t.numel() == 0 || t.dim() == 0) {
     out = contiguous_strides(shape);
     return true;
   }

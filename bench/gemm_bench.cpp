@@ -1,0 +1,182 @@
+// GEMM throughput of heed::cpu::gemm (square float matrices, row-major) and the
+// machine's measured FP32 FMA peak, one JSON object per line.
+//
+//   gemm_bench [--threads N] [--sizes 256,512,1024,2048] [--kernel avx512|avx2|portable]
+//              [--min-time SECONDS]
+//
+// The peak is measured, not taken from a spec sheet: each thread runs a loop of
+// independent FMAs (enough accumulators to hide the FMA latency), all threads at
+// once, for both the 256-bit (AVX2) and the 512-bit (AVX-512) forms, because
+// some cores split 512-bit FMAs in two and only the measurement tells.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
+#include "tensor/cpu/gemm.h"
+#include "tensor/cpu/parallel.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+#if defined(__x86_64__)
+// 24 independent zmm chains (of 32 registers): 2 FMA pipes x 4+ cycles latency
+// need at least 8-10 in flight.
+__attribute__((target("avx512f,fma"))) float fma_loop_avx512(int64_t iters) {
+  constexpr int kChains = 24;
+  __m512 acc[kChains];
+  const __m512 x = _mm512_set1_ps(0.999999f), y = _mm512_set1_ps(1e-7f);
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm512_set1_ps(static_cast<float>(i));
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 24
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm512_fmadd_ps(acc[i], x, y);
+  }
+  __m512 sum = acc[0];
+  for (int i = 1; i < kChains; ++i) sum = _mm512_add_ps(sum, acc[i]);
+  float lanes[16];
+  _mm512_storeu_ps(lanes, sum);
+  return lanes[0];
+}
+
+// 12 ymm chains: with the two constants that is 14 of 16 registers, no spills.
+__attribute__((target("avx2,fma"))) float fma_loop_avx2(int64_t iters) {
+  constexpr int kChains = 12;
+  __m256 acc[kChains];
+  const __m256 x = _mm256_set1_ps(0.999999f), y = _mm256_set1_ps(1e-7f);
+  for (int i = 0; i < kChains; ++i) acc[i] = _mm256_set1_ps(static_cast<float>(i));
+  for (int64_t it = 0; it < iters; ++it) {
+#pragma GCC unroll 12
+    for (int i = 0; i < kChains; ++i) acc[i] = _mm256_fmadd_ps(acc[i], x, y);
+  }
+  __m256 sum = acc[0];
+  for (int i = 1; i < kChains; ++i) sum = _mm256_add_ps(sum, acc[i]);
+  float lanes[8];
+  _mm256_storeu_ps(lanes, sum);
+  return lanes[0];
+}
+#endif
+
+// FLOP/s of `threads` threads each running loop(iters) at the same time. Best
+// of many short runs: on a shared machine one of them will find the cores free.
+double measure_peak(float (*loop)(int64_t), double flops_per_iter, int threads) {
+  const int64_t iters = 5'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 20; ++rep) {
+    std::vector<std::thread> pool;
+    std::vector<float> sink(threads);
+    auto t0 = Clock::now();
+    for (int t = 0; t < threads; ++t) pool.emplace_back([&, t] { sink[t] = loop(iters); });
+    for (auto& th : pool) th.join();
+    double s = seconds_since(t0);
+    best = std::max(best, flops_per_iter * iters * threads / s);
+    if (sink[0] == 12345.0f) std::puts("");  // keep the result alive
+  }
+  return best;
+}
+
+std::vector<int64_t> parse_sizes(const char* text) {
+  std::vector<int64_t> sizes;
+  for (const char* p = text; *p;) {
+    char* end = nullptr;
+    long long v = std::strtoll(p, &end, 10);
+    if (end == p || v <= 0) {
+      std::fprintf(stderr, "gemm_bench: bad --sizes '%s'\n", text);
+      std::exit(2);
+    }
+    sizes.push_back(v);
+    p = *end == ',' ? end + 1 : end;
+  }
+  return sizes;
+}
+
+// Best GFLOP/s of C = A B for n x n matrices over repeated runs lasting about min_time.
+double bench_size(int64_t n, double min_time) {
+  std::vector<float> a(n * n), b(n * n), c(n * n);
+  std::mt19937 rng(42);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  for (auto& x : a) x = dist(rng);
+  for (auto& x : b) x = dist(rng);
+  auto run = [&] {
+    heed::cpu::gemm(n, n, n, 1.0f, a.data(), n, 1, b.data(), n, 1, 0.0f, c.data(), n, 1);
+  };
+  run();  // warm-up: page faults, packing buffers, worker threads
+  double best = 1e30, total = 0;
+  int reps = 0;
+  while ((total < min_time || reps < 5) && reps < 1000) {
+    auto t0 = Clock::now();
+    run();
+    double s = seconds_since(t0);
+    best = std::min(best, s);
+    total += s;
+    ++reps;
+  }
+  return 2.0 * n * n * n / best / 1e9;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int threads = heed::cpu::num_threads();
+  std::vector<int64_t> sizes = {256, 512, 1024, 2048};
+  double min_time = 1.0;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    const char* value = i + 1 < argc ? argv[i + 1] : nullptr;
+    if (arg == "--threads" && value) {
+      threads = std::atoi(value);
+      ++i;
+    } else if (arg == "--sizes" && value) {
+      sizes = parse_sizes(value);
+      ++i;
+    } else if (arg == "--kernel" && value) {
+      heed::cpu::set_gemm_kernel(value);
+      ++i;
+    } else if (arg == "--min-time" && value) {
+      min_time = std::atof(value);
+      ++i;
+    } else {
+      std::fprintf(stderr,
+                   "usage: gemm_bench [--threads N] [--sizes 256,512,...] "
+                   "[--kernel avx512|avx2|portable] [--min-time SECONDS]\n");
+      return 2;
+    }
+  }
+  heed::cpu::set_num_threads(threads);
+
+#if defined(__x86_64__)
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    double one = measure_peak(fma_loop_avx2, 12 * 8 * 2, 1);
+    double all = measure_peak(fma_loop_avx2, 12 * 8 * 2, threads);
+    std::printf("{\"peak\": \"avx2\", \"threads\": %d, \"gflops\": %.1f, \"gflops_1thread\": %.1f}\n",
+                threads, all / 1e9, one / 1e9);
+  }
+  if (__builtin_cpu_supports("avx512f")) {
+    double one = measure_peak(fma_loop_avx512, 24 * 16 * 2, 1);
+    double all = measure_peak(fma_loop_avx512, 24 * 16 * 2, threads);
+    std::printf("{\"peak\": \"avx512\", \"threads\": %d, \"gflops\": %.1f, \"gflops_1thread\": %.1f}\n",
+                threads, all / 1e9, one / 1e9);
+  }
+#endif
+  for (int64_t n : sizes) {
+    double gflops = bench_size(n, min_time);
+    std::printf("{\"impl\": \"heed\", \"kernel\": \"%s\", \"threads\": %d, \"size\": %lld, "
+                "\"gflops\": %.1f}\n",
+                heed::cpu::gemm_kernel_name(), threads, static_cast<long long>(n), gflops);
+    std::fflush(stdout);
+  }
+  return 0;
+}

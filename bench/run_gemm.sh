@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Runs the GEMM benchmark of heed and of torch.mm in the same run and rewrites
+# the GEMM section of bench/RESULTS.md (between <!-- gemm:begin --> and
+# <!-- gemm:end -->). Builds nothing: pass the gemm_bench binary.
+#
+#   bench/run_gemm.sh [path/to/gemm_bench]        (default: build/bench/gemm_bench)
+#
+# Environment:
+#   HEED_BENCH_THREADS  threads for both sides (default 2)
+#   HEED_BENCH_SIZES    comma-separated square sizes (default 256,512,1024,2048)
+#   TORCH_BLAS_DIR      optional: a folder holding another libblas.so.3 (e.g. an
+#                       unpacked OpenBLAS); torch is then timed a second time with
+#                       it first on LD_LIBRARY_PATH, in an extra column
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bench_bin="${1:-build/bench/gemm_bench}"
+threads="${HEED_BENCH_THREADS:-2}"
+sizes="${HEED_BENCH_SIZES:-256,512,1024,2048}"
+python=/usr/bin/python3
+
+if [[ ! -x "$bench_bin" ]]; then
+  echo "run_gemm.sh: no gemm_bench binary at '$bench_bin'; build it first" \
+       "(cmake --build build --target gemm_bench) or pass its path" >&2
+  exit 1
+fi
+
+command_line="bench/run_gemm.sh $*"
+for var in HEED_BENCH_THREADS HEED_BENCH_SIZES TORCH_BLAS_DIR; do
+  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
+done
+
+tmp="$(mktemp -d)"
+trap 'rm -rf "$tmp"' EXIT
+
+echo "== heed ($bench_bin, $threads threads)" >&2
+"$bench_bin" --threads "$threads" --sizes "$sizes" | tee "$tmp/heed.jsonl" >&2
+echo "== torch.mm ($threads threads)" >&2
+OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
+  "$python" "$here/gemm_torch.py" --threads "$threads" --sizes "$sizes" | tee "$tmp/torch.jsonl" >&2
+if [[ -n "${TORCH_BLAS_DIR:-}" ]]; then
+  echo "== torch.mm with $TORCH_BLAS_DIR/libblas.so.3 ($threads threads)" >&2
+  LD_LIBRARY_PATH="$TORCH_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
+  OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
+    "$python" "$here/gemm_torch.py" --threads "$threads" --sizes "$sizes" | tee "$tmp/torch_alt.jsonl" >&2
+fi
+
+"$python" - "$tmp" "$here/RESULTS.md" "$threads" "$command_line" <<'EOF'
+import datetime
+import json
+import os
+import re
+import sys
+
+tmp, results_path, threads, command_line = sys.argv[1:5]
+
+
+def read_jsonl(name):
+    path = os.path.join(tmp, name)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(line) for line in f if line.strip().startswith("{")]
+
+
+heed = read_jsonl("heed.jsonl")
+torch_runs = [("torch", read_jsonl("torch.jsonl"))]
+alt = read_jsonl("torch_alt.jsonl")
+if alt:
+    torch_runs.append(("torch+" + os.path.basename(os.environ.get("TORCH_BLAS_DIR", "alt").rstrip("/")), alt))
+
+peaks = {r["peak"]: r for r in heed if "peak" in r}
+heed_rows = {r["size"]: r for r in heed if r.get("impl") == "heed"}
+kernel = next(iter(heed_rows.values()))["kernel"] if heed_rows else "?"
+peak = max((p["gflops"] for p in peaks.values()), default=0.0)
+
+cpu = "unknown"
+with open("/proc/cpuinfo") as f:
+    for line in f:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+cores = os.cpu_count()
+
+
+def blas_note(run):
+    info = next((r for r in run if "blas" in r), None)
+    if info is None:
+        return "unknown"
+    libs = [os.path.realpath(p) for p in info["blas"]]
+    text = ", ".join(libs) if libs else "none found"
+    if any("/blas/libblas.so" in p for p in libs):
+        text += " (the netlib reference BLAS, unoptimised; `apt-get install libopenblas0-pthread` switches Debian's torch to OpenBLAS)"
+    return f"torch {info.get('torch', '?')}, BLAS: {text}"
+
+
+lines = ["## CPU GEMM (float32, C = A B, square row-major matrices)", ""]
+lines.append(f"- CPU: {cpu}, {cores} logical CPUs")
+lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+lines.append(f"- Threads: {threads} (heed and torch)")
+lines.append(f"- heed float micro-kernel: {kernel}")
+for name in ("avx512", "avx2"):
+    if name in peaks:
+        p = peaks[name]
+        lines.append(f"- Measured FP32 FMA peak, {name}: {p['gflops']:.1f} GFLOP/s on {p['threads']} threads "
+                     f"({p['gflops_1thread']:.1f} on 1)")
+for label, run in torch_runs:
+    lines.append(f"- {label}: {blas_note(run)}")
+lines.append(f"- Command: `{command_line}`")
+lines.append("- Best of repeated runs of about 1 s per size; % of peak is against the highest measured peak above.")
+lines.append("")
+header = "| size | heed GFLOP/s |"
+rule = "|---:|---:|"
+for label, _ in torch_runs:
+    header += f" {label} GFLOP/s | heed / {label} |"
+    rule += "---:|---:|"
+header += " heed % of peak |"
+rule += "---:|"
+lines += [header, rule]
+for size in sorted(heed_rows):
+    h = heed_rows[size]["gflops"]
+    row = f"| {size} | {h:.1f} |"
+    for _, run in torch_runs:
+        t = next((r["gflops"] for r in run if r.get("size") == size), None)
+        row += f" {t:.1f} | {h / t:.2f} |" if t else " - | - |"
+    row += f" {100 * h / peak:.0f}% |" if peak else " - |"
+    lines.append(row)
+section = "<!-- gemm:begin -->\n" + "\n".join(lines) + "\n<!-- gemm:end -->"
+
+if os.path.exists(results_path):
+    with open(results_path) as f:
+        text = f.read()
+else:
+    text = "# heed benchmark results\n"
+pattern = re.compile(r"<!-- gemm:begin -->.*?<!-- gemm:end -->", re.S)
+if pattern.search(text):
+    text = pattern.sub(lambda _: section, text)
+else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+with open(results_path, "w") as f:
+    f.write(text)
+print(section)
+EOF

@@ -1,0 +1,37 @@
+// Fill: the first kernel of the CUDA backend.
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+
+namespace heed::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
+
+template <class T>
+__global__ void fill_kernel(T* out, int64_t n, T value) {  // out: [n]
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride) out[i] = value;
+}
+
+}  // namespace
+
+template <class T>
+void launch_fill(T* out, int64_t n, T value) {
+  if (n <= 0) return;
+  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
+  fill_kernel<T><<<static_cast<unsigned>(blocks), kThreads>>>(out, n, value);
+  HEED_CUDA_CHECK(cudaGetLastError());
+}
+
+template void launch_fill<float>(float*, int64_t, float);
+template void launch_fill<double>(double*, int64_t, double);
+template void launch_fill<int64_t>(int64_t*, int64_t, int64_t);
+template void launch_fill<uint8_t>(uint8_t*, int64_t, uint8_t);
+template void launch_fill<bool>(bool*, int64_t, bool);
+
+}  // namespace heed::cuda

@@ -1,0 +1,45 @@
+#pragma once
+// The CPU backend: one Backend row ("cpu") whose kernels live in cpu_*.cpp.
+// The kernels are declared here too so that tests and benchmarks can name
+// them; everything else reaches them through heed::backend(DeviceType::CPU).
+// Each one follows the conventions in tensor/backend.h.
+#include <cstddef>
+#include <cstdint>
+
+#include "tensor/backend.h"
+
+namespace heed::cpu {
+
+// Registers the "cpu" row with heed::register_backend; called once by tensor/backend.cpp.
+void register_cpu_backend();
+
+// cpu_backend.cpp: 64-byte aligned memory.
+void* allocate(size_t nbytes, int device_index);
+void deallocate(void* ptr, size_t nbytes, int device_index);
+
+// cpu_elementwise.cpp
+void copy(const Tensor& src, const Tensor& dst);
+void fill(const Tensor& dst, double value);
+void unary(UnaryOp op, const Tensor& x, double a, double b, const Tensor& out);
+void binary(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out);
+void where(const Tensor& cond, const Tensor& x, const Tensor& y, const Tensor& out);
+
+// cpu_reduce.cpp
+void reduce(ReduceOp op, const Tensor& x, const Tensor& out);
+
+// cpu_softmax.cpp
+void softmax(const Tensor& x, bool log, const Tensor& out);
+
+// cpu_matmul.cpp
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+
+// cpu_index.cpp
+void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);
+void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);
+void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src);
+void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src);
+
+// cpu_random.cpp
+void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out);
+
+}  // namespace heed::cpu

@@ -1,0 +1,733 @@
+// The CPU kernels, called directly through the op table (no op layer, no
+// autograd): every unary and binary op against its scalar formula on strided
+// and broadcast inputs, reductions over several dim sets, softmax with -inf
+// rows, matmul on strided operands, the index kernels and their errors,
+// Philox known answers, and bit-identical results for 1, 2 and 3 threads.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "tensor/backend.h"
+#include "tensor/cpu/parallel.h"
+#include "tensor/philox.h"
+#include "tensor/tensor_impl.h"
+
+using namespace heed;
+
+namespace {
+
+const Backend& kernels() { return backend(DeviceType::CPU); }
+
+// A contiguous tensor whose element i (row-major) is f(i).
+Tensor make(const Shape& shape, DType dtype, const std::function<double(int64_t)>& f) {
+  Tensor t = empty(shape, dtype);
+  dispatch_dtype(dtype, [&](auto zero) {
+    using T = decltype(zero);
+    T* p = static_cast<T*>(t.raw_data());
+    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(f(i));
+  });
+  return t;
+}
+
+// All values of a (possibly strided) tensor in row-major order, as double.
+std::vector<double> values(const Tensor& t) {
+  std::vector<double> out;
+  const int64_t n = t.numel(), nd = t.dim();
+  std::vector<int64_t> idx(static_cast<size_t>(nd), 0);
+  for (int64_t k = 0; k < n; ++k) {
+    int64_t off = 0;
+    for (int64_t d = 0; d < nd; ++d) off += idx[d] * t.strides()[d];
+    dispatch_dtype(t.dtype(), [&](auto zero) {
+      using T = decltype(zero);
+      out.push_back(static_cast<double>(static_cast<const T*>(t.raw_data())[off]));
+    });
+    for (int64_t d = nd - 1; d >= 0; --d) {
+      if (++idx[d] < t.shape()[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+// The transpose of the last two dims, as a view (no copy).
+Tensor transposed(const Tensor& t) {
+  Shape shape = t.shape(), strides = t.strides();
+  std::swap(shape[shape.size() - 1], shape[shape.size() - 2]);
+  std::swap(strides[strides.size() - 1], strides[strides.size() - 2]);
+  return make_view(t, shape, strides, t.offset());
+}
+
+bool close(double got, double want, double tol) {
+  if (std::isnan(want)) return std::isnan(got);
+  if (std::isinf(want)) return got == want;
+  return std::abs(got - want) <= tol * (1.0 + std::abs(want));
+}
+
+void require_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
+    REQUIRE(close(got[i], want[i], tol));
+  }
+}
+
+// Runs f with 1, 2 and 3 threads and requires the returned tensors to agree to the bit.
+void require_same_for_thread_counts(const std::function<Tensor()>& f) {
+  const int saved = cpu::num_threads();
+  std::vector<std::vector<double>> runs;
+  for (int threads : {1, 2, 3}) {
+    cpu::set_num_threads(threads);
+    runs.push_back(values(f()));
+  }
+  cpu::set_num_threads(saved);
+  for (size_t r = 1; r < runs.size(); ++r) {
+    REQUIRE(runs[r].size() == runs[0].size());
+    for (size_t i = 0; i < runs[0].size(); ++i) {
+      INFO("run " << r << " element " << i);
+      REQUIRE(std::memcmp(&runs[r][i], &runs[0][i], sizeof(double)) == 0);
+    }
+  }
+}
+
+double gelu_erf(double x) { return 0.5 * x * (1 + std::erf(x / std::sqrt(2.0))); }
+double gelu_tanh(double x) {
+  return 0.5 * x * (1 + std::tanh(std::sqrt(2 / 3.14159265358979323846) * (x + 0.044715 * x * x * x)));
+}
+
+struct UnaryCase {
+  UnaryOp op;
+  const char* name;
+  double a, b;
+  bool positive;  // domain (0.1, 3) rather than (-3, 3)
+  std::function<double(double)> f;
+};
+
+std::vector<UnaryCase> float_unary_cases() {
+  return {
+      {UnaryOp::Neg, "neg", 0, 0, false, [](double x) { return -x; }},
+      {UnaryOp::Exp, "exp", 0, 0, false, [](double x) { return std::exp(x); }},
+      {UnaryOp::Log, "log", 0, 0, true, [](double x) { return std::log(x); }},
+      {UnaryOp::Sqrt, "sqrt", 0, 0, true, [](double x) { return std::sqrt(x); }},
+      {UnaryOp::Rsqrt, "rsqrt", 0, 0, true, [](double x) { return 1 / std::sqrt(x); }},
+      {UnaryOp::Tanh, "tanh", 0, 0, false, [](double x) { return std::tanh(x); }},
+      {UnaryOp::Sigmoid, "sigmoid", 0, 0, false, [](double x) { return 1 / (1 + std::exp(-x)); }},
+      {UnaryOp::Relu, "relu", 0, 0, false, [](double x) { return x > 0 ? x : 0; }},
+      {UnaryOp::GeluErf, "gelu_erf", 0, 0, false, gelu_erf},
+      {UnaryOp::GeluTanh, "gelu_tanh", 0, 0, false, gelu_tanh},
+      {UnaryOp::Abs, "abs", 0, 0, false, [](double x) { return std::abs(x); }},
+      {UnaryOp::Sign, "sign", 0, 0, false, [](double x) { return double((x > 0) - (x < 0)); }},
+      {UnaryOp::Erf, "erf", 0, 0, false, [](double x) { return std::erf(x); }},
+      {UnaryOp::Sin, "sin", 0, 0, false, [](double x) { return std::sin(x); }},
+      {UnaryOp::Cos, "cos", 0, 0, false, [](double x) { return std::cos(x); }},
+      {UnaryOp::Reciprocal, "reciprocal", 0, 0, true, [](double x) { return 1 / x; }},
+      {UnaryOp::Square, "square", 0, 0, false, [](double x) { return x * x; }},
+      {UnaryOp::AddScalar, "add_scalar", 1.5, 0, false, [](double x) { return x + 1.5; }},
+      {UnaryOp::MulScalar, "mul_scalar", -2.5, 0, false, [](double x) { return x * -2.5; }},
+      {UnaryOp::PowScalar, "pow_scalar 2", 2, 0, false, [](double x) { return x * x; }},
+      {UnaryOp::PowScalar, "pow_scalar 1.7", 1.7, 0, true, [](double x) { return std::pow(x, 1.7); }},
+      {UnaryOp::Clamp, "clamp", -0.5, 1.25, false, [](double x) { return std::min(std::max(x, -0.5), 1.25); }},
+  };
+}
+
+}  // namespace
+
+// ---- elementwise -------------------------------------------------------------------
+
+TEST_CASE("every float unary op matches its formula on a transposed input", "[cpu]") {
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    const double tol = dtype == DType::Float32 ? 2e-6 : 1e-13;
+    for (const UnaryCase& c : float_unary_cases()) {
+      INFO(c.name << " " << dtype_name(dtype));
+      // base [7, 5]; x = base^T [5, 7] has strides (1, 5).
+      Tensor base = make({7, 5}, dtype, [&](int64_t i) {
+        double u = std::fmod(i * 0.6180339887, 1.0);
+        return c.positive ? 0.1 + 2.9 * u : -3 + 6 * u;
+      });
+      Tensor x = transposed(base);
+      Tensor out = empty({5, 7}, dtype);
+      kernels().unary(c.op, x, c.a, c.b, out);
+      std::vector<double> want;
+      for (double v : values(x)) want.push_back(c.f(v));
+      require_close(values(out), want, tol);
+    }
+  }
+}
+
+TEST_CASE("unary edge values: sigmoid far out, relu and clamp keep NaN, is_non_finite", "[cpu]") {
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  std::vector<double> in = {-1000, -100, 0, 100, 1000, nan, inf, -inf};
+  Tensor x = make({8}, DType::Float32, [&](int64_t i) { return in[i]; });
+  Tensor out = empty({8}, DType::Float32);
+  kernels().unary(UnaryOp::Sigmoid, x, 0, 0, out);
+  require_close(values(out), {0, 1 / (1 + std::exp(100.0)), 0.5, 1, 1, nan, 1, 0}, 1e-6);
+  kernels().unary(UnaryOp::Relu, x, 0, 0, out);
+  require_close(values(out), {0, 0, 0, 100, 1000, nan, inf, 0}, 0);
+  kernels().unary(UnaryOp::Clamp, x, -1, 1, out);
+  require_close(values(out), {-1, -1, 0, 1, 1, nan, 1, -1}, 0);
+  Tensor flags = empty({8}, DType::Bool);
+  kernels().unary(UnaryOp::IsNonFinite, x, 0, 0, flags);
+  REQUIRE(values(flags) == std::vector<double>{0, 0, 0, 0, 0, 1, 1, 1});
+}
+
+TEST_CASE("integer and bool unary ops, and invalid combinations throw", "[cpu]") {
+  Tensor x = make({6}, DType::Int64, [](int64_t i) { return double(i) * 3 - 7; });  // -7 -4 -1 2 5 8
+  Tensor out = empty({6}, DType::Int64);
+  kernels().unary(UnaryOp::Neg, x, 0, 0, out);
+  REQUIRE(values(out) == std::vector<double>{7, 4, 1, -2, -5, -8});
+  kernels().unary(UnaryOp::Abs, x, 0, 0, out);
+  REQUIRE(values(out) == std::vector<double>{7, 4, 1, 2, 5, 8});
+  kernels().unary(UnaryOp::Sign, x, 0, 0, out);
+  REQUIRE(values(out) == std::vector<double>{-1, -1, -1, 1, 1, 1});
+  kernels().unary(UnaryOp::Square, x, 0, 0, out);
+  REQUIRE(values(out) == std::vector<double>{49, 16, 1, 4, 25, 64});
+  kernels().unary(UnaryOp::AddScalar, x, 3, 0, out);
+  REQUIRE(values(out) == std::vector<double>{-4, -1, 2, 5, 8, 11});
+  kernels().unary(UnaryOp::MulScalar, x, -2, 0, out);
+  REQUIRE(values(out) == std::vector<double>{14, 8, 2, -4, -10, -16});
+  kernels().unary(UnaryOp::Clamp, x, -2, std::numeric_limits<double>::infinity(), out);
+  REQUIRE(values(out) == std::vector<double>{-2, -2, -1, 2, 5, 8});
+  REQUIRE_THROWS_AS(kernels().unary(UnaryOp::Exp, x, 0, 0, out), Error);
+  REQUIRE_THROWS_WITH(kernels().unary(UnaryOp::Sqrt, x, 0, 0, out),
+                      Catch::Contains("sqrt") && Catch::Contains("int64"));
+
+  Tensor b = make({3}, DType::Bool, [](int64_t i) { return i % 2; });
+  Tensor nb = empty({3}, DType::Bool);
+  kernels().unary(UnaryOp::LogicalNot, b, 0, 0, nb);
+  REQUIRE(values(nb) == std::vector<double>{1, 0, 1});
+  REQUIRE_THROWS_AS(kernels().unary(UnaryOp::Neg, b, 0, 0, nb), Error);
+  Tensor f = make({3}, DType::Float32, [](int64_t i) { return double(i); });
+  Tensor nf = empty({3}, DType::Bool);
+  REQUIRE_THROWS_WITH(kernels().unary(UnaryOp::LogicalNot, f, 0, 0, nf),
+                      Catch::Contains("logical_not") && Catch::Contains("float32"));
+}
+
+TEST_CASE("every binary op matches its formula with broadcast and strided inputs", "[cpu]") {
+  struct Case {
+    BinaryOp op;
+    const char* name;
+    std::function<double(double, double)> f;
+    bool to_bool;
+  };
+  const std::vector<Case> cases = {
+      {BinaryOp::Add, "add", [](double p, double q) { return p + q; }, false},
+      {BinaryOp::Sub, "sub", [](double p, double q) { return p - q; }, false},
+      {BinaryOp::Mul, "mul", [](double p, double q) { return p * q; }, false},
+      {BinaryOp::Div, "div", [](double p, double q) { return p / q; }, false},
+      {BinaryOp::Pow, "pow", [](double p, double q) { return std::pow(p, q); }, false},
+      {BinaryOp::Maximum, "maximum", [](double p, double q) { return std::max(p, q); }, false},
+      {BinaryOp::Minimum, "minimum", [](double p, double q) { return std::min(p, q); }, false},
+      {BinaryOp::Eq, "eq", [](double p, double q) { return double(p == q); }, true},
+      {BinaryOp::Ne, "ne", [](double p, double q) { return double(p != q); }, true},
+      {BinaryOp::Lt, "lt", [](double p, double q) { return double(p < q); }, true},
+      {BinaryOp::Le, "le", [](double p, double q) { return double(p <= q); }, true},
+      {BinaryOp::Gt, "gt", [](double p, double q) { return double(p > q); }, true},
+      {BinaryOp::Ge, "ge", [](double p, double q) { return double(p >= q); }, true},
+  };
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    const double tol = dtype == DType::Float32 ? 2e-6 : 1e-13;
+    // x: a transposed [6, 4] view; y: a [4] row broadcast to [4, 6]... as stride 0
+    // over dim 1, and a scalar broadcast to everything.
+    Tensor xb = make({6, 4}, dtype, [](int64_t i) { return 0.25 + (i % 7) * 0.5; });
+    Tensor x = transposed(xb);                                                  // [4, 6]
+    Tensor yb = make({4}, dtype, [](int64_t i) { return 0.75 + double(i % 3); });  // 0.75 1.75 2.75 0.75
+    Tensor y = make_view(yb, {4, 6}, {1, 0}, 0);
+    Tensor s = make_view(yb, {4, 6}, {0, 0}, 1);  // every element is 1.75
+    for (const Case& c : cases) {
+      for (const Tensor& other : {y, s}) {
+        INFO(c.name << " " << dtype_name(dtype));
+        Tensor out = empty({4, 6}, c.to_bool ? DType::Bool : dtype);
+        kernels().binary(c.op, x, other, out);
+        std::vector<double> xv = values(x), yv = values(other), want;
+        for (size_t i = 0; i < xv.size(); ++i) want.push_back(c.f(xv[i], yv[i]));
+        require_close(values(out), want, tol);
+        kernels().binary(c.op, other, x, out);  // the broadcast operand first
+        want.clear();
+        for (size_t i = 0; i < xv.size(); ++i) want.push_back(c.f(yv[i], xv[i]));
+        require_close(values(out), want, tol);
+      }
+    }
+  }
+}
+
+TEST_CASE("binary: NaN propagates through maximum/minimum; integer and bool rules", "[cpu]") {
+  const double nan = std::nan("");
+  Tensor x = make({3}, DType::Float64, [&](int64_t i) { return i == 1 ? nan : double(i); });
+  Tensor y = make({3}, DType::Float64, [&](int64_t i) { return i == 2 ? nan : 1.0; });
+  Tensor out = empty({3}, DType::Float64);
+  kernels().binary(BinaryOp::Maximum, x, y, out);
+  require_close(values(out), {1, nan, nan}, 0);
+  kernels().binary(BinaryOp::Minimum, y, x, out);
+  require_close(values(out), {0, nan, nan}, 0);
+
+  Tensor a = make({4}, DType::Int64, [](int64_t i) { return std::vector<double>{7, -7, 9, 2}[i]; });
+  Tensor b = make({4}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 2, -4, 5}[i]; });
+  Tensor o = empty({4}, DType::Int64);
+  kernels().binary(BinaryOp::Div, a, b, o);  // truncates toward zero
+  REQUIRE(values(o) == std::vector<double>{3, -3, -2, 0});
+  Tensor bp = make({4}, DType::Int64, [](int64_t i) { return double(i); });
+  kernels().binary(BinaryOp::Pow, a, bp, o);
+  REQUIRE(values(o) == std::vector<double>{1, -7, 81, 8});
+  Tensor zero = make({4}, DType::Int64, [](int64_t i) { return i == 3 ? 0.0 : 1.0; });
+  REQUIRE_THROWS_WITH(kernels().binary(BinaryOp::Div, a, zero, o), Catch::Contains("division by zero"));
+
+  Tensor p = make({4}, DType::Bool, [](int64_t i) { return i & 1; });
+  Tensor q = make({4}, DType::Bool, [](int64_t i) { return (i >> 1) & 1; });
+  Tensor r = empty({4}, DType::Bool);
+  kernels().binary(BinaryOp::LogicalAnd, p, q, r);
+  REQUIRE(values(r) == std::vector<double>{0, 0, 0, 1});
+  kernels().binary(BinaryOp::LogicalOr, p, q, r);
+  REQUIRE(values(r) == std::vector<double>{0, 1, 1, 1});
+  REQUIRE_THROWS_AS(kernels().binary(BinaryOp::Add, p, q, r), Error);
+  Tensor fo = empty({3}, DType::Bool);
+  REQUIRE_THROWS_AS(kernels().binary(BinaryOp::LogicalAnd, x, y, fo), Error);
+}
+
+TEST_CASE("where, copy between dtypes into a strided dst, and fill", "[cpu]") {
+  Tensor cond = make({3}, DType::Bool, [](int64_t i) { return i != 1; });
+  Tensor c = make_view(cond, {2, 3}, {0, 1}, 0);  // broadcast over rows
+  Tensor x = make({2, 3}, DType::Float32, [](int64_t i) { return double(i); });
+  Tensor y = make({2, 3}, DType::Float32, [](int64_t i) { return -double(i); });
+  Tensor out = empty({2, 3}, DType::Float32);
+  kernels().where(c, x, y, out);
+  REQUIRE(values(out) == std::vector<double>{0, -1, 2, 3, -4, 5});
+
+  Tensor src = make({2, 3}, DType::Float64, [](int64_t i) { return std::vector<double>{0, -1.75, 2.5, 0.25, 0, 7}[i]; });
+  Tensor dst_base = empty({3, 2}, DType::Int64);
+  Tensor dst = transposed(dst_base);  // [2, 3], strides (1, 2)
+  kernels().copy(src, dst);
+  REQUIRE(values(dst) == std::vector<double>{0, -1, 2, 0, 0, 7});
+  REQUIRE(values(dst_base) == std::vector<double>{0, 0, -1, 0, 2, 7});
+  Tensor flags = empty({2, 3}, DType::Bool);
+  kernels().copy(src, flags);
+  REQUIRE(values(flags) == std::vector<double>{0, 1, 1, 1, 0, 1});
+  Tensor back = empty({2, 3}, DType::Float32);
+  kernels().copy(flags, back);
+  REQUIRE(values(back) == std::vector<double>{0, 1, 1, 1, 0, 1});
+
+  Tensor f = make({4, 4}, DType::Float32, [](int64_t) { return 0.0; });
+  Tensor every_other = make_view(f, {2, 4}, {8, 1}, 4);  // rows 1 and 3
+  kernels().fill(every_other, 2.5);
+  REQUIRE(values(f) == std::vector<double>{0, 0, 0, 0, 2.5, 2.5, 2.5, 2.5, 0, 0, 0, 0, 2.5, 2.5, 2.5, 2.5});
+}
+
+TEST_CASE("copy of transposed views, large enough for the tiled path", "[cpu]") {
+  for (DType dtype : {DType::Float32, DType::Float64, DType::UInt8}) {
+    // base [3, 70, 45]; x = its last two dims swapped [3, 45, 70], and a
+    // permutation that puts base's unit stride in the middle [45, 3, 70].
+    Tensor base = make({3, 70, 45}, dtype, [](int64_t i) { return double(i % 251); });
+    const std::vector<double> bv = values(base);
+    Tensor x = transposed(base);
+    Tensor out = empty({3, 45, 70}, dtype);
+    kernels().copy(x, out);
+    REQUIRE(values(out) == values(x));
+    Tensor y = make_view(base, {45, 3, 70}, {1, 70 * 45, 45}, 0);
+    Tensor out2 = empty({45, 3, 70}, dtype);
+    kernels().copy(y, out2);
+    const std::vector<double> ov = values(out2);
+    for (int64_t a = 0; a < 45; ++a)
+      for (int64_t b = 0; b < 3; ++b)
+        for (int64_t c = 0; c < 70; ++c) REQUIRE(ov[(a * 3 + b) * 70 + c] == bv[(b * 70 + c) * 45 + a]);
+  }
+}
+
+// ---- reductions --------------------------------------------------------------------
+
+namespace {
+// The reference: reduce x [3, 4, 5] (given as values) over the dims in `reduced`.
+std::vector<double> naive_reduce(ReduceOp op, const std::vector<double>& xv, const Shape& shape,
+                                 const std::vector<bool>& reduced) {
+  Shape out_shape = shape;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (reduced[d]) out_shape[d] = 1;
+  const int64_t n_out = numel_of(out_shape);
+  std::vector<double> acc(n_out, op == ReduceOp::Sum ? 0.0 : op == ReduceOp::Prod ? 1.0 : std::nan(""));
+  std::vector<int64_t> idx(shape.size(), 0);
+  for (size_t k = 0; k < xv.size(); ++k) {
+    int64_t o = 0;
+    for (size_t d = 0; d < shape.size(); ++d) o = o * out_shape[d] + (reduced[d] ? 0 : idx[d]);
+    double& a = acc[o];
+    switch (op) {
+      case ReduceOp::Sum: a += xv[k]; break;
+      case ReduceOp::Prod: a *= xv[k]; break;
+      case ReduceOp::Max: a = std::isnan(a) ? xv[k] : std::max(a, xv[k]); break;
+      case ReduceOp::Min: a = std::isnan(a) ? xv[k] : std::min(a, xv[k]); break;
+      default: break;
+    }
+    for (size_t d = shape.size(); d-- > 0;) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return acc;
+}
+}  // namespace
+
+TEST_CASE("sum, prod, max, min over every set of dims of a strided [3, 4, 5]", "[cpu]") {
+  // x [3, 4, 5] is a permuted view of a contiguous [5, 3, 4] tensor.
+  Tensor base = make({5, 3, 4}, DType::Float32, [](int64_t i) { return 0.5 + std::fmod(i * 0.37, 1.0); });
+  Tensor x = make_view(base, {3, 4, 5}, {4, 1, 12}, 0);
+  const Shape shape = {3, 4, 5};
+  const std::vector<double> xv = values(x);
+  for (int mask = 0; mask < 8; ++mask) {
+    std::vector<bool> reduced = {bool(mask & 1), bool(mask & 2), bool(mask & 4)};
+    Shape out_shape = shape;
+    for (int d = 0; d < 3; ++d)
+      if (reduced[d]) out_shape[d] = 1;
+    for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min}) {
+      INFO("mask " << mask << " op " << int(op));
+      Tensor out = empty(out_shape, DType::Float32);
+      kernels().reduce(op, x, out);
+      require_close(values(out), naive_reduce(op, xv, shape, reduced), 1e-6);
+      Tensor xc = make(shape, DType::Float64, [&](int64_t i) { return xv[i]; });  // contiguous float64 twin
+      Tensor out64 = empty(out_shape, DType::Float64);
+      kernels().reduce(op, xc, out64);
+      require_close(values(out64), naive_reduce(op, xv, shape, reduced), 1e-13);
+    }
+  }
+}
+
+TEST_CASE("large reductions: accurate float sums, column sums, one-element sums", "[cpu]") {
+  // 3 million float32 ones plus a tiny value each: a float accumulator would stall at 2^24.
+  const int64_t n = 3000000;
+  Tensor x = make({n}, DType::Float32, [](int64_t i) { return 1.0 + (i % 3) * 0.25; });
+  Tensor out = empty({1}, DType::Float32);
+  kernels().reduce(ReduceOp::Sum, x, out);
+  REQUIRE(values(out)[0] == Approx(n * 1.25).epsilon(1e-7));
+
+  // Sum over rows of [2000, 70] (the kept dim is the contiguous one) and of its transpose.
+  Tensor m = make({2000, 70}, DType::Float64, [](int64_t i) { return double(i % 70) + double(i / 70) * 1e-3; });
+  Tensor cols = empty({1, 70}, DType::Float64);
+  kernels().reduce(ReduceOp::Sum, m, cols);
+  const std::vector<double> cv = values(cols);
+  for (int64_t j = 0; j < 70; ++j) REQUIRE(cv[j] == Approx(2000.0 * j + 1e-3 * 1999 * 2000 / 2).epsilon(1e-12));
+  Tensor rows_of_t = empty({70, 1}, DType::Float64);
+  kernels().reduce(ReduceOp::Sum, transposed(m), rows_of_t);
+  require_close(values(rows_of_t), cv, 1e-13);
+
+  // Few outputs over many elements: [4, 100000] -> [4, 1] and [100000, 3] -> [1, 3].
+  Tensor wide = make({4, 100000}, DType::Float32, [](int64_t i) { return (i % 10) * 0.1; });
+  Tensor w = empty({4, 1}, DType::Float32);
+  kernels().reduce(ReduceOp::Sum, wide, w);
+  for (double v : values(w)) REQUIRE(v == Approx(45000).epsilon(1e-6));
+  Tensor tall = make({100000, 3}, DType::Float32, [](int64_t i) { return double(i % 3); });
+  Tensor t = empty({1, 3}, DType::Float32);
+  kernels().reduce(ReduceOp::Max, tall, t);
+  REQUIRE(values(t) == std::vector<double>{0, 1, 2});
+  kernels().reduce(ReduceOp::Sum, tall, t);
+  REQUIRE(values(t) == std::vector<double>{0, 100000, 200000});
+}
+
+TEST_CASE("max/min propagate NaN; argmax/argmin give the first extreme", "[cpu]") {
+  const double nan = std::nan("");
+  Tensor x = make({2, 5}, DType::Float32, [&](int64_t i) {
+    return std::vector<double>{1, 3, 3, -2, -2, 0, nan, 5, nan, -1}[i];
+  });
+  Tensor m = empty({2, 1}, DType::Float32);
+  kernels().reduce(ReduceOp::Max, x, m);
+  require_close(values(m), {3, nan}, 0);
+  kernels().reduce(ReduceOp::Min, x, m);
+  require_close(values(m), {-2, nan}, 0);
+  Tensor idx = empty({2, 1}, DType::Int64);
+  kernels().reduce(ReduceOp::ArgMax, x, idx);
+  REQUIRE(values(idx) == std::vector<double>{1, 1});
+  kernels().reduce(ReduceOp::ArgMin, x, idx);
+  REQUIRE(values(idx) == std::vector<double>{3, 1});
+  Tensor cols = empty({1, 5}, DType::Int64);
+  kernels().reduce(ReduceOp::ArgMax, x, cols);
+  REQUIRE(values(cols) == std::vector<double>{0, 1, 1, 1, 1});
+  Tensor i64 = make({6}, DType::Int64, [](int64_t i) { return std::vector<double>{4, 9, 1, 9, 1, 0}[i]; });
+  Tensor s = empty({1}, DType::Int64);
+  kernels().reduce(ReduceOp::Sum, i64, s);
+  REQUIRE(values(s)[0] == 24);
+  kernels().reduce(ReduceOp::ArgMax, i64, s);
+  REQUIRE(values(s)[0] == 1);
+  Tensor empty_x = empty({0}, DType::Float32);
+  Tensor e = empty({1}, DType::Float32);
+  kernels().reduce(ReduceOp::Sum, empty_x, e);
+  REQUIRE(values(e)[0] == 0);
+  REQUIRE_THROWS_AS(kernels().reduce(ReduceOp::Max, empty_x, e), Error);
+}
+
+// ---- softmax -----------------------------------------------------------------------
+
+TEST_CASE("softmax and log_softmax match double references, -inf rows give no NaN", "[cpu]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    for (int64_t n : {1, 7, 33, 5000}) {
+      INFO(dtype_name(dtype) << " n = " << n);
+      // Row 0: ordinary; row 1: all -inf; row 2: some -inf; row 3: large values.
+      Tensor x = make({4, n}, dtype, [&](int64_t i) {
+        const int64_t r = i / n, j = i % n;
+        const double v = std::sin(j * 1.3) * 4;
+        if (r == 1) return -inf;
+        if (r == 2) return j % 3 == 1 ? -inf : v;
+        if (r == 3) return 80 + v * 5;
+        return v;
+      });
+      const std::vector<double> xv = values(x);
+      std::vector<double> want_p, want_lp;
+      for (int64_t r = 0; r < 4; ++r) {
+        double m = -inf, sum = 0;
+        for (int64_t j = 0; j < n; ++j) m = std::max(m, xv[r * n + j]);
+        for (int64_t j = 0; j < n; ++j) sum += m == -inf ? 0 : std::exp(xv[r * n + j] - m);
+        for (int64_t j = 0; j < n; ++j) {
+          const double v = xv[r * n + j];
+          want_p.push_back(m == -inf ? 0 : std::exp(v - m) / sum);
+          want_lp.push_back(m == -inf ? -inf : v - m - std::log(sum));
+        }
+      }
+      const double tol = dtype == DType::Float32 ? 1e-6 : 1e-13;
+      Tensor p = empty({4, n}, dtype), lp = empty({4, n}, dtype);
+      kernels().softmax(x, false, p);
+      kernels().softmax(x, true, lp);
+      // Relative to each probability. In float32 the rounding of x - max alone
+      // costs |x - max| * 2^-24 relative, so small probabilities get that much more.
+      const std::vector<double> pv = values(p);
+      for (size_t i = 0; i < pv.size(); ++i) {
+        INFO("element " << i << ": got " << pv[i] << ", want " << want_p[i]);
+        const double gap = std::isinf(want_lp[i]) ? 0 : std::abs(want_lp[i]);
+        REQUIRE(std::abs(pv[i] - want_p[i]) <= (tol + gap * tol / 8) * want_p[i] + 1e-30);
+      }
+      require_close(values(lp), want_lp, tol);
+    }
+  }
+}
+
+// ---- matmul ------------------------------------------------------------------------
+
+TEST_CASE("matmul of strided and broadcast operands matches a naive product", "[cpu]") {
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    for (int64_t batch : {1, 3, 40}) {
+      const int64_t m = 5, k = 9, n = 6;
+      INFO(dtype_name(dtype) << " batch " << batch);
+      // a: one [m, k] matrix broadcast over the batch (stride 0);
+      // b: [batch, k, n] as the transpose of a contiguous [batch, n, k].
+      Tensor a0 = make({m, k}, dtype, [](int64_t i) { return std::sin(i * 0.7); });
+      Tensor a = make_view(a0, {batch, m, k}, {0, k, 1}, 0);
+      Tensor bt = make({batch, n, k}, dtype, [](int64_t i) { return std::cos(i * 0.3); });
+      Tensor b = transposed(bt);
+      Tensor out = empty({batch, m, n}, dtype);
+      kernels().matmul(a, b, out);
+      const std::vector<double> av = values(a), bv = values(b), ov = values(out);
+      for (int64_t q = 0; q < batch; ++q)
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t j = 0; j < n; ++j) {
+            double want = 0;
+            for (int64_t p = 0; p < k; ++p) want += av[(q * m + i) * k + p] * bv[(q * k + p) * n + j];
+            REQUIRE(close(ov[(q * m + i) * n + j], want, dtype == DType::Float32 ? 1e-5 : 1e-12));
+          }
+    }
+  }
+}
+
+// ---- indexing ----------------------------------------------------------------------
+
+TEST_CASE("index_select along each dim of a strided tensor", "[cpu]") {
+  Tensor base = make({4, 3}, DType::Float32, [](int64_t i) { return double(i); });
+  Tensor x = transposed(base);  // [3, 4]: x[i][j] = 3 j + i
+  Tensor idx = make({3}, DType::Int64, [](int64_t i) { return std::vector<double>{3, 0, 3}[i]; });
+  Tensor out = empty({3, 3}, DType::Float32);
+  kernels().index_select(x, 1, idx, out);
+  REQUIRE(values(out) == std::vector<double>{9, 0, 9, 10, 1, 10, 11, 2, 11});
+  Tensor idx0 = make({2}, DType::Int64, [](int64_t i) { return double(2 - i); });
+  Tensor out0 = empty({2, 4}, DType::Float32);
+  kernels().index_select(x, 0, idx0, out0);
+  REQUIRE(values(out0) == std::vector<double>{2, 5, 8, 11, 1, 4, 7, 10});
+}
+
+TEST_CASE("gather reads along a dim through an index of out's shape", "[cpu]") {
+  Tensor x = make({2, 3}, DType::Float64, [](int64_t i) { return 10.0 * i; });
+  Tensor idx = make({2, 2}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 0, 1, 1}[i]; });
+  Tensor out = empty({2, 2}, DType::Float64);
+  kernels().gather(x, 1, idx, out);
+  REQUIRE(values(out) == std::vector<double>{20, 0, 40, 40});
+  Tensor idx0 = make({1, 3}, DType::Int64, [](int64_t i) { return std::vector<double>{1, 0, 1}[i]; });
+  Tensor out0 = empty({1, 3}, DType::Float64);
+  kernels().gather(x, 0, idx0, out0);
+  REQUIRE(values(out0) == std::vector<double>{30, 10, 50});
+}
+
+TEST_CASE("scatter_add and index_add accumulate duplicates in index order", "[cpu]") {
+  Tensor dst = make({2, 4}, DType::Float32, [](int64_t) { return 0.0; });
+  Tensor idx = make({2, 3}, DType::Int64, [](int64_t i) { return std::vector<double>{1, 1, 3, 0, 0, 0}[i]; });
+  Tensor src = make({2, 3}, DType::Float32, [](int64_t i) { return double(i + 1); });
+  kernels().scatter_add(dst, 1, idx, src);
+  REQUIRE(values(dst) == std::vector<double>{0, 3, 0, 3, 15, 0, 0, 0});
+
+  Tensor table = make({3, 2}, DType::Float64, [](int64_t) { return 1.0; });
+  Tensor rows = make({4}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 0, 2, 2}[i]; });
+  Tensor upd = make({4, 2}, DType::Float64, [](int64_t i) { return double(i); });
+  kernels().index_add(table, 0, rows, upd);
+  REQUIRE(values(table) == std::vector<double>{3, 4, 1, 1, 1 + 0 + 4 + 6, 1 + 1 + 5 + 7});
+  // Along dim 1, with a transposed src.
+  Tensor t2 = make({2, 3}, DType::Float32, [](int64_t) { return 0.0; });
+  Tensor cols = make({2}, DType::Int64, [](int64_t i) { return double(2 * i); });
+  Tensor src_base = make({2, 2}, DType::Float32, [](int64_t i) { return double(i + 1); });
+  kernels().index_add(t2, 1, cols, transposed(src_base));  // src[r][c] = base[c][r]
+  REQUIRE(values(t2) == std::vector<double>{1, 0, 3, 2, 0, 4});
+}
+
+TEST_CASE("index_add with many duplicates matches a sequential sum, along every dim", "[cpu]") {
+  const Shape shape = {4, 5, 6};
+  for (int64_t dim = 0; dim < 3; ++dim) {
+    INFO("dim " << dim);
+    const int64_t n = 40;
+    Tensor idx = make({n}, DType::Int64, [&](int64_t i) { return double((i * 7) % shape[dim]); });
+    Shape src_shape = shape;
+    src_shape[dim] = n;
+    // src as a transposed view of a contiguous tensor, so its strides are not row-major.
+    Shape base_shape = {src_shape[0], src_shape[2], src_shape[1]};
+    Tensor src_base = make(base_shape, DType::Float64, [](int64_t i) { return std::sin(i * 0.77); });
+    Tensor src = transposed(src_base);
+    REQUIRE(src.shape() == src_shape);
+    Tensor dst = make(shape, DType::Float64, [](int64_t i) { return double(i); });
+    std::vector<double> want = values(dst);
+    const std::vector<double> sv = values(src), iv = values(idx);
+    for (int64_t a = 0; a < src_shape[0]; ++a)
+      for (int64_t b = 0; b < src_shape[1]; ++b)
+        for (int64_t c = 0; c < src_shape[2]; ++c) {
+          int64_t p[3] = {a, b, c};
+          p[dim] = static_cast<int64_t>(iv[p[dim]]);
+          want[(p[0] * shape[1] + p[1]) * shape[2] + p[2]] += sv[(a * src_shape[1] + b) * src_shape[2] + c];
+        }
+    kernels().index_add(dst, dim, idx, src);
+    REQUIRE(values(dst) == want);  // the same order of additions: bit-identical
+  }
+}
+
+TEST_CASE("a bad index throws heed::Error naming op, value, dim and size", "[cpu]") {
+  Tensor x = make({3, 4}, DType::Float32, [](int64_t i) { return double(i); });
+  Tensor bad = make({2}, DType::Int64, [](int64_t i) { return i == 0 ? 1.0 : 4.0; });
+  Tensor out = empty({3, 2}, DType::Float32);
+  REQUIRE_THROWS_WITH(kernels().index_select(x, 1, bad, out),
+                      Catch::Contains("index_select") && Catch::Contains("index 4") &&
+                          Catch::Contains("dim 1") && Catch::Contains("size 4"));
+  Tensor neg = make({2}, DType::Int64, [](int64_t i) { return -double(i); });
+  Tensor out0 = empty({2, 4}, DType::Float32);
+  REQUIRE_THROWS_WITH(kernels().index_select(x, 0, neg, out0), Catch::Contains("index -1"));
+
+  Tensor gidx = make({3, 2}, DType::Int64, [](int64_t i) { return i == 5 ? 7.0 : 0.0; });
+  Tensor gout = empty({3, 2}, DType::Float32);
+  REQUIRE_THROWS_WITH(kernels().gather(x, 1, gidx, gout), Catch::Contains("gather") && Catch::Contains("index 7"));
+
+  // A failed scatter_add / index_add leaves dst untouched.
+  Tensor dst = make({3, 4}, DType::Float32, [](int64_t) { return 1.0; });
+  Tensor sidx = make({3, 2}, DType::Int64, [](int64_t i) { return i == 4 ? 4.0 : 0.0; });
+  Tensor src = make({3, 2}, DType::Float32, [](int64_t) { return 1.0; });
+  REQUIRE_THROWS_WITH(kernels().scatter_add(dst, 1, sidx, src), Catch::Contains("scatter_add") && Catch::Contains("index 4"));
+  Tensor rows = make({2}, DType::Int64, [](int64_t i) { return i == 0 ? 0.0 : 3.0; });
+  Tensor upd = make({2, 4}, DType::Float32, [](int64_t) { return 1.0; });
+  REQUIRE_THROWS_WITH(kernels().index_add(dst, 0, rows, upd),
+                      Catch::Contains("index_add") && Catch::Contains("index 3") && Catch::Contains("size 3"));
+  for (double v : values(dst)) REQUIRE(v == 1.0);
+}
+
+// ---- random ------------------------------------------------------------------------
+
+TEST_CASE("Philox4x32-10 reproduces the known-answer vectors of Salmon et al.", "[cpu]") {
+  auto check = [](Philox4x32 counter, PhiloxKey key, std::vector<uint32_t> want) {
+    Philox4x32 r = philox4x32(counter, key);
+    REQUIRE(std::vector<uint32_t>(r.w, r.w + 4) == want);
+  };
+  check({{0, 0, 0, 0}}, {{0, 0}}, {0x6627e8d5, 0xe169c58d, 0xbc57ac4c, 0x9b00dbd8});
+  check({{0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff}}, {{0xffffffff, 0xffffffff}},
+        {0x408f276d, 0x41c83b0e, 0xa20bc7c6, 0x6d5451fd});
+  check({{0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344}}, {{0xa4093822, 0x299f31d0}},
+        {0xd16cfe09, 0x94fdcceb, 0x5001e420, 0x24126ea1});
+  static_assert(philox4x32(Philox4x32{{0, 0, 0, 0}}, PhiloxKey{{0, 0}}).w[0] == 0x6627e8d5u,
+                "philox4x32 must stay constexpr");
+}
+
+TEST_CASE("random follows the documented counter mapping and its distributions", "[cpu]") {
+  const uint64_t seed = 0x123456789abcdefull, offset = (1ull << 32) - 3;  // crosses into the high counter word
+  Tensor u = empty({1000}, DType::Float32);
+  kernels().random(RandomDist::Uniform, -2, 3, seed, offset, u);
+  const std::vector<double> uv = values(u);
+  for (int64_t i = 0; i < 1000; ++i) {
+    const Philox4x32 r = philox_element(seed, offset + i);
+    REQUIRE(uv[i] == -2.0f + 5.0f * (static_cast<float>(r.w[0] >> 8) / 16777216.0f));
+    REQUIRE(uv[i] >= -2);
+    REQUIRE(uv[i] < 3);
+  }
+  // Shifting the offset shifts the stream.
+  Tensor u2 = empty({999}, DType::Float32);
+  kernels().random(RandomDist::Uniform, -2, 3, seed, offset + 1, u2);
+  REQUIRE(values(u2) == std::vector<double>(uv.begin() + 1, uv.end()));
+
+  const int64_t n = 200000;
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    Tensor z = empty({n}, dtype);
+    kernels().random(RandomDist::Normal, 1.5, 2.0, 7, 0, z);
+    double sum = 0, sq = 0;
+    for (double v : values(z)) {
+      sum += v;
+      sq += v * v;
+    }
+    const double mean = sum / n, var = sq / n - mean * mean;
+    REQUIRE(mean == Approx(1.5).margin(0.03));
+    REQUIRE(std::sqrt(var) == Approx(2.0).margin(0.03));
+  }
+  for (DType dtype : {DType::Bool, DType::UInt8, DType::Float32}) {
+    Tensor bern = empty({n}, dtype);
+    kernels().random(RandomDist::Bernoulli, 0.3, 0, 11, 0, bern);
+    double ones = 0;
+    for (double v : values(bern)) {
+      REQUIRE((v == 0 || v == 1));
+      ones += v;
+    }
+    REQUIRE(ones / n == Approx(0.3).margin(0.01));
+  }
+  Tensor bad = empty({4}, DType::Int64);
+  REQUIRE_THROWS_AS(kernels().random(RandomDist::Normal, 0, 1, 1, 0, bad), Error);
+}
+
+// ---- determinism -------------------------------------------------------------------
+
+TEST_CASE("results are bit-identical for 1, 2 and 3 threads", "[cpu]") {
+  Tensor big = make({1 << 20}, DType::Float32, [](int64_t i) { return std::sin(i * 0.001) * 100; });
+  Tensor mat = make({3000, 300}, DType::Float32, [](int64_t i) { return std::cos(i * 0.01); });
+  require_same_for_thread_counts([&] {
+    Tensor out = empty({1}, DType::Float32);
+    kernels().reduce(ReduceOp::Sum, big, out);
+    return out;
+  });
+  require_same_for_thread_counts([&] {
+    Tensor out = empty({1, 300}, DType::Float32);
+    kernels().reduce(ReduceOp::Sum, mat, out);
+    return out;
+  });
+  require_same_for_thread_counts([&] {
+    Tensor out = empty({3000, 1}, DType::Float32);
+    kernels().reduce(ReduceOp::Sum, mat, out);
+    return out;
+  });
+  require_same_for_thread_counts([&] {
+    Tensor out = empty({3000, 300}, DType::Float32);
+    kernels().softmax(mat, false, out);
+    return out;
+  });
+  require_same_for_thread_counts([&] {
+    Tensor out = empty({300000}, DType::Float32);
+    kernels().random(RandomDist::Normal, 0, 1, 42, 5, out);
+    return out;
+  });
+  Tensor rows = make({20000}, DType::Int64, [](int64_t i) { return double((i * 7919) % 50); });
+  Tensor upd = make({20000, 96}, DType::Float32, [](int64_t i) { return std::sin(i * 0.37); });
+  require_same_for_thread_counts([&] {
+    Tensor table = make({50, 96}, DType::Float32, [](int64_t) { return 0.0; });
+    kernels().index_add(table, 0, rows, upd);
+    return table;
+  });
+  require_same_for_thread_counts([&] {
+    Tensor a = make({64, 40, 30}, DType::Float32, [](int64_t i) { return std::sin(i * 0.1); });
+    Tensor b = make({64, 30, 20}, DType::Float32, [](int64_t i) { return std::cos(i * 0.1); });
+    Tensor out = empty({64, 40, 20}, DType::Float32);
+    kernels().matmul(a, b, out);
+    return out;
+  });
+}

@@ -1,0 +1,271 @@
+// The tensor itself: creation, views sharing storage, copies, joins,
+// elementwise math with broadcasting, reductions, indexing, random numbers
+// and printing.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <limits>
+
+#include <heed.h>
+#include "tensor/cpu/parallel.h"
+
+using namespace heed;
+
+namespace {
+std::vector<float> vals(const Tensor& t) { return t.to_vector<float>(); }
+Tensor f32(std::vector<float> v, Shape s = {}) { return from_vector(v, s); }
+constexpr float kInf = std::numeric_limits<float>::infinity();
+}  // namespace
+
+TEST_CASE("creation: zeros, ones, full, arange, from_vector", "[tensor]") {
+  Tensor z = zeros({2, 3});
+  REQUIRE(z.shape() == Shape{2, 3});
+  REQUIRE(z.dtype() == DType::Float32);
+  REQUIRE(z.device() == kCPU);
+  REQUIRE(z.is_contiguous());
+  REQUIRE(vals(z) == std::vector<float>(6, 0.0f));
+  REQUIRE(vals(ones({4})) == std::vector<float>(4, 1.0f));
+  REQUIRE(full({2}, 7.5, DType::Float64).to_vector<double>() == std::vector<double>{7.5, 7.5});
+  REQUIRE(arange(5).to_vector<int64_t>() == std::vector<int64_t>{0, 1, 2, 3, 4});
+  REQUIRE(arange(1.0, 2.0, 0.25, DType::Float32).to_vector<float>() == std::vector<float>{1, 1.25, 1.5, 1.75});
+  Tensor t = tensor({1, 2, 3, 4, 5, 6}, {2, 3});
+  REQUIRE(t.shape() == Shape{2, 3});
+  REQUIRE(t.numel() == 6);
+  REQUIRE(scalar_tensor(3.0).dim() == 0);
+  REQUIRE(scalar_tensor(3.0).item<float>() == 3.0f);
+  REQUIRE(from_vector(std::vector<bool>{true, false}).dtype() == DType::Bool);
+}
+
+TEST_CASE("views share storage and need no copy", "[tensor]") {
+  Tensor t = tensor({0, 1, 2, 3, 4, 5}, {2, 3});
+  Tensor tt = t.t();
+  REQUIRE(tt.shape() == Shape{3, 2});
+  REQUIRE_FALSE(tt.is_contiguous());
+  REQUIRE(tt.raw_data() == t.raw_data());
+  REQUIRE(vals(tt) == std::vector<float>{0, 3, 1, 4, 2, 5});
+  REQUIRE(vals(t.view({3, 2})) == std::vector<float>{0, 1, 2, 3, 4, 5});
+  REQUIRE(vals(t.reshape({-1})) == std::vector<float>{0, 1, 2, 3, 4, 5});
+  REQUIRE(vals(tt.reshape({6})) == std::vector<float>{0, 3, 1, 4, 2, 5});  // copies when it must
+  REQUIRE(vals(t.narrow(1, 1, 2)) == std::vector<float>{1, 2, 4, 5});
+  REQUIRE(vals(t.slice(1, 0, 3, 2)) == std::vector<float>{0, 2, 3, 5});
+  REQUIRE(vals(t.select(0, 1)) == std::vector<float>{3, 4, 5});
+  REQUIRE(vals(t.select(1, -1)) == std::vector<float>{2, 5});
+  REQUIRE(t.unsqueeze(0).shape() == Shape{1, 2, 3});
+  REQUIRE(t.unsqueeze(-1).shape() == Shape{2, 3, 1});
+  REQUIRE(t.unsqueeze(0).squeeze().shape() == Shape{2, 3});
+  REQUIRE(t.permute({1, 0}).strides() == Shape{1, 3});
+  Tensor e = tensor({1, 2}, {2, 1}).expand({2, 3});
+  REQUIRE(e.strides()[1] == 0);
+  REQUIRE(vals(e) == std::vector<float>{1, 1, 1, 2, 2, 2});
+  // Writing through a view changes the base.
+  Tensor row = t.select(0, 0);
+  row.fill_(9);
+  REQUIRE(vals(t) == std::vector<float>{9, 9, 9, 3, 4, 5});
+  REQUIRE(t.version() == row.version());
+}
+
+TEST_CASE("contiguous, clone, dtype conversion", "[tensor]") {
+  Tensor t = tensor({1, 2, 3, 4}, {2, 2}).t();
+  Tensor c = t.contiguous();
+  REQUIRE(c.is_contiguous());
+  REQUIRE(c.raw_data() != t.raw_data());
+  REQUIRE(vals(c) == std::vector<float>{1, 3, 2, 4});
+  Tensor same = c.contiguous();
+  REQUIRE(same.raw_data() == c.raw_data());
+  Tensor k = c.clone();
+  k.fill_(0);
+  REQUIRE(vals(c) == std::vector<float>{1, 3, 2, 4});
+  REQUIRE(tensor({1.7f, -2.2f}).to(DType::Int64).to_vector<int64_t>() == std::vector<int64_t>{1, -2});
+  REQUIRE(tensor({0, 3}).to(DType::Bool).to_vector<bool>() == std::vector<bool>{false, true});
+}
+
+TEST_CASE("cat, stack, split, chunk", "[tensor]") {
+  Tensor a = tensor({1, 2, 3, 4}, {2, 2}), b = tensor({5, 6}, {2, 1});
+  REQUIRE(vals(cat({a, b}, 1)) == std::vector<float>{1, 2, 5, 3, 4, 6});
+  REQUIRE(vals(cat({a, a.t()}, 0)) == std::vector<float>{1, 2, 3, 4, 1, 3, 2, 4});
+  Tensor s = stack({a, a}, 0);
+  REQUIRE(s.shape() == Shape{2, 2, 2});
+  TensorList parts = split(arange(5), 2);
+  REQUIRE(parts.size() == 3);
+  REQUIRE(parts[2].to_vector<int64_t>() == std::vector<int64_t>{4});
+  REQUIRE(chunk(arange(6), 3).size() == 3);
+}
+
+TEST_CASE("elementwise math with broadcasting", "[tensor]") {
+  Tensor a = tensor({1, 2, 3}, {3, 1}), b = tensor({10, 20}, {2});
+  Tensor s = a + b;
+  REQUIRE(s.shape() == Shape{3, 2});
+  REQUIRE(vals(s) == std::vector<float>{11, 21, 12, 22, 13, 23});
+  REQUIRE(vals(a * 2.0 - 1.0) == std::vector<float>{1, 3, 5});
+  REQUIRE(vals(1.0 - a) == std::vector<float>{0, -1, -2});
+  REQUIRE(vals(b / a).size() == 6);
+  REQUIRE(vals(relu(tensor({-1, 0, 2}))) == std::vector<float>{0, 0, 2});
+  REQUIRE(vals(clamp(tensor({-5, 0.5, 5}), -1, 1)) == std::vector<float>{-1, 0.5, 1});
+  REQUIRE(vals(abs(tensor({-2, 3}))) == std::vector<float>{2, 3});
+  REQUIRE(vals(maximum(tensor({1, 5}), tensor({3}))) == std::vector<float>{3, 5});
+  REQUIRE(exp(tensor({1})).item<float>() == Approx(std::exp(1.0f)));
+  REQUIRE(gelu(tensor({1})).item<float>() == Approx(0.8413447f));
+  REQUIRE(gelu(tensor({1}), GeluApprox::Tanh).item<float>() == Approx(0.8411920f));
+  std::vector<float> sg = sigmoid(tensor({-100, 0, 100})).to_vector<float>();
+  REQUIRE((sg[0] >= 0 && sg[0] < 1e-30f && sg[1] == 0.5f && sg[2] == 1.0f));
+  Tensor m = tensor({1, 2, 3}) > 1.5;
+  REQUIRE(m.dtype() == DType::Bool);
+  REQUIRE(m.to_vector<bool>() == std::vector<bool>{false, true, true});
+  REQUIRE(vals(where(m, tensor({1, 1, 1}), tensor({0}))) == std::vector<float>{0, 1, 1});
+  REQUIRE(vals(masked_fill(tensor({1, 2, 3}), m, -1)) == std::vector<float>{1, -1, -1});
+  REQUIRE((!m).to_vector<bool>() == std::vector<bool>{true, false, false});
+  REQUIRE((arange(4) * 3.0).to_vector<int64_t>() == std::vector<int64_t>{0, 3, 6, 9});
+}
+
+TEST_CASE("in-place ops write through and bump the version", "[tensor]") {
+  Tensor t = tensor({1, 2, 3});
+  uint64_t v = t.version();
+  t.add_(tensor({1}));
+  t.mul_(2.0);
+  REQUIRE(vals(t) == std::vector<float>{4, 6, 8});
+  REQUIRE(t.version() == v + 2);
+  t.sub_(tensor({1, 1, 1})).div_(tensor({2}));
+  REQUIRE(vals(t) == std::vector<float>{1.5, 2.5, 3.5});
+  t.masked_fill_(t > 2.0, 0);
+  REQUIRE(vals(t) == std::vector<float>{1.5, 0, 0});
+  t.copy_(tensor({7}));
+  REQUIRE(vals(t) == std::vector<float>{7, 7, 7});
+  Tensor d = zeros({3}, DType::Float64);
+  d.copy_(tensor({1, 2, 3}));  // copies across dtypes
+  REQUIRE(d.to_vector<double>() == std::vector<double>{1, 2, 3});
+  t.zero_();
+  REQUIRE(vals(t) == std::vector<float>{0, 0, 0});
+}
+
+TEST_CASE("reductions over any dims with keepdim", "[tensor]") {
+  Tensor t = tensor({1, 2, 3, 4, 5, 6}, {2, 3});
+  REQUIRE(sum(t).item<float>() == 21);
+  REQUIRE(sum(t).dim() == 0);
+  REQUIRE(vals(sum(t, {0})) == std::vector<float>{5, 7, 9});
+  REQUIRE(sum(t, {1}, true).shape() == Shape{2, 1});
+  REQUIRE(vals(sum(t.t(), {1})) == std::vector<float>{5, 7, 9});
+  REQUIRE(vals(mean(t, {1})) == std::vector<float>{2, 5});
+  REQUIRE(var(t, {1}).to_vector<float>() == std::vector<float>{1, 1});
+  REQUIRE(var(t, {1}, 0).to_vector<float>()[0] == Approx(2.0 / 3.0));
+  REQUIRE(max(t).item<float>() == 6);
+  REQUIRE(min(t).item<float>() == 1);
+  auto [values, indices] = max(t, 1);
+  REQUIRE(vals(values) == std::vector<float>{3, 6});
+  REQUIRE(indices.to_vector<int64_t>() == std::vector<int64_t>{2, 2});
+  REQUIRE(argmax(t, 0).to_vector<int64_t>() == std::vector<int64_t>{1, 1, 1});
+  REQUIRE(argmax(t).item<int64_t>() == 5);
+  REQUIRE(argmin(tensor({3, 1, 1}), 0).item<int64_t>() == 1);  // first of ties
+  REQUIRE(logsumexp(t, {1}).to_vector<float>()[0] == Approx(std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0))));
+  REQUIRE(sum(tensor({1, 2}) > 0.0).item<int64_t>() == 2);  // bools count into int64
+}
+
+TEST_CASE("softmax is stable and a fully masked row gives zeros, not NaN", "[tensor]") {
+  Tensor x = tensor({1000, 1001, 1002, -kInf, -kInf, -kInf, 0, -kInf, 0}, {3, 3});
+  std::vector<float> y = vals(softmax(x, 1));
+  REQUIRE(y[0] + y[1] + y[2] == Approx(1.0f));
+  REQUIRE(y[3] == 0.0f);
+  REQUIRE(y[4] == 0.0f);
+  REQUIRE(y[5] == 0.0f);
+  REQUIRE(y[6] == Approx(0.5f));
+  REQUIRE(y[7] == 0.0f);
+  std::vector<float> l = vals(log_softmax(x, 1));
+  REQUIRE(std::isinf(l[3]));
+  REQUIRE(l[6] == Approx(std::log(0.5f)));
+  // The gradient through a fully masked row is zero, not NaN.
+  Tensor xr = x.clone().requires_grad_();
+  sum(mul(softmax(xr, 1), tensor({1, 2, 3}))).backward();
+  for (float g : vals(xr.grad())) REQUIRE(std::isfinite(g));
+  REQUIRE(vals(xr.grad())[3] == 0.0f);
+  // softmax over a non-last dim
+  REQUIRE(vals(sum(softmax(tensor({1, 2, 3, 4}, {2, 2}), 0), {0})) == std::vector<float>{1, 1});
+}
+
+TEST_CASE("matmul: matrices, batches with broadcasting, vectors, strided operands", "[tensor]") {
+  Tensor a = tensor({1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor b = tensor({1, 0, 0, 1, 1, 1}, {3, 2});
+  REQUIRE(vals(matmul(a, b)) == std::vector<float>{4, 5, 10, 11});
+  REQUIRE(vals(matmul(a, a.t())) == std::vector<float>{14, 32, 32, 77});
+  Tensor batch = stack({a, a * 2.0});  // [2, 2, 3]
+  REQUIRE(matmul(batch, b).shape() == Shape{2, 2, 2});
+  REQUIRE(vals(matmul(batch, b))[4] == 8);
+  REQUIRE(matmul(tensor({1, 1, 1}), b).shape() == Shape{2});
+  REQUIRE(matmul(a, tensor({1, 1, 1})).to_vector<float>() == std::vector<float>{6, 15});
+  REQUIRE(matmul(tensor({1, 2}), tensor({3, 4})).item<float>() == 11);
+  Tensor big = randn({4, 1, 5, 7});
+  Tensor rhs = randn({3, 7, 2});
+  REQUIRE(matmul(big, rhs).shape() == Shape{4, 3, 5, 2});
+}
+
+TEST_CASE("indexing: index_select, gather, scatter_add, embedding, one_hot", "[tensor]") {
+  Tensor t = tensor({1, 2, 3, 4, 5, 6}, {3, 2});
+  REQUIRE(vals(index_select(t, 0, from_vector(std::vector<int64_t>{2, 0}))) == std::vector<float>{5, 6, 1, 2});
+  Tensor idx = from_vector(std::vector<int64_t>{1, 0, 0}, {3, 1});
+  REQUIRE(vals(gather(t, 1, idx)) == std::vector<float>{2, 3, 5});
+  Tensor acc = scatter_add(zeros({2, 2}), 0, from_vector(std::vector<int64_t>{1, 1, 0}, {3, 1}), ones({3, 1}));
+  REQUIRE(vals(acc) == std::vector<float>{1, 0, 2, 0});
+  Tensor ids = from_vector(std::vector<int64_t>{2, 2, 0}, {1, 3});
+  Tensor e = embedding(t, ids);
+  REQUIRE(e.shape() == Shape{1, 3, 2});
+  REQUIRE(vals(e) == std::vector<float>{5, 6, 5, 6, 1, 2});
+  REQUIRE(vals(one_hot(from_vector(std::vector<int64_t>{1, 0}), 3)) == std::vector<float>{0, 1, 0, 1, 0, 0});
+}
+
+TEST_CASE("random numbers: reproducible from a seed, independent of threads", "[tensor][random]") {
+  Generator g1(42), g2(42);
+  std::vector<float> a = vals(randn({1000}, &g1)), b = vals(randn({1000}, &g2));
+  REQUIRE(a == b);
+  REQUIRE(vals(randn({1000}, &g1)) != a);  // the generator moves on
+  REQUIRE(g1.offset() == 2000);
+  int threads = cpu::num_threads();
+  Generator g3(42);
+  cpu::set_num_threads(1);
+  std::vector<float> single = vals(randn({1000}, &g3));
+  cpu::set_num_threads(threads);
+  REQUIRE(single == a);
+  // Sensible distributions.
+  Generator g(7);
+  Tensor u = rand({20000}, &g);
+  REQUIRE(mean(u).item<float>() == Approx(0.5).margin(0.01));
+  REQUIRE(min(u).item<float>() >= 0.0f);
+  REQUIRE(max(u).item<float>() < 1.0f);
+  Tensor n = randn({20000}, &g);
+  REQUIRE(mean(n).item<float>() == Approx(0.0).margin(0.03));
+  REQUIRE(var(n).item<float>() == Approx(1.0).margin(0.05));
+  Tensor m = bernoulli({20000}, 0.3, &g, DType::Bool);
+  REQUIRE(sum(m).item<int64_t>() == Approx(6000).margin(300));
+  manual_seed(5);
+  std::vector<float> d1 = vals(rand({8}));
+  manual_seed(5);
+  REQUIRE(vals(rand({8})) == d1);
+}
+
+TEST_CASE("printing with fmt", "[tensor]") {
+  REQUIRE(fmt::format("{}", tensor({1, 2.5}, {2})) == "tensor([1.0000, 2.5000])");
+  REQUIRE(fmt::format("{}", arange(3)) == "tensor([0, 1, 2], dtype=int64)");
+  std::string two_d = fmt::format("{}", tensor({1, 2, 3, 4}, {2, 2}));
+  REQUIRE(two_d == "tensor([[1.0000, 2.0000],\n        [3.0000, 4.0000]])");
+  std::string big = fmt::format("{}", zeros({2000}));
+  REQUIRE(big.find("...") != std::string::npos);
+  REQUIRE(fmt::format("{}", Tensor()) == "tensor(undefined)");
+  Tensor r = tensor({1}).requires_grad_();
+  REQUIRE(fmt::format("{}", r).find("requires_grad=true") != std::string::npos);
+}
+
+TEST_CASE("results are bit-identical for any thread count", "[tensor][determinism]") {
+  Generator g(3);
+  Tensor a = randn({67, 129}, &g), b = randn({129, 93}, &g);
+  auto run = [&] {
+    Tensor h = softmax(matmul(a, b), 1);
+    return std::make_pair(vals(sum(h, {0})), sum(mul(a, a)).item<float>());
+  };
+  int threads = cpu::num_threads();
+  cpu::set_num_threads(1);
+  auto one = run();
+  cpu::set_num_threads(2);
+  auto two = run();
+  cpu::set_num_threads(3);
+  auto three = run();
+  cpu::set_num_threads(threads);
+  REQUIRE(one == two);
+  REQUIRE(one == three);
+}

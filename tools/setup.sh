@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# Sets heed up on Debian bookworm (as root, or with sudo) and runs it. Works
+# from a fresh clone on a fresh machine, and again and again after that.
+#
+#   bash tools/setup.sh main   install the packages, build Release in build/,
+#                              run the main job (examples/train_tiny for now)
+#   bash tools/setup.sh test   install the packages, then build and run every
+#                              test in the configurations CI runs:
+#                                cpu   CPU only (HEED_CUDA=OFF) in build-cpu,
+#                                      with the install/consumer test
+#                                cuda  CUDA enabled in build-cuda, when nvcc is
+#                                      here (CUDA tests skip without a GPU)
+#                                asan  AddressSanitizer + UBSan in build-asan
+#
+# Environment:
+#   HEED_SKIP_APT=1        skip the apt step (the packages are already there)
+#   HEED_JOBS=N            parallel build and test jobs (default 2)
+#   HEED_TEST_TIMEOUT=S    per-test time limit for ctest (default 600)
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+JOBS=${HEED_JOBS:-2}
+TEST_TIMEOUT=${HEED_TEST_TIMEOUT:-600}
+MAIN_TARGET=train_tiny  # the main job: built and run by `setup.sh main`
+
+# Everything heed needs from Debian, and nothing more:
+#   build-essential cmake pkg-config    compilers and the build
+#   libfmt-dev libhdf5-dev catch2       libraries heed and its tests use
+#   libcli11-dev                        command-line parsing in examples/ and bench/
+#   hdf5-tools                          h5dump, to look into checkpoints
+#   python3-torch python3-h5py          the reference-data generator and the
+#   python3-numpy                       benchmarks' PyTorch side
+#   libopenblas0-pthread                the BLAS Debian's PyTorch should use: without
+#                                       it (it is only a Recommends) torch.mm falls
+#                                       back to the slow reference BLAS
+APT_PACKAGES=(
+  build-essential cmake pkg-config
+  libfmt-dev libhdf5-dev hdf5-tools catch2 libcli11-dev
+  python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
+)
+
+log() { printf '\n==> %s\n' "$*"; }
+die() {
+  printf 'setup.sh: error: %s\n' "$*" >&2
+  exit 1
+}
+
+install_packages() {
+  if [[ ${HEED_SKIP_APT:-0} == 1 ]]; then
+    log "Skipping apt (HEED_SKIP_APT=1)"
+    return
+  fi
+  local missing=() p
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if ((${#missing[@]} == 0)); then
+    log "All ${#APT_PACKAGES[@]} apt packages are installed"
+    return
+  fi
+  local as_root=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || die "installing ${missing[*]} needs root (run as root, or install sudo)"
+    as_root=(sudo)
+  fi
+  log "Installing apt packages: ${missing[*]}"
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update
+  "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${APT_PACKAGES[@]}"
+}
+
+find_nvcc() {
+  if [[ -x /usr/local/cuda/bin/nvcc ]]; then
+    echo /usr/local/cuda/bin/nvcc
+  else
+    command -v nvcc || true
+  fi
+}
+
+# configure_build_test NAME BUILD_DIR CMAKE_ARGS...: configure, build, run ctest.
+# Sets STAGE to the step that failed; returns non-zero on failure.
+configure_build_test() {
+  local name=$1 dir=$2
+  shift 2
+  log "[$name] configure $dir: $*"
+  STAGE="configure"
+  cmake -S . -B "$dir" "$@" || return 1
+  log "[$name] build"
+  STAGE="build"
+  cmake --build "$dir" -j "$JOBS" || return 1
+  log "[$name] test"
+  STAGE="test"
+  ctest --test-dir "$dir" --output-on-failure -j "$JOBS" --timeout "$TEST_TIMEOUT" || return 1
+  STAGE=
+}
+
+SUMMARY=()
+FAILED=0
+# run_config NAME BUILD_DIR CMAKE_ARGS...: runs one configuration and records its line in the summary.
+run_config() {
+  local name=$1 start=$SECONDS
+  if configure_build_test "$@"; then
+    SUMMARY+=("$(printf '%-5s passed   %4ds  %s' "$name" $((SECONDS - start)) "$2")")
+  else
+    SUMMARY+=("$(printf '%-5s FAILED   %4ds  %s (at %s)' "$name" $((SECONDS - start)) "$2" "$STAGE")")
+    FAILED=1
+  fi
+}
+
+mode_main() {
+  install_packages
+  [[ -f examples/$MAIN_TARGET.cpp ]] || die "examples/$MAIN_TARGET.cpp does not exist yet: there is no main job to run"
+  log "Configure build/ (Release)"
+  cmake -S . -B build -DCMAKE_BUILD_TYPE=Release
+  log "Build $MAIN_TARGET"
+  cmake --build build -j "$JOBS" --target "$MAIN_TARGET"
+  log "Run build/examples/$MAIN_TARGET"
+  "build/examples/$MAIN_TARGET"
+}
+
+mode_test() {
+  install_packages
+  local total_start=$SECONDS
+  printf '\nheed tests on %s: %s cores, %s\n' "$(uname -m)" "$(nproc)" "$(c++ --version | head -n 1)"
+  [[ -d ../shared/reference ]] || printf 'note: ../shared/reference is missing; tests that need reference data will say so\n'
+
+  run_config cpu build-cpu -DCMAKE_BUILD_TYPE=Release -DHEED_CUDA=OFF
+
+  local nvcc
+  nvcc=$(find_nvcc)
+  if [[ -n $nvcc ]]; then
+    # ON, not AUTO: nvcc is here, so a CUDA build that quietly fell back to CPU
+    # only would be a failure to report, not a pass.
+    run_config cuda build-cuda -DCMAKE_BUILD_TYPE=Release -DHEED_CUDA=ON "-DCMAKE_CUDA_COMPILER=$nvcc" \
+      -DHEED_BUILD_EXAMPLES=OFF -DHEED_BUILD_BENCH=OFF
+    if nvidia-smi -L >/dev/null 2>&1; then
+      SUMMARY[-1]+=" [$(nvidia-smi -L | head -n 1)]"
+    else
+      SUMMARY[-1]+=" [no GPU visible: compiled, device tests skipped]"
+    fi
+  else
+    log "[cuda] SKIPPED: no nvcc (neither /usr/local/cuda/bin/nvcc nor nvcc on PATH)"
+    SUMMARY+=("$(printf '%-5s skipped        no nvcc on this machine' cuda)")
+  fi
+
+  run_config asan build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DHEED_CUDA=OFF -DHEED_SANITIZE=ON \
+    -DHEED_BUILD_EXAMPLES=OFF -DHEED_BUILD_BENCH=OFF
+
+  printf '\n==> Summary (%ds in all)\n' $((SECONDS - total_start))
+  printf '    %s\n' "${SUMMARY[@]}"
+  return "$FAILED"
+}
+
+case "${1:-}" in
+  main) mode_main ;;
+  test) mode_test ;;
+  *)
+    printf 'usage: bash tools/setup.sh main|test\n' >&2
+    printf '  main  install packages, build Release in build/, run the main job (examples/%s)\n' "$MAIN_TARGET" >&2
+    printf '  test  install packages, build and run every test: CPU-only, CUDA (when nvcc exists), sanitizers\n' >&2
+    exit 2
+    ;;
+esac
