@@ -87,6 +87,7 @@ TEST_CASE("gradcheck: elementwise unary ops", "[gradcheck]") {
   check_unary("relu", [](const Tensor& x) { return relu(x); }, false, false);
   check_unary("abs", [](const Tensor& x) { return abs(x); }, false, false);
   check_unary("clamp", [](const Tensor& x) { return clamp(x, -0.7, 0.9); }, false, false);
+  check_unary("sign", [](const Tensor& x) { return mul(sign(x), x); }, false, false);
 }
 
 TEST_CASE("gradcheck: elementwise binary ops with broadcasting", "[gradcheck]") {

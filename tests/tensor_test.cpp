@@ -13,7 +13,6 @@ using namespace heed;
 
 namespace {
 std::vector<float> vals(const Tensor& t) { return t.to_vector<float>(); }
-Tensor f32(std::vector<float> v, Shape s = {}) { return from_vector(v, s); }
 constexpr float kInf = std::numeric_limits<float>::infinity();
 }  // namespace
 
