@@ -1,0 +1,73 @@
+#pragma once
+// Module: the base of every layer, in the spirit of PyTorch's C++ frontend
+// but with plain std::shared_ptr ownership (no Impl/holder split). A module
+// registers its parameters, buffers and children by name; the dotted paths
+// ("encoder.layers.0.self_attn.q_proj.weight") are what checkpoints use.
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tensor/ops.h"
+
+namespace heed::nn {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+class Module {
+ public:
+  explicit Module(std::string type_name = "Module") : type_name_(std::move(type_name)) {}
+  virtual ~Module() = default;
+  Module(const Module&) = delete;
+  Module& operator=(const Module&) = delete;
+
+  // The layer's type, e.g. "Linear" (for messages and printing).
+  const std::string& type_name() const { return type_name_; }
+
+  // Parameters, buffers and children in registration order, with dotted
+  // paths when recursing.
+  NamedTensors named_parameters(bool recurse = true) const;
+  NamedTensors named_buffers(bool recurse = true) const;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> named_children() const { return children_; }
+  // This module ("") and every descendant, depth first.
+  std::vector<std::pair<std::string, Module*>> named_modules();
+  TensorList parameters(bool recurse = true) const;
+  int64_t num_parameters() const;
+
+  // Training mode switches dropout and the like; it recurses into children.
+  void train(bool on = true);
+  void eval() { train(false); }
+  bool is_training() const { return training_; }
+
+  void zero_grad();
+  // Calls fn on this module and every descendant (for custom initialisation).
+  void apply(const std::function<void(const std::string& path, Module& m)>& fn);
+  // Moves every parameter and buffer, keeping their handles valid.
+  void to(Device device);
+  void to(DType dtype);
+
+ protected:
+  // The returned reference is the module's own handle: keep it as a member.
+  Tensor& register_parameter(const std::string& name, Tensor value, bool requires_grad = true);
+  Tensor& register_buffer(const std::string& name, Tensor value);
+  template <class M>
+  std::shared_ptr<M> register_module(const std::string& name, std::shared_ptr<M> module) {
+    check_new_name(name);
+    children_.emplace_back(name, module);
+    return module;
+  }
+
+ private:
+  void check_new_name(const std::string& name) const;
+  void collect(NamedTensors& out, const std::string& prefix, bool params, bool recurse) const;
+
+  std::string type_name_;
+  bool training_ = true;
+  // Node-based lists keep the references handed out by register_* valid.
+  std::vector<std::unique_ptr<std::pair<std::string, Tensor>>> params_;
+  std::vector<std::unique_ptr<std::pair<std::string, Tensor>>> buffers_;
+  std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
+};
+
+}  // namespace heed::nn
