@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "tensor/op_helpers.h"
+#include "tensor/philox.h"
 
 namespace heed {
 
@@ -69,7 +70,10 @@ Tensor draw(const char* op, RandomDist dist, double a, double b, const Shape& sh
             Device device) {
   Generator& g = gen ? *gen : default_generator();
   Tensor out = empty(shape, dtype, device);
-  uint64_t offset = g.advance(static_cast<uint64_t>(out.numel()));
+  // Whole Philox blocks per draw (tensor/philox.h): draws never share one.
+  uint64_t words = static_cast<uint64_t>(out.numel()) *
+                   philox_words(dist == RandomDist::Normal, dtype == DType::Float64 && dist != RandomDist::Bernoulli);
+  uint64_t offset = g.advance((words + 3) / 4);
   if (out.numel() > 0) detail::kernel(device, &Backend::random, op)(dist, a, b, g.seed(), offset, out);
   return out;
 }

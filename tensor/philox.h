@@ -6,26 +6,33 @@
 // device. Header-only, constexpr, and free of std:: calls in the core rounds
 // so that a CUDA kernel can include it (HEED_HOST_DEVICE marks the functions).
 //
-// THE MAPPING every backend must reproduce (Backend::random):
+// THE MAPPING every backend must reproduce (Backend::random). A draw of n
+// samples, each taking w 32-bit words (philox_words below: 1 for float32
+// uniform and Bernoulli, 2 for float32 normal and float64 uniform, 4 for
+// float64 normal), owns the Philox blocks offset, offset + 1, ...; sample i
+// reads words (i*w) % 4 ... of block offset + (i*w) / 4, where
 //   key     = {seed & 0xffffffff, seed >> 32}
-//   counter = {(offset + i) & 0xffffffff, (offset + i) >> 32, 0, 0}
-//   w[0..3] = philox4x32(counter, key)          for element i of the draw
-//   Uniform   float32: u = (w0 >> 8) * 2^-24;                 out = a + (b - a) * u
-//             float64: u = ((w0 << 32 | w1) >> 11) * 2^-53;    out = a + (b - a) * u
+//   counter = {block & 0xffffffff, block >> 32, 0, 0}
+//   w[0..3] = philox4x32(counter, key)
+// and, with v = the sample's words:
+//   Uniform   float32: u = (v0 >> 8) * 2^-24;                 out = a + (b - a) * u
+//             float64: u = ((v0 << 32 | v1) >> 11) * 2^-53;    out = a + (b - a) * u
 //             (computed in the output's type; a result that rounds up to b
 //             becomes a, keeping the half-open range)
-//   Normal    float32: u1 = 1 - (w0 >> 8) * 2^-24  in (0, 1], u2 = (w1 >> 8) * 2^-24,
+//   Normal    float32: u1 = 1 - (v0 >> 8) * 2^-24  in (0, 1], u2 = (v1 >> 8) * 2^-24,
 //                      z = sqrt(-2 log u1) * cos(2 pi u2)  in float; out = a + b * z
-//             float64: u1 = 1 - 53-bit(w0, w1), u2 = 53-bit(w2, w3), same in double
-//   Bernoulli any dtype: out = 1 if (w0 >> 8) * 2^-24 < a (compared in double), else 0
+//             float64: u1 = 1 - 53-bit(v0, v1), u2 = 53-bit(v2, v3), same in double
+//   Bernoulli any dtype: out = 1 if (v0 >> 8) * 2^-24 < a (compared in double), else 0
+// Using every word of a block keeps the cost at one Philox call per 4 / w
+// samples; the generator hands out whole blocks, so two draws never share one.
 // Uniform and Bernoulli are bit-identical on every device; Normal matches up to
 // the rounding of the device's log/cos/sqrt (an ulp or two).
 #include <cstdint>
 #include <math.h>  // the C functions, which CUDA also provides on the device
 
-#if defined(__CUDACC__)
-#define HEED_HOST_DEVICE __host__ __device__
-#else
+// cuda/ defines HEED_HOST_DEVICE as __host__ __device__ before including this
+// header; everywhere else these are plain host functions.
+#ifndef HEED_HOST_DEVICE
 #define HEED_HOST_DEVICE
 #endif
 
@@ -65,8 +72,13 @@ HEED_HOST_DEVICE constexpr Philox4x32 philox4x32(Philox4x32 counter, PhiloxKey k
   return counter;
 }
 
-// The block for element `index` (= offset + i) of a draw seeded with `seed`.
-HEED_HOST_DEVICE constexpr Philox4x32 philox_element(uint64_t seed, uint64_t index) {
+// Words per sample (see the mapping above).
+HEED_HOST_DEVICE constexpr int philox_words(bool normal, bool is_double) {
+  return normal ? (is_double ? 4 : 2) : (is_double ? 2 : 1);
+}
+
+// Philox block number `index` of the stream seeded with `seed`.
+HEED_HOST_DEVICE constexpr Philox4x32 philox_block(uint64_t seed, uint64_t index) {
   return philox4x32(
       Philox4x32{{static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), 0u, 0u}},
       PhiloxKey{{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)}});
@@ -85,37 +97,37 @@ HEED_HOST_DEVICE constexpr double uint_to_unit_double(uint32_t hi, uint32_t lo) 
 // ---- the per-element samples of the mapping above ---------------------------
 
 template <class T>
-HEED_HOST_DEVICE inline T uniform_from(const Philox4x32& r, T a, T b);
+HEED_HOST_DEVICE inline T uniform_from(const uint32_t* v, T a, T b);
 template <>
-HEED_HOST_DEVICE inline float uniform_from<float>(const Philox4x32& r, float a, float b) {
-  float v = a + (b - a) * uint_to_unit_float(r.w[0]);
-  return v < b ? v : a;
+HEED_HOST_DEVICE inline float uniform_from<float>(const uint32_t* v, float a, float b) {
+  float x = a + (b - a) * uint_to_unit_float(v[0]);
+  return x < b ? x : a;
 }
 template <>
-HEED_HOST_DEVICE inline double uniform_from<double>(const Philox4x32& r, double a, double b) {
-  double v = a + (b - a) * uint_to_unit_double(r.w[0], r.w[1]);
-  return v < b ? v : a;
+HEED_HOST_DEVICE inline double uniform_from<double>(const uint32_t* v, double a, double b) {
+  double x = a + (b - a) * uint_to_unit_double(v[0], v[1]);
+  return x < b ? x : a;
 }
 
 template <class T>
-HEED_HOST_DEVICE inline T normal_from(const Philox4x32& r, T mean, T std);
+HEED_HOST_DEVICE inline T normal_from(const uint32_t* v, T mean, T std);
 template <>
-HEED_HOST_DEVICE inline float normal_from<float>(const Philox4x32& r, float mean, float std) {
-  const float u1 = 1.0f - uint_to_unit_float(r.w[0]);  // (0, 1]: log never sees 0
-  const float u2 = uint_to_unit_float(r.w[1]);
-  const float z = sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
+HEED_HOST_DEVICE inline float normal_from<float>(const uint32_t* v, float mean, float std) {
+  const float u1 = 1.0f - uint_to_unit_float(v[0]);  // (0, 1]: log never sees 0
+  const float u2 = uint_to_unit_float(v[1]);
+  const float z = ::sqrtf(-2.0f * ::logf(u1)) * ::cosf(6.28318530717958647692f * u2);
   return mean + std * z;
 }
 template <>
-HEED_HOST_DEVICE inline double normal_from<double>(const Philox4x32& r, double mean, double std) {
-  const double u1 = 1.0 - uint_to_unit_double(r.w[0], r.w[1]);
-  const double u2 = uint_to_unit_double(r.w[2], r.w[3]);
-  const double z = sqrt(-2.0 * log(u1)) * cos(6.28318530717958647692 * u2);
+HEED_HOST_DEVICE inline double normal_from<double>(const uint32_t* v, double mean, double std) {
+  const double u1 = 1.0 - uint_to_unit_double(v[0], v[1]);
+  const double u2 = uint_to_unit_double(v[2], v[3]);
+  const double z = ::sqrt(-2.0 * ::log(u1)) * ::cos(6.28318530717958647692 * u2);
   return mean + std * z;
 }
 
-HEED_HOST_DEVICE inline bool bernoulli_from(const Philox4x32& r, double p) {
-  return static_cast<double>(uint_to_unit_float(r.w[0])) < p;
+HEED_HOST_DEVICE inline bool bernoulli_from(const uint32_t* v, double p) {
+  return static_cast<double>(uint_to_unit_float(v[0])) < p;
 }
 
 }  // namespace heed

@@ -1,9 +1,10 @@
 #pragma once
 // The counter-based generator behind rand/randn/bernoulli and dropout. Its
-// whole state is (seed, offset): element i of a draw uses Philox counter
-// offset + i, and each draw advances offset by the number of elements. So a
-// seed gives the same numbers on every run, every thread count and (with the
-// CUDA backend) every device, and the state is two integers to checkpoint.
+// whole state is (seed, offset): a draw takes the Philox blocks from offset
+// on (tensor/philox.h says which sample reads which block) and advances
+// offset past them. So a seed gives the same numbers on every run, every
+// thread count and (with the CUDA backend) every device, and the state is two
+// integers to checkpoint.
 #include <cstdint>
 
 namespace heed {
@@ -21,7 +22,7 @@ class Generator {
     seed_ = seed;
     offset_ = offset;
   }
-  // Reserves n counters and returns the first.
+  // Reserves n Philox blocks and returns the first.
   uint64_t advance(uint64_t n) {
     uint64_t first = offset_;
     offset_ += n;

@@ -309,6 +309,11 @@ TEST_CASE("where, copy between dtypes into a strided dst, and fill", "[cpu]") {
   kernels().copy(flags, back);
   REQUIRE(values(back) == std::vector<double>{0, 1, 1, 1, 0, 1});
 
+  Tensor row = make({3}, DType::Int64, [](int64_t i) { return double(i) - 1; });
+  Tensor expanded = empty({2, 3}, DType::Int64);
+  kernels().copy(make_view(row, {2, 3}, {0, 1}, 0), expanded);  // expand(...).contiguous()
+  REQUIRE(values(expanded) == std::vector<double>{-1, 0, 1, -1, 0, 1});
+
   Tensor f = make({4, 4}, DType::Float32, [](int64_t) { return 0.0; });
   Tensor every_other = make_view(f, {2, 4}, {8, 1}, 4);  // rows 1 and 3
   kernels().fill(every_other, 2.5);
@@ -649,15 +654,20 @@ TEST_CASE("random follows the documented counter mapping and its distributions",
   kernels().random(RandomDist::Uniform, -2, 3, seed, offset, u);
   const std::vector<double> uv = values(u);
   for (int64_t i = 0; i < 1000; ++i) {
-    const Philox4x32 r = philox_element(seed, offset + i);
-    REQUIRE(uv[i] == -2.0f + 5.0f * (static_cast<float>(r.w[0] >> 8) / 16777216.0f));
+    const Philox4x32 r = philox_block(seed, offset + i / 4);  // one word per float32 uniform
+    REQUIRE(uv[i] == -2.0f + 5.0f * (static_cast<float>(r.w[i % 4] >> 8) / 16777216.0f));
     REQUIRE(uv[i] >= -2);
     REQUIRE(uv[i] < 3);
   }
-  // Shifting the offset shifts the stream.
-  Tensor u2 = empty({999}, DType::Float32);
+  // Shifting the offset by one block shifts the stream by four samples.
+  Tensor u2 = empty({996}, DType::Float32);
   kernels().random(RandomDist::Uniform, -2, 3, seed, offset + 1, u2);
-  REQUIRE(values(u2) == std::vector<double>(uv.begin() + 1, uv.end()));
+  REQUIRE(values(u2) == std::vector<double>(uv.begin() + 4, uv.end()));
+  // float64 uniform takes two words a sample: two samples a block.
+  Tensor d = empty({6}, DType::Float64);
+  kernels().random(RandomDist::Uniform, 0, 1, seed, 0, d);
+  const Philox4x32 r1 = philox_block(seed, 1);
+  REQUIRE(values(d)[3] == uint_to_unit_double(r1.w[2], r1.w[3]));
 
   const int64_t n = 200000;
   for (DType dtype : {DType::Float32, DType::Float64}) {

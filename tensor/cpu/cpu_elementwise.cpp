@@ -3,7 +3,6 @@
 // contiguous runs the compiler vectorises. float32 math is done in float,
 // float64 in double; integers wrap on overflow like two's complement.
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <type_traits>
 
@@ -290,14 +289,13 @@ void binary_bool(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& ou
 // Same-dtype copy where src is contiguous along a dim other than the innermost
 // (a transpose): walking dst in order would read src a cache line per element,
 // so the (k, inner) plane is copied in square tiles that fit in L1 instead.
-constexpr int64_t kTile = 32;
+constexpr int64_t kTile = 16;
 
 template <class T>
 void copy_tiled(const StridedPlan<2>& plan, int k, char* dst, const char* src) {
   const int last = plan.ndim - 1;
   const int64_t rows = plan.shape[k], cols = plan.shape[last];
-  const int64_t dr = plan.strides[0][k], dc = plan.strides[0][last];
-  const int64_t sr = plan.strides[1][k], sc = plan.strides[1][last];
+  const int64_t dr = plan.strides[0][k], sc = plan.strides[1][last];  // bytes
   const int64_t row_tiles = (rows + kTile - 1) / kTile;
   const int64_t planes = plan.numel / (rows * cols);
   parallel_for(0, planes * row_tiles, std::max<int64_t>(1, kGrainCheap / (kTile * cols)), [&](int64_t b, int64_t e) {
@@ -311,15 +309,25 @@ void copy_tiled(const StridedPlan<2>& plan, int k, char* dst, const char* src) {
         s_off += (rem % plan.shape[d]) * plan.strides[1][d];
         rem /= plan.shape[d];
       }
+      // In elements from here: dst is unit-stride along c, src along r.
+      T* d = reinterpret_cast<T*>(dst + d_off);
+      const T* s = reinterpret_cast<const T*>(src + s_off);
+      const int64_t dr_e = dr / int64_t(sizeof(T)), sc_e = sc / int64_t(sizeof(T));
       for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
         const int64_t c1 = std::min(cols, c0 + kTile);
-        for (int64_t r = r0; r < r1; ++r)
-          for (int64_t c = c0; c < c1; ++c)
-            *reinterpret_cast<T*>(dst + d_off + r * dr + c * dc) =
-                *reinterpret_cast<const T*>(src + s_off + r * sr + c * sc);
+        for (int64_t r = r0; r < r1; ++r) {
+          T* d_row = d + r * dr_e;
+          const T* s_col = s + r;
+          for (int64_t c = c0; c < c1; ++c) d_row[c] = s_col[c * sc_e];
+        }
       }
     }
   });
+}
+
+template <class U>
+void copy_same(const Tensor& dst, const Tensor& src) {
+  map1<U, U>(dst, src, kGrainCheap, [](U v) { return v; });
 }
 
 // True (and k set) when copy_tiled applies: src's unit-stride dim is not the innermost one.
@@ -339,28 +347,19 @@ void copy(const Tensor& src, const Tensor& dst) {
   HEED_CHECK(src.shape() == dst.shape(), "cpu copy: shapes {} and {} differ", shape_str(src.shape()),
              shape_str(dst.shape()));
   if (src.dtype() == dst.dtype()) {
-    // Same type: contiguous runs are memcpy'd, whatever the layout around them.
+    // Same type: bytes moved as unsigned integers of the element's size.
     const int64_t size = static_cast<int64_t>(dtype_size(src.dtype()));
     auto plan = make_plan<2>(dst.shape(), {&dst.strides(), &src.strides()}, {size, size});
     int k = 0;
-    if (transposed_copy(plan, size, k)) {
-      char* d = bytes_of(dst);
-      const char* s = bytes_of(src);
-      switch (size) {
-        case 1: return copy_tiled<uint8_t>(plan, k, d, s);
-        case 4: return copy_tiled<uint32_t>(plan, k, d, s);
-        case 8: return copy_tiled<uint64_t>(plan, k, d, s);
-        default: break;
-      }
+    const bool tiled = transposed_copy(plan, size, k);
+    char* d = bytes_of(dst);
+    const char* s = bytes_of(src);
+    switch (size) {
+      case 1: return tiled ? copy_tiled<uint8_t>(plan, k, d, s) : copy_same<uint8_t>(dst, src);
+      case 4: return tiled ? copy_tiled<uint32_t>(plan, k, d, s) : copy_same<uint32_t>(dst, src);
+      case 8: return tiled ? copy_tiled<uint64_t>(plan, k, d, s) : copy_same<uint64_t>(dst, src);
+      default: HEED_FAIL("cpu copy: unexpected element size {}", size);
     }
-    return for_each(plan, {bytes_of(dst), bytes_of(src)}, kGrainCheap,
-                    [size](char* const* p, const int64_t* s, int64_t n) {
-                      if (s[0] == size && s[1] == size) {
-                        std::memmove(p[0], p[1], static_cast<size_t>(n * size));
-                      } else {
-                        for (int64_t i = 0; i < n; ++i) std::memcpy(p[0] + i * s[0], p[1] + i * s[1], size);
-                      }
-                    });
   }
   dispatch_dtype(src.dtype(), [&](auto s) {
     using S = decltype(s);

@@ -207,7 +207,7 @@ void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tenso
              dtype_name(x.dtype()), dim, shape_str(index.shape()), shape_str(out.shape()), dtype_name(out.dtype()));
   if (x.dim() == 0) {  // a scalar: index must be [0]
     check_all(index, 1, op, dim);
-    return copy(x, out);
+    return cpu::copy(x, out);
   }
   const int64_t n = index.numel(), size = x.shape()[dim];
   HEED_CHECK(out.shape()[dim] == n, "cpu index_select: out has {} entries along dim {}, index has {}",

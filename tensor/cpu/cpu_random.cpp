@@ -1,5 +1,5 @@
 // Random fills from Philox4x32-10. Element i of the contiguous out is a pure
-// function of (seed, offset + i) (the mapping is spelled out in tensor/philox.h,
+// function of (seed, offset, i) (the mapping is spelled out in tensor/philox.h,
 // which the CUDA backend shares), so chunks can go to any thread in any order
 // and the numbers never depend on the thread count or the device.
 #include <algorithm>
@@ -13,12 +13,24 @@ namespace {
 
 constexpr int64_t kGrain = 16384;  // elements per parallel chunk
 
-// out[i] = sample(philox_element(seed, offset + i)) over the contiguous out.
+// out[i] = sample(words of sample i) over the contiguous out, following the
+// block/word mapping of tensor/philox.h; each chunk computes a block once for
+// the 4 / w samples that share it.
 template <class T, class F>
-void fill_from_philox(const Tensor& out, uint64_t seed, uint64_t offset, F sample) {
+void fill_from_philox(const Tensor& out, uint64_t seed, uint64_t offset, int words, F sample) {
   T* po = static_cast<T*>(out.raw_data());
   parallel_for(0, out.numel(), kGrain, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; ++i) po[i] = sample(philox_element(seed, offset + static_cast<uint64_t>(i)));
+    uint64_t cached = ~uint64_t{0};
+    Philox4x32 block{};
+    for (int64_t i = b; i < e; ++i) {
+      const uint64_t q = static_cast<uint64_t>(i) * static_cast<uint64_t>(words);
+      const uint64_t index = offset + q / 4;
+      if (index != cached) {
+        block = philox_block(seed, index);
+        cached = index;
+      }
+      po[i] = sample(block.w + q % 4);
+    }
   });
 }
 
@@ -31,20 +43,21 @@ void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset,
       return dispatch_floating(out.dtype(), "cpu random (uniform)", [&](auto zero) {
         using T = decltype(zero);
         const T lo = static_cast<T>(a), hi = static_cast<T>(b);
-        fill_from_philox<T>(out, seed, offset, [lo, hi](const Philox4x32& r) { return uniform_from<T>(r, lo, hi); });
+        fill_from_philox<T>(out, seed, offset, philox_words(false, sizeof(T) == 8),
+                            [lo, hi](const uint32_t* v) { return uniform_from<T>(v, lo, hi); });
       });
     case RandomDist::Normal:
       return dispatch_floating(out.dtype(), "cpu random (normal)", [&](auto zero) {
         using T = decltype(zero);
         const T mean = static_cast<T>(a), std = static_cast<T>(b);
-        fill_from_philox<T>(out, seed, offset,
-                            [mean, std](const Philox4x32& r) { return normal_from<T>(r, mean, std); });
+        fill_from_philox<T>(out, seed, offset, philox_words(true, sizeof(T) == 8),
+                            [mean, std](const uint32_t* v) { return normal_from<T>(v, mean, std); });
       });
     case RandomDist::Bernoulli:
       return dispatch_dtype(out.dtype(), [&](auto zero) {
         using T = decltype(zero);
-        fill_from_philox<T>(out, seed, offset,
-                            [p = a](const Philox4x32& r) { return bernoulli_from(r, p) ? T(1) : T(0); });
+        fill_from_philox<T>(out, seed, offset, 1,
+                            [p = a](const uint32_t* v) { return bernoulli_from(v, p) ? T(1) : T(0); });
       });
   }
   HEED_FAIL("cpu random: unknown distribution {}", static_cast<int>(dist));

@@ -27,7 +27,7 @@ namespace heed::cpu {
 namespace {
 
 constexpr int kLanes = 8;
-constexpr int kTile = 64;              // outputs per vertical tile
+constexpr int kTile = 128;             // outputs per vertical tile
 constexpr int64_t kWork = 32768;       // reduced elements per parallel chunk
 constexpr int64_t kBlock = 32768;      // reduced elements per block when splitting one output
 constexpr int64_t kMinChunks = 8;      // fewer output chunks than this: split the reduced dims
@@ -130,11 +130,10 @@ struct Reducer {
   Acc fold_one(const char* px, int64_t rb, int64_t re) const {
     Acc lanes[kLanes];
     for (auto& l : lanes) l = Op::init();
-    char* base[1] = {const_cast<char*>(px)};
-    red.walk(base, rb, re, [&](char* const* q, const int64_t* s, int64_t m) {
+    auto run = [&](const char* q, int64_t stride, int64_t m) {
       int64_t i = 0;
-      if (s[0] == int64_t(sizeof(T))) {
-        const T* v = reinterpret_cast<const T*>(q[0]);
+      if (stride == int64_t(sizeof(T))) {
+        const T* v = reinterpret_cast<const T*>(q);
         for (; i + kLanes <= m; i += kLanes) {
           // Kept a loop so that the loop vectoriser, which handles the
           // selects of max/min, sees it (fully unrolled, it stays scalar).
@@ -144,9 +143,15 @@ struct Reducer {
         for (int j = 0; i < m; ++i, ++j) lanes[j] = Op::step(lanes[j], v[i]);
       } else {
         for (int64_t j = 0; i < m; ++i, j = (j + 1) % kLanes)
-          lanes[j] = Op::step(lanes[j], *reinterpret_cast<const T*>(q[0] + i * s[0]));
+          lanes[j] = Op::step(lanes[j], *reinterpret_cast<const T*>(q + i * stride));
       }
-    });
+    };
+    if (red.ndim == 1) {  // one run: skip the walk's index arithmetic (it matters for short rows)
+      run(px + rb * red.strides[0][0], red.strides[0][0], re - rb);
+    } else {
+      char* base[1] = {const_cast<char*>(px)};
+      red.walk(base, rb, re, [&](char* const* q, const int64_t* s, int64_t m) { run(q[0], s[0], m); });
+    }
     Acc acc = lanes[0];
     for (int j = 1; j < kLanes; ++j) acc = Op::merge(acc, lanes[j]);
     return acc;
