@@ -12,6 +12,11 @@
 
 #include <catch2/catch.hpp>
 
+#if defined(__unix__)
+#include <sys/wait.h>
+#include <unistd.h>
+#endif
+
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/parallel.h"
 
@@ -128,11 +133,12 @@ struct Shape {
   int64_t M, N, K;
 };
 
-// Shapes around every boundary of the kernels' tiles (MR up to 14, NR up to 32),
-// blocks (kc 256, mc ~112, nc 256), the small-matrix cut-off (32^3) and
-// the superblocks (2048 rows or columns, 1024 deep).
+// Shapes around every boundary of the kernels' tiles (4x8, 6x16, 6x64), blocks
+// (kc 256 or 512, mc 64 to 96, nc 256 to 512), the unpacked-path cut-offs (32^3,
+// 4 rows) and B's superblocks (4096 columns, 1024 deep).
 const std::vector<Shape> kShapes = {
     {1, 1, 1},     {1, 1, 7},     {2, 3, 1},    {1, 40, 33},   {37, 1, 50},   {37, 53, 29},
+    {6, 64, 128},  {7, 65, 129},  {5, 63, 127}, {97, 130, 140}, {12, 257, 255},
     {14, 32, 40},  {15, 33, 41},  {6, 16, 300}, {13, 31, 257}, {64, 64, 64},  {113, 70, 33},
     {29, 257, 60}, {45, 90, 513}, {128, 96, 256}, {3, 300, 100}, {200, 5, 120},
     // few rows or columns (the unpacked path), large enough to run in parallel
@@ -140,8 +146,8 @@ const std::vector<Shape> kShapes = {
 };
 
 const std::vector<Shape> kLargeShapes = {
-    {2060, 9, 20},   // crosses the superblock rows
-    {9, 2090, 24},   // crosses the superblock columns
+    {2060, 9, 20},   // many row tasks, few columns
+    {9, 4100, 12},   // crosses the superblock columns
     {20, 18, 1100},  // crosses the superblock depth
     {150, 300, 270},
 };
@@ -237,7 +243,7 @@ TEST_CASE("gemm in double precision", "[gemm]") {
 
 TEST_CASE("gemm results are bit-identical for 1, 2 and 3 threads", "[gemm]") {
   RestoreSettings restore;
-  const int64_t M = 130, N = 270, K = 300;  // several tasks and K blocks, partial tiles
+  const int64_t M = 130, N = 270, K = 600;  // several tasks and K blocks, partial tiles
   std::mt19937 rng(3);
   auto A = make_operand<float>(M, K, Layout::row_major, rng);
   auto B = make_operand<float>(K, N, Layout::col_major, rng);
@@ -364,3 +370,29 @@ TEST_CASE("set_num_threads validates and num_threads reports", "[gemm][parallel]
   heed::cpu::set_num_threads(2);
   REQUIRE(heed::cpu::num_threads() == 2);
 }
+
+// ThreadSanitizer does not allow new threads in a child of a threaded process.
+#if defined(__unix__) && !defined(__SANITIZE_THREAD__)
+TEST_CASE("parallel_for works in a child made by fork()", "[gemm][parallel]") {
+  RestoreSettings restore;
+  heed::cpu::set_num_threads(2);
+  std::atomic<int64_t> sum{0};
+  heed::cpu::parallel_for(0, 100, 1, [&](int64_t b, int64_t) { sum += b; });  // workers exist now
+  REQUIRE(sum == 4950);
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    alarm(20);  // a deadlock ends the child instead of hanging the test
+    std::atomic<int64_t> child_sum{0};
+    heed::cpu::parallel_for(0, 100, 1, [&](int64_t b, int64_t) { child_sum += b; });
+    std::vector<float> c(64 * 64);
+    std::vector<float> a(64 * 64, 1.0f);
+    gemm(64, 64, 64, 1.0f, a.data(), 64, 1, a.data(), 64, 1, 0.0f, c.data(), 64, 1);
+    _exit(child_sum == 4950 && c[0] == 64.0f ? 0 : 1);
+  }
+  int status = 0;
+  REQUIRE(waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+}
+#endif

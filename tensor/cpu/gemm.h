@@ -5,6 +5,9 @@
 // order by the same micro-kernel whatever the number of threads, so a run with 1
 // thread and a run with 16 agree to the bit. They may differ between kernels
 // (avx512 / avx2 / portable), i.e. between CPUs.
+//
+// gemm may be called from several threads at once, and from inside a
+// parallel_for chunk (it then runs on that thread alone).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,8 +19,8 @@ namespace heed::cpu {
 // transposed, sliced and broadcast (stride 0) operands need no copy: A[i,k] is
 // A[i*rsa + k*csa]. beta == 0 means C is never read (NaN in C is ignored).
 // K == 0 or alpha == 0 gives C = beta*C without reading A or B (as BLAS does).
-// C must not overlap A or B, and no two (i,j) may share
-// an element of C (no stride-0 C).
+// C must not overlap A or B, and no two (i,j) may share an element of C (no
+// stride-0 C). Negative sizes throw std::invalid_argument.
 void gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsa, int64_t csa,
           const float* B, int64_t rsb, int64_t csb, float beta, float* C, int64_t rsc, int64_t csc);
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsa,

@@ -30,9 +30,9 @@ struct KernelSpec {
 
   const char* name;
   int mr, nr;  // the tile
-  int kc;      // depth of a packed block: one (kc, nr) B panel stays in L1
-  int mc;      // rows of C per task: their packed A block (mc, kc) stays in L2
-  int nc;      // columns of C per task
+  int kc;      // depth of a K block: each (kc, nr) B panel is reused from L1/L2 by a task's A panels
+  int mc;      // rows of C per task: the task packs their (mc, kc) A block, which stays in L2
+  int nc;      // columns of C per task (both halved when there are too few tasks)
   Kernel run;
   PackTransposed pack_a_rows;  // width MR, for csa == 1; null: the driver's plain loop
   PackTransposed pack_b_cols;  // width NR, for rsb == 1; null: the driver's plain loop
@@ -43,7 +43,7 @@ using KernelSpecF64 = KernelSpec<double>;
 
 // Tile shapes, known to the driver at compile time so that its packing loops
 // are specialised for them.
-constexpr int kAvx512Rows = 14, kAvx512Cols = 32;
+constexpr int kAvx512Rows = 6, kAvx512Cols = 64;
 constexpr int kAvx2Rows = 6, kAvx2Cols = 16;
 
 // Defined in the SIMD files. Call only on a CPU that has the instructions.

@@ -11,6 +11,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
+
 namespace heed::cpu {
 namespace {
 
@@ -105,7 +109,6 @@ struct Job {
 
 class Pool {
  public:
-  ~Pool() { stop_workers(); }
 
   // The single user of the pool at a time; others run their loops inline.
   std::mutex& user_mutex() { return user_mutex_; }
@@ -181,9 +184,30 @@ class Pool {
   bool stopping_ = false;
 };
 
+// The pool is created on first use and never destroyed: at exit its idle
+// workers simply end with the process, and a static object's destructor may
+// still call parallel_for. A child made by fork() has none of the parent's
+// threads, so it abandons the parent's pool (whose mutexes may even be held)
+// and builds its own on first use.
+std::atomic<Pool*> g_pool{nullptr};
+
 Pool& pool() {
-  static Pool p;
-  return p;
+  Pool* p = g_pool.load(std::memory_order_acquire);
+  if (p != nullptr) return *p;
+  static std::mutex create_mutex;
+  std::lock_guard<std::mutex> lock(create_mutex);
+  p = g_pool.load(std::memory_order_acquire);
+  if (p == nullptr) {
+#if defined(__unix__) || defined(__APPLE__)
+    static const bool registered = [] {
+      return pthread_atfork(nullptr, nullptr, [] { g_pool.store(nullptr); }) == 0;
+    }();
+    (void)registered;
+#endif
+    p = new Pool;
+    g_pool.store(p, std::memory_order_release);
+  }
+  return *p;
 }
 
 }  // namespace
