@@ -39,7 +39,8 @@ int device_count() { return census().count; }
 
 void check_device_index(int index, const char* op) {
   const DeviceCensus& c = census();
-  HEED_CHECK(c.count > 0, "{}: device cuda:{} is not available: {} (heed was built with CUDA, but found no GPU)", op,
+  HEED_CHECK(c.count > 0,
+             "{}: device cuda:{} is not available: {} (heed was built with CUDA, but no GPU is usable here)", op,
              index, c.why_none);
   HEED_CHECK(index >= 0 && index < c.count, "{}: device cuda:{} does not exist; {} CUDA device(s) are visible", op,
              index, c.count);
