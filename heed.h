@@ -14,4 +14,4 @@
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
-#include "nn/module.h"
+#include "nn/layers.h"

@@ -1,0 +1,37 @@
+#pragma once
+// Linear: y = x W^T + b, as torch.nn.Linear (weight [out, in]).
+#include <cstdint>
+
+#include "nn/module.h"
+
+namespace heed::nn {
+
+struct LinearOptions {
+  int64_t in_features;
+  int64_t out_features;
+  bool bias = true;
+};
+
+class Linear : public Module {
+ public:
+  // weight and bias ~ U(-1/sqrt(in), 1/sqrt(in)), PyTorch's default init,
+  // drawn from `gen` (default: heed::default_generator()).
+  explicit Linear(const LinearOptions& options, Generator* gen = nullptr);
+
+  // x [..., in] -> [..., out].
+  Tensor forward(const Tensor& x) const;
+
+  const LinearOptions& options() const { return options_; }
+
+ private:
+  LinearOptions options_;
+
+ public:
+  Tensor& weight;
+  Tensor& bias;  // undefined when options.bias is false
+
+ private:
+  Tensor no_bias_;
+};
+
+}  // namespace heed::nn
