@@ -98,9 +98,13 @@ const Tensor& Tensor::grad() const {
   return t.autograd ? t.autograd->grad : none;
 }
 
-Tensor& Tensor::mutable_grad() const { return impl_->meta().grad; }
+Tensor& Tensor::mutable_grad() const {
+  checked(impl_);
+  return impl_->meta().grad;
+}
 
 void Tensor::set_grad(const Tensor& g) const {
+  checked(impl_);
   if (g.defined()) {
     HEED_CHECK(g.shape() == shape() && g.dtype() == dtype() && g.device() == device(),
                "set_grad: gradient {} {} on {} does not match tensor {} {} on {}", shape_str(g.shape()), g.dtype(),

@@ -86,4 +86,7 @@ TEST_CASE("undefined tensors are reported, not dereferenced", "[errors]") {
   REQUIRE_THROWS_WITH(u.shape(), Contains("undefined"));
   REQUIRE_THROWS_WITH(add(u, zeros({1})), Contains("add") && Contains("undefined"));
   REQUIRE_THROWS_WITH(sum(u), Contains("undefined"));
+  REQUIRE_THROWS_WITH(u.mutable_grad(), Contains("undefined"));
+  REQUIRE_THROWS_WITH(u.set_grad(Tensor()), Contains("undefined"));
+  REQUIRE_THROWS_WITH(u.backward(), Contains("undefined"));
 }
