@@ -35,7 +35,7 @@ Tensor Embedding::forward(const Tensor& ids) const {
   if (options_.padding_idx >= 0 && out.requires_grad()) {
     // Same values; the positions that read the padding row take theirs from a
     // detached copy, so that row gets no gradient.
-    Tensor is_pad = unsqueeze(eq(ids, full_like(ids, static_cast<double>(options_.padding_idx))), -1);
+    Tensor is_pad = unsqueeze(ids == static_cast<double>(options_.padding_idx), -1);
     out = where(is_pad, detach(out), out);
   }
   return out;
