@@ -5,6 +5,10 @@
 
 namespace heed::nn {
 
+// Zeroes each entry with probability p and scales the rest by 1 / (1 - p)
+// when `training`; returns x unchanged otherwise or when p == 0.
+Tensor dropout(const Tensor& x, double p, bool training, Generator* gen = nullptr);
+
 class Dropout : public Module {
  public:
   // p in [0, 1]; p == 1 drops everything. The mask is drawn from `gen`
