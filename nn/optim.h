@@ -150,6 +150,8 @@ class AdamW : public Adam {
  public:
   AdamW(const nn::NamedTensors& params, const AdamWOptions& options = {});
   AdamW(const TensorList& params, const AdamWOptions& options = {});
+  // AdamW's own options (through an Adam&, options() shows weight_decay 0:
+  // the decay is decoupled, not L2).
   const AdamWOptions& options() const { return options_; }
 
  private:
