@@ -1,0 +1,110 @@
+#pragma once
+// Learning-rate schedules. A schedule is a function of the optimizer step
+// about to be taken (the first step is 1), computed in double.
+//
+// Calling order: the schedule sets the lr of the NEXT optimizer.step(), so
+// call schedule.step() just before optimizer.step():
+//
+//   heed::optim::WarmupCosineSchedule schedule(opt, {3e-4, 3e-5, 100, 5000});
+//   for (...) {
+//     loss.backward();
+//     schedule.step();   // opt.lr() = lr_at(opt.step_count() + 1)
+//     opt.step();
+//     opt.zero_grad();
+//   }
+//
+// step() checks that the two stay in lockstep (it throws when the optimizer
+// has taken more or fewer steps than the schedule has set), which catches the
+// usual off-by-one of calling them in the other order.
+#include <cstdint>
+#include <map>
+#include <string>
+
+#include "nn/optim.h"
+
+namespace heed::optim {
+
+class LRScheduler {
+ public:
+  // Starts where the optimizer is: last_step() = optimizer.step_count().
+  explicit LRScheduler(Optimizer& optimizer);
+  virtual ~LRScheduler() = default;
+
+  // The learning rate of optimizer step `step` (>= 1).
+  virtual double lr_at(int64_t step) const = 0;
+  // Advances to the next optimizer step and sets the optimizer's lr for it.
+  void step();
+  // The step whose lr was set last (0 before the first step()).
+  int64_t last_step() const { return last_step_; }
+  Optimizer& optimizer() const { return optimizer_; }
+
+  // Checkpoint state: {"last_step": n}. load_state throws on a missing or
+  // unexpected key or a step that is not a whole number >= 0.
+  std::map<std::string, double> state() const;
+  void load_state(const std::map<std::string, double>& state);
+
+ private:
+  Optimizer& optimizer_;
+  int64_t last_step_;
+};
+
+// ---- the schedules as plain functions (step >= 1) ----------------------------
+
+struct NoamOptions {
+  int64_t d_model = 0;       // required
+  int64_t warmup_steps = 0;  // required
+  double factor = 1.0;
+};
+// "Attention Is All You Need": factor * d_model^-0.5 * min(s^-0.5, s * warmup^-1.5);
+// rises linearly to its peak at s = warmup_steps, then falls as 1/sqrt(s).
+double noam_lr(const NoamOptions& options, int64_t step);
+
+struct WarmupCosineOptions {
+  double base_lr = 0;  // required
+  double min_lr = 0;
+  int64_t warmup_steps = 0;  // W
+  int64_t total_steps = 0;   // N > W, required
+};
+// s <= W: base_lr * s / W; W < s < N: min_lr + (base_lr - min_lr) * (1 + cos(pi (s - W) / (N - W))) / 2;
+// s >= N: min_lr.
+double warmup_cosine_lr(const WarmupCosineOptions& options, int64_t step);
+
+struct ConstantOptions {
+  double lr = 0;  // required
+  int64_t warmup_steps = 0;  // W > 0: lr * s / W for s <= W
+};
+double constant_lr(const ConstantOptions& options, int64_t step);
+
+// ---- the schedules as LRSchedulers ------------------------------------------
+
+class NoamSchedule : public LRScheduler {
+ public:
+  NoamSchedule(Optimizer& optimizer, const NoamOptions& options);
+  double lr_at(int64_t step) const override { return noam_lr(options_, step); }
+  const NoamOptions& options() const { return options_; }
+
+ private:
+  NoamOptions options_;
+};
+
+class WarmupCosineSchedule : public LRScheduler {
+ public:
+  WarmupCosineSchedule(Optimizer& optimizer, const WarmupCosineOptions& options);
+  double lr_at(int64_t step) const override { return warmup_cosine_lr(options_, step); }
+  const WarmupCosineOptions& options() const { return options_; }
+
+ private:
+  WarmupCosineOptions options_;
+};
+
+class ConstantSchedule : public LRScheduler {
+ public:
+  ConstantSchedule(Optimizer& optimizer, const ConstantOptions& options);
+  double lr_at(int64_t step) const override { return constant_lr(options_, step); }
+  const ConstantOptions& options() const { return options_; }
+
+ private:
+  ConstantOptions options_;
+};
+
+}  // namespace heed::optim

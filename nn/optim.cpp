@@ -1,0 +1,244 @@
+#include "nn/optim.h"
+
+#include <cmath>
+#include <set>
+
+#include "autograd/grad_mode.h"
+#include "tensor/error.h"
+#include "tensor/shape.h"
+
+namespace heed::optim {
+
+nn::NamedTensors numbered(const TensorList& params) {
+  nn::NamedTensors named;
+  named.reserve(params.size());
+  for (size_t i = 0; i < params.size(); ++i) named.emplace_back(std::to_string(i), params[i]);
+  return named;
+}
+
+namespace {
+void check_lr(const std::string& who, double lr) {
+  HEED_CHECK(!std::isnan(lr), "{}: no lr was given (SGD has no default; set the options' lr)", who);
+  HEED_CHECK(std::isfinite(lr) && lr >= 0, "{}: lr must be a finite number >= 0, got {}", who, lr);
+}
+}  // namespace
+
+// ---- Optimizer ---------------------------------------------------------------
+
+Optimizer::Optimizer(const nn::NamedTensors& params, double lr, std::string type_name)
+    : type_name_(std::move(type_name)), params_(params), lr_(lr), param_steps_(params.size(), 0) {
+  check_lr(type_name_, lr);
+  std::set<std::string> names;
+  std::set<const void*> seen;
+  for (const auto& [name, p] : params_) {
+    HEED_CHECK(p.defined(), "{}: parameter '{}' is an undefined tensor", type_name_, name);
+    HEED_CHECK(p.is_floating_point(), "{}: parameter '{}' must be float32 or float64, got {} {}", type_name_, name,
+               shape_str(p.shape()), p.dtype());
+    HEED_CHECK(names.insert(name).second, "{}: two parameters are named '{}'", type_name_, name);
+    HEED_CHECK(seen.insert(p.impl()).second, "{}: parameter '{}' is given twice (the same tensor under two names)",
+               type_name_, name);
+  }
+}
+
+Optimizer::Optimizer(const TensorList& params, double lr, std::string type_name)
+    : Optimizer(numbered(params), lr, std::move(type_name)) {}
+
+void Optimizer::set_lr(double lr) {
+  check_lr(type_name_, lr);
+  lr_ = lr;
+}
+
+void Optimizer::step() {
+  NoGradGuard no_grad;
+  ++step_count_;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i].second;
+    const Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    HEED_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype(),
+               "{}: the gradient of '{}' is {} {} but the parameter is {} {}", type_name_, params_[i].first,
+               shape_str(g.shape()), g.dtype(), shape_str(p.shape()), p.dtype());
+    update(i, p, g, ++param_steps_[i]);
+  }
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [name, p] : params_) p.zero_grad();
+}
+
+void Optimizer::add_state(const std::string& kind) {
+  TensorList tensors;
+  tensors.reserve(params_.size());
+  for (const auto& [name, p] : params_) tensors.push_back(zeros(p.shape(), p.dtype(), p.device()));
+  state_.emplace_back(kind, std::move(tensors));
+}
+
+Tensor& Optimizer::state_of(const std::string& kind, size_t i) {
+  for (auto& [k, tensors] : state_)
+    if (k == kind) return tensors.at(i);
+  HEED_FAIL("{}: no state named '{}'", type_name_, kind);
+}
+
+nn::NamedTensors Optimizer::state() const {
+  nn::NamedTensors out;
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (const auto& [kind, tensors] : state_) out.emplace_back(kind + "." + params_[i].first, tensors[i]);
+  return out;
+}
+
+std::map<std::string, double> Optimizer::scalars() const {
+  std::map<std::string, double> out{{"lr", lr_}, {"step", static_cast<double>(step_count_)}};
+  for (size_t i = 0; i < params_.size(); ++i)
+    out["step." + params_[i].first] = static_cast<double>(param_steps_[i]);
+  return out;
+}
+
+void Optimizer::load_state(const nn::NamedTensors& tensors, const std::map<std::string, double>& scalars) {
+  std::vector<std::string> problems;
+  // Tensors: every expected name exactly once, with the right shape and dtype.
+  nn::NamedTensors expected = state();
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [name, t] : tensors) {
+    if (!given.emplace(name, &t).second) problems.push_back(fmt::format("'{}' is given twice", name));
+  }
+  for (const auto& [name, mine] : expected) {
+    auto it = given.find(name);
+    if (it == given.end()) {
+      problems.push_back(fmt::format("missing tensor '{}'", name));
+      continue;
+    }
+    const Tensor& t = *it->second;
+    if (!t.defined())
+      problems.push_back(fmt::format("tensor '{}' is undefined", name));
+    else if (t.shape() != mine.shape() || t.dtype() != mine.dtype())
+      problems.push_back(fmt::format("tensor '{}' is {} {}, expected {} {}", name, shape_str(t.shape()), t.dtype(),
+                                     shape_str(mine.shape()), mine.dtype()));
+    given.erase(it);
+  }
+  for (const auto& [name, t] : given) problems.push_back(fmt::format("unexpected tensor '{}'", name));
+
+  // Scalars: the same keys as scalars(); steps whole and >= 0, lr valid.
+  std::map<std::string, double> mine = this->scalars();
+  for (const auto& [key, value] : mine) {
+    auto it = scalars.find(key);
+    if (it == scalars.end()) {
+      problems.push_back(fmt::format("missing scalar '{}'", key));
+      continue;
+    }
+    double v = it->second;
+    bool ok = key == "lr" ? std::isfinite(v) && v >= 0 : v >= 0 && v == std::floor(v) && v < 9.0e15;
+    if (!ok) problems.push_back(fmt::format("scalar '{}' = {} is not a valid {}", key, v, key == "lr" ? "lr" : "step count"));
+  }
+  for (const auto& [key, value] : scalars)
+    if (!mine.count(key)) problems.push_back(fmt::format("unexpected scalar '{}'", key));
+
+  if (!problems.empty()) {
+    std::string list;
+    for (const std::string& p : problems) list += "\n  - " + p;
+    HEED_FAIL("{}::load_state: the saved state does not fit this optimizer ({} problem{}):{}", type_name_,
+              problems.size(), problems.size() == 1 ? "" : "s", list);
+  }
+
+  NoGradGuard no_grad;
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : tensors) by_name[name] = &t;
+  for (size_t i = 0; i < params_.size(); ++i)
+    for (auto& [kind, list] : state_) list[i].copy_(*by_name.at(kind + "." + params_[i].first));
+  lr_ = scalars.at("lr");
+  step_count_ = static_cast<int64_t>(scalars.at("step"));
+  for (size_t i = 0; i < params_.size(); ++i)
+    param_steps_[i] = static_cast<int64_t>(scalars.at("step." + params_[i].first));
+}
+
+// ---- SGD ---------------------------------------------------------------------
+
+SGD::SGD(const nn::NamedTensors& params, const SGDOptions& options)
+    : Optimizer(params, options.lr, "SGD"), options_(options) {
+  init();
+}
+
+SGD::SGD(const TensorList& params, const SGDOptions& options) : SGD(numbered(params), options) {}
+
+void SGD::init() {
+  const SGDOptions& o = options_;
+  HEED_CHECK(o.momentum >= 0, "SGD: momentum must be >= 0, got {}", o.momentum);
+  HEED_CHECK(o.weight_decay >= 0, "SGD: weight_decay must be >= 0, got {}", o.weight_decay);
+  HEED_CHECK(!o.nesterov || (o.momentum > 0 && o.dampening == 0),
+             "SGD: nesterov needs momentum > 0 and dampening = 0, got momentum={} dampening={}", o.momentum,
+             o.dampening);
+  if (o.momentum != 0) add_state("momentum_buffer");
+}
+
+void SGD::update(size_t i, Tensor& param, const Tensor& grad, int64_t step) {
+  const SGDOptions& o = options_;
+  Tensor g = o.maximize ? neg(grad) : grad;
+  if (o.weight_decay != 0) g = add(g, param, o.weight_decay);
+  if (o.momentum != 0) {
+    Tensor& buf = state_of("momentum_buffer", i);
+    if (step == 1) {
+      buf.copy_(g);  // the first step takes the gradient as it is, without dampening
+    } else {
+      buf.mul_(o.momentum);
+      buf.add_(g, 1.0 - o.dampening);
+    }
+    g = o.nesterov ? add(g, buf, o.momentum) : buf;
+  }
+  param.add_(g, -lr());
+}
+
+// ---- Adam, AdamW -------------------------------------------------------------
+
+namespace {
+void check_adam(const std::string& who, double beta1, double beta2, double eps, double weight_decay) {
+  HEED_CHECK(beta1 >= 0 && beta1 < 1, "{}: beta1 must be in [0, 1), got {}", who, beta1);
+  HEED_CHECK(beta2 >= 0 && beta2 < 1, "{}: beta2 must be in [0, 1), got {}", who, beta2);
+  HEED_CHECK(eps >= 0, "{}: eps must be >= 0, got {}", who, eps);
+  HEED_CHECK(weight_decay >= 0, "{}: weight_decay must be >= 0, got {}", who, weight_decay);
+}
+
+AdamOptions without_weight_decay(const AdamWOptions& o) {
+  return AdamOptions{o.lr, o.beta1, o.beta2, o.eps, /*weight_decay=*/0, o.maximize};
+}
+}  // namespace
+
+Adam::Adam(const nn::NamedTensors& params, const AdamOptions& options) : Adam(params, options, 0.0, "Adam") {}
+
+Adam::Adam(const TensorList& params, const AdamOptions& options) : Adam(numbered(params), options) {}
+
+Adam::Adam(const nn::NamedTensors& params, const AdamOptions& options, double decoupled_weight_decay,
+           std::string name)
+    : Optimizer(params, options.lr, name), options_(options), decoupled_weight_decay_(decoupled_weight_decay) {
+  check_adam(name, options.beta1, options.beta2, options.eps,
+             decoupled_weight_decay != 0 ? decoupled_weight_decay : options.weight_decay);
+  add_state("exp_avg");
+  add_state("exp_avg_sq");
+}
+
+void Adam::update(size_t i, Tensor& param, const Tensor& grad, int64_t step) {
+  const AdamOptions& o = options_;
+  const double lr = this->lr();
+  Tensor g = o.maximize ? neg(grad) : grad;
+  if (decoupled_weight_decay_ != 0) param.mul_(1.0 - lr * decoupled_weight_decay_);
+  if (o.weight_decay != 0) g = add(g, param, o.weight_decay);
+
+  Tensor& m = state_of("exp_avg", i);
+  Tensor& v = state_of("exp_avg_sq", i);
+  m.mul_(o.beta1);
+  m.add_(g, 1.0 - o.beta1);
+  v.mul_(o.beta2);
+  v.add_(mul(g, g), 1.0 - o.beta2);
+
+  // Bias corrections in double; eps goes after sqrt(v) / sqrt(1 - beta2^t).
+  const double t = static_cast<double>(step);
+  const double bias_correction1 = 1.0 - std::pow(o.beta1, t);
+  const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, t));
+  Tensor denom = add(div(sqrt(v), scalar_tensor(bias_correction2_sqrt, v.dtype(), v.device())), o.eps);
+  param.add_(div(m, denom), -lr / bias_correction1);
+}
+
+AdamW::AdamW(const nn::NamedTensors& params, const AdamWOptions& options)
+    : Adam(params, without_weight_decay(options), options.weight_decay, "AdamW"), options_(options) {}
+
+AdamW::AdamW(const TensorList& params, const AdamWOptions& options) : AdamW(numbered(params), options) {}
+
+}  // namespace heed::optim
