@@ -14,4 +14,8 @@
 #include "tensor/ops.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
+#include "nn/clip_grad.h"
 #include "nn/layers.h"
+#include "nn/loss.h"
+#include "nn/lr_schedule.h"
+#include "nn/optim.h"
