@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
+#include "autograd/function.h"
 #include "autograd/grad_mode.h"
 #include "tensor/error.h"
 #include "tensor/shape.h"
@@ -31,6 +33,31 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal
   HEED_CHECK(eps >= 0 && std::isfinite(eps), "linear_attention: eps must be finite and >= 0, got {}", eps);
 }
 
+// Cuts t into pieces of `size` rows along `dim`, as split() does, but as one
+// graph node whose backward concatenates the pieces' gradients. split() is a
+// list of narrow()s, each of whose backward writes a full-size gradient, so
+// N pieces would cost O(N T) in backward: quadratic in T for the causal form.
+struct SplitRows : Function<SplitRows> {
+  static TensorList forward(AutogradContext* ctx, const Tensor& t, int64_t dim, int64_t size) {
+    TensorList parts = split(t, size, dim);
+    std::vector<Shape> shapes;
+    for (const Tensor& p : parts) shapes.push_back(p.shape());
+    ctx->data["dim"] = dim;
+    ctx->data["shapes"] = shapes;
+    return parts;
+  }
+  static TensorList backward(AutogradContext* ctx, const TensorList& grads) {
+    const auto& shapes = std::any_cast<const std::vector<Shape>&>(ctx->data["shapes"]);
+    Tensor any_grad;
+    for (const Tensor& g : grads)
+      if (g.defined()) any_grad = g;
+    TensorList parts;
+    for (size_t i = 0; i < grads.size(); ++i)
+      parts.push_back(grads[i].defined() ? grads[i] : zeros(shapes[i], any_grad.dtype(), any_grad.device()));
+    return {cat(parts, std::any_cast<int64_t>(ctx->data["dim"]))};
+  }
+};
+
 // fq [B, H, T, d], fk [B, H, S, d] (features), v [B, H, S, dv].
 Tensor non_causal(const Tensor& fq, const Tensor& fk, const Tensor& v, double eps) {
   Tensor kv = matmul(transpose(fk, -1, -2), v);  // [B, H, d, dv]
@@ -52,14 +79,17 @@ Tensor causal_chunked(const Tensor& fq, const Tensor& fk, const Tensor& v, doubl
     Tensor idx = arange(C, DType::Int64, fq.device());
     tril = to_dtype(ge(unsqueeze(idx, 1), unsqueeze(idx, 0)), fq.dtype());
   }
+  const TensorList q_chunks = SplitRows::apply(fq, int64_t{2}, C);
+  const TensorList k_chunks = SplitRows::apply(fk, int64_t{2}, C);
+  const TensorList v_chunks = SplitRows::apply(v, int64_t{2}, C);
   Tensor state;  // [B, H, d, dv]: sum of phi(k_s)^T v_s over earlier chunks
   Tensor zsum;   // [B, H, 1, d]:  sum of phi(k_s) over earlier chunks
   TensorList outs;
-  for (int64_t start = 0; start < T; start += C) {
-    const int64_t len = std::min(C, T - start);
-    Tensor qc = narrow(fq, 2, start, len);  // [B, H, c, d]
-    Tensor kc = narrow(fk, 2, start, len);  // [B, H, c, d]
-    Tensor vc = narrow(v, 2, start, len);   // [B, H, c, dv]
+  for (size_t n = 0; n < q_chunks.size(); ++n) {
+    const Tensor& qc = q_chunks[n];  // [B, H, c, d]
+    const Tensor& kc = k_chunks[n];  // [B, H, c, d]
+    const Tensor& vc = v_chunks[n];  // [B, H, c, dv]
+    const int64_t len = qc.size(2);
     Tensor mask = len == C ? tril : narrow(narrow(tril, 0, 0, len), 1, 0, len);
     Tensor kernel = mul(matmul(qc, transpose(kc, -1, -2)), mask);  // [B, H, c, c]
     Tensor num = matmul(kernel, vc);                                // [B, H, c, dv]
@@ -69,7 +99,7 @@ Tensor causal_chunked(const Tensor& fq, const Tensor& fk, const Tensor& v, doubl
       den = add(den, sum(mul(qc, zsum), {-1}, true));
     }
     outs.push_back(div(num, add(den, eps)));
-    if (start + len < T) {
+    if (n + 1 < q_chunks.size()) {
       Tensor kv = matmul(transpose(kc, -1, -2), vc);
       Tensor ks = sum(kc, {-2}, true);
       state = state.defined() ? add(state, kv) : kv;
