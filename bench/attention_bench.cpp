@@ -1,0 +1,132 @@
+// Forward + backward time and peak memory of one attention configuration,
+// printed as one JSON object:
+//
+//   attention_bench --impl softmax|softmax_causal|linear|linear_causal --T 1024
+//                   [--B 1] [--H 4] [--d 64] [--threads 2] [--min-time 1.0] [--max-reps 20]
+//
+// softmax is the composed form (scores = q k^T * scale, softmax, @ v; the
+// causal one masks j > i with -inf first); linear is nn::linear_attention.
+// Every tensor is float32, q, k, v [B, H, T, d] require grad, and one step is
+// out = attention(q, k, v); out.backward(g) with a fixed upstream gradient g.
+//
+// Peak memory is the process's resident high-water mark (VmHWM of
+// /proc/self/status) minus its resident set just before the inputs were
+// made, so it counts the inputs, every intermediate and every gradient, but
+// not the program and its libraries. That is why each configuration runs in
+// a process of its own (bench/run_attention.sh starts them).
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <limits>
+#include <string>
+
+#include "nn/linear_attention.h"
+#include "tensor/cpu/parallel.h"
+#include "tensor/ops.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// A "VmRSS:" / "VmHWM:" line of /proc/self/status, in bytes (0 if absent).
+double status_bytes(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(key);
+  while (std::getline(f, line))
+    if (line.compare(0, n, key) == 0) return std::atof(line.c_str() + n) * 1024.0;  // the value is in kB
+  return 0;
+}
+
+heed::Tensor softmax_attention(const heed::Tensor& q, const heed::Tensor& k, const heed::Tensor& v,
+                               const heed::Tensor& causal_mask) {
+  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
+  heed::Tensor scores = heed::mul(heed::matmul(q, heed::transpose(k, -1, -2)), scale);  // [B, H, T, T]
+  if (causal_mask.defined()) scores = heed::masked_fill(scores, causal_mask, -std::numeric_limits<double>::infinity());
+  return heed::matmul(heed::softmax(scores, -1), v);
+}
+
+struct Args {
+  std::string impl = "linear";
+  int64_t B = 1, H = 4, T = 1024, d = 64;
+  int threads = 2;
+  double min_time = 1.0;
+  int max_reps = 20;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string key = argv[i];
+    if (i + 1 >= argc) throw std::runtime_error("missing value after " + key);
+    std::string val = argv[++i];
+    if (key == "--impl") a.impl = val;
+    else if (key == "--B") a.B = std::stoll(val);
+    else if (key == "--H") a.H = std::stoll(val);
+    else if (key == "--T") a.T = std::stoll(val);
+    else if (key == "--d") a.d = std::stoll(val);
+    else if (key == "--threads") a.threads = std::stoi(val);
+    else if (key == "--min-time") a.min_time = std::stod(val);
+    else if (key == "--max-reps") a.max_reps = std::stoi(val);
+    else throw std::runtime_error("unknown option " + key);
+  }
+  if (a.impl != "softmax" && a.impl != "softmax_causal" && a.impl != "linear" && a.impl != "linear_causal")
+    throw std::runtime_error("--impl must be softmax, softmax_causal, linear or linear_causal, got " + a.impl);
+  return a;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Args a = parse(argc, argv);
+    heed::cpu::set_num_threads(a.threads);
+    const double rss0 = status_bytes("VmRSS:");
+
+    heed::Generator gen(42);
+    heed::Tensor q = heed::randn({a.B, a.H, a.T, a.d}, &gen).requires_grad_();
+    heed::Tensor k = heed::randn({a.B, a.H, a.T, a.d}, &gen).requires_grad_();
+    heed::Tensor v = heed::randn({a.B, a.H, a.T, a.d}, &gen).requires_grad_();
+    heed::Tensor g = heed::randn({a.B, a.H, a.T, a.d}, &gen);
+    heed::Tensor causal_mask;  // bool [T, T], true above the diagonal (key j > query i)
+    if (a.impl == "softmax_causal") {
+      heed::Tensor idx = heed::arange(a.T);
+      causal_mask = heed::gt(heed::unsqueeze(idx, 0), heed::unsqueeze(idx, 1));
+    }
+
+    auto step = [&] {
+      for (heed::Tensor* t : {&q, &k, &v}) t->zero_grad();
+      heed::Tensor out = a.impl == "linear"          ? heed::nn::linear_attention(q, k, v, false)
+                         : a.impl == "linear_causal" ? heed::nn::linear_attention(q, k, v, true)
+                                                     : softmax_attention(q, k, v, causal_mask);
+      out.backward(g);
+    };
+
+    step();  // warm-up: first-touch page faults, thread start
+    double best = std::numeric_limits<double>::infinity(), total = 0;
+    int reps = 0;
+    while ((total < a.min_time || reps < 2) && reps < a.max_reps) {
+      auto t0 = Clock::now();
+      step();
+      double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      best = std::min(best, s);
+      total += s;
+      ++reps;
+    }
+    const double peak = status_bytes("VmHWM:") - rss0;
+    std::printf(
+        "{\"impl\": \"%s\", \"B\": %lld, \"H\": %lld, \"T\": %lld, \"d\": %lld, \"threads\": %d, \"reps\": %d, "
+        "\"ms\": %.3f, \"peak_mib\": %.1f}\n",
+        a.impl.c_str(), static_cast<long long>(a.B), static_cast<long long>(a.H), static_cast<long long>(a.T),
+        static_cast<long long>(a.d), a.threads, reps, best * 1e3, peak / (1024.0 * 1024.0));
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "attention_bench: %s\n", e.what());
+    return 1;
+  }
+}
