@@ -19,10 +19,11 @@ GPTOptions checked(GPTOptions o) {
 GPT::GPT(const GPTOptions& options, Generator* gen) : Module("GPT"), options_(checked(options)), gen_(gen) {
   const GPTOptions& o = options_;
   TransformerLayerOptions layer{o.d_model, o.nhead, o.dim_feedforward, o.dropout, o.activation, o.layer_norm_eps,
-                                /*norm_first=*/true, o.num_kv_heads};
+                                /*norm_first=*/true, o.num_kv_heads, o.rotary};
   tok_embed = register_module("tok_embed", std::make_shared<Embedding>(EmbeddingOptions{o.vocab, o.d_model}, gen));
-  pos_embed =
-      register_module("pos_embed", std::make_shared<Embedding>(EmbeddingOptions{o.block_size, o.d_model}, gen));
+  if (!o.rotary)
+    pos_embed =
+        register_module("pos_embed", std::make_shared<Embedding>(EmbeddingOptions{o.block_size, o.d_model}, gen));
   blocks = register_module("blocks", std::make_shared<ModuleList<TransformerEncoderLayer>>());
   for (int64_t i = 0; i < o.num_layers; ++i) blocks->push_back(std::make_shared<TransformerEncoderLayer>(layer, gen));
   ln_f = register_module("ln_f", std::make_shared<LayerNorm>(LayerNormOptions{o.d_model, o.layer_norm_eps}));
@@ -42,8 +43,12 @@ Tensor GPT::forward(const Tensor& ids, GPTCache* cache) {
   HEED_CHECK(offset + T <= options_.block_size,
              "GPT: {} positions ({} cached + {} new) exceed block_size {}", offset + T, offset, T,
              options_.block_size);
-  Tensor positions = arange(static_cast<double>(offset), static_cast<double>(offset + T), 1, DType::Int64, ids.device());
-  Tensor x = add(tok_embed->forward(ids), pos_embed->forward(positions));
+  Tensor x = tok_embed->forward(ids);
+  if (pos_embed) {
+    Tensor positions =
+        arange(static_cast<double>(offset), static_cast<double>(offset + T), 1, DType::Int64, ids.device());
+    x = add(x, pos_embed->forward(positions));
+  }
   x = dropout(x, options_.dropout, is_training(), gen_);
   for (size_t i = 0; i < blocks->size(); ++i) {
     EncoderLayerCall call;

@@ -25,6 +25,7 @@ struct GPTOptions {
   bool tied_lm_head = false;  // logits use tok_embed.weight; no lm_head parameter
   int64_t num_kv_heads = 0;   // grouped-query attention; 0: nhead
   Activation activation = Activation::GELU;
+  bool rotary = false;  // RoPE in every block instead of the learned position table (no pos_embed)
 };
 
 // One key/value cache per block, for generation.
@@ -40,7 +41,7 @@ class GPT : public Module {
 
   const GPTOptions& options() const { return options_; }
 
-  std::shared_ptr<Embedding> tok_embed, pos_embed;
+  std::shared_ptr<Embedding> tok_embed, pos_embed;  // pos_embed null with rotary
   std::shared_ptr<ModuleList<TransformerEncoderLayer>> blocks;
   std::shared_ptr<LayerNorm> ln_f;
   std::shared_ptr<Linear> lm_head;  // null when tied

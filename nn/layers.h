@@ -1,13 +1,17 @@
 #pragma once
 // Every ready-made layer and model of heed::nn.
 #include "nn/activation.h"
+#include "nn/additive_attention.h"
 #include "nn/attention.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
 #include "nn/gpt.h"
 #include "nn/linear.h"
+#include "nn/linear_attention.h"
 #include "nn/module.h"
 #include "nn/module_list.h"
 #include "nn/multihead_attention.h"
 #include "nn/norm.h"
+#include "nn/positional.h"
+#include "nn/seq2seq.h"
 #include "nn/transformer.h"

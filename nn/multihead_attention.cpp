@@ -51,6 +51,7 @@ MultiheadAttention::MultiheadAttention(const MultiheadAttentionOptions& options,
   // PyTorch's initialisation: Xavier-uniform input projections (as one packed
   // [3D, D] matrix when q, k and v have the same shape, else one by one), zero
   // input and output biases, and out_proj with nn.Linear's default weight.
+  if (options_.rotary) rotary_ = std::make_shared<RotaryEmbedding>(RotaryOptions{head_dim(), options_.rotary_base});
   const bool packed = options_.kdim == D && options_.vdim == D && kv_width == D;
   auto xavier = [](int64_t fan_in, int64_t fan_out) { return std::sqrt(6.0 / static_cast<double>(fan_in + fan_out)); };
   const double packed_bound = xavier(D, 3 * D);
@@ -83,6 +84,7 @@ AttentionOutput MultiheadAttention::forward(const Tensor& query, const Tensor& k
     HEED_CHECK(cache->k.size(0) == B, "MultiheadAttention: the cache holds batch {} but the query has batch {}",
                cache->k.size(0), B);
     k = cache->k, v = cache->v;
+    if (rotary_) q = rotary_->forward(q, 0);
   } else {
     check_input(key, "key", options_.kdim, "kdim");
     check_input(value, "value", options_.vdim, "vdim");
@@ -91,6 +93,11 @@ AttentionOutput MultiheadAttention::forward(const Tensor& query, const Tensor& k
                shape_str(query.shape()), shape_str(key.shape()), shape_str(value.shape()));
     k = split_heads(k_proj->forward(key), Hkv);
     v = split_heads(v_proj->forward(value), Hkv);
+    if (rotary_) {
+      const int64_t offset = cache && !call.static_kv ? cache->length() : 0;
+      q = rotary_->forward(q, offset);
+      k = rotary_->forward(k, offset);
+    }
     if (cache) {
       if (!call.static_kv && !cache->empty()) {
         HEED_CHECK(cache->k.size(0) == B, "MultiheadAttention: the cache holds batch {} but the query has batch {}",

@@ -13,6 +13,7 @@
 #include "nn/attention.h"
 #include "nn/linear.h"
 #include "nn/module.h"
+#include "nn/positional.h"
 
 namespace heed::nn {
 
@@ -24,6 +25,11 @@ struct MultiheadAttentionOptions {
   int64_t vdim = 0;          // width of values fed to v_proj; 0: embed_dim
   bool bias = true;
   double dropout = 0;  // on the attention weights, in training mode
+  // Rotary position embedding (RoPE, rotate_half convention) of q and k.
+  // Positions count from 0 at the first key; with a self-attention cache the
+  // new queries and keys continue after the cached ones.
+  bool rotary = false;
+  double rotary_base = 10000;
 };
 
 // Keys and values already projected (and rotated), [B, Hkv, S, head_dim],
@@ -85,6 +91,7 @@ class MultiheadAttention : public Module {
 
   MultiheadAttentionOptions options_;
   Generator* gen_;
+  std::shared_ptr<RotaryEmbedding> rotary_;  // a function of the options: not a parameter or buffer
   bool recording_ = false;
   Tensor recorded_;
   std::function<Tensor(const Tensor&)> weights_hook_;

@@ -27,10 +27,11 @@ TransformerLayerOptions checked(const TransformerLayerOptions& o, const char* la
   return o;
 }
 
-MultiheadAttentionOptions attention_options(const TransformerLayerOptions& o) {
+MultiheadAttentionOptions attention_options(const TransformerLayerOptions& o, bool self_attention) {
   MultiheadAttentionOptions m{o.d_model, o.nhead};
   m.num_kv_heads = o.num_kv_heads;
   m.dropout = o.dropout;
+  m.rotary = o.rotary && self_attention;
   return m;
 }
 
@@ -76,7 +77,7 @@ Tensor FeedForward::forward(const Tensor& x) const {
 TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& options, Generator* gen)
     : Module("TransformerEncoderLayer"), options_(checked(options, "TransformerEncoderLayer")), gen_(gen) {
   const int64_t D = options_.d_model, FF = options_.dim_feedforward;
-  self_attn = register_module("self_attn", std::make_shared<MultiheadAttention>(attention_options(options_), gen));
+  self_attn = register_module("self_attn", std::make_shared<MultiheadAttention>(attention_options(options_, true), gen));
   linear1 = register_module("linear1", std::make_shared<Linear>(LinearOptions{D, FF}, gen));
   linear2 = register_module("linear2", std::make_shared<Linear>(LinearOptions{FF, D}, gen));
   norm1 = register_module("norm1", std::make_shared<LayerNorm>(LayerNormOptions{D, options_.layer_norm_eps}));
@@ -115,8 +116,8 @@ Tensor TransformerEncoderLayer::forward(const Tensor& src, const EncoderLayerCal
 TransformerDecoderLayer::TransformerDecoderLayer(const TransformerLayerOptions& options, Generator* gen)
     : Module("TransformerDecoderLayer"), options_(checked(options, "TransformerDecoderLayer")), gen_(gen) {
   const int64_t D = options_.d_model, FF = options_.dim_feedforward;
-  self_attn = register_module("self_attn", std::make_shared<MultiheadAttention>(attention_options(options_), gen));
-  cross_attn = register_module("cross_attn", std::make_shared<MultiheadAttention>(attention_options(options_), gen));
+  self_attn = register_module("self_attn", std::make_shared<MultiheadAttention>(attention_options(options_, true), gen));
+  cross_attn = register_module("cross_attn", std::make_shared<MultiheadAttention>(attention_options(options_, false), gen));
   linear1 = register_module("linear1", std::make_shared<Linear>(LinearOptions{D, FF}, gen));
   linear2 = register_module("linear2", std::make_shared<Linear>(LinearOptions{FF, D}, gen));
   norm1 = register_module("norm1", std::make_shared<LayerNorm>(LayerNormOptions{D, options_.layer_norm_eps}));

@@ -54,6 +54,7 @@ struct TransformerLayerOptions {
   double layer_norm_eps = 1e-5;
   bool norm_first = false;   // pre-norm when true
   int64_t num_kv_heads = 0;  // grouped-query attention; 0: nhead
+  bool rotary = false;       // RoPE in self-attention (not in cross-attention)
 };
 
 struct EncoderLayerCall {

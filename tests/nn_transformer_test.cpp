@@ -1,6 +1,8 @@
 // FeedForward, transformer encoder/decoder layers and stacks, GPT.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <string>
 #include <vector>
 
@@ -141,4 +143,81 @@ TEST_CASE("GPT with a tied head reads its logits through the token embedding", "
   // Token 0 is not in the input, so its embedding row gets a gradient only
   // through the tied output head.
   REQUIRE(amax(abs(gpt.tok_embed->weight.grad().select(0, 0))).item<double>() > 0);
+}
+
+TEST_CASE("Seq2SeqTransformer: names, teacher forcing, and cached greedy decoding equal to full passes",
+          "[transformer][seq2seq][cache]") {
+  Generator g(10);
+  nn::Seq2SeqOptions o{11, 13};
+  o.d_model = 8, o.nhead = 2, o.num_encoder_layers = 2, o.num_decoder_layers = 2, o.dim_feedforward = 16;
+  o.dropout = 0.0;
+  nn::Seq2SeqTransformer model(o, &g);
+  auto names = names_of(model);
+  REQUIRE(names.front() == "src_embed.weight");
+  REQUIRE(names[1] == "tgt_embed.weight");
+  REQUIRE(names[2] == "encoder.layers.0.self_attn.q_proj.weight");
+  REQUIRE(std::find(names.begin(), names.end(), "encoder.norm.weight") != names.end());
+  REQUIRE(std::find(names.begin(), names.end(), "decoder.layers.1.cross_attn.out_proj.bias") != names.end());
+  REQUIRE(names.back() == "generator.bias");
+  // 2 embeddings + 2 * 16 + 2 + 2 * 26 + 2 + 2 tensors, as the reference model's 92.
+  REQUIRE(names.size() == 92);
+
+  Tensor src = from_vector<int64_t>({4, 5, 6, 2, 0, 0, 7, 8, 3, 9, 10, 2}, {2, 6});
+  Tensor src_pad = nn::padding_mask(src, 0);
+  Tensor tgt = from_vector<int64_t>({1, 5, 6, 7, 1, 8, 9, 12}, {2, 4});
+  NoGradGuard ng;
+  Tensor logits = model.forward(src, tgt, src_pad);
+  REQUIRE(logits.shape() == Shape{2, 4, 13});
+  Tensor memory = model.encode(src, src_pad);
+  nn::DecoderCache cache;
+  std::vector<Tensor> steps;
+  for (int64_t t = 0; t < 4; ++t) steps.push_back(model.decode(tgt.narrow(1, t, 1), memory, src_pad, {}, &cache));
+  REQUIRE(max_diff(cat(steps, 1), logits) < 1e-5);
+  // Padding the source further changes nothing.
+  Tensor src_more = cat({src, zeros({2, 2}, DType::Int64)}, 1);
+  REQUIRE(max_diff(model.forward(src_more, tgt, nn::padding_mask(src_more, 0)), logits) < 1e-5);
+  REQUIRE_THROWS_WITH(model.forward(src, tgt.to(DType::Float32)), Contains("Seq2SeqTransformer: expected tgt_ids int64 [B, L]"));
+}
+
+TEST_CASE("Rotary attention: relative positions, and cached decoding with offsets", "[transformer][rotary][cache]") {
+  Generator g(12);
+  nn::MultiheadAttentionOptions o{8, 2};
+  o.rotary = true;
+  nn::MultiheadAttention mha(o, &g);
+  REQUIRE(mha.named_parameters().size() == 8);  // rotary adds no parameters
+  Tensor x = randn({1, 5, 8}, &g);
+  nn::MultiheadAttentionCall causal;
+  causal.causal = true;
+  causal.need_weights = true;
+  NoGradGuard ng;
+  auto full = mha.forward(x, causal);
+  // RoPE scores depend on relative position only: the same token repeated
+  // gives a query/key score that depends on i - j alone.
+  Tensor same = x.narrow(1, 0, 1).expand({1, 5, 8}).contiguous();
+  nn::MultiheadAttentionCall plain;
+  plain.need_weights = true;
+  Tensor w = mha.forward(same, plain).weights.select(0, 0).select(0, 1);  // head 1: [5, 5]
+  auto at = [&](int64_t i, int64_t j) { return w.select(0, i).select(0, j).item<double>(); };
+  REQUIRE(at(1, 0) / at(1, 1) == Approx(at(3, 2) / at(3, 3)).epsilon(1e-4));
+  REQUIRE(at(4, 1) / at(4, 4) == Approx(at(3, 0) / at(3, 3)).epsilon(1e-4));
+  nn::KVCache cache;
+  std::vector<Tensor> steps;
+  for (int64_t t = 0; t < 5; ++t) {
+    nn::MultiheadAttentionCall c;
+    c.causal = true;
+    c.cache = &cache;
+    steps.push_back(mha.forward(x.narrow(1, t, 1), c).output);
+  }
+  REQUIRE(max_diff(cat(steps, 1), full.output) < 1e-5);
+
+  nn::GPTOptions go{9, 6, 8, 2, 2};
+  go.rotary = true;
+  nn::GPT gpt(go, &g);
+  REQUIRE(gpt.pos_embed == nullptr);
+  Tensor ids = from_vector<int64_t>({1, 2, 3, 4, 5, 6}, {1, 6});
+  Tensor want = gpt.forward(ids);
+  nn::GPTCache gc;
+  std::vector<Tensor> gs{gpt.forward(ids.narrow(1, 0, 2), &gc)};
+  for (int64_t t = 2; t < 6; ++t) gs.push_back(gpt.forward(ids.narrow(1, t, 1), &gc));
+  REQUIRE(max_diff(cat(gs, 1), want) < 1e-5);
 }
