@@ -246,6 +246,9 @@ File File::open(const std::string& path, Mode mode) {
 File File::create(const std::string& path) {
   silence_hdf5();
   Handle fapl = file_access_plist();
+  // The 1.8 file format checksums its metadata, so a corrupt file written by
+  // heed is refused rather than misread; HDF5 and h5py since 1.8 read it.
+  H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
   hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
   if (id < 0) fail(path, "/", "cannot create the file");
   return File(path, id);

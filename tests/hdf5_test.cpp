@@ -120,7 +120,7 @@ TEST_CASE("hdf5: writes copy non-contiguous, graph-attached tensors", "[hdf5]") 
   require_same(f.read("t"), contiguous(t.detach()));
 }
 
-TEST_CASE("hdf5: dotted names are single datasets; parents are created; listing", "[hdf5]") {
+TEST_CASE("hdf5: dotted names are single datasets, parents are created, groups are listed", "[hdf5]") {
   TempDir dir;
   h5::File f = h5::File::create(dir.file("groups.h5"));
   f.write("params/encoder.layers.0.norm1.weight", ones({4}));
