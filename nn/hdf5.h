@@ -12,6 +12,11 @@
 //   variable-length UTF-8; fixed-length strings are read too).
 // - Every failure throws heed::Error naming the file, the object and what went
 //   wrong; HDF5's own error printing is switched off.
+// - Corrupt files: heed writes the 1.8 format, whose metadata is checksummed,
+//   so damage there is an error. Files in the older format (h5py's default,
+//   the reference files) have no checksums, and HDF5 1.10.8 itself can crash
+//   or loop forever on some damaged ones (h5dump does too); only a truncated
+//   file is always caught.
 // - Not thread safe (neither is the serial HDF5 library): use a File, and
 //   HDF5 as a whole, from one thread at a time.
 //
