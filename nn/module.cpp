@@ -3,6 +3,10 @@
 #include "autograd/grad_mode.h"
 #include "tensor/tensor_impl.h"
 
+#include <map>
+
+#include <fmt/format.h>
+
 namespace heed::nn {
 
 void Module::check_new_name(const std::string& name) const {
@@ -123,6 +127,54 @@ void Module::to(DType dtype) {
     for (auto& e : m->buffers_)
       if (is_floating(e->second.dtype())) replace_data(e->second, to_dtype(e->second, dtype));
   }
+}
+
+namespace {
+// Checks every name and shape first, so a bad load changes nothing.
+void load_into(Module& module, const NamedTensors& targets, const NamedTensors& values, const char* fn) {
+  std::map<std::string, const Tensor*> given;
+  std::vector<std::string> duplicated, unexpected, missing, mismatched;
+  for (const auto& [name, value] : values) {
+    if (!given.emplace(name, &value).second) duplicated.push_back(name);
+  }
+  std::map<std::string, const Tensor*> wanted;
+  for (const auto& [name, target] : targets) wanted.emplace(name, &target);
+  for (const auto& [name, value] : given) {
+    auto it = wanted.find(name);
+    if (it == wanted.end()) {
+      unexpected.push_back(name);
+    } else if (!value->defined() || value->shape() != it->second->shape()) {
+      mismatched.push_back(fmt::format("{} (module {}, given {})", name, shape_str(it->second->shape()),
+                                       value->defined() ? shape_str(value->shape()) : "undefined"));
+    }
+  }
+  for (const auto& [name, target] : targets)
+    if (given.count(name) == 0) missing.push_back(name);
+  std::string problems;
+  auto add = [&](const char* what, const std::vector<std::string>& names) {
+    if (!names.empty()) problems += fmt::format("; {}: {}", what, fmt::join(names, ", "));
+  };
+  add("missing", missing);
+  add("unexpected", unexpected);
+  add("wrong shape", mismatched);
+  add("given twice", duplicated);
+  HEED_CHECK(problems.empty(), "{}: {} does not match the module's names{}", module.type_name(), fn, problems);
+  NoGradGuard no_grad;
+  for (const auto& [name, target] : targets) {
+    Tensor handle = target;  // shares the module's TensorImpl
+    handle.copy_(*given.at(name));
+  }
+}
+}  // namespace
+
+void load_parameters(Module& module, const NamedTensors& values) {
+  load_into(module, module.named_parameters(), values, "load_parameters");
+}
+
+void load_state(Module& module, const NamedTensors& values) {
+  NamedTensors targets = module.named_parameters();
+  for (auto& entry : module.named_buffers()) targets.push_back(entry);
+  load_into(module, targets, values, "load_state");
 }
 
 }  // namespace heed::nn

@@ -70,4 +70,14 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 
+// Copies `values` into the module's parameters, matched by dotted name as
+// named_parameters() spells them (values are converted to each parameter's
+// dtype and device; the handles stay the same). Every name must be a
+// parameter of the same shape and every parameter must be given: otherwise it
+// throws, listing the missing, unexpected and mismatched names, and changes
+// nothing. A checkpoint or a reference file loads through this.
+void load_parameters(Module& module, const NamedTensors& values);
+// The same over parameters and buffers together: a module's whole state.
+void load_state(Module& module, const NamedTensors& values);
+
 }  // namespace heed::nn
