@@ -15,6 +15,7 @@
 #include "tensor/random.h"
 #include "tensor/tensor.h"
 #include "nn/clip_grad.h"
+#include "nn/hdf5.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
 #include "nn/lr_schedule.h"
