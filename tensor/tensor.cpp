@@ -29,6 +29,8 @@ uint64_t Tensor::version() const { return checked(impl_).storage->version(); }
 
 bool Tensor::is_contiguous() const {
   const TensorImpl& t = checked(impl_);
+  // No elements: any strides describe the (empty) data as one block.
+  if (numel_of(t.shape) == 0) return true;
   int64_t expected = 1;
   for (size_t i = t.shape.size(); i-- > 0;) {
     if (t.shape[i] == 1) continue;

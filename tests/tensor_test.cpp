@@ -268,3 +268,13 @@ TEST_CASE("results are bit-identical for any thread count", "[tensor][determinis
   REQUIRE(one == two);
   REQUIRE(one == three);
 }
+
+TEST_CASE("Tensors with no elements are contiguous and survive views and copies", "[tensor]") {
+  Tensor e = zeros({2, 0, 3});
+  REQUIRE(e.numel() == 0);
+  REQUIRE(e.is_contiguous());
+  REQUIRE(e.transpose(0, 2).contiguous().shape() == Shape{3, 0, 2});
+  REQUIRE(e.reshape({0, 6}).shape() == Shape{0, 6});
+  REQUIRE(cat({e, zeros({2, 1, 3})}, 1).shape() == Shape{2, 1, 3});
+  REQUIRE(sum(e).item<float>() == 0.0f);
+}
