@@ -5,6 +5,7 @@
 #include "nn/attention.h"
 #include "nn/dropout.h"
 #include "nn/embedding.h"
+#include "nn/generation.h"
 #include "nn/gpt.h"
 #include "nn/linear.h"
 #include "nn/linear_attention.h"

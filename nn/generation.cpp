@@ -1,0 +1,238 @@
+#include "nn/generation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "autograd/grad_mode.h"
+#include "tensor/error.h"
+#include "tensor/shape.h"
+
+namespace heed::nn {
+
+namespace {
+
+// Puts a module in eval mode for the scope and restores its mode after.
+class EvalScope {
+ public:
+  explicit EvalScope(Module& m) : m_(m), was_training_(m.is_training()) { m_.eval(); }
+  ~EvalScope() { m_.train(was_training_); }
+
+ private:
+  Module& m_;
+  bool was_training_;
+};
+
+void check_source(const Tensor& src, const Tensor& src_pad, const char* fn) {
+  HEED_CHECK(src.defined() && src.dim() == 2 && src.dtype() == DType::Int64, "{}: expected src int64 [B, S], got {}",
+             fn, src.defined() ? shape_str(src.shape()) : std::string("undefined"));
+  HEED_CHECK(!src_pad.defined() || (src_pad.dtype() == DType::Bool && src_pad.shape() == src.shape()),
+             "{}: src_pad must be bool of src's shape {}, got {}", fn, shape_str(src.shape()),
+             shape_str(src_pad.shape()));
+}
+
+// Tokens allowed for row b: the DecodeOptions limit, scaled by the source length when asked.
+std::vector<int64_t> length_limits(const Tensor& src, const Tensor& src_pad, const DecodeOptions& o) {
+  HEED_CHECK(o.max_len > 0, "decode: max_len must be positive, got {}", o.max_len);
+  const int64_t B = src.size(0), S = src.size(1);
+  std::vector<int64_t> limits(B, o.max_len);
+  if (o.max_len_a <= 0 && o.max_len_b <= 0) return limits;
+  std::vector<uint8_t> pad = src_pad.defined() ? src_pad.to(kCPU).to(DType::UInt8).to_vector<uint8_t>()
+                                               : std::vector<uint8_t>(B * S, 0);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t len = 0;
+    for (int64_t s = 0; s < S; ++s) len += pad[b * S + s] ? 0 : 1;
+    const auto scaled = static_cast<int64_t>(o.max_len_a * static_cast<double>(len)) + o.max_len_b;
+    limits[b] = std::clamp<int64_t>(scaled, 1, o.max_len);
+  }
+  return limits;
+}
+
+void reorder(DecoderCache& cache, const Tensor& rows) {
+  for (auto* list : {&cache.self, &cache.cross})
+    for (KVCache& c : *list)
+      if (!c.empty()) c.k = index_select(c.k, 0, rows), c.v = index_select(c.v, 0, rows);
+}
+
+}  // namespace
+
+std::vector<std::vector<int64_t>> greedy_decode(Seq2SeqTransformer& model, const Tensor& src, const Tensor& src_pad,
+                                                const DecodeOptions& o) {
+  check_source(src, src_pad, "greedy_decode");
+  NoGradGuard no_grad;
+  EvalScope eval(model);
+  const int64_t B = src.size(0);
+  const std::vector<int64_t> limits = length_limits(src, src_pad, o);
+  const int64_t steps = *std::max_element(limits.begin(), limits.end());
+  Tensor memory = model.encode(src, src_pad);
+  DecoderCache cache;
+  std::vector<std::vector<int64_t>> out(B);
+  std::vector<bool> done(B, false);
+  std::vector<int64_t> next(B, o.bos_id);
+  for (int64_t step = 0; step < steps; ++step) {
+    Tensor logits = model.decode(from_vector<int64_t>(next, {B, 1}, src.device()), memory, src_pad, {}, &cache);
+    std::vector<int64_t> best = argmax(logits.select(1, 0), -1).to(kCPU).to_vector<int64_t>();
+    bool all_done = true;
+    for (int64_t b = 0; b < B; ++b) {
+      if (done[b]) continue;
+      if (best[b] == o.eos_id || static_cast<int64_t>(out[b].size()) + 1 >= limits[b]) {
+        if (best[b] != o.eos_id) out[b].push_back(best[b]);
+        done[b] = true;
+      } else {
+        out[b].push_back(best[b]);
+        all_done = false;
+      }
+    }
+    if (all_done) break;
+    next = best;
+  }
+  return out;
+}
+
+std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const Tensor& src, const Tensor& src_pad,
+                                              const BeamOptions& beam, const DecodeOptions& o) {
+  check_source(src, src_pad, "beam_search");
+  HEED_CHECK(beam.beam_size > 0, "beam_search: beam_size must be positive, got {}", beam.beam_size);
+  NoGradGuard no_grad;
+  EvalScope eval(model);
+  const int64_t K = beam.beam_size;
+  const std::vector<int64_t> limits = length_limits(src, src_pad, o);
+  auto normalised = [&](double logp, size_t len) {
+    return beam.length_penalty > 0 ? logp / std::pow((5.0 + static_cast<double>(len)) / 6.0, beam.length_penalty)
+                                   : logp;
+  };
+  struct Hyp {
+    std::vector<int64_t> tokens;
+    double logp = 0;
+  };
+  std::vector<std::vector<int64_t>> results;
+  for (int64_t b = 0; b < src.size(0); ++b) {
+    Tensor src_b = src.narrow(0, b, 1);
+    Tensor pad_b = src_pad.defined() ? src_pad.narrow(0, b, 1) : Tensor();
+    Tensor memory = model.encode(src_b, pad_b);
+    DecoderCache cache;
+    std::vector<Hyp> alive{Hyp{}};
+    std::vector<std::pair<double, std::vector<int64_t>>> finished;  // (normalised score, tokens)
+    for (int64_t step = 0; step < limits[b] && !alive.empty(); ++step) {
+      const auto n = static_cast<int64_t>(alive.size());
+      std::vector<int64_t> last(n);
+      for (int64_t i = 0; i < n; ++i) last[i] = alive[i].tokens.empty() ? o.bos_id : alive[i].tokens.back();
+      Tensor mem = memory.expand({n, memory.size(1), memory.size(2)});
+      Tensor pad = pad_b.defined() ? pad_b.expand({n, pad_b.size(1)}) : Tensor();
+      Tensor logp = log_softmax(model.decode(from_vector<int64_t>(last, {n, 1}, src.device()), mem, pad, {}, &cache)
+                                    .select(1, 0)
+                                    .to(DType::Float64),
+                                -1)
+                        .to(kCPU);
+      const int64_t V = logp.size(1);
+      std::vector<double> scores = logp.to_vector<double>();
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t v = 0; v < V; ++v) scores[i * V + v] += alive[i].logp;
+      // The best 2K continuations: enough for K alive ones even if K of them end.
+      std::vector<int64_t> order(scores.size());
+      std::iota(order.begin(), order.end(), 0);
+      const auto keep = std::min<int64_t>(2 * K, static_cast<int64_t>(order.size()));
+      std::partial_sort(order.begin(), order.begin() + keep, order.end(),
+                        [&](int64_t x, int64_t y) { return scores[x] > scores[y] || (scores[x] == scores[y] && x < y); });
+      std::vector<Hyp> next;
+      std::vector<int64_t> parents;
+      const bool last_step = step + 1 >= limits[b];
+      for (int64_t c = 0; c < keep && static_cast<int64_t>(next.size()) < K; ++c) {
+        const int64_t parent = order[c] / V, token = order[c] % V;
+        Hyp h{alive[parent].tokens, scores[order[c]]};
+        if (token == o.eos_id || last_step) {
+          if (token != o.eos_id) h.tokens.push_back(token);
+          finished.emplace_back(normalised(h.logp, h.tokens.size() + 1), h.tokens);
+          continue;
+        }
+        h.tokens.push_back(token);
+        next.push_back(std::move(h));
+        parents.push_back(parent);
+      }
+      if (static_cast<int64_t>(finished.size()) >= K) break;
+      // Stop when no alive hypothesis can still beat the best finished one
+      // (log p only falls; with length normalisation this is the usual heuristic).
+      if (!finished.empty() && !next.empty()) {
+        double best_finished = -INFINITY;
+        for (auto& f : finished) best_finished = std::max(best_finished, f.first);
+        if (normalised(next[0].logp, next[0].tokens.size() + 1) < best_finished && beam.length_penalty == 0) break;
+      }
+      alive = std::move(next);
+      if (!alive.empty()) reorder(cache, from_vector<int64_t>(parents, {}, src.device()));
+    }
+    if (finished.empty())
+      for (auto& h : alive) finished.emplace_back(normalised(h.logp, h.tokens.size()), h.tokens);
+    auto best = std::max_element(finished.begin(), finished.end(),
+                                 [](const auto& x, const auto& y) { return x.first < y.first; });
+    results.push_back(best == finished.end() ? std::vector<int64_t>{} : best->second);
+  }
+  return results;
+}
+
+int64_t sample_token(const Tensor& logits, const SamplingOptions& o, Generator* gen) {
+  HEED_CHECK(logits.defined() && logits.dim() == 1 && logits.numel() > 0 && logits.is_floating_point(),
+             "sample_token: expected float logits [V], got {}",
+             logits.defined() ? shape_str(logits.shape()) : std::string("undefined"));
+  HEED_CHECK(o.temperature > 0, "sample_token: temperature must be positive, got {}", o.temperature);
+  HEED_CHECK(o.top_k >= 0, "sample_token: top_k must be >= 0, got {}", o.top_k);
+  HEED_CHECK(o.top_p > 0 && o.top_p <= 1, "sample_token: top_p must be in (0, 1], got {}", o.top_p);
+  std::vector<double> z = logits.to(kCPU).to(DType::Float64).contiguous().to_vector<double>();
+  const auto V = static_cast<int64_t>(z.size());
+  std::vector<int64_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) { return z[a] > z[b]; });
+  int64_t keep = o.top_k > 0 ? std::min(o.top_k, V) : V;
+  const double top = z[order[0]] / o.temperature;
+  std::vector<double> p(keep);
+  double total = 0;
+  for (int64_t i = 0; i < keep; ++i) total += p[i] = std::exp(z[order[i]] / o.temperature - top);
+  if (o.top_p < 1) {
+    double cumulative = 0;
+    for (int64_t i = 0; i < keep; ++i) {
+      cumulative += p[i] / total;
+      if (cumulative >= o.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double mass = 0;
+  for (int64_t i = 0; i < keep; ++i) mass += p[i];
+  const double u = rand({1}, gen, DType::Float64).item<double>() * mass;
+  double acc = 0;
+  for (int64_t i = 0; i < keep; ++i) {
+    acc += p[i];
+    if (u < acc) return order[i];
+  }
+  return order[keep - 1];
+}
+
+std::vector<int64_t> generate(GPT& model, const std::vector<int64_t>& prompt, int64_t max_new,
+                              const SamplingOptions& sampling, Generator* gen, int64_t stop_id) {
+  HEED_CHECK(!prompt.empty(), "generate: the prompt needs at least one token");
+  HEED_CHECK(max_new >= 0, "generate: max_new must be >= 0, got {}", max_new);
+  NoGradGuard no_grad;
+  EvalScope eval(model);
+  const int64_t block = model.options().block_size;
+  const Device device = model.tok_embed->weight.device();
+  std::vector<int64_t> context = prompt, out;
+  GPTCache cache;
+  std::vector<int64_t> feed = context;
+  for (int64_t i = 0; i < max_new; ++i) {
+    if (cache.empty() || cache[0].length() + static_cast<int64_t>(feed.size()) > block) {
+      // Start over on the last block - 1 tokens: learned positions cannot slide.
+      cache.clear();
+      const auto start = std::max<int64_t>(0, static_cast<int64_t>(context.size()) - (block - 1));
+      feed.assign(context.begin() + start, context.end());
+    }
+    Tensor logits = model.forward(from_vector<int64_t>(feed, {1, static_cast<int64_t>(feed.size())}, device), &cache);
+    const int64_t next = sample_token(logits.select(0, 0).select(0, logits.size(1) - 1), sampling, gen);
+    out.push_back(next);
+    context.push_back(next);
+    feed = {next};
+    if (next == stop_id) break;
+  }
+  return out;
+}
+
+}  // namespace heed::nn

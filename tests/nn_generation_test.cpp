@@ -1,0 +1,119 @@
+// Greedy and beam-search decoding, sampling and GPT generation.
+#include <catch2/catch.hpp>
+
+#include <map>
+#include <vector>
+
+#include <heed.h>
+
+using namespace heed;
+using Catch::Contains;
+
+namespace {
+nn::Seq2SeqTransformer small_seq2seq(Generator& g) {
+  nn::Seq2SeqOptions o{12, 10};
+  o.d_model = 8, o.nhead = 2, o.num_encoder_layers = 1, o.num_decoder_layers = 2, o.dim_feedforward = 16;
+  return nn::Seq2SeqTransformer(o, &g);
+}
+}  // namespace
+
+TEST_CASE("Greedy decoding equals argmax over full uncached passes, and beam 1", "[generation]") {
+  Generator g(1);
+  nn::Seq2SeqOptions o{12, 10};
+  o.d_model = 8, o.nhead = 2, o.num_encoder_layers = 1, o.num_decoder_layers = 2, o.dim_feedforward = 16;
+  nn::Seq2SeqTransformer model(o, &g);
+  Tensor src = from_vector<int64_t>({4, 5, 6, 2, 7, 8, 2, 0}, {2, 4});
+  Tensor pad = nn::padding_mask(src, 0);
+  nn::DecodeOptions d;
+  d.max_len = 6;
+  d.eos_id = 99;  // never produced: every row runs to max_len
+  auto greedy = nn::greedy_decode(model, src, pad, d);
+  REQUIRE(model.is_training());  // decoding restores the mode
+  model.eval();
+  NoGradGuard ng;
+  for (int64_t b = 0; b < 2; ++b) {
+    std::vector<int64_t> prefix{1};
+    for (int step = 0; step < 6; ++step) {
+      Tensor logits = model.forward(src.narrow(0, b, 1), from_vector<int64_t>(prefix, {1, (int64_t)prefix.size()}),
+                                    pad.narrow(0, b, 1));
+      prefix.push_back(argmax(logits.select(0, 0).select(0, prefix.size() - 1), -1).item<int64_t>());
+    }
+    REQUIRE(greedy[b] == std::vector<int64_t>(prefix.begin() + 1, prefix.end()));
+  }
+  nn::BeamOptions one{1, 0.0};
+  REQUIRE(nn::beam_search(model, src, pad, one, d) == greedy);
+}
+
+TEST_CASE("Beam search finds a sequence at least as likely as greedy", "[generation]") {
+  Generator g(2);
+  nn::Seq2SeqTransformer model = small_seq2seq(g);
+  model.eval();
+  Tensor src = from_vector<int64_t>({4, 5, 6, 2}, {1, 4});
+  Tensor pad = nn::padding_mask(src, 0);
+  nn::DecodeOptions d;
+  d.max_len = 5;
+  auto logp = [&](const std::vector<int64_t>& y) {
+    NoGradGuard ng;
+    std::vector<int64_t> in{1};
+    in.insert(in.end(), y.begin(), y.end());
+    std::vector<int64_t> out = y;
+    if ((int64_t)out.size() < d.max_len) out.push_back(2);  // finished with EOS
+    in.resize(out.size());
+    Tensor lp = log_softmax(model.forward(src, from_vector<int64_t>(in, {1, (int64_t)in.size()}), pad).to(DType::Float64), -1);
+    double total = 0;
+    for (size_t t = 0; t < out.size(); ++t) total += lp.select(0, 0).select(0, t).select(0, out[t]).item<double>();
+    return total;
+  };
+  auto greedy = nn::greedy_decode(model, src, pad, d)[0];
+  auto beam = nn::beam_search(model, src, pad, {6, 0.0}, d)[0];
+  REQUIRE(logp(beam) >= logp(greedy) - 1e-9);
+  REQUIRE_THROWS_WITH(nn::beam_search(model, src, pad, {0, 0.0}, d), Contains("beam_size must be positive"));
+}
+
+TEST_CASE("Sampling: top-k 1 and tiny top-p are argmax; draws follow the softmax; the seed repeats them",
+          "[generation]") {
+  Tensor logits = from_vector<float>({0.1f, 2.0f, 1.0f, -1.0f});
+  REQUIRE(nn::sample_token(logits, {1.0, 1, 1.0}) == 1);
+  REQUIRE(nn::sample_token(logits, {1.0, 0, 0.01}) == 1);
+  Generator a(5), b(5);
+  std::map<int64_t, int> counts;
+  std::vector<int64_t> first, second;
+  for (int i = 0; i < 4000; ++i) {
+    first.push_back(nn::sample_token(logits, {1.0, 0, 1.0}, &a));
+    second.push_back(nn::sample_token(logits, {1.0, 0, 1.0}, &b));
+    counts[first.back()]++;
+  }
+  REQUIRE(first == second);
+  const double z = std::exp(0.1) + std::exp(2.0) + std::exp(1.0) + std::exp(-1.0);
+  REQUIRE(counts[1] / 4000.0 == Approx(std::exp(2.0) / z).margin(0.03));
+  REQUIRE(counts[3] / 4000.0 == Approx(std::exp(-1.0) / z).margin(0.02));
+  // top-k 2 never draws the others.
+  Generator c(6);
+  for (int i = 0; i < 200; ++i) {
+    int64_t t = nn::sample_token(logits, {1.0, 2, 1.0}, &c);
+    REQUIRE((t == 1 || t == 2));
+  }
+  REQUIRE_THROWS_WITH(nn::sample_token(logits, {0.0, 0, 1.0}), Contains("temperature must be positive"));
+  REQUIRE_THROWS_WITH(nn::sample_token(logits, {1.0, 0, 1.5}), Contains("top_p must be in (0, 1]"));
+}
+
+TEST_CASE("GPT generation with a cache equals greedy generation by full passes, past the block size",
+          "[generation][gpt]") {
+  Generator g(7);
+  nn::GPT gpt({9, 6, 8, 2, 2}, &g);
+  std::vector<int64_t> prompt{1, 4, 2};
+  auto got = nn::generate(gpt, prompt, 8, {1.0, 1, 1.0});  // top-k 1: greedy
+  REQUIRE(got.size() == 8);
+  gpt.eval();
+  NoGradGuard ng;
+  std::vector<int64_t> ctx = prompt;
+  for (int i = 0; i < 8; ++i) {
+    const auto start = std::max<int64_t>(0, (int64_t)ctx.size() - 5);
+    std::vector<int64_t> window(ctx.begin() + start, ctx.end());
+    Tensor logits = gpt.forward(from_vector<int64_t>(window, {1, (int64_t)window.size()}));
+    ctx.push_back(argmax(logits.select(0, 0).select(0, window.size() - 1), -1).item<int64_t>());
+  }
+  // Within the first block the cache gives the same tokens as full passes.
+  REQUIRE(std::vector<int64_t>(got.begin(), got.begin() + 2) == std::vector<int64_t>(ctx.begin() + 3, ctx.begin() + 5));
+  REQUIRE_THROWS_WITH(nn::generate(gpt, {}, 3), Contains("at least one token"));
+}
