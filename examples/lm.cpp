@@ -1,0 +1,290 @@
+// lm: train a GPT language model on a text file and sample from it.
+//
+//   lm train [options]        train (default: the King James Bible prepared by tools/prepare_data.sh,
+//                             character tokens), report validation loss, print a sample
+//   lm sample -c CKPT [...]   continue a prompt with temperature, top-k and top-p sampling
+//
+// Generation uses a key/value cache: one new position per token.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <heed.h>
+#include "data/batching.h"
+#include "data/corpus.h"
+#include "data/tokenizer.h"
+#include "examples/common/progress.h"
+#include "examples/common/run_config.h"
+#include "examples/common/train_log.h"
+#include "nn/checkpoint.h"
+#include "tensor/cpu/parallel.h"
+
+using namespace heed;
+namespace fs = std::filesystem;
+using examples::Config;
+
+namespace {
+
+struct Settings {
+  std::string text = "data/cache/kjv.txt";
+  std::string tokenizer = "char";
+  int64_t vocab_size = 2000;
+  int64_t d_model = 256, nhead = 4, layers = 4, block = 128, batch = 16;
+  double dropout = 0.1, lr = 1e-3, min_lr = 1e-4, weight_decay = 0.1, clip = 1.0, valid_fraction = 0.05;
+  int64_t warmup = 200, steps = 3000, seed = 1;
+};
+
+Config to_config(const Settings& s, int64_t vocab) {
+  Config c;
+  c.set("program", "lm");
+  c.set("text", s.text), c.set("tokenizer", s.tokenizer), c.set("vocab_size", s.vocab_size);
+  c.set("d_model", s.d_model), c.set("nhead", s.nhead), c.set("layers", s.layers), c.set("block", s.block);
+  c.set("batch", s.batch), c.set("dropout", s.dropout), c.set("lr", s.lr), c.set("min_lr", s.min_lr);
+  c.set("weight_decay", s.weight_decay), c.set("clip", s.clip), c.set("valid_fraction", s.valid_fraction);
+  c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("seed", s.seed), c.set("vocab", vocab);
+  return c;
+}
+
+Settings from_config(const Config& c) {
+  Settings s;
+  s.text = c.str("text"), s.tokenizer = c.str("tokenizer"), s.vocab_size = c.integer("vocab_size");
+  s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.layers = c.integer("layers");
+  s.block = c.integer("block"), s.batch = c.integer("batch"), s.dropout = c.real("dropout");
+  s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
+  s.valid_fraction = c.real("valid_fraction"), s.warmup = c.integer("warmup"), s.steps = c.integer("steps");
+  s.seed = c.integer("seed");
+  return s;
+}
+
+nn::GPTOptions model_options(const Settings& s, int64_t vocab) {
+  nn::GPTOptions o{vocab, s.block};
+  o.d_model = s.d_model, o.nhead = s.nhead, o.num_layers = s.layers, o.dropout = s.dropout;
+  return o;
+}
+
+// The text as one string of lines joined by newlines.
+std::string read_text(const std::string& path) {
+  HEED_CHECK(fs::exists(path), "--text {}: no such file{}", path,
+             path == "data/cache/kjv.txt" ? " (run: bash tools/prepare_data.sh, or give --text FILE)" : "");
+  std::string text;
+  for (const auto& line : data::read_lines(path)) text += line + "\n";
+  HEED_CHECK(text.size() > 1000, "--text {}: too little text to train on ({} bytes)", path, text.size());
+  return text;
+}
+
+std::unique_ptr<data::Tokenizer> train_tokenizer(const Settings& s, const std::string& text) {
+  if (s.tokenizer == "char") return data::train_char_tokenizer({text});
+  if (s.tokenizer == "bpe") {
+    // BPE training looks at words; a few MB of lines is plenty and fast.
+    std::vector<std::string> lines;
+    size_t start = 0;
+    while (start < text.size()) {
+      size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      lines.push_back(text.substr(start, end - start + 1));
+      start = end + 1;
+    }
+    return data::train_bpe_tokenizer(lines, s.vocab_size);
+  }
+  throw Error(fmt::format("unknown --tokenizer {} (expected char or bpe)", s.tokenizer));
+}
+
+// Mean cross-entropy per token over (at most max_batches) validation windows.
+double evaluate(nn::GPT& model, const data::LMBatcher& valid, int64_t max_batches, Device device) {
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  double total = 0;
+  int64_t n = 0;
+  for (const auto& b : valid.sequential_batches(max_batches)) {
+    nn::CrossEntropyOptions o;
+    o.reduction = nn::Reduction::Sum;
+    total += nn::cross_entropy(model.forward(b.x.to(device)), b.y.to(device), o).item<double>();
+    n += b.y.numel();
+  }
+  model.train(was_training);
+  return n ? total / static_cast<double>(n) : NAN;
+}
+
+struct RunOptions {
+  std::string out = "runs/lm", resume, device = "cpu", log = "log.csv";
+  double time_limit = 0;
+  int64_t eval_every = 250, save_every = 250, eval_batches = 40, threads = 0, sample_len = 300;
+};
+
+int run_train(Settings s, const RunOptions& r) {
+  if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
+  const Device device = Device::parse(r.device);
+  fs::create_directories(r.out);
+  std::optional<Checkpoint> resumed;
+  if (!r.resume.empty()) {
+    resumed = load_checkpoint(r.resume);
+    s = from_config(Config(resumed->config));
+    fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
+  }
+  manual_seed(static_cast<uint64_t>(s.seed));
+  const std::string text = read_text(s.text);
+  // The last valid_fraction of the text validates (for the Bible: from Colossians on).
+  const auto cut = static_cast<size_t>(static_cast<double>(text.size()) * (1.0 - s.valid_fraction));
+  const std::string train_text = text.substr(0, cut), valid_text = text.substr(cut);
+  std::unique_ptr<data::Tokenizer> tok =
+      resumed ? data::deserialize_tokenizer(resumed->config.at("tokenizer_kind"), resumed->texts.at("tokenizer"))
+              : train_tokenizer(s, train_text);
+  std::vector<int64_t> train_ids = tok->encode(train_text), valid_ids = tok->encode(valid_text);
+  fmt::print(stderr, "{}: {} characters, {} tokenizer with {} tokens: {} training and {} validation tokens\n", s.text,
+             text.size(), tok->kind(), tok->vocab_size(), train_ids.size(), valid_ids.size());
+  data::LMBatcher train(train_ids, s.batch, s.block, static_cast<uint64_t>(s.seed));
+  data::LMBatcher valid(valid_ids, s.batch, s.block, 0);
+
+  nn::GPT model(model_options(s, tok->vocab_size()));
+  model.to(device);
+  fmt::print(stderr, "GPT: {} parameters, {} layers, d_model {}, {} heads, context {}\n", model.num_parameters(),
+             s.layers, s.d_model, s.nhead, s.block);
+  optim::AdamWOptions ao;
+  ao.lr = s.lr, ao.beta1 = 0.9, ao.beta2 = 0.99, ao.weight_decay = s.weight_decay;
+  optim::AdamW opt(model.named_parameters(), ao);
+  optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, s.steps});
+  Config config = to_config(s, tok->vocab_size());
+  config.set("tokenizer_kind", tok->kind());
+  int64_t step = 0;
+  if (resumed) {
+    restore(*resumed, model, &opt, &schedule, &default_generator());
+    step = resumed->training.at("step");
+    train.set_position(resumed->training.at("data_position"));
+  }
+  auto save = [&](const std::string& name) {
+    Checkpoint c = capture(model, &opt, &schedule, &default_generator());
+    c.config = config.values();
+    c.texts["tokenizer"] = tok->serialize();
+    c.training["step"] = step;
+    c.training["data_position"] = train.position();
+    save_checkpoint((fs::path(r.out) / name).string(), c);
+  };
+  examples::TrainLog log((fs::path(r.out) / r.log).string(),
+                         {"step", "train_loss", "lr", "tokens_per_s", "elapsed_s", "valid_loss", "valid_bits_per_token"},
+                         resumed.has_value());
+  examples::Curve train_curve{"train loss", {}, {}}, valid_curve{"validation loss", {}, {}};
+  examples::Progress progress(s.steps, r.time_limit, 50);
+  double window = 0, best = INFINITY, last_valid = NAN;
+  int64_t window_steps = 0;
+  model.train();
+  while (step < s.steps) {
+    if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
+      progress.message(fmt::format("time limit reached at step {}", step));
+      break;
+    }
+    data::LMBatch b = train.next();
+    Tensor loss = nn::cross_entropy(model.forward(b.x.to(device)), b.y.to(device));
+    opt.zero_grad();
+    loss.backward();
+    nn::clip_grad_norm(model.parameters(), s.clip);
+    schedule.step();
+    opt.step();
+    ++step;
+    const double l = loss.item<double>();
+    window += l, ++window_steps;
+    progress.update(step, l, opt.lr(), b.y.numel());
+    if (step % r.eval_every == 0 || step == s.steps) {
+      last_valid = evaluate(model, valid, r.eval_batches, device);
+      progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.3f} bits/token)", step,
+                                   window / window_steps, last_valid, last_valid / std::log(2.0)));
+      log.write({{"step", double(step)}, {"train_loss", window / window_steps}, {"lr", opt.lr()},
+                 {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
+                 {"valid_loss", last_valid}, {"valid_bits_per_token", last_valid / std::log(2.0)}});
+      train_curve.x.push_back(step), train_curve.y.push_back(window / window_steps);
+      valid_curve.x.push_back(step), valid_curve.y.push_back(last_valid);
+      window = 0, window_steps = 0;
+      if (last_valid < best) best = last_valid, save("best.h5");
+    }
+    if (step % r.save_every == 0) save("last.h5");
+  }
+  progress.finish();
+  save("last.h5");
+  examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
+                           {train_curve, valid_curve});
+  const double final_valid = evaluate(model, valid, 0, device);
+  fmt::print("validation loss {:.4f} nats/token = {:.3f} bits/token over the whole validation split\n", final_valid,
+             final_valid / std::log(2.0));
+  Generator gen(static_cast<uint64_t>(s.seed));
+  auto prompt = tok->encode("And");
+  auto sample = nn::generate(model, prompt, r.sample_len, {0.8, 0, 0.95}, &gen);
+  fmt::print("\nsample (temperature 0.8, top-p 0.95):\nAnd{}\n", tok->decode(sample));
+  return 0;
+}
+
+int run_sample(const std::string& checkpoint, const std::string& prompt, int64_t max_new, double temperature,
+               int64_t top_k, double top_p, int64_t seed, const std::string& device_name) {
+  const Device device = Device::parse(device_name);
+  Checkpoint ckpt = load_checkpoint(checkpoint);
+  Config config(ckpt.config);
+  HEED_CHECK(config.str("program") == "lm", "{} is not an lm checkpoint (program = {})", checkpoint,
+             config.str("program"));
+  auto tok = data::deserialize_tokenizer(config.str("tokenizer_kind"), ckpt.texts.at("tokenizer"));
+  nn::GPT model(model_options(from_config(config), config.integer("vocab")));
+  restore(ckpt, model);
+  model.to(device);
+  std::vector<int64_t> ids = tok->encode(prompt.empty() ? "\n" : prompt);
+  HEED_CHECK(!ids.empty(), "the prompt encodes to no tokens");
+  Generator gen(static_cast<uint64_t>(seed));
+  auto out = nn::generate(model, ids, max_new, {temperature, top_k, top_p}, &gen);
+  fmt::print("{}{}\n", prompt, tok->decode(out));
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"heed lm: train a GPT language model on a text file and sample from it"};
+  app.require_subcommand(1);
+  Settings s;
+  RunOptions r;
+  CLI::App* train = app.add_subcommand("train", "train a GPT on a text file");
+  train->add_option("--text", s.text, "a UTF-8 text file (default: the KJV Bible from tools/prepare_data.sh)")->capture_default_str();
+  train->add_option("--tokenizer", s.tokenizer, "char or bpe")->check(CLI::IsMember({"char", "bpe"}))->capture_default_str();
+  train->add_option("--vocab-size", s.vocab_size, "BPE vocabulary size")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--d-model", s.d_model)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--heads", s.nhead)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--layers", s.layers)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--block", s.block, "context length")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--batch", s.batch, "sequences per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
+  train->add_option("--lr", s.lr)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--warmup", s.warmup)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--steps", s.steps)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--seed", s.seed)->capture_default_str();
+  train->add_option("--out", r.out, "folder for checkpoints, the log and the loss plot")->capture_default_str();
+  train->add_option("--resume", r.resume, "continue from this checkpoint")->check(CLI::ExistingFile);
+  train->add_option("--time-limit", r.time_limit, "stop after this many seconds (0 = none)")->check(CLI::NonNegativeNumber);
+  train->add_option("--eval-every", r.eval_every)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--save-every", r.save_every)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--threads", r.threads)->check(CLI::NonNegativeNumber);
+  train->add_option("--device", r.device, "cpu or cuda[:index]")->capture_default_str();
+  train->add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
+  train->add_option("--sample-len", r.sample_len, "tokens of the final sample")->check(CLI::NonNegativeNumber)->capture_default_str();
+
+  std::string checkpoint, prompt, device = "cpu";
+  int64_t max_new = 300, top_k = 0, seed = 1;
+  double temperature = 0.8, top_p = 0.95;
+  CLI::App* sample = app.add_subcommand("sample", "generate text from a checkpoint");
+  sample->add_option("-c,--checkpoint", checkpoint)->required()->check(CLI::ExistingFile);
+  sample->add_option("--prompt", prompt, "text to continue");
+  sample->add_option("--max-new", max_new, "tokens to generate")->check(CLI::NonNegativeNumber)->capture_default_str();
+  sample->add_option("--temperature", temperature)->check(CLI::PositiveNumber)->capture_default_str();
+  sample->add_option("--top-k", top_k, "0 = no cut")->check(CLI::NonNegativeNumber)->capture_default_str();
+  sample->add_option("--top-p", top_p)->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  sample->add_option("--seed", seed)->capture_default_str();
+  sample->add_option("--device", device)->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*train) return run_train(s, r);
+    return run_sample(checkpoint, prompt, max_new, temperature, top_k, top_p, seed, device);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "lm: error: {}\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,429 @@
+// translate: train a Seq2SeqTransformer on a parallel corpus and translate with it.
+//
+//   translate train [options]            train (default: German -> English sentences of the Ding
+//                                        dictionary, /usr/share/trans/de-en), then print test BLEU
+//                                        and a handful of translations
+//   translate decode -c CKPT [sentences] translate sentences (or --file, one per line)
+//
+// Everything a run needs to continue or to translate later is in its checkpoints: the model,
+// the optimizer and schedule, the RNG, the data position, the configuration and both tokenizers.
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include <CLI/CLI.hpp>
+#include <fmt/core.h>
+
+#include <heed.h>
+#include "data/batching.h"
+#include "data/bleu.h"
+#include "data/corpus.h"
+#include "data/tokenizer.h"
+#include "examples/common/progress.h"
+#include "examples/common/run_config.h"
+#include "examples/common/train_log.h"
+#include "nn/checkpoint.h"
+#include "tensor/cpu/parallel.h"
+
+using namespace heed;
+namespace fs = std::filesystem;
+using examples::Config;
+
+namespace {
+
+// ---- configuration -------------------------------------------------------------------
+
+struct TrainSettings {
+  std::string data = "/usr/share/trans/de-en";  // Ding file, or a .tsv of pairs
+  std::string task;                             // copy | reverse | sort: synthetic data instead
+  std::string tokenizer = "bpe";
+  int64_t vocab_size = 8000;
+  int64_t min_count = 2;
+  int64_t d_model = 256, nhead = 4, encoder_layers = 3, decoder_layers = 3, ff = 1024;
+  double dropout = 0.1, label_smoothing = 0.1;
+  double lr = 1e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
+  int64_t warmup = 400, steps = 4000, max_tokens = 4096, max_len = 48;
+  double valid_fraction = 0.04, test_fraction = 0.05;
+  int64_t seed = 1;
+};
+
+Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
+  Config c;
+  c.set("program", "translate");
+  c.set("data", s.data), c.set("task", s.task), c.set("tokenizer", s.tokenizer);
+  c.set("vocab_size", s.vocab_size), c.set("min_count", s.min_count);
+  c.set("d_model", s.d_model), c.set("nhead", s.nhead), c.set("encoder_layers", s.encoder_layers);
+  c.set("decoder_layers", s.decoder_layers), c.set("dim_feedforward", s.ff);
+  c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
+  c.set("lr", s.lr), c.set("min_lr", s.min_lr), c.set("weight_decay", s.weight_decay), c.set("clip", s.clip);
+  c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
+  c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction), c.set("seed", s.seed);
+  c.set("src_vocab", src_vocab), c.set("tgt_vocab", tgt_vocab);
+  return c;
+}
+
+TrainSettings from_config(const Config& c) {
+  TrainSettings s;
+  s.data = c.str("data"), s.task = c.str("task"), s.tokenizer = c.str("tokenizer");
+  s.vocab_size = c.integer("vocab_size"), s.min_count = c.integer("min_count");
+  s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.encoder_layers = c.integer("encoder_layers");
+  s.decoder_layers = c.integer("decoder_layers"), s.ff = c.integer("dim_feedforward");
+  s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
+  s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
+  s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
+  s.max_len = c.integer("max_len"), s.valid_fraction = c.real("valid_fraction");
+  s.test_fraction = c.real("test_fraction"), s.seed = c.integer("seed");
+  return s;
+}
+
+nn::Seq2SeqOptions model_options(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
+  nn::Seq2SeqOptions o{src_vocab, tgt_vocab};
+  o.d_model = s.d_model, o.nhead = s.nhead, o.num_encoder_layers = s.encoder_layers;
+  o.num_decoder_layers = s.decoder_layers, o.dim_feedforward = s.ff, o.dropout = s.dropout;
+  o.max_len = s.max_len + 2;
+  return o;
+}
+
+// ---- data ----------------------------------------------------------------------------
+
+struct Corpus {
+  data::PairSplits splits;
+  std::unique_ptr<data::Tokenizer> src_tok, tgt_tok;
+};
+
+std::vector<data::SentencePair> read_pairs(const TrainSettings& s) {
+  if (!s.task.empty()) {
+    data::SyntheticTask task = s.task == "copy"      ? data::SyntheticTask::Copy
+                               : s.task == "reverse" ? data::SyntheticTask::Reverse
+                               : s.task == "sort"    ? data::SyntheticTask::Sort
+                                                     : throw Error(fmt::format("unknown --task {}", s.task));
+    return data::make_synthetic_pairs(task, 6000, 3, 12, 20, static_cast<uint64_t>(s.seed));
+  }
+  HEED_CHECK(fs::exists(s.data), "--data {}: no such file{}", s.data,
+             s.data == "/usr/share/trans/de-en" ? " (install the Debian package trans-de-en)" : "");
+  const bool tsv = s.data.size() > 4 && s.data.substr(s.data.size() - 4) == ".tsv";
+  return tsv ? data::read_tsv_pairs(s.data) : data::read_ding_pairs(s.data);
+}
+
+std::unique_ptr<data::Tokenizer> train_tokenizer(const TrainSettings& s, const std::vector<std::string>& texts) {
+  if (s.tokenizer == "bpe") return data::train_bpe_tokenizer(texts, s.vocab_size);
+  if (s.tokenizer == "word") return data::train_word_tokenizer(texts, s.min_count, s.vocab_size);
+  if (s.tokenizer == "char") return data::train_char_tokenizer(texts);
+  throw Error(fmt::format("unknown --tokenizer {} (expected bpe, word or char)", s.tokenizer));
+}
+
+std::vector<data::EncodedPair> encode(const std::vector<data::SentencePair>& pairs, const Corpus& c) {
+  std::vector<data::EncodedPair> out;
+  out.reserve(pairs.size());
+  for (const auto& p : pairs) out.push_back({c.src_tok->encode(p.src), c.tgt_tok->encode(p.tgt)});
+  return out;
+}
+
+// Source ids of sentences as a padded batch (tokens, EOS, PAD...).
+std::pair<Tensor, Tensor> source_batch(const data::Tokenizer& tok, const std::vector<std::string>& sentences,
+                                       int64_t max_len, Device device) {
+  std::vector<std::vector<int64_t>> rows;
+  int64_t S = 1;
+  for (const auto& s : sentences) {
+    auto ids = tok.encode(s);
+    if (static_cast<int64_t>(ids.size()) > max_len) ids.resize(max_len);
+    ids.push_back(data::kEos);
+    S = std::max<int64_t>(S, ids.size());
+    rows.push_back(std::move(ids));
+  }
+  std::vector<int64_t> flat;
+  for (auto& r : rows) {
+    r.resize(S, data::kPad);
+    flat.insert(flat.end(), r.begin(), r.end());
+  }
+  Tensor src = from_vector<int64_t>(flat, {static_cast<int64_t>(rows.size()), S}).to(device);
+  return {src, nn::padding_mask(src, data::kPad)};
+}
+
+std::vector<std::string> translate(nn::Seq2SeqTransformer& model, const Corpus& c,
+                                   const std::vector<std::string>& sentences, int64_t beam, double length_penalty,
+                                   int64_t max_len, Device device) {
+  std::vector<std::string> out;
+  const size_t chunk = beam > 1 ? 1 : 64;
+  nn::DecodeOptions d;
+  d.bos_id = data::kBos, d.eos_id = data::kEos, d.pad_id = data::kPad;
+  d.max_len = max_len + 1;
+  d.max_len_a = 1.5, d.max_len_b = 10;
+  for (size_t i = 0; i < sentences.size(); i += chunk) {
+    std::vector<std::string> part(sentences.begin() + i, sentences.begin() + std::min(sentences.size(), i + chunk));
+    auto [src, pad] = source_batch(*c.src_tok, part, max_len, device);
+    auto ids = beam > 1 ? nn::beam_search(model, src, pad, {beam, length_penalty}, d) : nn::greedy_decode(model, src, pad, d);
+    for (auto& row : ids) out.push_back(c.tgt_tok->decode(row));
+  }
+  return out;
+}
+
+// Mean per-token cross-entropy (no smoothing) over the given batches, in eval mode.
+double evaluate_loss(nn::Seq2SeqTransformer& model, const std::vector<data::TranslationBatch>& batches, Device device) {
+  NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  double total = 0;
+  int64_t tokens = 0;
+  for (const auto& b : batches) {
+    Tensor logits = model.forward(b.src.to(device), b.tgt_in.to(device), b.src_pad.to(device), b.tgt_pad.to(device));
+    nn::CrossEntropyOptions o;
+    o.ignore_index = data::kPad;
+    o.reduction = nn::Reduction::Sum;
+    total += nn::cross_entropy(logits, b.tgt_out.to(device), o).item<double>();
+    tokens += b.num_tgt_tokens;
+  }
+  model.train(was_training);
+  return tokens ? total / static_cast<double>(tokens) : NAN;
+}
+
+std::vector<std::string> sides(const std::vector<data::SentencePair>& pairs, bool source, size_t limit = 0) {
+  std::vector<std::string> out;
+  for (const auto& p : pairs) {
+    if (limit && out.size() >= limit) break;
+    out.push_back(source ? p.src : p.tgt);
+  }
+  return out;
+}
+
+// ---- train ---------------------------------------------------------------------------
+
+struct RunOptions {
+  std::string out = "runs/translate";
+  std::string resume;
+  double time_limit = 0;
+  int64_t eval_every = 500, save_every = 500, show = 8, beam = 4, threads = 0;
+  double length_penalty = 0.6;
+  int64_t bleu_subset = 300;
+  std::string device = "cpu";
+  std::string log = "log.csv";
+};
+
+int run_train(TrainSettings s, const RunOptions& r) {
+  if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
+  const Device device = Device::parse(r.device);
+  fs::create_directories(r.out);
+  std::optional<Checkpoint> resumed;
+  if (!r.resume.empty()) {
+    resumed = load_checkpoint(r.resume);
+    s = from_config(Config(resumed->config));
+    fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
+  }
+  manual_seed(static_cast<uint64_t>(s.seed));
+
+  Corpus corpus;
+  auto pairs = read_pairs(s);
+  corpus.splits = data::split_pairs(pairs, s.valid_fraction, s.test_fraction, static_cast<uint64_t>(s.seed));
+  fmt::print(stderr, "{} sentence pairs: {} train, {} valid, {} test\n", pairs.size(), corpus.splits.train.size(),
+             corpus.splits.valid.size(), corpus.splits.test.size());
+  if (resumed) {
+    corpus.src_tok = data::deserialize_tokenizer(resumed->config.at("src_tokenizer_kind"), resumed->texts.at("src_tokenizer"));
+    corpus.tgt_tok = data::deserialize_tokenizer(resumed->config.at("tgt_tokenizer_kind"), resumed->texts.at("tgt_tokenizer"));
+  } else {
+    corpus.src_tok = train_tokenizer(s, sides(corpus.splits.train, true));
+    corpus.tgt_tok = train_tokenizer(s, sides(corpus.splits.train, false));
+  }
+  fmt::print(stderr, "{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
+             corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
+
+  data::TranslationBatcher train(encode(corpus.splits.train, corpus), s.max_tokens, static_cast<uint64_t>(s.seed), true,
+                                 s.max_len);
+  auto valid_batches =
+      data::TranslationBatcher(encode(corpus.splits.valid, corpus), s.max_tokens, 0, false, s.max_len).all_batches();
+
+  nn::Seq2SeqTransformer model(model_options(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size()));
+  model.to(device);
+  fmt::print(stderr, "Seq2SeqTransformer: {} parameters, d_model {}, {}+{} layers, {} heads, ff {}\n",
+             model.num_parameters(), s.d_model, s.encoder_layers, s.decoder_layers, s.nhead, s.ff);
+  optim::AdamWOptions ao;
+  ao.lr = s.lr, ao.beta1 = 0.9, ao.beta2 = 0.98, ao.eps = 1e-9, ao.weight_decay = s.weight_decay;
+  optim::AdamW opt(model.named_parameters(), ao);
+  optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, s.steps});
+
+  Config config = to_config(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
+  config.set("src_tokenizer_kind", corpus.src_tok->kind());
+  config.set("tgt_tokenizer_kind", corpus.tgt_tok->kind());
+  int64_t step = 0;
+  double best_valid = INFINITY;
+  if (resumed) {
+    restore(*resumed, model, &opt, &schedule, &default_generator());
+    step = resumed->training.at("step");
+    train.set_position(resumed->training.at("data_position"));
+    if (resumed->config.count("best_valid_loss")) best_valid = std::stod(resumed->config.at("best_valid_loss"));
+  }
+  auto save = [&](const std::string& name) {
+    Checkpoint c = capture(model, &opt, &schedule, &default_generator());
+    c.config = config.values();
+    c.config["best_valid_loss"] = fmt::format("{:.17g}", best_valid);
+    c.texts["src_tokenizer"] = corpus.src_tok->serialize();
+    c.texts["tgt_tokenizer"] = corpus.tgt_tok->serialize();
+    c.training["step"] = step;
+    c.training["data_position"] = train.position();
+    c.training["epoch"] = train.epoch();
+    save_checkpoint((fs::path(r.out) / name).string(), c);
+  };
+
+  examples::TrainLog log((fs::path(r.out) / r.log).string(),
+                         {"step", "epoch", "train_loss", "lr", "tokens_per_s", "elapsed_s", "valid_loss", "valid_bleu"},
+                         resumed.has_value());
+  examples::Curve train_curve{"train loss (label-smoothed)", {}, {}}, valid_curve{"validation loss", {}, {}};
+  examples::Progress progress(s.steps, r.time_limit, 50);
+  const auto valid_src = sides(corpus.splits.valid, true, r.bleu_subset);
+  const auto valid_ref = sides(corpus.splits.valid, false, r.bleu_subset);
+  nn::CrossEntropyOptions loss_opts;
+  loss_opts.ignore_index = data::kPad;
+  loss_opts.label_smoothing = s.label_smoothing;
+  model.train();
+  double window_loss = 0;
+  int64_t window_steps = 0;
+  while (step < s.steps) {
+    if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
+      progress.message(fmt::format("time limit of {} reached at step {}", examples::format_duration(r.time_limit), step));
+      break;
+    }
+    data::TranslationBatch b = train.next();
+    Tensor logits = model.forward(b.src.to(device), b.tgt_in.to(device), b.src_pad.to(device), b.tgt_pad.to(device));
+    Tensor loss = nn::cross_entropy(logits, b.tgt_out.to(device), loss_opts);
+    opt.zero_grad();
+    loss.backward();
+    nn::clip_grad_norm(model.parameters(), s.clip);
+    schedule.step();
+    opt.step();
+    ++step;
+    const double l = loss.item<double>();
+    window_loss += l, ++window_steps;
+    progress.update(step, l, opt.lr(), b.num_tgt_tokens);
+    const bool last = step == s.steps;
+    if (step % r.eval_every == 0 || last) {
+      const double v = evaluate_loss(model, valid_batches, device);
+      const double bleu = data::corpus_bleu(translate(model, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
+      progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.2f} nats/token), "
+                                   "validation BLEU (greedy, {} sentences) {:.2f}",
+                                   step, window_loss / window_steps, v, v, valid_src.size(), bleu));
+      log.write({{"step", double(step)}, {"epoch", double(train.epoch())}, {"train_loss", window_loss / window_steps},
+                 {"lr", opt.lr()}, {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
+                 {"valid_loss", v}, {"valid_bleu", bleu}});
+      train_curve.x.push_back(step), train_curve.y.push_back(window_loss / window_steps);
+      valid_curve.x.push_back(step), valid_curve.y.push_back(v);
+      window_loss = 0, window_steps = 0;
+      if (v < best_valid) {
+        best_valid = v;
+        save("best.h5");
+      }
+    }
+    if (step % r.save_every == 0 || last) save("last.h5");
+  }
+  progress.finish();
+  save("last.h5");
+  examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "translate: loss", "step", "nats per token",
+                           {train_curve, valid_curve});
+
+  // Test set: the best checkpoint's BLEU, greedy and beam, and a handful of translations.
+  if (fs::exists(fs::path(r.out) / "best.h5")) restore(load_checkpoint((fs::path(r.out) / "best.h5").string()), model);
+  const auto test_src = sides(corpus.splits.test, true), test_ref = sides(corpus.splits.test, false);
+  const auto greedy = translate(model, corpus, test_src, 1, 0, s.max_len, device);
+  const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
+  fmt::print("\ntest set ({} sentences), best checkpoint (validation loss {:.3f}):\n", test_src.size(), best_valid);
+  fmt::print("  BLEU greedy      {:.2f}\n", bleu_greedy.bleu);
+  std::vector<std::string> shown = greedy;
+  if (r.beam > 1) {
+    const auto beam = translate(model, corpus, test_src, r.beam, r.length_penalty, s.max_len, device);
+    fmt::print("  BLEU beam {}      {:.2f}\n", r.beam, data::corpus_bleu(beam, test_ref).bleu);
+    shown = beam;
+  }
+  fmt::print("\nsome test translations{}:\n", r.beam > 1 ? fmt::format(" (beam {})", r.beam) : "");
+  for (int64_t i = 0; i < std::min<int64_t>(r.show, test_src.size()); ++i)
+    fmt::print("  de:   {}\n  ref:  {}\n  heed: {}\n\n", test_src[i], test_ref[i], shown[i]);
+  fmt::print("checkpoints, log and loss plot in {}/\n", r.out);
+  return 0;
+}
+
+// ---- decode --------------------------------------------------------------------------
+
+int run_decode(const std::string& checkpoint, std::vector<std::string> sentences, const std::string& file,
+               int64_t beam, double length_penalty, const std::string& device_name) {
+  const Device device = Device::parse(device_name);
+  Checkpoint ckpt = load_checkpoint(checkpoint);
+  Config config(ckpt.config);
+  HEED_CHECK(config.str("program") == "translate", "{} is not a translate checkpoint (program = {})", checkpoint,
+             config.str("program"));
+  const TrainSettings s = from_config(config);
+  Corpus corpus;
+  corpus.src_tok = data::deserialize_tokenizer(config.str("src_tokenizer_kind"), ckpt.texts.at("src_tokenizer"));
+  corpus.tgt_tok = data::deserialize_tokenizer(config.str("tgt_tokenizer_kind"), ckpt.texts.at("tgt_tokenizer"));
+  nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
+  restore(ckpt, model);
+  model.to(device);
+  if (!file.empty()) {
+    auto lines = data::read_lines(file);
+    sentences.insert(sentences.end(), lines.begin(), lines.end());
+  }
+  HEED_CHECK(!sentences.empty(), "nothing to translate: give sentences or --file");
+  for (const auto& t : translate(model, corpus, sentences, beam, length_penalty, s.max_len, device)) fmt::print("{}\n", t);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"heed translate: train a Transformer translation model and translate with it"};
+  app.require_subcommand(1);
+
+  TrainSettings s;
+  RunOptions r;
+  CLI::App* train = app.add_subcommand("train", "train a Seq2SeqTransformer, then report test BLEU");
+  train->add_option("--data", s.data, "Ding dictionary file or a .tsv of 'source<TAB>target' lines")->capture_default_str();
+  train->add_option("--task", s.task, "synthetic task instead of --data")->check(CLI::IsMember({"copy", "reverse", "sort"}));
+  train->add_option("--tokenizer", s.tokenizer, "bpe, word or char")->check(CLI::IsMember({"bpe", "word", "char"}))->capture_default_str();
+  train->add_option("--vocab-size", s.vocab_size, "BPE vocabulary size (word: cap, 0 = none)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--d-model", s.d_model, "model width")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--heads", s.nhead, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--encoder-layers", s.encoder_layers)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--decoder-layers", s.decoder_layers)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--ff", s.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
+  train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
+  train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--warmup", s.warmup, "warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--steps", s.steps, "optimizer steps")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--max-tokens", s.max_tokens, "padded tokens per batch")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--max-len", s.max_len, "longest sentence in tokens (longer training pairs are dropped)")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--seed", s.seed)->capture_default_str();
+  train->add_option("--out", r.out, "folder for checkpoints, the log and the loss plot")->capture_default_str();
+  train->add_option("--resume", r.resume, "continue from this checkpoint (its configuration wins)")->check(CLI::ExistingFile);
+  train->add_option("--time-limit", r.time_limit, "stop training after this many seconds (0 = none)")->check(CLI::NonNegativeNumber);
+  train->add_option("--eval-every", r.eval_every)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--save-every", r.save_every)->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--beam", r.beam, "beam size for the test translations (1 = greedy only)")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_option("--length-penalty", r.length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--show", r.show, "test translations to print")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--threads", r.threads, "CPU threads (0 = HEED_NUM_THREADS or all)")->check(CLI::NonNegativeNumber);
+  train->add_option("--device", r.device, "cpu or cuda[:index]")->capture_default_str();
+  train->add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
+
+  std::string checkpoint, file, device = "cpu";
+  std::vector<std::string> sentences;
+  int64_t beam = 4;
+  double length_penalty = 0.6;
+  CLI::App* decode = app.add_subcommand("decode", "translate sentences with a trained checkpoint");
+  decode->add_option("-c,--checkpoint", checkpoint, "a checkpoint written by 'translate train'")->required()->check(CLI::ExistingFile);
+  decode->add_option("sentences", sentences, "sentences to translate");
+  decode->add_option("--file", file, "a file of sentences, one per line")->check(CLI::ExistingFile);
+  decode->add_option("--beam", beam, "beam size (1 = greedy)")->check(CLI::PositiveNumber)->capture_default_str();
+  decode->add_option("--length-penalty", length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
+  decode->add_option("--device", device, "cpu or cuda[:index]")->capture_default_str();
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*train) return run_train(s, r);
+    return run_decode(checkpoint, sentences, file, beam, length_penalty, device);
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "translate: error: {}\n", e.what());
+    return 1;
+  }
+}
