@@ -1,0 +1,28 @@
+#pragma once
+// Corpus BLEU as sacrebleu computes it, so heed's numbers can be put beside
+// published ones: 13a tokenization, n-grams up to 4, one reference per
+// hypothesis, brevity penalty, no smoothing.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace heed::data {
+
+struct BleuScore {
+  double bleu;               // 0..100
+  double precisions[4];      // modified n-gram precisions in percent (as sacrebleu prints them)
+  double brevity_penalty;    // exp(1 - ref_len / hyp_len) when hyp_len < ref_len, else 1
+  int64_t hyp_len, ref_len;  // 13a tokens over the corpus
+};
+
+// Corpus BLEU-4 on detokenized strings (hypotheses[i] is scored against
+// references[i]). A zero n-gram precision makes BLEU 0 (sacrebleu's
+// smooth_method='none'; its default 'exp' differs only in that case).
+BleuScore corpus_bleu(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references);
+
+// sacrebleu's "13a" tokenizer (mteval-v13a): unescapes &quot; &amp; &lt; &gt;,
+// splits off punctuation and symbols, splits '.' and ',' unless they sit
+// beside a digit, and '-' after a digit; then splits on whitespace.
+std::vector<std::string> tokenize_13a(const std::string& text);
+
+}  // namespace heed::data

@@ -1,0 +1,194 @@
+// Readers for the text corpora and the seeded train/valid/test split.
+#include "data/corpus.h"
+
+#include <cmath>
+#include <fstream>
+#include <set>
+#include <unordered_map>
+
+#include "data/random.h"
+#include "tensor/error.h"
+
+namespace heed::data {
+namespace {
+
+std::ifstream open_text(const std::string& path, const char* fn) {
+  std::ifstream in(path, std::ios::binary);
+  HEED_CHECK(in.good(), "{}: cannot open '{}' (missing file or no permission)", fn, path);
+  return in;
+}
+
+void drop_cr(std::string& line) {
+  if (!line.empty() && line.back() == '\r') line.pop_back();
+}
+
+std::vector<std::string> split_on(const std::string& s, const std::string& sep) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t pos = s.find(sep); pos != std::string::npos; pos = s.find(sep, start)) {
+    parts.push_back(s.substr(start, pos - start));
+    start = pos + sep.size();
+  }
+  parts.push_back(s.substr(start));
+  return parts;
+}
+
+std::string trim(const std::string& s) {
+  size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
+  return b == std::string::npos ? std::string() : s.substr(b, e - b + 1);
+}
+
+// Removes labels like " [ugs.]" or " {m}" from the end, repeatedly.
+std::string strip_trailing_labels(std::string s) {
+  for (s = trim(s); !s.empty();) {
+    char close = s.back();
+    char open = close == ']' ? '[' : close == '}' ? '{' : 0;
+    if (!open) break;
+    size_t pos = s.rfind(open);
+    if (pos == std::string::npos) break;
+    s = trim(s.substr(0, pos));
+  }
+  return s;
+}
+
+// Removes every [...] and {...} group and collapses the spaces left behind.
+std::string strip_all_labels(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    char close = s[i] == '[' ? ']' : s[i] == '{' ? '}' : 0;
+    size_t end = close ? s.find(close, i) : std::string::npos;
+    if (end != std::string::npos) {
+      // "battery. [Am.]; My" -> "battery.; My": no space left before punctuation.
+      if (end + 1 < s.size() && std::string(";,.!?:").find(s[end + 1]) != std::string::npos)
+        while (!out.empty() && out.back() == ' ') out.pop_back();
+      i = end;
+      continue;
+    }
+    out += s[i];
+  }
+  std::string collapsed;
+  for (char c : out) {
+    if (c == ' ' && (collapsed.empty() || collapsed.back() == ' ')) continue;
+    collapsed += c;
+  }
+  return trim(collapsed);
+}
+
+int64_t count_words(const std::string& s) {
+  int64_t n = 0;
+  bool in_word = false;
+  for (char c : s) {
+    bool space = c == ' ' || c == '\t';
+    if (!space && !in_word) ++n;
+    in_word = !space;
+  }
+  return n;
+}
+
+bool ends_sentence(const std::string& s) {
+  return !s.empty() && (s.back() == '.' || s.back() == '!' || s.back() == '?');
+}
+
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+    s.replace(pos, from.size(), to);
+}
+
+}  // namespace
+
+std::vector<SentencePair> read_ding_pairs(const std::string& path, const DingOptions& options) {
+  HEED_CHECK(options.min_words >= 1, "read_ding_pairs: min_words must be >= 1, got {}", options.min_words);
+  HEED_CHECK(options.max_words == 0 || options.max_words >= options.min_words,
+             "read_ding_pairs: max_words ({}) is below min_words ({})", options.max_words, options.min_words);
+  std::ifstream in = open_text(path, "read_ding_pairs");
+  std::vector<SentencePair> pairs;
+  std::set<std::pair<std::string, std::string>> seen;
+  std::string line;
+  auto fits = [&](const std::string& s) {
+    int64_t n = count_words(s);
+    return n >= options.min_words && (options.max_words == 0 || n <= options.max_words) && ends_sentence(s);
+  };
+  while (std::getline(in, line)) {
+    drop_cr(line);
+    if (line.empty() || line[0] == '#') continue;
+    size_t sep = line.find(" :: ");
+    if (sep == std::string::npos) continue;
+    std::vector<std::string> de = split_on(line.substr(0, sep), " | ");
+    std::vector<std::string> en = split_on(line.substr(sep + 4), " | ");
+    if (de.size() != en.size()) continue;  // alternatives would pair up wrongly
+    for (size_t i = 0; i < de.size(); ++i) {
+      SentencePair p{strip_trailing_labels(de[i]), strip_trailing_labels(en[i])};
+      if (!fits(p.src) || !fits(p.tgt)) continue;
+      if (options.strip_inner_labels) {
+        p.src = strip_all_labels(p.src);
+        p.tgt = strip_all_labels(p.tgt);
+      }
+      if (options.plain_apostrophes) {
+        replace_all(p.src, "\xE2\x80\x99", "'");
+        replace_all(p.tgt, "\xE2\x80\x99", "'");
+      }
+      if (p.src.empty() || p.tgt.empty()) continue;
+      if (!seen.insert({p.src, p.tgt}).second) continue;
+      pairs.push_back(std::move(p));
+    }
+  }
+  return pairs;
+}
+
+std::vector<SentencePair> read_tsv_pairs(const std::string& path) {
+  std::ifstream in = open_text(path, "read_tsv_pairs");
+  std::vector<SentencePair> pairs;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    drop_cr(line);
+    if (line.empty()) continue;
+    size_t tab = line.find('\t');
+    HEED_CHECK(tab != std::string::npos, "read_tsv_pairs: {} line {}: no tab between source and target", path, number);
+    HEED_CHECK(line.find('\t', tab + 1) == std::string::npos,
+               "read_tsv_pairs: {} line {}: more than one tab (expected 'src<TAB>tgt')", path, number);
+    pairs.push_back({line.substr(0, tab), line.substr(tab + 1)});
+  }
+  return pairs;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in = open_text(path, "read_lines");
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    drop_cr(line);
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+PairSplits split_pairs(const std::vector<SentencePair>& pairs, double valid_fraction, double test_fraction,
+                       uint64_t seed) {
+  HEED_CHECK(valid_fraction >= 0 && test_fraction >= 0 && valid_fraction + test_fraction <= 1,
+             "split_pairs: fractions must be >= 0 and sum to at most 1, got valid {} and test {}", valid_fraction,
+             test_fraction);
+  // Groups of pair indices sharing a source, in order of first appearance.
+  std::unordered_map<std::string, size_t> group_of;
+  std::vector<std::vector<size_t>> groups;
+  for (size_t i = 0; i < pairs.size(); ++i) {
+    auto [it, fresh] = group_of.try_emplace(pairs[i].src, groups.size());
+    if (fresh) groups.emplace_back();
+    groups[it->second].push_back(i);
+  }
+  SplitMix64 rng(seed);
+  seeded_shuffle(groups, rng);
+
+  const auto n = static_cast<double>(pairs.size());
+  const size_t want_test = static_cast<size_t>(std::llround(test_fraction * n));
+  const size_t want_valid = static_cast<size_t>(std::llround(valid_fraction * n));
+  PairSplits splits;
+  for (const auto& group : groups) {
+    std::vector<SentencePair>* into = &splits.train;
+    if (splits.test.size() < want_test) into = &splits.test;
+    else if (splits.valid.size() < want_valid) into = &splits.valid;
+    for (size_t i : group) into->push_back(pairs[i]);
+  }
+  return splits;
+}
+
+}  // namespace heed::data
