@@ -667,13 +667,24 @@ void File::write_attr_double(const std::string& object, const std::string& name,
   write_attr(checked_id("write_attr_double"), path_, p, exists(p), name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &value);
 }
 
-void File::write_attr_string(const std::string& object, const std::string& name, const std::string& value) {
+void File::write_attr_string(const std::string& object, const std::string& name, const std::string& value,
+                             StringLayout layout) {
   std::string p = normalize(object);
   HEED_CHECK(value.find('\0') == std::string::npos,
              "h5 '{}' {}: a string attribute cannot hold a NUL character", path_, attr_where(p, name));
-  Handle type = variable_string_type();
-  const char* text = value.c_str();
-  write_attr(checked_id("write_attr_string"), path_, p, exists(p), name, type.get(), type.get(), &text);
+  if (layout == StringLayout::Variable) {
+    Handle type = variable_string_type();
+    const char* text = value.c_str();
+    write_attr(checked_id("write_attr_string"), path_, p, exists(p), name, type.get(), type.get(), &text);
+    return;
+  }
+  // Fixed length, NUL-padded (HDF5 has no zero-size string: "" is one NUL).
+  std::string padded = value.empty() ? std::string(1, '\0') : value;
+  Handle type(H5Tcopy(H5T_C_S1), H5Tclose);
+  H5Tset_size(type.get(), padded.size());
+  H5Tset_strpad(type.get(), H5T_STR_NULLPAD);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  write_attr(checked_id("write_attr_string"), path_, p, exists(p), name, type.get(), type.get(), padded.data());
 }
 
 }  // namespace heed::h5

@@ -40,6 +40,12 @@ struct Member {
 
 enum class AttrType { Int, Float, String, Other };
 
+// How a string attribute is stored. Variable is h5py's default; its text lives
+// in HDF5's global heap, which has no checksum, and HDF5 1.10 can crash reading
+// a damaged one. Fixed keeps the text inside the attribute's own (checksummed)
+// object header, so checkpoints use it; both read back the same.
+enum class StringLayout { Variable, Fixed };
+
 class File {
  public:
   // Opens an existing file. Throws when it is missing, is not an HDF5 file,
@@ -102,7 +108,8 @@ class File {
   // Writing replaces an attribute of the same name.
   void write_attr_int(const std::string& object, const std::string& name, int64_t value);
   void write_attr_double(const std::string& object, const std::string& name, double value);
-  void write_attr_string(const std::string& object, const std::string& name, const std::string& value);
+  void write_attr_string(const std::string& object, const std::string& name, const std::string& value,
+                         StringLayout layout = StringLayout::Variable);
 
  private:
   File(std::string path, int64_t id) : path_(std::move(path)), id_(id) {}
