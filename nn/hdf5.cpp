@@ -243,13 +243,32 @@ File File::open(const std::string& path, Mode mode) {
   return File(path, id);
 }
 
+namespace {
+// Creation properties that keep an object's links and attributes in its own
+// object header ("compact" storage) rather than moving them to a fractal heap
+// and B-tree ("dense" storage) past 8 of them. The object header is
+// checksummed; and HDF5 1.10.8 frees uninitialised pointers when a damaged
+// dense group fails part-way through a listing (H5G__link_release_table), a
+// crash no caller can catch. 65535 is the largest count HDF5 allows here.
+// `klass` is H5P_FILE_CREATE (the root group), H5P_GROUP_CREATE or
+// H5P_DATASET_CREATE.
+Handle compact_plist(hid_t klass) {
+  Handle plist(H5Pcreate(klass), H5Pclose);
+  bool ok = plist.valid() && H5Pset_attr_phase_change(plist.get(), 65535, 65535) >= 0;
+  if (klass != H5P_DATASET_CREATE) ok = ok && H5Pset_link_phase_change(plist.get(), 65535, 65535) >= 0;
+  HEED_CHECK(ok, "h5: cannot set up compact storage ({})", take_hdf5_detail());
+  return plist;
+}
+}  // namespace
+
 File File::create(const std::string& path) {
   silence_hdf5();
   Handle fapl = file_access_plist();
   // The 1.8 file format checksums its metadata, so a corrupt file written by
   // heed is refused rather than misread; HDF5 and h5py since 1.8 read it.
   H5Pset_libver_bounds(fapl.get(), H5F_LIBVER_V18, H5F_LIBVER_LATEST);
-  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, fapl.get());
+  Handle fcpl = compact_plist(H5P_FILE_CREATE);
+  hid_t id = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, fcpl.get(), fapl.get());
   if (id < 0) fail(path, "/", "cannot create the file");
   return File(path, id);
 }
@@ -384,7 +403,8 @@ void File::create_group(const std::string& group) {
       if (!is_group(path)) fail(path_, path, "exists and is not a group", false);
       continue;
     }
-    Handle g(H5Gcreate2(fid, path.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Gclose);
+    Handle gcpl = compact_plist(H5P_GROUP_CREATE);
+    Handle g(H5Gcreate2(fid, path.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT), H5Gclose);
     if (!g.valid()) fail(path_, path, "cannot create the group");
   }
 }
@@ -507,7 +527,8 @@ void File::write(const std::string& dataset, const Tensor& t) {
   }
   if (!space.valid()) fail(path_, p, fmt::format("cannot make a dataspace of shape {}", shape_str(shape)));
   Handle ftype = file_type(host.dtype());
-  Handle dset(H5Dcreate2(fid, p.c_str(), ftype.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT), H5Dclose);
+  Handle dcpl = compact_plist(H5P_DATASET_CREATE);
+  Handle dset(H5Dcreate2(fid, p.c_str(), ftype.get(), space.get(), H5P_DEFAULT, dcpl.get(), H5P_DEFAULT), H5Dclose);
   if (!dset.valid()) fail(path_, p, "cannot create the dataset");
   if (host.numel() == 0) return;
   Handle mem = memory_type(host.dtype());

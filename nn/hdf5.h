@@ -13,7 +13,10 @@
 // - Every failure throws heed::Error naming the file, the object and what went
 //   wrong; HDF5's own error printing is switched off.
 // - Corrupt files: heed writes the 1.8 format, whose metadata is checksummed,
-//   so damage there is an error. Files in the older format (h5py's default,
+//   so damage there is an error. Its groups and objects keep their links and
+//   attributes in their own (checksummed) object headers, never in the dense
+//   fractal-heap storage that HDF5 1.10.8 crashes on when it is damaged.
+//   Raw data has no checksum: nn/checkpoint.h adds its own. Files in the older format (h5py's default,
 //   the reference files) have no checksums, and HDF5 1.10.8 itself can crash
 //   or loop forever on some damaged ones (h5dump does too); only a truncated
 //   file is always caught.

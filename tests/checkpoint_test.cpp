@@ -508,9 +508,12 @@ TEST_CASE("checkpoint: hundreds of damaged copies fail cleanly or load unchanged
   const Checkpoint original = load_checkpoint(good);
   const std::vector<char> bytes = read_bytes(good);
   const std::string bad = dir.file("damaged.h5");
-  std::mt19937_64 rng(12345);
+  // HEED_FUZZ_SEED and HEED_FUZZ_TRIALS run a longer or another search by hand.
+  const std::string seed = env_or_empty("HEED_FUZZ_SEED"), trials = env_or_empty("HEED_FUZZ_TRIALS");
+  std::mt19937_64 rng(seed.empty() ? 12345 : std::stoull(seed));
+  const int n = trials.empty() ? 400 : std::stoi(trials);
   int errors = 0, unchanged = 0;
-  for (int trial = 0; trial < 400; ++trial) {
+  for (int trial = 0; trial < n; ++trial) {
     std::vector<char> copy = bytes;
     std::string what;
     switch (trial % 4) {
@@ -545,7 +548,9 @@ TEST_CASE("checkpoint: hundreds of damaged copies fail cleanly or load unchanged
     }
   }
   INFO(errors << " damaged copies failed, " << unchanged << " loaded unchanged");
-  REQUIRE(errors > 300);
+  // About one byte in eight is never read (free space in object headers,
+  // padding): changing it changes nothing, which require_same checked.
+  REQUIRE(errors > n * 3 / 4);
 }
 
 // ---- restore's checks -------------------------------------------------------------

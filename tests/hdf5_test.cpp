@@ -359,3 +359,21 @@ TEST_CASE("load_parameters lists missing, unexpected and mis-shaped names and ch
                       Contains("given twice: bias"));
   REQUIRE(lin.weight.to_vector<float>() == before);
 }
+
+TEST_CASE("hdf5: fixed-length string attributes read back as written", "[hdf5]") {
+  TempDir dir;
+  const std::string path = dir.file("fixed.h5");
+  {
+    h5::File f = h5::File::create(path);
+    f.write_attr_string("/", "text", "caf\xc3\xa9 with spaces  ", h5::StringLayout::Fixed);
+    f.write_attr_string("/", "empty", "", h5::StringLayout::Fixed);
+    f.write_attr_string("/", "vlen", "v", h5::StringLayout::Variable);
+    REQUIRE_THROWS_WITH(f.write_attr_string("/", "nul", std::string("a\0b", 3), h5::StringLayout::Fixed),
+                        Contains("NUL"));
+  }
+  h5::File f = h5::File::open(path);
+  REQUIRE(f.read_attr_string("/", "text") == "caf\xc3\xa9 with spaces  ");
+  REQUIRE(f.read_attr_string("/", "empty").empty());
+  REQUIRE(f.read_attr_string("/", "vlen") == "v");
+  REQUIRE(f.attr_type("/", "text") == h5::AttrType::String);
+}
