@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# End-to-end checks of the programs in examples/ on small synthetic data:
+# translate (train, resume, decode), lm (train, sample), attention (both kinds
+# of checkpoint), and their errors for bad flags and missing files.
+#   run_programs.sh BIN_DIR WORK_DIR
+set -uo pipefail
+BIN=$1
+WORK=$2
+rm -rf "$WORK" && mkdir -p "$WORK"
+export HEED_NUM_THREADS=${HEED_NUM_THREADS:-2}
+failures=0
+
+check() {  # check NAME EXPECTED_STATUS PATTERN -- command...
+  local name=$1 want=$2 pattern=$3
+  shift 4
+  local out status
+  out=$("$@" 2>&1)
+  status=$?
+  if [[ $want == 0 && $status != 0 ]] || [[ $want != 0 && $status == 0 ]]; then
+    echo "FAIL $name: exit status $status (wanted $( [[ $want == 0 ]] && echo 0 || echo 'non-zero'))"
+    echo "$out" | tail -20
+    failures=$((failures + 1))
+  elif [[ -n $pattern ]] && ! grep -qE -- "$pattern" <<<"$out"; then
+    echo "FAIL $name: output lacks /$pattern/"
+    echo "$out" | tail -20
+    failures=$((failures + 1))
+  else
+    echo "ok   $name"
+  fi
+}
+exists() {  # exists NAME FILE...
+  local name=$1
+  shift
+  for f in "$@"; do
+    if [[ ! -s $f ]]; then
+      echo "FAIL $name: $f is missing or empty"
+      failures=$((failures + 1))
+      return
+    fi
+  done
+  echo "ok   $name"
+}
+
+T="$BIN/translate"
+TINY=(--tokenizer word --d-model 32 --heads 2 --lr 3e-3 --encoder-layers 1 --decoder-layers 1 --ff 64 --max-tokens 1024
+      --warmup 10 --beam 2 --show 2)
+check "translate --help" 0 "train" -- "$T" --help
+check "translate train --help lists the flags" 0 "--label-smoothing" -- "$T" train --help
+check "translate train on the copy task" 0 "BLEU greedy" -- "$T" train --task copy "${TINY[@]}" --steps 200 --eval-every 100 --save-every 100 --out "$WORK/tr"
+exists "translate writes checkpoints, the log and the plot" "$WORK/tr/best.h5" "$WORK/tr/last.h5" "$WORK/tr/log.csv" "$WORK/tr/loss.svg"
+check "the log has a header and rows" 0 "^step,epoch,train_loss" -- head -1 "$WORK/tr/log.csv"
+check "translate train --resume continues a finished run" 0 "resuming" -- "$T" train --resume "$WORK/tr/last.h5" --out "$WORK/tr2" --beam 1 --show 1
+check "translate decode" 0 "^[a-z]" -- "$T" decode -c "$WORK/tr/best.h5" "a b c d" "e f g"
+check "translate decode --beam 3 from a file" 0 "^[a-z]" -- bash -c "printf 'a b c\nd e f\n' > '$WORK/in.txt' && '$T' decode -c '$WORK/tr/best.h5' --beam 3 --file '$WORK/in.txt'"
+check "translate: a bad flag value is refused" 1 "d-model" -- "$T" train --d-model -4
+check "translate: an unknown flag is refused" 1 "bogus" -- "$T" train --bogus
+check "translate: a missing corpus is named" 1 "no such file" -- "$T" train --data "$WORK/nope.tsv" --steps 1 --out "$WORK/x"
+check "translate decode: a missing checkpoint is named" 1 "nope.h5" -- "$T" decode -c "$WORK/nope.h5" "a"
+check "translate decode: a corrupt checkpoint is an error" 1 "error" -- bash -c "head -c 3000 '$WORK/tr/best.h5' > '$WORK/cut.h5' && '$T' decode -c '$WORK/cut.h5' a"
+
+A="$BIN/attention"
+check "attention on a translate checkpoint" 0 "attention modules" -- "$A" -c "$WORK/tr/best.h5" --src "a b c d" --out "$WORK/att"
+exists "attention writes the data, heatmaps and the page" "$WORK/att/attention.h5" "$WORK/att/attention.html" \
+  "$WORK/att/heatmaps/decoder.layers.0.cross_attn.head1.png" "$WORK/att/heatmaps/encoder.layers.0.self_attn.head0.grad.png"
+check "attention: a translate checkpoint needs --src" 1 "--src" -- "$A" -c "$WORK/tr/best.h5" --out "$WORK/att2"
+
+L="$BIN/lm"
+for i in $(seq 1 300); do echo "the cat sat on the mat and the dog ran to the cat $((i % 7))"; done > "$WORK/text.txt"
+check "lm train on a small text" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 \
+  --block 16 --batch 8 --steps 40 --warmup 5 --eval-every 20 --save-every 20 --sample-len 20 --out "$WORK/lm"
+exists "lm writes checkpoints, the log and the plot" "$WORK/lm/best.h5" "$WORK/lm/last.h5" "$WORK/lm/log.csv" "$WORK/lm/loss.svg"
+check "lm sample" 0 "the" -- "$L" sample -c "$WORK/lm/best.h5" --prompt "the" --max-new 20 --top-k 5 --top-p 0.9
+check "lm train with BPE tokens" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --tokenizer bpe --vocab-size 300 --warmup 2 \
+  --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --eval-every 10 --sample-len 5 --out "$WORK/lm_bpe"
+check "lm: a missing text file is named" 1 "no such file" -- "$L" train --text "$WORK/none.txt"
+check "lm sample: a translate checkpoint is refused" 1 "not an lm checkpoint" -- "$L" sample -c "$WORK/tr/best.h5"
+check "attention on an lm checkpoint" 0 "attention modules" -- "$A" -c "$WORK/lm/best.h5" --text "the cat sat on" --out "$WORK/att_lm"
+exists "attention (lm) writes its page" "$WORK/att_lm/attention.html" "$WORK/att_lm/heatmaps/blocks.0.self_attn.head1.png"
+
+if ((failures > 0)); then
+  echo "$failures program check(s) failed"
+  exit 1
+fi
+echo "all program checks passed"
