@@ -113,6 +113,7 @@ double evaluate(nn::GPT& model, const data::LMBatcher& valid, int64_t max_batche
 struct RunOptions {
   std::string out = "runs/lm", resume, device = "cpu", log = "log.csv";
   double time_limit = 0;
+  int64_t stop_at = 0;  // stop after this step (the schedule still spans --steps); 0 = run to the end
   int64_t eval_every = 250, save_every = 250, eval_batches = 40, threads = 0, sample_len = 300;
 };
 
@@ -175,6 +176,10 @@ int run_train(Settings s, const RunOptions& r) {
   while (step < s.steps) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
       progress.message(fmt::format("time limit reached at step {}", step));
+      break;
+    }
+    if (r.stop_at > 0 && step >= r.stop_at) {
+      progress.message(fmt::format("stopping at step {} as asked (--stop-at)", step));
       break;
     }
     data::LMBatch b = train.next();
@@ -240,6 +245,8 @@ int run_sample(const std::string& checkpoint, const std::string& prompt, int64_t
 int main(int argc, char** argv) {
   CLI::App app{"heed lm: train a GPT language model on a text file and sample from it"};
   app.require_subcommand(1);
+  // A flag given twice takes its last value, so defaults can be overridden by appending.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   Settings s;
   RunOptions r;
   CLI::App* train = app.add_subcommand("train", "train a GPT on a text file");
@@ -260,6 +267,7 @@ int main(int argc, char** argv) {
   train->add_option("--out", r.out, "folder for checkpoints, the log and the loss plot")->capture_default_str();
   train->add_option("--resume", r.resume, "continue from this checkpoint")->check(CLI::ExistingFile);
   train->add_option("--time-limit", r.time_limit, "stop after this many seconds (0 = none)")->check(CLI::NonNegativeNumber);
+  train->add_option("--stop-at", r.stop_at, "stop after this step; --resume continues the same schedule")->check(CLI::NonNegativeNumber);
   train->add_option("--eval-every", r.eval_every)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--save-every", r.save_every)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--threads", r.threads)->check(CLI::NonNegativeNumber);

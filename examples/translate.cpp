@@ -196,6 +196,7 @@ struct RunOptions {
   std::string out = "runs/translate";
   std::string resume;
   double time_limit = 0;
+  int64_t stop_at = 0;  // stop after this step (the schedule still spans --steps); 0 = run to the end
   int64_t eval_every = 500, save_every = 500, show = 8, beam = 4, threads = 0;
   double length_penalty = 0.6;
   int64_t bleu_subset = 300;
@@ -285,6 +286,10 @@ int run_train(TrainSettings s, const RunOptions& r) {
       progress.message(fmt::format("time limit of {} reached at step {}", examples::format_duration(r.time_limit), step));
       break;
     }
+    if (r.stop_at > 0 && step >= r.stop_at) {
+      progress.message(fmt::format("stopping at step {} as asked (--stop-at)", step));
+      break;
+    }
     data::TranslationBatch b = train.next();
     Tensor logits = model.forward(b.src.to(device), b.tgt_in.to(device), b.src_pad.to(device), b.tgt_pad.to(device));
     Tensor loss = nn::cross_entropy(logits, b.tgt_out.to(device), loss_opts);
@@ -372,6 +377,8 @@ int run_decode(const std::string& checkpoint, std::vector<std::string> sentences
 int main(int argc, char** argv) {
   CLI::App app{"heed translate: train a Transformer translation model and translate with it"};
   app.require_subcommand(1);
+  // A flag given twice takes its last value, so defaults can be overridden by appending.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
 
   TrainSettings s;
   RunOptions r;
@@ -397,6 +404,7 @@ int main(int argc, char** argv) {
   train->add_option("--out", r.out, "folder for checkpoints, the log and the loss plot")->capture_default_str();
   train->add_option("--resume", r.resume, "continue from this checkpoint (its configuration wins)")->check(CLI::ExistingFile);
   train->add_option("--time-limit", r.time_limit, "stop training after this many seconds (0 = none)")->check(CLI::NonNegativeNumber);
+  train->add_option("--stop-at", r.stop_at, "stop after this step; --resume continues the same schedule")->check(CLI::NonNegativeNumber);
   train->add_option("--eval-every", r.eval_every)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--save-every", r.save_every)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--beam", r.beam, "beam size for the test translations (1 = greedy only)")->check(CLI::PositiveNumber)->capture_default_str();

@@ -50,6 +50,17 @@ check "translate train on the copy task" 0 "BLEU greedy" -- "$T" train --task co
 exists "translate writes checkpoints, the log and the plot" "$WORK/tr/best.h5" "$WORK/tr/last.h5" "$WORK/tr/log.csv" "$WORK/tr/loss.svg"
 check "the log has a header and rows" 0 "^step,epoch,train_loss" -- head -1 "$WORK/tr/log.csv"
 check "translate train --resume continues a finished run" 0 "resuming" -- "$T" train --resume "$WORK/tr/last.h5" --out "$WORK/tr2" --beam 1 --show 1
+# Exact resume: 40 steps in one go equal 20 steps, a checkpoint, and 20 more in a new process.
+RESUME=(--task reverse "${TINY[@]}" --steps 40 --eval-every 10 --save-every 10 --dropout 0.2 --beam 1 --show 0)
+check "translate: 40 steps in one run" 0 "BLEU" -- "$T" train "${RESUME[@]}" --out "$WORK/full"
+check "translate: 20 steps, then stop" 0 "stopping at step 20" -- "$T" train "${RESUME[@]}" --stop-at 20 --out "$WORK/half"
+check "translate: resume for the other 20" 0 "resuming" -- "$T" train --resume "$WORK/half/last.h5" --out "$WORK/half" --eval-every 10 --save-every 10 --beam 1 --show 0
+check "the uninterrupted run logged 4 evaluations" 0 "^5 " -- wc -l "$WORK/full/log.csv"
+check "resumed losses equal the uninterrupted run's" 0 "" -- bash -c \
+  "diff <(cut -d, -f1,3,7,8 '$WORK/full/log.csv') <(cut -d, -f1,3,7,8 '$WORK/half/log.csv')"
+check "resumed parameters and optimizer state equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
+  "h5diff -d 0 '$WORK/full/last.h5' '$WORK/half/last.h5' /model && h5diff -d 0 '$WORK/full/last.h5' '$WORK/half/last.h5' /optimizer"
+
 check "translate decode" 0 "^[a-z]" -- "$T" decode -c "$WORK/tr/best.h5" "a b c d" "e f g"
 check "translate decode --beam 3 from a file" 0 "^[a-z]" -- bash -c "printf 'a b c\nd e f\n' > '$WORK/in.txt' && '$T' decode -c '$WORK/tr/best.h5' --beam 3 --file '$WORK/in.txt'"
 check "translate: a bad flag value is refused" 1 "d-model" -- "$T" train --d-model -4
