@@ -133,7 +133,8 @@ function draw(){
    e.style.background=colour(v/s,mode!='weights');e.title=`${t}: ${v.toPrecision(4)}`;if(Math.abs(v/s)>0.55)e.style.color='#fff';row.appendChild(e);});
   hd.appendChild(row);});
  const md=document.getElementById('maps');md.innerHTML='';
- m.forEach((head,h)=>{const c=document.createElement('canvas'),k=8;c.width=kt.length*k;c.height=qt.length*k;c.title='head '+h;
+ const k=Math.max(8,Math.min(24,Math.floor(260/Math.max(qt.length,kt.length))));
+ m.forEach((head,h)=>{const c=document.createElement('canvas');c.width=kt.length*k;c.height=qt.length*k;c.title='head '+h;
   const g=c.getContext('2d');head.forEach((r,i)=>r.forEach((v,j)=>{g.fillStyle=colour(v/s,mode!='weights');g.fillRect(j*k,i*k,k,k);}));
   g.strokeStyle='#d62728';g.strokeRect(0,Q*k+.5,c.width,k-1);md.appendChild(c);});
 }

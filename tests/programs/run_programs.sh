@@ -73,6 +73,12 @@ A="$BIN/attention"
 check "attention on a translate checkpoint" 0 "attention modules" -- "$A" -c "$WORK/tr/best.h5" --src "a b c d" --out "$WORK/att"
 exists "attention writes the data, heatmaps and the page" "$WORK/att/attention.h5" "$WORK/att/attention.html" \
   "$WORK/att/heatmaps/decoder.layers.0.cross_attn.head1.png" "$WORK/att/heatmaps/encoder.layers.0.self_attn.head0.grad.png"
+check "attention.html embeds well-formed data for every module" 0 "^3 modules" -- /usr/bin/python3 -c "
+import json, re, sys
+page = open('$WORK/att/attention.html', encoding='utf-8').read()
+data = json.loads(re.search(r'<script id=\"data\" type=\"application/json\">(.*?)</script>', page, re.S).group(1))
+assert all(len(l['weights']) == 2 and len(l['grad']) == 2 for l in data['layers'])
+print(len(data['layers']), 'modules')"
 check "attention: a translate checkpoint needs --src" 1 "--src" -- "$A" -c "$WORK/tr/best.h5" --out "$WORK/att2"
 
 L="$BIN/lm"
