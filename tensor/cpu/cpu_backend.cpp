@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 
+#include "tensor/cpu/cpu_profile.h"
 #include "tensor/error.h"
 
 namespace heed::cpu {
@@ -48,6 +49,7 @@ void register_cpu_backend() {
   row.random = &random;
   row.synchronize = &synchronize;
   row.device_count = &device_count;
+  maybe_profile(row);
   register_backend(DeviceType::CPU, row);
 }
 
