@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/error.h"
+#include "tensor/shape.h"
 
 namespace heed::cpu {
 
@@ -84,7 +86,19 @@ void p_reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
   Timed t(std::string("reduce.") + reduce_name(op));
   reduce(op, x, out);
 }
-void p_matmul(const Tensor& a, const Tensor& b, const Tensor& out) { Timed t("matmul"); matmul(a, b, out); }
+bool with_shapes = false;  // HEED_PROFILE=2: matmul buckets per shape and layout
+
+std::string matmul_name(const Tensor& a, const Tensor& b) {
+  if (!with_shapes) return "matmul";
+  // [batch] MxK(a's strides) * KxN(b's strides)
+  return fmt::format("matmul {} {}x{}{} * {}{}", a.shape()[0], a.shape()[1], a.shape()[2], shape_str(a.strides()),
+                     b.shape()[2], shape_str(b.strides()));
+}
+
+void p_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+  Timed t(matmul_name(a, b));
+  matmul(a, b, out);
+}
 void p_softmax(const Tensor& x, bool log, const Tensor& out) {
   Timed t(log ? "log_softmax" : "softmax");
   softmax(x, log, out);
@@ -133,8 +147,9 @@ std::string profile_report() {
 // Called by register_cpu_backend: swaps in the timed wrappers when asked to.
 void maybe_profile(Backend& row) {
   const char* env = std::getenv("HEED_PROFILE");
-  if (env == nullptr || std::string(env) != "1") return;
+  if (env == nullptr || (std::string(env) != "1" && std::string(env) != "2")) return;
   enabled = true;
+  with_shapes = std::string(env) == "2";
   row.allocate = &p_allocate;
   row.deallocate = &p_deallocate;
   row.copy = &p_copy;

@@ -5,6 +5,7 @@
 // first tensor op), every slot of the "cpu" row is wrapped in a timer that
 // adds the call's wall time to a bucket named after the kernel and its op
 // ("unary.Exp", "binary.Mul", "reduce.Sum", "matmul", "softmax", ...).
+// HEED_PROFILE=2 also splits matmul by shape and strides.
 // Without it the row holds the kernels themselves and nothing is timed.
 //
 // Buckets are plain counters: kernels are called from the thread that runs
