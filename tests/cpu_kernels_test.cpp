@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/philox.h"
 #include "tensor/tensor_impl.h"
@@ -740,4 +741,29 @@ TEST_CASE("results are bit-identical for 1, 2 and 3 threads", "[cpu]") {
     kernels().matmul(a, b, out);
     return out;
   });
+}
+
+TEST_CASE("cpu allocator keeps large freed blocks for reuse, aligned, and gives them back on empty_cache", "[cpu][speed]") {
+  cpu::empty_cache();
+  REQUIRE(cpu::cached_bytes() == 0);
+  const size_t big = (size_t(3) << 20) + 100;  // 3 MiB and a bit: cached
+  void* a = cpu::allocate(big, 0);
+  REQUIRE(reinterpret_cast<uintptr_t>(a) % 64 == 0);
+  std::memset(a, 1, big);  // the whole requested size is usable
+  cpu::deallocate(a, big, 0);
+  REQUIRE(cpu::cached_bytes() >= big);
+  void* b = cpu::allocate(big + 50000, 0);  // same size class (3.25 MiB): the same block
+  REQUIRE(b == a);
+  REQUIRE(cpu::cached_bytes() == 0);
+  void* c = cpu::allocate(big * 2, 0);  // another class: a new block
+  REQUIRE(c != a);
+  cpu::deallocate(b, big + 50000, 0);
+  cpu::deallocate(c, big * 2, 0);
+  void* small = cpu::allocate(1000, 0);  // small blocks go straight to malloc
+  REQUIRE(reinterpret_cast<uintptr_t>(small) % 64 == 0);
+  const size_t before = cpu::cached_bytes();
+  cpu::deallocate(small, 1000, 0);
+  REQUIRE(cpu::cached_bytes() == before);
+  cpu::empty_cache();
+  REQUIRE(cpu::cached_bytes() == 0);
 }
