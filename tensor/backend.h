@@ -68,6 +68,17 @@ struct Backend {
   // Softmax (or log-softmax) over the last dim of a contiguous x. A row whose
   // entries are all -inf gives zeros (softmax) or -inf (log-softmax), not NaN.
   void (*softmax)(const Tensor& x, bool log, const Tensor& out) = nullptr;
+  // Layer norm over the last dim of a contiguous x [R, D]; weight and bias are
+  // contiguous [D] or undefined (no affine part). Writes out [R, D] and, for
+  // the backward, mean [R] and rstd = 1 / sqrt(biased var + eps) [R].
+  void (*layer_norm)(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                     const Tensor& mean, const Tensor& rstd) = nullptr;
+  // Its backward from the upstream grad [R, D] (contiguous) and what the
+  // forward saved. grad_x [R, D], grad_weight [D], grad_bias [D] are written
+  // where defined (an undefined one is not wanted).
+  void (*layer_norm_backward)(const Tensor& grad, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                              const Tensor& rstd, const Tensor& grad_x, const Tensor& grad_weight,
+                              const Tensor& grad_bias) = nullptr;
 
   // out = x.index_select(dim, index); index is int64 [n]; throws on a bad index.
   void (*index_select)(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = nullptr;

@@ -148,6 +148,14 @@ Tensor argmax(const Tensor& t);  // over the flattened tensor
 Tensor softmax(const Tensor& t, int64_t dim);
 Tensor log_softmax(const Tensor& t, int64_t dim);
 
+// ---- normalization (norm.cpp) ----
+// Layer norm over the last dim: (x - mean) / sqrt(var + eps) * weight + bias,
+// var biased, as torch.nn.functional.layer_norm with normalized_shape [D].
+// weight and bias are [D] or undefined (then that part is left out). One
+// fused kernel each way; differentiable twice (the double backward is
+// composed from other ops).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+
 // ---- linear algebra (linalg.cpp) ----
 // Like torch.matmul: 1-D operands are vectors, leading dims broadcast.
 Tensor matmul(const Tensor& a, const Tensor& b);

@@ -126,6 +126,8 @@ void register_cpu_backend() {
   row.reduce = &reduce;
   row.matmul = &matmul;
   row.softmax = &softmax;
+  row.layer_norm = &layer_norm;
+  row.layer_norm_backward = &layer_norm_backward;
   row.index_select = &index_select;
   row.gather = &gather;
   row.scatter_add = &scatter_add;

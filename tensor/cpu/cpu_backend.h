@@ -37,6 +37,12 @@ void reduce(ReduceOp op, const Tensor& x, const Tensor& out);
 // cpu_softmax.cpp
 void softmax(const Tensor& x, bool log, const Tensor& out);
 
+// cpu_norm.cpp
+void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                const Tensor& mean, const Tensor& rstd);
+void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                         const Tensor& rstd, const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias);
+
 // cpu_matmul.cpp
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
 

@@ -103,6 +103,16 @@ void p_softmax(const Tensor& x, bool log, const Tensor& out) {
   Timed t(log ? "log_softmax" : "softmax");
   softmax(x, log, out);
 }
+void p_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& out, const Tensor& mean,
+                  const Tensor& rstd) {
+  Timed t("layer_norm");
+  layer_norm(x, w, b, eps, out, mean, rstd);
+}
+void p_layer_norm_backward(const Tensor& g, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                           const Tensor& gx, const Tensor& gw, const Tensor& gb) {
+  Timed t("layer_norm_backward");
+  layer_norm_backward(g, x, w, mean, rstd, gx, gw, gb);
+}
 void p_index_select(const Tensor& x, int64_t dim, const Tensor& i, const Tensor& out) {
   Timed t("index_select");
   index_select(x, dim, i, out);
@@ -160,6 +170,8 @@ void maybe_profile(Backend& row) {
   row.reduce = &p_reduce;
   row.matmul = &p_matmul;
   row.softmax = &p_softmax;
+  row.layer_norm = &p_layer_norm;
+  row.layer_norm_backward = &p_layer_norm_backward;
   row.index_select = &p_index_select;
   row.gather = &p_gather;
   row.scatter_add = &p_scatter_add;
