@@ -97,6 +97,9 @@ Backend make_row() {
   row.gather = [](const Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("gather"); };
   row.scatter_add = [](const Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("scatter_add"); };
   row.index_add = [](const Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("index_add"); };
+  row.adam_step = [](const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamStepArgs&) {
+    not_implemented("adam_step");
+  };
   row.random = [](RandomDist, double, double, uint64_t, uint64_t, const Tensor&) { not_implemented("random"); };
   return row;
 }

@@ -132,6 +132,7 @@ void register_cpu_backend() {
   row.gather = &gather;
   row.scatter_add = &scatter_add;
   row.index_add = &index_add;
+  row.adam_step = &adam_step;
   row.random = &random;
   row.synchronize = &synchronize;
   row.device_count = &device_count;

@@ -52,6 +52,10 @@ void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out
 void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src);
 void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src);
 
+// cpu_optim.cpp
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const AdamStepArgs& args);
+
 // cpu_random.cpp
 void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out);
 

@@ -126,6 +126,10 @@ void p_index_add(const Tensor& d, int64_t dim, const Tensor& i, const Tensor& s)
   Timed t("index_add");
   index_add(d, dim, i, s);
 }
+void p_adam_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor& v, const AdamStepArgs& args) {
+  Timed t("adam_step");
+  adam_step(p, g, m, v, args);
+}
 void p_random(RandomDist dist, double a, double b, uint64_t seed, uint64_t off, const Tensor& out) {
   Timed t("random");
   random(dist, a, b, seed, off, out);
@@ -176,6 +180,7 @@ void maybe_profile(Backend& row) {
   row.gather = &p_gather;
   row.scatter_add = &p_scatter_add;
   row.index_add = &p_index_add;
+  row.adam_step = &p_adam_step;
   row.random = &p_random;
 }
 
