@@ -23,7 +23,13 @@ constexpr size_t kAlignment = 64;
 // already recycles them.
 constexpr size_t kCacheMinBytes = size_t(1) << 20;
 // Cached (free, not in use) bytes beyond this are given back to the system.
+// Under AddressSanitizer nothing is cached, so that a use after free of a
+// large tensor is still caught.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr size_t kCacheMaxBytes = 0;
+#else
 constexpr size_t kCacheMaxBytes = size_t(2) << 30;
+#endif
 
 namespace {
 
