@@ -771,3 +771,28 @@ TEST_CASE("cpu allocator keeps large freed blocks for reuse, aligned, and gives 
   cpu::empty_cache();
   REQUIRE(cpu::cached_bytes() == 0);
 }
+
+TEST_CASE("random: every sample across chunks follows the documented mapping", "[cpu]") {
+  // Several parallel chunks (16384 samples each) and an odd tail, checked
+  // against philox_block one by one, for 1, 2 and 4 words a sample.
+  const uint64_t seed = 0xfeedbeefcafef00dull, offset = (1ull << 32) - 5;
+  const int64_t n = 16384 * 2 + 37;
+  Tensor u = empty({n}, DType::Float32);
+  kernels().random(RandomDist::Uniform, 0, 1, seed, offset, u);
+  std::vector<double> uv = values(u);
+  for (int64_t i = 0; i < n; ++i) {
+    const Philox4x32 r = philox_block(seed, offset + i / 4);
+    REQUIRE(uv[i] == uniform_from<float>(r.w + i % 4, 0.0f, 1.0f));
+  }
+  Tensor d = empty({n}, DType::Float64);
+  kernels().random(RandomDist::Uniform, 0, 1, seed, offset, d);
+  std::vector<double> dv = values(d);
+  for (int64_t i = 0; i < n; ++i) {
+    const Philox4x32 r = philox_block(seed, offset + i / 2);
+    REQUIRE(dv[i] == uniform_from<double>(r.w + 2 * (i % 2), 0.0, 1.0));
+  }
+  Tensor z = empty({1000}, DType::Float64);
+  kernels().random(RandomDist::Normal, 0, 1, seed, offset, z);
+  std::vector<double> zv = values(z);
+  for (int64_t i = 0; i < 1000; ++i) REQUIRE(zv[i] == normal_from<double>(philox_block(seed, offset + i).w, 0.0, 1.0));
+}
