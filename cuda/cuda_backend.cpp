@@ -89,10 +89,17 @@ Backend make_row() {
   row.reduce = [](ReduceOp, const Tensor&, const Tensor&) { not_implemented("reductions"); };
   row.matmul = [](const Tensor&, const Tensor&, const Tensor&) { not_implemented("matmul"); };
   row.softmax = [](const Tensor&, bool, const Tensor&) { not_implemented("softmax"); };
+  row.layer_norm = [](const Tensor&, const Tensor&, const Tensor&, double, const Tensor&, const Tensor&,
+                      const Tensor&) { not_implemented("layer_norm"); };
+  row.layer_norm_backward = [](const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                               const Tensor&, const Tensor&, const Tensor&) { not_implemented("layer_norm_backward"); };
   row.index_select = [](const Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("index_select"); };
   row.gather = [](const Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("gather"); };
   row.scatter_add = [](const Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("scatter_add"); };
   row.index_add = [](const Tensor&, int64_t, const Tensor&, const Tensor&) { not_implemented("index_add"); };
+  row.adam_step = [](const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamStepArgs&) {
+    not_implemented("adam_step");
+  };
   row.random = [](RandomDist, double, double, uint64_t, uint64_t, const Tensor&) { not_implemented("random"); };
   return row;
 }

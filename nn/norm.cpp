@@ -23,10 +23,7 @@ LayerNorm::LayerNorm(const LayerNormOptions& options)
 
 Tensor LayerNorm::forward(const Tensor& x) const {
   check_input("LayerNorm", options_.normalized_dim, x);
-  Tensor centered = sub(x, mean(x, {-1}, true));
-  Tensor y = mul(centered, rsqrt(add(var(x, {-1}, 0, true), options_.eps)));
-  if (weight.defined()) y = add(mul(y, weight), bias);
-  return y;
+  return layer_norm(x, weight, bias, options_.eps);  // the fused op of tensor/norm.cpp
 }
 
 RMSNorm::RMSNorm(const RMSNormOptions& options)

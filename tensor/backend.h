@@ -40,6 +40,17 @@ enum class RandomDist {
   Bernoulli,  // 1 with probability a
 };
 
+// One Adam / AdamW update of a parameter (nn/optim.h gives the rule).
+struct AdamStepArgs {
+  double lr;
+  double beta1, beta2, eps;
+  double weight_decay;            // L2, added to the gradient (Adam)
+  double decoupled_weight_decay;  // p *= 1 - lr * this first (AdamW)
+  double bias_correction1;        // 1 - beta1^t
+  double bias_correction2_sqrt;   // sqrt(1 - beta2^t)
+  bool maximize;
+};
+
 struct Backend {
   const char* name = nullptr;
 
@@ -68,6 +79,17 @@ struct Backend {
   // Softmax (or log-softmax) over the last dim of a contiguous x. A row whose
   // entries are all -inf gives zeros (softmax) or -inf (log-softmax), not NaN.
   void (*softmax)(const Tensor& x, bool log, const Tensor& out) = nullptr;
+  // Layer norm over the last dim of a contiguous x [R, D]; weight and bias are
+  // contiguous [D] or undefined (no affine part). Writes out [R, D] and, for
+  // the backward, mean [R] and rstd = 1 / sqrt(biased var + eps) [R].
+  void (*layer_norm)(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                     const Tensor& mean, const Tensor& rstd) = nullptr;
+  // Its backward from the upstream grad [R, D] (contiguous) and what the
+  // forward saved. grad_x [R, D], grad_weight [D], grad_bias [D] are written
+  // where defined (an undefined one is not wanted).
+  void (*layer_norm_backward)(const Tensor& grad, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                              const Tensor& rstd, const Tensor& grad_x, const Tensor& grad_weight,
+                              const Tensor& grad_bias) = nullptr;
 
   // out = x.index_select(dim, index); index is int64 [n]; throws on a bad index.
   void (*index_select)(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) = nullptr;
@@ -77,6 +99,12 @@ struct Backend {
   void (*scatter_add)(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) = nullptr;
   // In place into contiguous dst: dst.select(dim, index[i]) += src.select(dim, i).
   void (*index_add)(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) = nullptr;
+
+  // In place, element by element, on contiguous tensors of one shape and
+  // dtype: the Adam update of param and its state exp_avg (m), exp_avg_sq (v)
+  // from grad, every step of the rule in one pass.
+  void (*adam_step)(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                    const AdamStepArgs& args) = nullptr;
 
   // Fills contiguous out from the counter-based generator: element i uses
   // counter offset + i, so the stream is the same on every device and for

@@ -115,4 +115,24 @@ Tensor& Tensor::fill_(double value) {
 
 Tensor& Tensor::zero_() { return fill_(0.0); }
 
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                const AdamStepArgs& args) {
+  const char* op = "adam_step_";
+  detail::check_floating(param, op);
+  for (const Tensor* t : {&grad, &exp_avg, &exp_avg_sq}) {
+    const char* what = t == &grad ? "grad" : t == &exp_avg ? "exp_avg" : "exp_avg_sq";
+    detail::check_defined(*t, op, what);
+    detail::check_device(*t, param.device(), op, what);
+    HEED_CHECK(t->shape() == param.shape() && t->dtype() == param.dtype(),
+               "{}: {} is {} {} but param is {} {}", op, what, shape_str(t->shape()), t->dtype(),
+               shape_str(param.shape()), param.dtype());
+    HEED_CHECK(t->is_contiguous(), "{}: {} must be contiguous, got strides {}", op, what, shape_str(t->strides()));
+  }
+  HEED_CHECK(param.is_contiguous(), "{}: param must be contiguous, got strides {}", op, shape_str(param.strides()));
+  HEED_CHECK(!needs_grad({param, grad, exp_avg, exp_avg_sq}),
+             "{}: not differentiable; call it under NoGradGuard (param of shape {})", op, shape_str(param.shape()));
+  if (param.numel() > 0) detail::kernel(param.device(), &Backend::adam_step, op)(param, grad, exp_avg, exp_avg_sq, args);
+  for (const Tensor* t : {&param, &exp_avg, &exp_avg_sq}) t->impl()->storage->bump_version();
+}
+
 }  // namespace heed

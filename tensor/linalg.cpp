@@ -72,7 +72,19 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
              shape_str(a.shape()), shape_str(b.shape()));
   Tensor a2 = a.dim() == 1 ? unsqueeze(a, 0) : a;
   Tensor b2 = b.dim() == 1 ? unsqueeze(b, 1) : b;
-  Tensor out = matmul_nd(a2, b2);
+  Tensor out;
+  if (a2.dim() > 2 && b2.dim() == 2) {
+    // A stack of rows times one matrix (a Linear layer on [B, T, D]) is one
+    // product [B*T, K] x [K, N]: the kernel packs b once instead of once per
+    // batch entry, and b's gradient is one product over all rows instead of
+    // a product per entry summed afterwards.
+    Shape lead(a2.shape().begin(), a2.shape().end() - 1);
+    Tensor flat = matmul_nd(reshape(a2, {numel_of(lead), a2.shape().back()}), b2);
+    lead.push_back(b2.shape()[1]);
+    out = reshape(flat, lead);
+  } else {
+    out = matmul_nd(a2, b2);
+  }
   if (b.dim() == 1) out = squeeze(out, -1);
   if (a.dim() == 1) out = squeeze(out, out.dim() == 1 ? 0 : -2);
   return out;

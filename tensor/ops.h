@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "tensor/backend.h"
 #include "tensor/random.h"
 #include "tensor/tensor.h"
 
@@ -147,6 +148,22 @@ Tensor argmax(const Tensor& t);  // over the flattened tensor
 // (log_softmax), never NaN, and a zero gradient.
 Tensor softmax(const Tensor& t, int64_t dim);
 Tensor log_softmax(const Tensor& t, int64_t dim);
+
+// ---- normalization (norm.cpp) ----
+// Layer norm over the last dim: (x - mean) / sqrt(var + eps) * weight + bias,
+// var biased, as torch.nn.functional.layer_norm with normalized_shape [D].
+// weight and bias are [D] or undefined (then that part is left out). One
+// fused kernel each way; differentiable twice (the double backward is
+// composed from other ops).
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+
+// ---- optimizer updates (inplace.cpp) ----
+// The whole Adam / AdamW update of one parameter in place, in one fused
+// kernel: param, exp_avg and exp_avg_sq are updated from grad (all contiguous,
+// one shape and dtype, one device). Not differentiable: call it under
+// NoGradGuard, as optimizers do.
+void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+                const AdamStepArgs& args);
 
 // ---- linear algebra (linalg.cpp) ----
 // Like torch.matmul: 1-D operands are vectors, leading dims broadcast.

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/philox.h"
 #include "tensor/tensor_impl.h"
@@ -740,4 +741,58 @@ TEST_CASE("results are bit-identical for 1, 2 and 3 threads", "[cpu]") {
     kernels().matmul(a, b, out);
     return out;
   });
+}
+
+TEST_CASE("cpu allocator keeps large freed blocks for reuse, aligned, and gives them back on empty_cache", "[cpu][speed]") {
+#if defined(__SANITIZE_ADDRESS__)
+  WARN("AddressSanitizer build: the block cache is off");
+  return;
+#endif
+  cpu::empty_cache();
+  REQUIRE(cpu::cached_bytes() == 0);
+  const size_t big = (size_t(3) << 20) + 100;  // 3 MiB and a bit: cached
+  void* a = cpu::allocate(big, 0);
+  REQUIRE(reinterpret_cast<uintptr_t>(a) % 64 == 0);
+  std::memset(a, 1, big);  // the whole requested size is usable
+  cpu::deallocate(a, big, 0);
+  REQUIRE(cpu::cached_bytes() >= big);
+  void* b = cpu::allocate(big + 50000, 0);  // same size class (3.25 MiB): the same block
+  REQUIRE(b == a);
+  REQUIRE(cpu::cached_bytes() == 0);
+  void* c = cpu::allocate(big * 2, 0);  // another class: a new block
+  REQUIRE(c != a);
+  cpu::deallocate(b, big + 50000, 0);
+  cpu::deallocate(c, big * 2, 0);
+  void* small = cpu::allocate(1000, 0);  // small blocks go straight to malloc
+  REQUIRE(reinterpret_cast<uintptr_t>(small) % 64 == 0);
+  const size_t before = cpu::cached_bytes();
+  cpu::deallocate(small, 1000, 0);
+  REQUIRE(cpu::cached_bytes() == before);
+  cpu::empty_cache();
+  REQUIRE(cpu::cached_bytes() == 0);
+}
+
+TEST_CASE("random: every sample across chunks follows the documented mapping", "[cpu]") {
+  // Several parallel chunks (16384 samples each) and an odd tail, checked
+  // against philox_block one by one, for 1, 2 and 4 words a sample.
+  const uint64_t seed = 0xfeedbeefcafef00dull, offset = (1ull << 32) - 5;
+  const int64_t n = 16384 * 2 + 37;
+  Tensor u = empty({n}, DType::Float32);
+  kernels().random(RandomDist::Uniform, 0, 1, seed, offset, u);
+  std::vector<double> uv = values(u);
+  for (int64_t i = 0; i < n; ++i) {
+    const Philox4x32 r = philox_block(seed, offset + i / 4);
+    REQUIRE(uv[i] == uniform_from<float>(r.w + i % 4, 0.0f, 1.0f));
+  }
+  Tensor d = empty({n}, DType::Float64);
+  kernels().random(RandomDist::Uniform, 0, 1, seed, offset, d);
+  std::vector<double> dv = values(d);
+  for (int64_t i = 0; i < n; ++i) {
+    const Philox4x32 r = philox_block(seed, offset + i / 2);
+    REQUIRE(dv[i] == uniform_from<double>(r.w + 2 * (i % 2), 0.0, 1.0));
+  }
+  Tensor z = empty({1000}, DType::Float64);
+  kernels().random(RandomDist::Normal, 0, 1, seed, offset, z);
+  std::vector<double> zv = values(z);
+  for (int64_t i = 0; i < 1000; ++i) REQUIRE(zv[i] == normal_from<double>(philox_block(seed, offset + i).w, 0.0, 1.0));
 }

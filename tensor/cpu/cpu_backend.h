@@ -13,9 +13,16 @@ namespace heed::cpu {
 // Registers the "cpu" row with heed::register_backend; called once by tensor/backend.cpp.
 void register_cpu_backend();
 
-// cpu_backend.cpp: 64-byte aligned memory.
+// cpu_backend.cpp: 64-byte aligned memory. Blocks of 1 MiB and more are
+// rounded up to one of 8 size classes per power of two and kept for reuse
+// when freed (up to 2 GiB of free blocks), so the large tensors of a training
+// step do not go back to the system and fault their pages in again each step.
 void* allocate(size_t nbytes, int device_index);
 void deallocate(void* ptr, size_t nbytes, int device_index);
+// Bytes held in freed blocks kept for reuse.
+size_t cached_bytes();
+// Gives every kept block back to the system.
+void empty_cache();
 
 // cpu_elementwise.cpp
 void copy(const Tensor& src, const Tensor& dst);
@@ -30,6 +37,12 @@ void reduce(ReduceOp op, const Tensor& x, const Tensor& out);
 // cpu_softmax.cpp
 void softmax(const Tensor& x, bool log, const Tensor& out);
 
+// cpu_norm.cpp
+void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                const Tensor& mean, const Tensor& rstd);
+void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                         const Tensor& rstd, const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias);
+
 // cpu_matmul.cpp
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out);
 
@@ -38,6 +51,10 @@ void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tenso
 void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);
 void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src);
 void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src);
+
+// cpu_optim.cpp
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const AdamStepArgs& args);
 
 // cpu_random.cpp
 void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out);

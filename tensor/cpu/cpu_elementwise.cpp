@@ -8,6 +8,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/strided_loop.h"
+#include "tensor/cpu/vec_math.h"
 
 namespace heed::cpu {
 namespace {
@@ -101,39 +102,53 @@ inline T saturate(double v) {
 
 // ---- unary -------------------------------------------------------------------
 
+// float32 takes the vectorisable forms of vec_math.h; float64 the exact
+// library functions (it serves gradient checks, not speed).
+inline float exp_of(float v) { return exp_f32(v); }
+inline double exp_of(double v) { return std::exp(v); }
+inline float tanh_of(float v) { return tanh_f32(v); }
+inline double tanh_of(double v) { return std::tanh(v); }
+inline float erf_of(float v) { return erf_f32(v); }
+inline double erf_of(double v) { return std::erf(v); }
+inline float sigmoid_of(float v) { return sigmoid_f32(v); }
+inline double sigmoid_of(double v) {
+  // exp(-|x|) never overflows: 1/(1+e) for x >= 0, e/(1+e) for x < 0.
+  const double e = std::exp(-std::abs(v));
+  const double s = 1.0 / (1.0 + e);
+  return v >= 0 ? s : e * s;
+}
+inline float gelu_erf_of(float v) { return gelu_erf_f32(v); }
+inline double gelu_erf_of(double v) { return 0.5 * v * (1.0 + std::erf(v * 0.70710678118654752440)); }
+inline float gelu_tanh_of(float v) { return gelu_tanh_f32(v); }
+inline double gelu_tanh_of(double v) {
+  const double k = 0.79788456080286535588;  // sqrt(2 / pi)
+  return 0.5 * v * (1.0 + std::tanh(k * (v + 0.044715 * v * v * v)));
+}
+
 template <class T>
 void unary_floating(UnaryOp op, const Tensor& x, double a_in, double b_in, const Tensor& out) {
   const T a = static_cast<T>(a_in), b = static_cast<T>(b_in);
   const int64_t cheap = kGrainCheap, costly = kGrainCostly;
   switch (op) {
     case UnaryOp::Neg: return map1<T, T>(out, x, cheap, [](T v) { return -v; });
-    case UnaryOp::Exp: return map1<T, T>(out, x, costly, [](T v) { return std::exp(v); });
+    case UnaryOp::Exp: return map1<T, T>(out, x, costly, [](T v) { return exp_of(v); });
     case UnaryOp::Log: return map1<T, T>(out, x, costly, [](T v) { return std::log(v); });
     case UnaryOp::Sqrt: return map1<T, T>(out, x, cheap, [](T v) { return std::sqrt(v); });
     case UnaryOp::Rsqrt: return map1<T, T>(out, x, cheap, [](T v) { return T(1) / std::sqrt(v); });
-    case UnaryOp::Tanh: return map1<T, T>(out, x, costly, [](T v) { return std::tanh(v); });
+    case UnaryOp::Tanh: return map1<T, T>(out, x, costly, [](T v) { return tanh_of(v); });
     case UnaryOp::Sigmoid:
       // exp(-|x|) never overflows: 1/(1+e) for x >= 0, e/(1+e) for x < 0.
-      return map1<T, T>(out, x, costly, [](T v) {
-        const T e = std::exp(-std::abs(v));
-        const T s = T(1) / (T(1) + e);
-        return v >= T(0) ? s : e * s;
-      });
+      return map1<T, T>(out, x, costly, [](T v) { return sigmoid_of(v); });
     case UnaryOp::Relu:  // NaN stays NaN
       return map1<T, T>(out, x, cheap, [](T v) { return (v > T(0) || v != v) ? v : T(0); });
     case UnaryOp::GeluErf:
-      return map1<T, T>(out, x, costly, [](T v) {
-        return T(0.5) * v * (T(1) + std::erf(v * T(0.70710678118654752440)));
-      });
+      return map1<T, T>(out, x, costly, [](T v) { return gelu_erf_of(v); });
     case UnaryOp::GeluTanh:
-      return map1<T, T>(out, x, costly, [](T v) {
-        const T k = T(0.79788456080286535588);  // sqrt(2 / pi)
-        return T(0.5) * v * (T(1) + std::tanh(k * (v + T(0.044715) * v * v * v)));
-      });
+      return map1<T, T>(out, x, costly, [](T v) { return gelu_tanh_of(v); });
     case UnaryOp::Abs: return map1<T, T>(out, x, cheap, [](T v) { return std::abs(v); });
     case UnaryOp::Sign:  // NaN stays NaN
       return map1<T, T>(out, x, cheap, [](T v) { return v != v ? v : T((v > T(0)) - (v < T(0))); });
-    case UnaryOp::Erf: return map1<T, T>(out, x, costly, [](T v) { return std::erf(v); });
+    case UnaryOp::Erf: return map1<T, T>(out, x, costly, [](T v) { return erf_of(v); });
     case UnaryOp::Sin: return map1<T, T>(out, x, costly, [](T v) { return std::sin(v); });
     case UnaryOp::Cos: return map1<T, T>(out, x, costly, [](T v) { return std::cos(v); });
     case UnaryOp::Reciprocal: return map1<T, T>(out, x, cheap, [](T v) { return T(1) / v; });

@@ -3,9 +3,9 @@
 // the compiler vectorises: max, exp(x - max) into out, sum, scale. Rows are
 // independent, so the result never depends on the thread count.
 //
-// float32 uses exp_approx below rather than std::exp: std::exp(float) is a
+// float32 uses exp_nonpositive (vec_math.h) rather than std::exp: std::exp(float) is a
 // library call per element that blocks vectorisation, and softmax over a
-// vocabulary or an attention matrix is dominated by it. exp_approx is within
+// vocabulary or an attention matrix is dominated by it. It is within
 // 2 ulp of exp over the range softmax feeds it (x - max <= 0); sums are in double.
 #include <algorithm>
 #include <cmath>
@@ -14,6 +14,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/strided_loop.h"
+#include "tensor/cpu/vec_math.h"
 
 namespace heed::cpu {
 namespace {
@@ -21,42 +22,7 @@ namespace {
 constexpr int kLanes = 8;
 constexpr int64_t kRowWork = 16384;  // elements per parallel chunk
 
-// exp(x) for x <= 0 (x below -87.3 gives 0, NaN stays NaN): x = n ln2 + r with
-// |r| <= ln2/2 (Cody-Waite split of ln2), exp(r) by the Cephes polynomial,
-// times 2^n built in the exponent bits; < 1 ulp from exp on [-87.3, 0].
-// Written without a float branch or float->int conversion: GCC keeps such a
-// loop scalar under the default -ftrapping-math. n is read from the bits of
-// t = x log2e + 1.5*2^23, and the underflow is masked out with integer ops.
-inline float exp_approx(float x) {
-  const float kLog2e = 1.44269504088896341f;
-  const float kLn2Hi = 0.693359375f, kLn2Lo = -2.12194440e-4f;
-  const float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer
-  const uint32_t keep = x < -87.3f ? 0u : ~0u;
-  const float t = x * kLog2e + kRound;
-  const float n = t - kRound;
-  const float r = (x - n * kLn2Hi) - n * kLn2Lo;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  uint32_t t_bits;  // unsigned: garbage for x < -87.3 must not overflow
-  std::memcpy(&t_bits, &t, sizeof(t_bits));
-  const uint32_t scale_bits = (t_bits - 0x4B400000u + 127u) << 23;  // 2^n
-  float scale;
-  std::memcpy(&scale, &scale_bits, sizeof(scale));
-  const float e = p * scale;
-  uint32_t e_bits;
-  std::memcpy(&e_bits, &e, sizeof(e_bits));
-  e_bits &= keep;
-  float result;
-  std::memcpy(&result, &e_bits, sizeof(result));
-  return result;
-}
-
-inline float row_exp(float v) { return exp_approx(v); }
+inline float row_exp(float v) { return exp_nonpositive(v); }
 inline double row_exp(double v) { return std::exp(v); }
 
 template <class T>

@@ -1,0 +1,253 @@
+// Training-step speed of the two transformer models the project trains, as
+// JSON lines (bench/train_torch.py is the PyTorch twin, bench/run_train.sh
+// runs both and writes bench/RESULTS.md):
+//
+//   train_bench --model seq2seq|gpt [--threads 2] [--warmup 3] [--steps 10]
+//               [--dropout X]
+//
+// seq2seq: nn::Seq2SeqTransformer, d_model 256, 3 + 3 layers, nhead 4, ff 1024,
+//   ReLU, post-norm, vocab 8000 both sides, dropout 0.1; a batch is B = 128
+//   sentence pairs padded to S = T = 24 (lengths 10..24, the same in
+//   train_torch.py), PAD = 0 masked as keys and ignored by the loss.
+// gpt: nn::GPT, 4 layers, d_model 256, nhead 4, block 128, vocab 65, GELU,
+//   dropout 0; a batch is B = 16 rows of T = 128 tokens.
+// One step: forward, cross_entropy (label smoothing 0.1 for seq2seq),
+// backward, clip_grad_norm(1.0), AdamW step (lr 3e-4, weight decay 0.01),
+// zero_grad. tokens/s counts every input position (B * (S + T) for seq2seq,
+// B * T for gpt), padding included, as train_torch.py does.
+//
+// Peak memory is the resident high-water mark (VmHWM) minus the resident set
+// before the model was built: parameters, optimizer state, activations and
+// gradients, not the program and its libraries.
+//
+// With HEED_PROFILE=1 in the environment the CPU kernels are timed (see
+// tensor/cpu/cpu_profile.h) and a per-kernel table of the timed steps goes to
+// stderr after the JSON line.
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <fstream>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "nn/clip_grad.h"
+#include "nn/gpt.h"
+#include "nn/loss.h"
+#include "nn/optim.h"
+#include "nn/seq2seq.h"
+#include "tensor/cpu/cpu_profile.h"
+#include "tensor/cpu/parallel.h"
+#include "tensor/ops.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using heed::Tensor;
+
+double status_bytes(const char* key) {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  const size_t n = std::strlen(key);
+  while (std::getline(f, line))
+    if (line.compare(0, n, key) == 0) return std::atof(line.c_str() + n) * 1024.0;  // kB
+  return 0;
+}
+
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+struct Args {
+  std::string model = "gpt";
+  int threads = 2;
+  int warmup = 3;
+  int steps = 10;
+  double dropout = -1;  // -1: the model's default above
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string key = argv[i];
+    if (i + 1 >= argc) throw std::runtime_error("missing value after " + key);
+    std::string val = argv[++i];
+    if (key == "--model") a.model = val;
+    else if (key == "--threads") a.threads = std::stoi(val);
+    else if (key == "--warmup") a.warmup = std::stoi(val);
+    else if (key == "--steps") a.steps = std::stoi(val);
+    else if (key == "--dropout") a.dropout = std::stod(val);
+    else throw std::runtime_error("unknown option " + key);
+  }
+  if (a.model != "seq2seq" && a.model != "gpt") throw std::runtime_error("--model must be seq2seq or gpt, got " + a.model);
+  if (a.steps < 1) throw std::runtime_error("--steps must be at least 1");
+  return a;
+}
+
+// Token ids from a fixed 64-bit mix (splitmix64), so every run sees the same batch.
+struct TokenSource {
+  uint64_t state = 12345;
+  int64_t next(int64_t lo, int64_t hi) {  // in [lo, hi)
+    uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return lo + static_cast<int64_t>(z % static_cast<uint64_t>(hi - lo));
+  }
+};
+
+// The length of sentence b of a batch padded to `max_len`: 10..max_len, the
+// same formula as train_torch.py.
+int64_t sentence_length(int64_t b, int64_t max_len) { return 10 + (b * 7919) % (max_len - 9); }
+
+// One model with its batch: a step function returns the loss, the timed
+// parts are recorded by the caller.
+struct Workload {
+  std::shared_ptr<heed::nn::Module> module;
+  std::function<Tensor()> forward_loss;
+  int64_t tokens_per_step = 0;
+  std::string shape;
+};
+
+Workload seq2seq(double dropout, heed::Generator* gen) {
+  const int64_t B = 128, S = 24, T = 24, V = 8000, PAD = 0;
+  heed::nn::Seq2SeqOptions o;
+  o.src_vocab = V;
+  o.tgt_vocab = V;
+  o.d_model = 256;
+  o.nhead = 4;
+  o.num_encoder_layers = 3;
+  o.num_decoder_layers = 3;
+  o.dim_feedforward = 1024;
+  o.dropout = dropout < 0 ? 0.1 : dropout;
+  o.activation = heed::nn::Activation::ReLU;
+  o.norm_first = false;
+  o.max_len = 256;
+  auto model = std::make_shared<heed::nn::Seq2SeqTransformer>(o, gen);
+
+  TokenSource src;
+  std::vector<int64_t> src_ids(B * S), tgt_in(B * T), tgt_out(B * T);
+  std::vector<uint8_t> src_pad(B * S), tgt_pad(B * T);
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t ls = sentence_length(b, S), lt = sentence_length(B - 1 - b, T);
+    for (int64_t s = 0; s < S; ++s) {
+      src_ids[b * S + s] = s < ls ? src.next(1, V) : PAD;
+      src_pad[b * S + s] = s >= ls;
+    }
+    for (int64_t t = 0; t < T; ++t) {
+      tgt_in[b * T + t] = t < lt ? src.next(1, V) : PAD;
+      tgt_pad[b * T + t] = t >= lt;
+    }
+    // The output is the input shifted left by one, PAD after the sentence.
+    for (int64_t t = 0; t < T; ++t) tgt_out[b * T + t] = t + 1 < lt ? tgt_in[b * T + t + 1] : PAD;
+  }
+  Tensor src_t = heed::from_vector(src_ids, {B, S});
+  Tensor tgt_in_t = heed::from_vector(tgt_in, {B, T});
+  Tensor tgt_out_t = heed::from_vector(tgt_out, {B, T});
+  Tensor src_kpm = heed::to_dtype(heed::from_vector(src_pad, {B, S}), heed::DType::Bool);
+  Tensor tgt_kpm = heed::to_dtype(heed::from_vector(tgt_pad, {B, T}), heed::DType::Bool);
+
+  Workload w;
+  w.module = model;
+  w.tokens_per_step = B * (S + T);
+  w.shape = "B=128 S=24 T=24 V=8000";
+  w.forward_loss = [=] {
+    Tensor logits = model->forward(src_t, tgt_in_t, src_kpm, tgt_kpm);
+    heed::nn::CrossEntropyOptions ce;
+    ce.ignore_index = PAD;
+    ce.label_smoothing = 0.1;
+    return heed::nn::cross_entropy(logits, tgt_out_t, ce);
+  };
+  return w;
+}
+
+Workload gpt(double dropout, heed::Generator* gen) {
+  const int64_t B = 16, T = 128, V = 65;
+  heed::nn::GPTOptions o;
+  o.vocab = V;
+  o.block_size = T;
+  o.d_model = 256;
+  o.nhead = 4;
+  o.num_layers = 4;
+  o.dropout = dropout < 0 ? 0.0 : dropout;
+  auto model = std::make_shared<heed::nn::GPT>(o, gen);
+
+  TokenSource src;
+  std::vector<int64_t> ids(B * T), targets(B * T);
+  for (auto& x : ids) x = src.next(0, V);
+  for (auto& x : targets) x = src.next(0, V);
+  Tensor ids_t = heed::from_vector(ids, {B, T});
+  Tensor targets_t = heed::from_vector(targets, {B, T});
+
+  Workload w;
+  w.module = model;
+  w.tokens_per_step = B * T;
+  w.shape = "B=16 T=128 V=65";
+  w.forward_loss = [=] { return heed::nn::cross_entropy(model->forward(ids_t), targets_t); };
+  return w;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    Args a = parse(argc, argv);
+    heed::cpu::set_num_threads(a.threads);
+    const double rss0 = status_bytes("VmRSS:");
+
+    heed::Generator gen(42);
+    Workload w = a.model == "seq2seq" ? seq2seq(a.dropout, &gen) : gpt(a.dropout, &gen);
+    w.module->train();
+    heed::optim::AdamWOptions adamw;
+    adamw.lr = 3e-4;
+    adamw.weight_decay = 0.01;
+    heed::optim::AdamW opt(w.module->named_parameters(), adamw);
+    const heed::TensorList params = w.module->parameters();
+
+    double t_forward = 0, t_backward = 0, t_optim = 0, loss_value = 0;
+    auto step = [&] {
+      auto t0 = Clock::now();
+      Tensor loss = w.forward_loss();
+      auto t1 = Clock::now();
+      loss.backward();
+      auto t2 = Clock::now();
+      heed::nn::clip_grad_norm(params, 1.0);
+      opt.step();
+      opt.zero_grad();
+      loss_value = loss.item<float>();
+      t_forward += std::chrono::duration<double>(t1 - t0).count();
+      t_backward += std::chrono::duration<double>(t2 - t1).count();
+      t_optim += seconds_since(t2);
+    };
+
+    for (int i = 0; i < a.warmup; ++i) step();
+    t_forward = t_backward = t_optim = 0;
+    heed::cpu::profile_reset();
+    auto t0 = Clock::now();
+    for (int i = 0; i < a.steps; ++i) step();
+    const double total = seconds_since(t0);
+    const double peak = status_bytes("VmHWM:") - rss0;
+
+    const double n = a.steps;
+    std::printf(
+        "{\"impl\": \"heed\", \"model\": \"%s\", \"shape\": \"%s\", \"threads\": %d, \"steps\": %d, "
+        "\"params\": %lld, \"step_ms\": %.2f, \"forward_ms\": %.2f, \"backward_ms\": %.2f, \"optim_ms\": %.2f, "
+        "\"tokens_per_s\": %.1f, \"peak_mib\": %.1f, \"loss\": %.4f}\n",
+        a.model.c_str(), w.shape.c_str(), a.threads, a.steps, static_cast<long long>(w.module->num_parameters()),
+        1e3 * total / n, 1e3 * t_forward / n, 1e3 * t_backward / n, 1e3 * t_optim / n,
+        w.tokens_per_step * n / total, peak / (1024.0 * 1024.0), loss_value);
+    std::fflush(stdout);
+    if (heed::cpu::profiling_enabled()) {
+      std::fprintf(stderr, "heed kernel profile, %d steps of %s (%.1f ms of wall time in all):\n%s", a.steps,
+                   a.model.c_str(), 1e3 * total, heed::cpu::profile_report().c_str());
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_bench: %s\n", e.what());
+    return 1;
+  }
+}

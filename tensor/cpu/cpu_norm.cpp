@@ -1,0 +1,140 @@
+// Fused layer norm over the last dim of a contiguous x [R, D] (R = leading
+// dims flattened), forward and backward, float32 and float64.
+//
+// Forward, per row: mean and variance (biased) in double, then
+// y = (x - mean) * rstd * w + b in one pass; mean and rstd = 1/sqrt(var + eps)
+// are written out for the backward. Backward, with xhat = (x - mean) * rstd
+// and gxhat = g * w:
+//   gx = rstd * (gxhat - mean(gxhat) - xhat * mean(gxhat * xhat))
+//   gw = sum over rows of g * xhat,   gb = sum over rows of g.
+// gw and gb are sums over rows: rows are cut into fixed blocks of kRowBlock
+// (a cut that depends on R only), each block sums its rows in order into a
+// double buffer of its own, and the blocks are added in block order, so the
+// result is the same for every thread count.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/parallel.h"
+#include "tensor/cpu/strided_loop.h"
+
+namespace heed::cpu {
+namespace {
+
+constexpr int64_t kRowBlock = 32;  // rows per task and per partial sum of gw, gb
+
+template <class T>
+void forward_rows(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& out, const Tensor& mean,
+                  const Tensor& rstd) {
+  const int64_t d = x.shape()[1], rows = x.shape()[0];
+  const T* px = static_cast<const T*>(x.raw_data());       // [R, D]
+  const T* pw = w.defined() ? static_cast<const T*>(w.raw_data()) : nullptr;  // [D]
+  const T* pb = b.defined() ? static_cast<const T*>(b.raw_data()) : nullptr;  // [D]
+  T* po = static_cast<T*>(out.raw_data());                 // [R, D]
+  T* pm = static_cast<T*>(mean.raw_data());                // [R]
+  T* pr = static_cast<T*>(rstd.raw_data());                // [R]
+  parallel_for(0, rows, kRowBlock, [&](int64_t lo, int64_t hi) {
+    for (int64_t r = lo; r < hi; ++r) {
+      const T* xr = px + r * d;
+      double sum = 0;
+      for (int64_t j = 0; j < d; ++j) sum += xr[j];
+      const double mu = sum / d;
+      double sq = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        const double c = xr[j] - mu;
+        sq += c * c;
+      }
+      const double inv = 1.0 / std::sqrt(sq / d + eps);
+      pm[r] = static_cast<T>(mu);
+      pr[r] = static_cast<T>(inv);
+      const T m = static_cast<T>(mu), s = static_cast<T>(inv);
+      T* yr = po + r * d;
+      if (pw && pb) {
+        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s * pw[j] + pb[j];
+      } else if (pw) {
+        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s * pw[j];
+      } else {
+        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s;
+      }
+    }
+  });
+}
+
+template <class T>
+void backward_rows(const Tensor& g, const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& rstd,
+                   const Tensor& gx, const Tensor& gw, const Tensor& gb) {
+  const int64_t d = x.shape()[1], rows = x.shape()[0];
+  const T* pg = static_cast<const T*>(g.raw_data());  // [R, D]
+  const T* px = static_cast<const T*>(x.raw_data());  // [R, D]
+  const T* pw = w.defined() ? static_cast<const T*>(w.raw_data()) : nullptr;  // [D]
+  const T* pm = static_cast<const T*>(mean.raw_data());  // [R]
+  const T* pr = static_cast<const T*>(rstd.raw_data());  // [R]
+  T* pgx = gx.defined() ? static_cast<T*>(gx.raw_data()) : nullptr;  // [R, D]
+  const bool want_gw = gw.defined(), want_gb = gb.defined();
+  const int64_t blocks = (rows + kRowBlock - 1) / kRowBlock;
+  // Per block: gw partial [D] then gb partial [D], in double.
+  std::vector<double> partial((want_gw || want_gb) ? static_cast<size_t>(blocks * 2 * d) : 0, 0.0);
+  parallel_for(0, blocks, 1, [&](int64_t blo, int64_t bhi) {
+    std::vector<T> xhat(d), gxhat(d);
+    for (int64_t blk = blo; blk < bhi; ++blk) {
+      double* pgw = partial.empty() ? nullptr : partial.data() + blk * 2 * d;
+      double* pgb = pgw ? pgw + d : nullptr;
+      for (int64_t r = blk * kRowBlock; r < std::min(rows, (blk + 1) * kRowBlock); ++r) {
+        const T* gr = pg + r * d;
+        const T* xr = px + r * d;
+        const T m = pm[r], s = pr[r];
+        double sum_gxhat = 0, sum_gxhat_xhat = 0;
+        for (int64_t j = 0; j < d; ++j) {
+          xhat[j] = (xr[j] - m) * s;
+          gxhat[j] = pw ? gr[j] * pw[j] : gr[j];
+          sum_gxhat += gxhat[j];
+          sum_gxhat_xhat += static_cast<double>(gxhat[j]) * xhat[j];
+        }
+        if (want_gw)
+          for (int64_t j = 0; j < d; ++j) pgw[j] += static_cast<double>(gr[j]) * xhat[j];
+        if (want_gb)
+          for (int64_t j = 0; j < d; ++j) pgb[j] += gr[j];
+        if (pgx) {
+          const T a = static_cast<T>(sum_gxhat / d), c = static_cast<T>(sum_gxhat_xhat / d);
+          T* out = pgx + r * d;
+          for (int64_t j = 0; j < d; ++j) out[j] = s * (gxhat[j] - a - xhat[j] * c);
+        }
+      }
+    }
+  });
+  if (!want_gw && !want_gb) return;
+  std::vector<double> total_w(d, 0.0), total_b(d, 0.0);
+  for (int64_t blk = 0; blk < blocks; ++blk) {
+    const double* p = partial.data() + blk * 2 * d;
+    for (int64_t j = 0; j < d; ++j) {
+      total_w[j] += p[j];
+      total_b[j] += p[d + j];
+    }
+  }
+  if (want_gw) {
+    T* o = static_cast<T*>(gw.raw_data());
+    for (int64_t j = 0; j < d; ++j) o[j] = static_cast<T>(total_w[j]);
+  }
+  if (want_gb) {
+    T* o = static_cast<T*>(gb.raw_data());
+    for (int64_t j = 0; j < d; ++j) o[j] = static_cast<T>(total_b[j]);
+  }
+}
+
+}  // namespace
+
+void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
+                const Tensor& mean, const Tensor& rstd) {
+  dispatch_floating(x.dtype(), "cpu layer_norm",
+                    [&](auto zero) { forward_rows<decltype(zero)>(x, weight, bias, eps, out, mean, rstd); });
+}
+
+void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const Tensor& mean,
+                         const Tensor& rstd, const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias) {
+  dispatch_floating(x.dtype(), "cpu layer_norm_backward", [&](auto zero) {
+    backward_rows<decltype(zero)>(grad, x, weight, mean, rstd, grad_x, grad_weight, grad_bias);
+  });
+}
+
+}  // namespace heed::cpu
