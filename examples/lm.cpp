@@ -6,6 +6,7 @@
 //
 // Generation uses a key/value cache: one new position per token.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <optional>
@@ -16,7 +17,9 @@
 #include <heed.h>
 #include "data/batching.h"
 #include "data/corpus.h"
+#include "data/random.h"
 #include "data/tokenizer.h"
+#include "examples/common/export.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
 #include "examples/common/train_log.h"
@@ -110,7 +113,37 @@ double evaluate(nn::GPT& model, const data::LMBatcher& valid, int64_t max_batche
   return n ? total / static_cast<double>(n) : NAN;
 }
 
+// What training sees, for training the same model elsewhere on the same data
+// (bench/lm_torch.py): the configuration (root attributes), the train and
+// valid id streams, each id's text (vocab/flat + vocab/offsets) and the
+// window starts of the first `steps` training batches (int64 [steps, batch]:
+// x = train_ids[start:start+block], y one further). The starts are LMBatcher's
+// rule, checked here against the batches it really makes.
+void export_data(const std::string& path, const Config& config, const data::Tokenizer& tok,
+                 const std::vector<int64_t>& train_ids, const std::vector<int64_t>& valid_ids, const Settings& s) {
+  data::LMBatcher batcher(train_ids, s.batch, s.block, static_cast<uint64_t>(s.seed));
+  const auto choices = static_cast<uint64_t>(train_ids.size()) - static_cast<uint64_t>(s.block);
+  std::vector<int64_t> starts(s.steps * s.batch);
+  for (int64_t i = 0; i < s.steps; ++i) {
+    const std::vector<int64_t> x = batcher.next().x.to_vector<int64_t>();
+    for (int64_t b = 0; b < s.batch; ++b) {
+      const uint64_t hash = data::hash_counter(static_cast<uint64_t>(s.seed), static_cast<uint64_t>(i), static_cast<uint64_t>(b));
+      const auto start = static_cast<int64_t>(hash % choices);
+      HEED_CHECK(std::equal(x.begin() + b * s.block, x.begin() + (b + 1) * s.block, train_ids.begin() + start),
+                 "--export-data: window {} of batch {} is not at the start LMBatcher's rule gives ({})", b, i, start);
+      starts[i * s.batch + b] = start;
+    }
+  }
+  h5::File f = h5::File::create(path);
+  for (const auto& [key, value] : config.values()) f.write_attr_string("/", key, value);
+  f.write("train_ids", from_vector<int64_t>(train_ids));
+  f.write("valid_ids", from_vector<int64_t>(valid_ids));
+  examples::write_strings(f, "vocab", examples::token_pieces(tok));
+  f.write("train_starts", from_vector<int64_t>(starts, {s.steps, s.batch}));
+}
+
 struct RunOptions {
+  std::string export_data;  // HDF5 file of the data and batches (bench/lm_torch.py trains on it)
   std::string out = "runs/lm", resume, device = "cpu", log = "log.csv";
   double time_limit = 0;
   int64_t stop_at = 0;  // stop after this step (the schedule still spans --steps); 0 = run to the end
@@ -151,6 +184,11 @@ int run_train(Settings s, const RunOptions& r) {
   optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, s.steps});
   Config config = to_config(s, tok->vocab_size());
   config.set("tokenizer_kind", tok->kind());
+  if (!r.export_data.empty()) {
+    HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
+    export_data(r.export_data, config, *tok, train_ids, valid_ids, s);
+    fmt::print(stderr, "exported the data and the windows of the first {} batches to {}\n", s.steps, r.export_data);
+  }
   int64_t step = 0;
   if (resumed) {
     restore(*resumed, model, &opt, &schedule, &default_generator());
@@ -172,6 +210,9 @@ int run_train(Settings s, const RunOptions& r) {
   examples::Progress progress(s.steps, r.time_limit, 50);
   double window = 0, best = INFINITY, last_valid = NAN;
   int64_t window_steps = 0;
+  // Time in training steps alone (no evaluation or checkpoints), for comparisons with other frameworks.
+  double train_seconds = 0;
+  int64_t train_tokens = 0, train_steps = 0;
   model.train();
   while (step < s.steps) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
@@ -182,6 +223,7 @@ int run_train(Settings s, const RunOptions& r) {
       progress.message(fmt::format("stopping at step {} as asked (--stop-at)", step));
       break;
     }
+    const auto step_start = std::chrono::steady_clock::now();
     data::LMBatch b = train.next();
     Tensor loss = nn::cross_entropy(model.forward(b.x.to(device)), b.y.to(device));
     opt.zero_grad();
@@ -191,6 +233,8 @@ int run_train(Settings s, const RunOptions& r) {
     opt.step();
     ++step;
     const double l = loss.item<double>();
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    train_tokens += b.y.numel(), ++train_steps;
     window += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.y.numel());
     if (step % r.eval_every == 0 || step == s.steps) {
@@ -208,6 +252,9 @@ int run_train(Settings s, const RunOptions& r) {
     if (step % r.save_every == 0) save("last.h5");
   }
   progress.finish();
+  if (train_steps > 0)
+    fmt::print(stderr, "training steps alone: {} steps, {} tokens in {:.1f} s = {:.0f} tokens/s\n", train_steps,
+               train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds);
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});
@@ -274,6 +321,9 @@ int main(int argc, char** argv) {
   train->add_option("--device", r.device, "cpu or cuda[:index]")->capture_default_str();
   train->add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
   train->add_option("--sample-len", r.sample_len, "tokens of the final sample")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--export-data", r.export_data,
+                    "write the token ids, the vocabulary and the windows of every step to this HDF5 file "
+                    "(for bench/lm_torch.py), then train");
 
   std::string checkpoint, prompt, device = "cpu";
   int64_t max_new = 300, top_k = 0, seed = 1;

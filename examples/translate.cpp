@@ -4,10 +4,12 @@
 //                                        dictionary, /usr/share/trans/de-en), then print test BLEU
 //                                        and a handful of translations
 //   translate decode -c CKPT [sentences] translate sentences (or --file, one per line)
+//   translate bleu --hyp FILE --ref FILE corpus BLEU of translations (one per line)
 //
 // Everything a run needs to continue or to translate later is in its checkpoints: the model,
 // the optimizer and schedule, the RNG, the data position, the configuration and both tokenizers.
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +25,7 @@
 #include "data/bleu.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
+#include "examples/common/export.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
 #include "examples/common/train_log.h"
@@ -202,7 +205,51 @@ struct RunOptions {
   int64_t bleu_subset = 300;
   std::string device = "cpu";
   std::string log = "log.csv";
+  std::string export_data;  // HDF5 file of the data and batches (bench/translate_torch.py trains on it)
+  std::string hyp_out;      // greedy test translations, one per line
 };
+
+std::vector<std::vector<int64_t>> id_rows(const std::vector<data::EncodedPair>& pairs, bool source) {
+  std::vector<std::vector<int64_t>> out;
+  for (const auto& p : pairs) out.push_back(source ? p.src : p.tgt);
+  return out;
+}
+
+// What training sees, for training the same model elsewhere on the same data
+// (bench/translate_torch.py): the configuration (root attributes), the encoded
+// splits (<split>/src, <split>/tgt: ragged ids without BOS/EOS; row i is pair i
+// of the split), the test sentences as text, each vocabulary's pieces, and the
+// rows of the first `steps` training batches and of the validation batches
+// (indices into train and valid). The batchers are rebuilt here exactly as
+// training builds them: they are pure functions of the pairs and the settings.
+void export_data(const std::string& path, const TrainSettings& s, const Corpus& corpus,
+                 const std::vector<data::EncodedPair>& train, const std::vector<data::EncodedPair>& valid) {
+  Config config = to_config(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
+  config.set("src_tokenizer_kind", corpus.src_tok->kind());
+  config.set("tgt_tokenizer_kind", corpus.tgt_tok->kind());
+  const auto test = encode(corpus.splits.test, corpus);
+  data::TranslationBatcher batcher(train, s.max_tokens, static_cast<uint64_t>(s.seed), true, s.max_len);
+  const auto valid_batches = data::TranslationBatcher(valid, s.max_tokens, 0, false, s.max_len).all_batches();
+  const int64_t steps = s.steps;
+  h5::File f = h5::File::create(path);
+  for (const auto& [key, value] : config.values()) f.write_attr_string("/", key, value);
+  const std::pair<const char*, const std::vector<data::EncodedPair>*> splits[] = {
+      {"train", &train}, {"valid", &valid}, {"test", &test}};
+  for (const auto& [name, pairs] : splits) {
+    examples::write_ragged(f, std::string(name) + "/src", id_rows(*pairs, true));
+    examples::write_ragged(f, std::string(name) + "/tgt", id_rows(*pairs, false));
+  }
+  examples::write_strings(f, "test/src_text", sides(corpus.splits.test, true));
+  examples::write_strings(f, "test/ref_text", sides(corpus.splits.test, false));
+  examples::write_strings(f, "vocab/src", examples::token_pieces(*corpus.src_tok));
+  examples::write_strings(f, "vocab/tgt", examples::token_pieces(*corpus.tgt_tok));
+  std::vector<std::vector<int64_t>> rows;
+  for (int64_t i = 0; i < steps; ++i) rows.push_back(batcher.next().indices);
+  examples::write_ragged(f, "train_batches", rows);
+  rows.clear();
+  for (const auto& b : valid_batches) rows.push_back(b.indices);
+  examples::write_ragged(f, "valid_batches", rows);
+}
 
 int run_train(TrainSettings s, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
@@ -231,6 +278,11 @@ int run_train(TrainSettings s, const RunOptions& r) {
   fmt::print(stderr, "{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
              corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
 
+  if (!r.export_data.empty()) {
+    HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
+    export_data(r.export_data, s, corpus, encode(corpus.splits.train, corpus), encode(corpus.splits.valid, corpus));
+    fmt::print(stderr, "exported the data and the first {} batches to {}\n", s.steps, r.export_data);
+  }
   data::TranslationBatcher train(encode(corpus.splits.train, corpus), s.max_tokens, static_cast<uint64_t>(s.seed), true,
                                  s.max_len);
   auto valid_batches =
@@ -281,6 +333,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
   model.train();
   double window_loss = 0;
   int64_t window_steps = 0;
+  // Time in training steps alone (no evaluation or checkpoints), for comparisons with other frameworks.
+  double train_seconds = 0;
+  int64_t train_tokens = 0, train_steps = 0;
   while (step < s.steps) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
       progress.message(fmt::format("time limit of {} reached at step {}", examples::format_duration(r.time_limit), step));
@@ -290,6 +345,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
       progress.message(fmt::format("stopping at step {} as asked (--stop-at)", step));
       break;
     }
+    const auto step_start = std::chrono::steady_clock::now();
     data::TranslationBatch b = train.next();
     Tensor logits = model.forward(b.src.to(device), b.tgt_in.to(device), b.src_pad.to(device), b.tgt_pad.to(device));
     Tensor loss = nn::cross_entropy(logits, b.tgt_out.to(device), loss_opts);
@@ -300,6 +356,8 @@ int run_train(TrainSettings s, const RunOptions& r) {
     opt.step();
     ++step;
     const double l = loss.item<double>();
+    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    train_tokens += b.num_tgt_tokens, ++train_steps;
     window_loss += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.num_tgt_tokens);
     const bool last = step == s.steps;
@@ -323,6 +381,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
     if (step % r.save_every == 0 || last) save("last.h5");
   }
   progress.finish();
+  if (train_steps > 0)
+    fmt::print(stderr, "training steps alone: {} steps, {} target tokens in {:.1f} s = {:.0f} target tokens/s\n",
+               train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds);
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "translate: loss", "step", "nats per token",
                            {train_curve, valid_curve});
@@ -334,6 +395,11 @@ int run_train(TrainSettings s, const RunOptions& r) {
   const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
   fmt::print("\ntest set ({} sentences), best checkpoint (validation loss {:.3f}):\n", test_src.size(), best_valid);
   fmt::print("  BLEU greedy      {:.2f}\n", bleu_greedy.bleu);
+  if (!r.hyp_out.empty()) {
+    std::ofstream hyp(r.hyp_out);
+    for (const auto& line : greedy) hyp << line << '\n';
+    HEED_CHECK(hyp.good(), "--hyp-out {}: cannot write", r.hyp_out);
+  }
   std::vector<std::string> shown = greedy;
   if (r.beam > 1) {
     const auto beam = translate(model, corpus, test_src, r.beam, r.length_penalty, s.max_len, device);
@@ -344,6 +410,21 @@ int run_train(TrainSettings s, const RunOptions& r) {
   for (int64_t i = 0; i < std::min<int64_t>(r.show, test_src.size()); ++i)
     fmt::print("  de:   {}\n  ref:  {}\n  heed: {}\n\n", test_src[i], test_ref[i], shown[i]);
   fmt::print("checkpoints, log and loss plot in {}/\n", r.out);
+  return 0;
+}
+
+// ---- bleu ----------------------------------------------------------------------------
+
+// Scores a file of translations with heed's corpus BLEU, so that another
+// framework's output (bench/translate_torch.py) is scored by the same code.
+int run_bleu(const std::string& hyp_file, const std::string& ref_file) {
+  const auto hyp = data::read_lines(hyp_file), ref = data::read_lines(ref_file);
+  HEED_CHECK(hyp.size() == ref.size(), "bleu: {} has {} lines but {} has {}", hyp_file, hyp.size(), ref_file,
+             ref.size());
+  const data::BleuScore b = data::corpus_bleu(hyp, ref);
+  fmt::print("BLEU {:.2f} ({:.1f}/{:.1f}/{:.1f}/{:.1f}, brevity penalty {:.3f}, {} hypothesis and {} reference tokens)\n",
+             b.bleu, b.precisions[0], b.precisions[1], b.precisions[2], b.precisions[3], b.brevity_penalty, b.hyp_len,
+             b.ref_len);
   return 0;
 }
 
@@ -413,6 +494,10 @@ int main(int argc, char** argv) {
   train->add_option("--threads", r.threads, "CPU threads (0 = HEED_NUM_THREADS or all)")->check(CLI::NonNegativeNumber);
   train->add_option("--device", r.device, "cpu or cuda[:index]")->capture_default_str();
   train->add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
+  train->add_option("--export-data", r.export_data,
+                    "write the encoded data, vocabularies and the batches of every step to this HDF5 file "
+                    "(for bench/translate_torch.py), then train");
+  train->add_option("--hyp-out", r.hyp_out, "write the greedy test translations to this file, one per line");
 
   std::string checkpoint, file, device = "cpu";
   std::vector<std::string> sentences;
@@ -426,9 +511,15 @@ int main(int argc, char** argv) {
   decode->add_option("--length-penalty", length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
   decode->add_option("--device", device, "cpu or cuda[:index]")->capture_default_str();
 
+  std::string hyp_file, ref_file;
+  CLI::App* bleu = app.add_subcommand("bleu", "corpus BLEU of a file of translations against a file of references");
+  bleu->add_option("--hyp", hyp_file, "translations, one per line")->required()->check(CLI::ExistingFile);
+  bleu->add_option("--ref", ref_file, "references, one per line")->required()->check(CLI::ExistingFile);
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train) return run_train(s, r);
+    if (*bleu) return run_bleu(hyp_file, ref_file);
     return run_decode(checkpoint, sentences, file, beam, length_penalty, device);
   } catch (const std::exception& e) {
     fmt::print(stderr, "translate: error: {}\n", e.what());

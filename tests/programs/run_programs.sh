@@ -69,6 +69,16 @@ check "translate: a missing corpus is named" 1 "no such file" -- "$T" train --da
 check "translate decode: a missing checkpoint is named" 1 "nope.h5" -- "$T" decode -c "$WORK/nope.h5" "a"
 check "translate decode: a corrupt checkpoint is an error" 1 "error" -- bash -c "head -c 3000 '$WORK/tr/best.h5' > '$WORK/cut.h5' && '$T' decode -c '$WORK/cut.h5' a"
 
+# The side-by-side benchmark's hooks (bench/run_side_by_side.sh): the export, the translations and the BLEU scorer.
+check "translate train --export-data --hyp-out, with its training-only throughput" 0 "training steps alone: 30 steps" -- "$T" train --task copy "${TINY[@]}" \
+  --steps 30 --eval-every 30 --out "$WORK/tr_export" --export-data "$WORK/tr_export.h5" --hyp-out "$WORK/tr.hyp"
+exists "translate writes the export and the translations" "$WORK/tr_export.h5" "$WORK/tr.hyp"
+check "translate bleu of a file against itself is 100" 0 "^BLEU 100.00" -- bash -c "printf 'the cat sat on the mat .\nwe went home late\n' > '$WORK/ref.txt' && '$T' bleu --hyp '$WORK/ref.txt' --ref '$WORK/ref.txt'"
+check "translate bleu of heed's translations" 0 "^BLEU [0-9]" -- bash -c "'$T' decode -c '$WORK/tr_export/best.h5' --beam 1 --file '$WORK/in.txt' > '$WORK/in.hyp' && '$T' bleu --hyp '$WORK/in.hyp' --ref '$WORK/in.txt'"
+check "translate bleu: files of different lengths are refused" 1 "has 2 lines but" -- bash -c "printf 'a\n' > '$WORK/one.txt' && '$T' bleu --hyp '$WORK/ref.txt' --ref '$WORK/one.txt'"
+check "translate: --export-data with --resume is refused" 1 "cannot be combined with --resume" -- "$T" train --resume "$WORK/tr/last.h5" \
+  --out "$WORK/tr3" --export-data "$WORK/x.h5"
+
 A="$BIN/attention"
 check "attention on a translate checkpoint" 0 "attention modules" -- "$A" -c "$WORK/tr/best.h5" --src "a b c d" --out "$WORK/att"
 exists "attention writes the data, heatmaps and the page" "$WORK/att/attention.h5" "$WORK/att/attention.html" \
@@ -89,6 +99,12 @@ exists "lm writes checkpoints, the log and the plot" "$WORK/lm/best.h5" "$WORK/l
 check "lm sample" 0 "the" -- "$L" sample -c "$WORK/lm/best.h5" --prompt "the" --max-new 20 --top-k 5 --top-p 0.9
 check "lm train with BPE tokens" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --tokenizer bpe --vocab-size 300 --warmup 2 \
   --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --eval-every 10 --sample-len 5 --out "$WORK/lm_bpe"
+check "lm train --export-data" 0 "exported the data and the windows of the first 10 batches" -- "$L" train --text "$WORK/text.txt" \
+  --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --warmup 2 --eval-every 10 --sample-len 0 \
+  --out "$WORK/lm_export" --export-data "$WORK/lm_export.h5"
+exists "lm writes the export" "$WORK/lm_export.h5"
+check "lm: --export-data with --resume is refused" 1 "cannot be combined with --resume" -- "$L" train --resume "$WORK/lm/last.h5" \
+  --out "$WORK/lm3" --export-data "$WORK/x.h5"
 check "lm: a missing text file is named" 1 "no such file" -- "$L" train --text "$WORK/none.txt"
 check "lm sample: a translate checkpoint is refused" 1 "not an lm checkpoint" -- "$L" sample -c "$WORK/tr/best.h5"
 check "attention on an lm checkpoint" 0 "attention modules" -- "$A" -c "$WORK/lm/best.h5" --text "the cat sat on" --out "$WORK/att_lm"

@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# heed's translate and lm programs side by side with PyTorch: the same model,
+# data, tokenisation, batches, hyper-parameters and number of steps, one run
+# after the other (never at the same time), each on 2 threads. Writes a table
+# between the side-by-side markers of bench/RESULTS.md (see docs/benchmarks.md).
+#
+#   bench/run_side_by_side.sh [BUILD_DIR] [--smoke] [--no-results]
+#
+# BUILD_DIR (default build/) must hold a Release build of examples/translate
+# and examples/lm; nothing is built here. --smoke: tiny models and 50 steps,
+# for checking the pipeline (RESULTS.md is then left alone). Environment:
+#   TRANSLATE_STEPS (default 300), LM_STEPS (default 200), THREADS (default 2),
+#   WORK (default /tmp/heed_side_by_side), KJV (default data/cache/kjv.txt),
+#   NOTE (a line written under the table, e.g. about other load on the machine).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+BUILD=build
+SMOKE=0
+WRITE_RESULTS=1
+for arg in "$@"; do
+  case $arg in
+    --smoke) SMOKE=1 ;;
+    --no-results) WRITE_RESULTS=0 ;;
+    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    *) BUILD=$arg ;;
+  esac
+done
+PY=/usr/bin/python3
+THREADS=${THREADS:-2}
+WORK=${WORK:-/tmp/heed_side_by_side}
+KJV=${KJV:-data/cache/kjv.txt}
+TRANSLATE=$BUILD/examples/translate
+LM=$BUILD/examples/lm
+for program in "$TRANSLATE" "$LM"; do
+  [[ -x $program ]] || { echo "run_side_by_side.sh: $program is missing: build heed first (Release)" >&2; exit 1; }
+done
+[[ -f $KJV ]] || { echo "run_side_by_side.sh: $KJV is missing: run tools/prepare_data.sh" >&2; exit 1; }
+[[ -x /usr/bin/time ]] || { echo "run_side_by_side.sh: /usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
+rm -rf "$WORK" && mkdir -p "$WORK"
+export HEED_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
+
+if [[ $SMOKE == 1 ]]; then
+  TRANSLATE_STEPS=${TRANSLATE_STEPS:-50}
+  LM_STEPS=${LM_STEPS:-50}
+  TR_MODEL=(--d-model 32 --heads 2 --encoder-layers 1 --decoder-layers 1 --ff 64 --warmup 10)
+  LM_MODEL=(--d-model 32 --heads 2 --layers 1 --warmup 10)
+  WRITE_RESULTS=0
+else
+  TRANSLATE_STEPS=${TRANSLATE_STEPS:-300}
+  LM_STEPS=${LM_STEPS:-200}
+  TR_MODEL=()
+  LM_MODEL=()
+fi
+
+# heed's defaults otherwise; evaluation and checkpoints only at the end, greedy test decoding only.
+TR_ARGS=(train "${TR_MODEL[@]}" --steps "$TRANSLATE_STEPS" --eval-every "$TRANSLATE_STEPS"
+         --save-every "$TRANSLATE_STEPS" --beam 1 --show 0 --threads "$THREADS" --out "$WORK/translate_heed"
+         --export-data "$WORK/translate.h5" --hyp-out "$WORK/translate_heed.hyp")
+LM_ARGS=(train "${LM_MODEL[@]}" --text "$KJV" --steps "$LM_STEPS" --eval-every "$LM_STEPS" --save-every "$LM_STEPS"
+         --sample-len 0 --threads "$THREADS" --out "$WORK/lm_heed" --export-data "$WORK/lm.h5")
+
+run() {  # run NAME command...: stdout+stderr to $WORK/NAME.log, peak RSS (KB) and wall seconds to $WORK/NAME.time
+  local name=$1
+  shift
+  echo "== $name: $*" >&2
+  /usr/bin/time -f "%M %e" -o "$WORK/$name.time" "$@" >"$WORK/$name.log" 2>&1 || {
+    echo "run_side_by_side.sh: $name failed; the end of $WORK/$name.log:" >&2
+    tail -20 "$WORK/$name.log" >&2
+    exit 1
+  }
+  tail -3 "$WORK/$name.log" >&2
+}
+
+run translate_heed "$TRANSLATE" "${TR_ARGS[@]}"
+run translate_torch $PY bench/translate_torch.py "$WORK/translate.h5" --threads "$THREADS" \
+  --hyp-out "$WORK/translate_torch.hyp" --ref-out "$WORK/translate_ref.txt"
+"$TRANSLATE" bleu --hyp "$WORK/translate_heed.hyp" --ref "$WORK/translate_ref.txt" >"$WORK/bleu_heed.txt"
+"$TRANSLATE" bleu --hyp "$WORK/translate_torch.hyp" --ref "$WORK/translate_ref.txt" >"$WORK/bleu_torch.txt"
+run lm_heed "$LM" "${LM_ARGS[@]}"
+run lm_torch $PY bench/lm_torch.py "$WORK/lm.h5" --threads "$THREADS"
+
+# Collect the figures and (unless --smoke / --no-results) write the table.
+$PY - "$WORK" "$WRITE_RESULTS" "${NOTE:-}" "$THREADS" \
+  "$(basename "$TRANSLATE") ${TR_ARGS[*]}" "$(basename "$LM") ${LM_ARGS[*]}" <<'EOF'
+import datetime, json, os, platform, re, subprocess, sys
+from pathlib import Path
+
+work, write, note, threads, tr_cmd, lm_cmd = Path(sys.argv[1]), sys.argv[2] == "1", sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+
+def grab(text, pattern, what):
+    found = re.findall(pattern, text)
+    if not found:
+        sys.exit(f"run_side_by_side.sh: no {what} in the output")
+    return float(found[-1])
+
+def time_of(name):
+    rss_kb, wall = (work / f"{name}.time").read_text().split()[-2:]
+    return float(rss_kb) / 1024, float(wall)
+
+def heed(name, tokens_word):
+    log = (work / f"{name}.log").read_text()
+    rss, wall = time_of(name)
+    r = dict(tokens_per_s=grab(log, rf"= (\d+) {tokens_word}/s", "throughput"),
+             train_seconds=grab(log, r"tokens in ([\d.]+) s", "training time"), peak_rss_mb=rss, wall_s=wall)
+    if name.startswith("translate"):
+        r["valid_loss"] = grab(log, r"validation loss ([\d.]+) \(", "validation loss")
+    else:
+        r["valid_loss"] = grab(log, r"validation loss ([\d.]+) nats/token", "validation loss")
+    return r
+
+def torch_side(name):
+    r = json.loads((work / f"{name}.log").read_text().strip().splitlines()[-1])
+    r["peak_rss_mb"], r["wall_s"] = time_of(name)
+    return r
+
+tr_h, tr_t = heed("translate_heed", "target tokens"), torch_side("translate_torch")
+tr_h["bleu"] = grab((work / "bleu_heed.txt").read_text(), r"BLEU ([\d.]+)", "BLEU")
+tr_t["bleu"] = grab((work / "bleu_torch.txt").read_text(), r"BLEU ([\d.]+)", "BLEU")
+lm_h, lm_t = heed("lm_heed", "tokens"), torch_side("lm_torch")
+
+def rows(h, t, with_bleu, tokens):
+    out = [("validation loss (nats/token)", f"{h['valid_loss']:.3f}", f"{t['valid_loss']:.3f}",
+            f"{h['valid_loss'] - t['valid_loss']:+.3f} (difference)")]
+    if with_bleu:
+        out.append(("test BLEU, greedy", f"{h['bleu']:.2f}", f"{t['bleu']:.2f}", f"{h['bleu'] - t['bleu']:+.2f} (difference)"))
+    out += [(f"training {tokens}/s", f"{h['tokens_per_s']:.0f}", f"{t['tokens_per_s']:.0f}", f"{h['tokens_per_s'] / t['tokens_per_s']:.2f}x"),
+            ("training time (s)", f"{h['train_seconds']:.1f}", f"{t['train_seconds']:.1f}", f"{h['train_seconds'] / t['train_seconds']:.2f}x"),
+            ("peak RSS of the process (MB)", f"{h['peak_rss_mb']:.0f}", f"{t['peak_rss_mb']:.0f}", f"{h['peak_rss_mb'] / t['peak_rss_mb']:.2f}x"),
+            ("wall time of the process (s)", f"{h['wall_s']:.0f}", f"{t['wall_s']:.0f}", f"{h['wall_s'] / t['wall_s']:.2f}x")]
+    return "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in out)
+
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+torch_version = tr_t.get("torch", "?")
+commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+note_block = f"\n{note}\n" if note else ""
+header = "| | heed | PyTorch | heed vs PyTorch |\n|---|---:|---:|---:|"
+date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+table = f"""<!-- side-by-side:begin -->
+## Training programs side by side with PyTorch (translate, lm)
+
+- CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (heed and PyTorch {torch_version}, Debian python3-torch)
+- Date: {date}; heed at {commit}, Release build
+- Command: `bench/run_side_by_side.sh` (docs/benchmarks.md); the two sides run one after the other, on the same
+  exported data and batches (same splits, tokenizers, batch order, hyper-parameters and steps; each side its own
+  initial weights and dropout masks)
+- Training throughput counts the training steps alone (batch making, forward, backward, clipping, optimizer),
+  not evaluation, decoding or data preparation. Peak RSS and wall time are the whole process's (`/usr/bin/time`):
+  heed's includes tokenizer training and writing the export; PyTorch's includes importing torch and reading it.
+- Validation loss: per-token cross-entropy without label smoothing over the whole validation split, eval mode.
+  BLEU: both sides' greedy test translations scored by heed's `data::corpus_bleu` (`translate bleu`).
+
+**translate** (Ding de-en, BPE 8000, heed's defaults, {tr_t['steps']} steps, {tr_t['test_sentences']} test sentences):
+
+{header}
+{rows(tr_h, tr_t, True, "target tokens")}
+
+**lm** (KJV, characters, heed's defaults, {lm_t['steps']} steps):
+
+{header}
+{rows(lm_h, lm_t, False, "tokens")}
+
+Commands (`bench/run_side_by_side.sh`):
+
+    {tr_cmd}
+    /usr/bin/python3 bench/translate_torch.py translate.h5 --threads {threads} --hyp-out translate_torch.hyp --ref-out translate_ref.txt
+    translate bleu --hyp translate_heed.hyp --ref translate_ref.txt   (and the same for translate_torch.hyp)
+    {lm_cmd}
+    /usr/bin/python3 bench/lm_torch.py lm.h5 --threads {threads}
+{note_block}<!-- side-by-side:end -->"""
+print(table)
+if write:
+    results = Path("bench/RESULTS.md")
+    text = results.read_text()
+    begin, end = "<!-- side-by-side:begin -->", "<!-- side-by-side:end -->"
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + table + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + table + "\n"
+    results.write_text(text)
+    print(f"wrote {results}", file=sys.stderr)
+EOF

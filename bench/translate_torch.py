@@ -1,0 +1,298 @@
+#!/usr/bin/python3
+"""Train heed's translation model in PyTorch on exactly the data heed trains on.
+
+    translate train --export-data run.h5 ...         (heed writes the data, then trains)
+    /usr/bin/python3 bench/translate_torch.py run.h5 --hyp-out torch.hyp --ref-out ref.txt
+
+The export (examples/translate.cpp, export_data) holds heed's configuration,
+the encoded splits, both vocabularies and the rows of every training batch.
+This script builds the same model (nn.Transformer, post-norm, batch_first,
+embeddings * sqrt(d_model) plus interleaved sinusoidal positions, a generator
+Linear; Xavier-uniform init of every matrix, as heed does), trains it on the
+same batches in the same order with AdamW (betas 0.9/0.98, eps 1e-9),
+heed's warmup-cosine schedule, gradient clipping and label smoothing, then
+reports the validation loss (per-token cross-entropy without smoothing, eval
+mode, over heed's validation batches) and writes greedy test translations
+decoded with heed's length rule.  BLEU is left to `translate bleu`, so both
+sides are scored by one implementation.  A JSON summary goes to stdout's
+last line.
+"""
+import argparse
+import json
+import math
+import resource
+import sys
+import time
+import warnings
+
+import h5py
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+PAD, BOS, EOS = 0, 1, 2
+
+
+def ragged(group):
+    flat, offsets = group["flat"][()], group["offsets"][()]
+    return [flat[offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
+
+
+def pieces(group):
+    return [bytes(p) for p in ragged(group)]
+
+
+def sinusoidal_table(max_len, dim, base=10000.0):
+    """heed's (and Vaswani's) interleaved table: PE[p, 2i] = sin, PE[p, 2i+1] = cos."""
+    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
+    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
+    pe = torch.zeros(max_len, dim, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * inv_freq)
+    pe[:, 1::2] = torch.cos(pos * inv_freq)
+    return pe.float()
+
+
+class Seq2Seq(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        D = c["d_model"]
+        self.scale = math.sqrt(D)
+        self.src_embed = nn.Embedding(c["src_vocab"], D)
+        self.tgt_embed = nn.Embedding(c["tgt_vocab"], D)
+        self.transformer = nn.Transformer(D, c["nhead"], c["encoder_layers"], c["decoder_layers"],
+                                          c["dim_feedforward"], dropout=c["dropout"], batch_first=True)
+        self.generator = nn.Linear(D, c["tgt_vocab"])
+        self.dropout = nn.Dropout(c["dropout"])
+        self.register_buffer("pe", sinusoidal_table(c["max_len"] + 2, D), persistent=False)
+        # heed: Xavier-uniform for every matrix, its q/k/v projections being separate [D, D] ones.
+        with torch.no_grad():
+            for name, p in self.named_parameters():
+                if p.dim() < 2:
+                    continue
+                if name.endswith("in_proj_weight"):
+                    for chunk in p.chunk(3, dim=0):
+                        nn.init.xavier_uniform_(chunk)
+                else:
+                    nn.init.xavier_uniform_(p)
+
+    def embed(self, table, ids):
+        return self.dropout(table(ids) * self.scale + self.pe[:ids.shape[1]])
+
+    def encode(self, src, src_pad):
+        return self.transformer.encoder(self.embed(self.src_embed, src), src_key_padding_mask=src_pad)
+
+    def decode(self, tgt_in, memory, src_pad, tgt_pad=None):
+        T = tgt_in.shape[1]
+        causal = torch.ones(T, T, dtype=torch.bool).triu(1)
+        h = self.transformer.decoder(self.embed(self.tgt_embed, tgt_in), memory, tgt_mask=causal,
+                                     tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=src_pad)
+        return self.generator(h)
+
+    def forward(self, src, tgt_in, src_pad, tgt_pad):
+        return self.decode(tgt_in, self.encode(src, src_pad), src_pad, tgt_pad)
+
+    def decode_next(self, token, position, memory, src_pad, history):
+        """Eval-mode logits [B, V] of one new target position.  history[l] holds
+        the inputs of decoder layer l at the earlier positions (a key/value
+        cache in effect, as heed's greedy_decode keeps), and grows by one."""
+        x = self.tgt_embed(token[:, None]) * self.scale + self.pe[position:position + 1]
+        for l, layer in enumerate(self.transformer.decoder.layers):
+            history[l] = x if history[l] is None else torch.cat([history[l], x], dim=1)
+            x = layer.norm1(x + layer.self_attn(x, history[l], history[l], need_weights=False)[0])
+            x = layer.norm2(x + layer.multihead_attn(x, memory, memory, key_padding_mask=src_pad,
+                                                     need_weights=False)[0])
+            x = layer.norm3(x + layer.linear2(layer.activation(layer.linear1(x))))
+        return self.generator(self.transformer.decoder.norm(x))[:, 0]
+
+
+def make_batch(pairs, rows):
+    """heed's TranslationBatcher::make_batch: src+EOS, BOS+tgt, tgt+EOS, PAD-padded."""
+    S = max(len(pairs[i][0]) for i in rows) + 1
+    T = max(len(pairs[i][1]) for i in rows) + 1
+    src = torch.full((len(rows), S), PAD, dtype=torch.long)
+    tgt_in = torch.full((len(rows), T), PAD, dtype=torch.long)
+    tgt_out = torch.full((len(rows), T), PAD, dtype=torch.long)
+    for b, i in enumerate(rows):
+        s, t = torch.from_numpy(pairs[i][0]), torch.from_numpy(pairs[i][1])
+        src[b, :len(s)] = s
+        src[b, len(s)] = EOS
+        tgt_in[b, 0] = BOS
+        tgt_in[b, 1:len(t) + 1] = t
+        tgt_out[b, :len(t)] = t
+        tgt_out[b, len(t)] = EOS
+    return src, tgt_in, tgt_out
+
+
+def lr_at(step, c):
+    """heed's WarmupCosineSchedule (docs/optim.md), step 1-based."""
+    warmup, total, base, low = c["warmup"], c["steps"], c["lr"], c["min_lr"]
+    if step <= warmup:
+        return base * step / warmup
+    if step >= total:
+        return low
+    progress = (step - warmup) / (total - warmup)
+    return low + 0.5 * (base - low) * (1.0 + math.cos(math.pi * progress))
+
+
+@torch.no_grad()
+def validation_loss(model, pairs, batches):
+    model.eval()
+    total, tokens = 0.0, 0
+    for rows in batches:
+        src, tgt_in, tgt_out = make_batch(pairs, rows)
+        logits = model(src, tgt_in, src == PAD, tgt_in == PAD)
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=PAD,
+                                 reduction="sum").item()
+        tokens += int((tgt_out != PAD).sum())
+    model.train()
+    return total / tokens
+
+
+@torch.no_grad()
+def greedy_translate(model, sources, max_len, chunk=64):
+    """heed's translate(): sources cut to max_len tokens + EOS, at most
+    clamp(int(1.5 * source length) + 10, 1, max_len + 1) tokens each, stopping at EOS."""
+    model.eval()
+    out = []
+    for start in range(0, len(sources), chunk):
+        rows = [list(s[:max_len]) + [EOS] for s in sources[start:start + chunk]]
+        B, S = len(rows), max(len(r) for r in rows)
+        src = torch.full((B, S), PAD, dtype=torch.long)
+        for b, r in enumerate(rows):
+            src[b, :len(r)] = torch.tensor(r)
+        src_pad = src == PAD
+        limits = [min(max(int(1.5 * len(r)) + 10, 1), max_len + 1) for r in rows]
+        memory = model.encode(src, src_pad)
+        best = torch.full((B,), BOS, dtype=torch.long)
+        history = [None] * len(model.transformer.decoder.layers)
+        hyps, done = [[] for _ in range(B)], [False] * B
+        for position in range(max(limits)):
+            best = model.decode_next(best, position, memory, src_pad, history).argmax(-1)
+            all_done = True
+            for b in range(B):
+                if done[b]:
+                    continue
+                t = int(best[b])
+                if t == EOS or len(hyps[b]) + 1 >= limits[b]:
+                    if t != EOS:
+                        hyps[b].append(t)
+                    done[b] = True
+                else:
+                    hyps[b].append(t)
+                    all_done = False
+            if all_done:
+                break
+        out.extend(hyps)
+    model.train()
+    return out
+
+
+@torch.no_grad()
+def check_cached_decoder(model, sources, max_len, steps=12):
+    """The cached one-position decoder against the full decoder on the same prefixes."""
+    model.eval()
+    rows = [list(s[:max_len]) + [EOS] for s in sources]
+    src = torch.full((len(rows), max(len(r) for r in rows)), PAD, dtype=torch.long)
+    for b, r in enumerate(rows):
+        src[b, :len(r)] = torch.tensor(r)
+    memory = model.encode(src, src == PAD)
+    ys = torch.full((len(rows), 1), BOS, dtype=torch.long)
+    history = [None] * len(model.transformer.decoder.layers)
+    worst = 0.0
+    for position in range(steps):
+        cached = model.decode_next(ys[:, -1], position, memory, src == PAD, history)
+        full = model.decode(ys, memory, src == PAD)[:, -1]
+        worst = max(worst, float((cached - full).abs().max()))
+        ys = torch.cat([ys, full.argmax(-1)[:, None]], dim=1)
+    return worst
+
+
+def detokenize(ids, vocab, kind):
+    parts = [vocab[i] for i in ids if i not in (PAD, BOS, EOS)]
+    return (b" " if kind == "word" else b"").join(parts)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap.add_argument("export", help="HDF5 file written by `translate train --export-data`")
+    ap.add_argument("--hyp-out", help="greedy test translations, one per line")
+    ap.add_argument("--ref-out", help="the test references, one per line (for `translate bleu`)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--check-decode", type=int, default=0, metavar="N",
+                    help="check the cached greedy decoder against full re-decoding on N test sentences, then exit")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore", message="The PyTorch API of nested tensors")
+    torch.manual_seed(args.seed)
+    wall_start = time.perf_counter()
+
+    f = h5py.File(args.export, "r")
+    attrs = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}
+    c = {k: int(attrs[k]) for k in ("d_model", "nhead", "encoder_layers", "decoder_layers", "dim_feedforward",
+                                     "src_vocab", "tgt_vocab", "warmup", "steps", "max_len")}
+    c.update({k: float(attrs[k]) for k in ("dropout", "label_smoothing", "lr", "min_lr", "weight_decay", "clip")})
+    train = list(zip(ragged(f["train/src"]), ragged(f["train/tgt"])))
+    valid = list(zip(ragged(f["valid/src"]), ragged(f["valid/tgt"])))
+    test_src = ragged(f["test/src"])
+    test_ref = pieces(f["test/ref_text"])
+    tgt_vocab = pieces(f["vocab/tgt"])
+    train_batches = [list(r) for r in ragged(f["train_batches"])]
+    valid_batches = [list(r) for r in ragged(f["valid_batches"])]
+    assert len(train_batches) == c["steps"], (len(train_batches), c["steps"])
+
+    model = Seq2Seq(c)
+    if args.check_decode:
+        worst = check_cached_decoder(model, test_src[:args.check_decode], c["max_len"])
+        print(f"cached decoder vs full decoder: largest logit difference {worst:.2e}")
+        sys.exit(0 if worst < 1e-3 else 1)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"Seq2Seq (PyTorch {torch.__version__}): {params} parameters, {c['steps']} steps, "
+          f"{torch.get_num_threads()} threads", file=sys.stderr)
+    opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(0.9, 0.98), eps=1e-9,
+                            weight_decay=c["weight_decay"])
+    model.train()
+    train_seconds, tokens, first_loss, losses = 0.0, 0, None, []
+    for step, rows in enumerate(train_batches, start=1):
+        t0 = time.perf_counter()
+        src, tgt_in, tgt_out = make_batch(train, rows)
+        logits = model(src, tgt_in, src == PAD, tgt_in == PAD)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=PAD,
+                               label_smoothing=c["label_smoothing"])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), c["clip"])
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, c)
+        opt.step()
+        l = loss.item()
+        train_seconds += time.perf_counter() - t0
+        tokens += int((tgt_out != PAD).sum())
+        first_loss = l if first_loss is None else first_loss
+        losses.append(l)
+        if step % 50 == 0 or step == len(train_batches):
+            print(f"step {step}/{c['steps']} loss {np.mean(losses[-50:]):.3f} lr {lr_at(step, c):.2e} "
+                  f"{tokens / train_seconds:.0f} tok/s", file=sys.stderr, flush=True)
+
+    valid_loss = validation_loss(model, valid, valid_batches)
+    print(f"validation loss {valid_loss:.4f}", file=sys.stderr)
+    hyps = greedy_translate(model, test_src, c["max_len"])
+    kind = attrs.get("tgt_tokenizer_kind", "bpe")
+    if args.hyp_out:
+        with open(args.hyp_out, "wb") as out:
+            out.writelines(detokenize(h, tgt_vocab, kind) + b"\n" for h in hyps)
+    if args.ref_out:
+        with open(args.ref_out, "wb") as out:
+            out.writelines(r + b"\n" for r in test_ref)
+    summary = dict(program="translate", framework="pytorch", torch=torch.__version__, threads=torch.get_num_threads(),
+                   parameters=params, steps=len(train_batches), first_loss=first_loss,
+                   last50_train_loss=float(np.mean(losses[-50:])), valid_loss=valid_loss,
+                   train_tokens=tokens, train_seconds=train_seconds, tokens_per_s=tokens / train_seconds,
+                   test_sentences=len(test_src), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   wall_s=time.perf_counter() - wall_start)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

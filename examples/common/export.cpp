@@ -1,0 +1,35 @@
+#include "examples/common/export.h"
+
+#include "tensor/ops.h"
+
+namespace heed::examples {
+
+void write_ragged(h5::File& file, const std::string& name, const std::vector<std::vector<int64_t>>& rows) {
+  std::vector<int64_t> flat, offsets{0};
+  offsets.reserve(rows.size() + 1);
+  for (const auto& r : rows) {
+    flat.insert(flat.end(), r.begin(), r.end());
+    offsets.push_back(static_cast<int64_t>(flat.size()));
+  }
+  file.write(name + "/flat", from_vector<int64_t>(flat, {static_cast<int64_t>(flat.size())}));
+  file.write(name + "/offsets", from_vector<int64_t>(offsets, {static_cast<int64_t>(offsets.size())}));
+}
+
+void write_strings(h5::File& file, const std::string& name, const std::vector<std::string>& strings) {
+  std::vector<uint8_t> flat;
+  std::vector<int64_t> offsets{0};
+  for (const auto& s : strings) {
+    flat.insert(flat.end(), s.begin(), s.end());
+    offsets.push_back(static_cast<int64_t>(flat.size()));
+  }
+  file.write(name + "/flat", from_vector<uint8_t>(flat, {static_cast<int64_t>(flat.size())}));
+  file.write(name + "/offsets", from_vector<int64_t>(offsets, {static_cast<int64_t>(offsets.size())}));
+}
+
+std::vector<std::string> token_pieces(const data::Tokenizer& tok) {
+  std::vector<std::string> pieces;
+  for (int64_t id = 0; id < tok.vocab_size(); ++id) pieces.push_back(tok.decode({id}));
+  return pieces;
+}
+
+}  // namespace heed::examples

@@ -1,0 +1,27 @@
+#pragma once
+// Writing what a training program saw to HDF5, so that another framework
+// (bench/*_torch.py) can train on exactly the same data, batches and
+// vocabulary. Ragged lists are stored flat with offsets, as numpy users
+// expect: row i is flat[offsets[i]:offsets[i+1]], offsets has n + 1 entries.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/tokenizer.h"
+#include "nn/hdf5.h"
+
+namespace heed::examples {
+
+// <name>/flat (int64) and <name>/offsets (int64 [n + 1]).
+void write_ragged(h5::File& file, const std::string& name, const std::vector<std::vector<int64_t>>& rows);
+
+// <name>/flat (uint8 bytes) and <name>/offsets: strings that may hold any byte.
+void write_strings(h5::File& file, const std::string& name, const std::vector<std::string>& strings);
+
+// Each id's text as the tokenizer's decode() gives it for that id alone (the
+// specials decode to ""), so that joining the pieces of a sequence's ids
+// reproduces decode() of the whole sequence for the byte-level and character
+// tokenizers.
+std::vector<std::string> token_pieces(const data::Tokenizer& tok);
+
+}  // namespace heed::examples
