@@ -30,6 +30,7 @@
 #include "examples/common/run_config.h"
 #include "examples/common/train_log.h"
 #include "nn/checkpoint.h"
+#include "tensor/cpu/cpu_profile.h"
 #include "tensor/cpu/parallel.h"
 
 using namespace heed;
@@ -203,6 +204,7 @@ struct RunOptions {
   int64_t eval_every = 500, save_every = 500, show = 8, beam = 4, threads = 0;
   double length_penalty = 0.6;
   int64_t bleu_subset = 300;
+  int64_t beam_sentences = 300;
   std::string device = "cpu";
   std::string log = "log.csv";
   std::string export_data;  // HDF5 file of the data and batches (bench/translate_torch.py trains on it)
@@ -381,6 +383,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     if (step % r.save_every == 0 || last) save("last.h5");
   }
   progress.finish();
+  if (cpu::profiling_enabled()) fmt::print(stderr, "time per CPU kernel (HEED_PROFILE):\n{}\n", cpu::profile_report());
   if (train_steps > 0)
     fmt::print(stderr, "training steps alone: {} steps, {} target tokens in {:.1f} s = {:.0f} target tokens/s\n",
                train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds);
@@ -402,8 +405,14 @@ int run_train(TrainSettings s, const RunOptions& r) {
   }
   std::vector<std::string> shown = greedy;
   if (r.beam > 1) {
-    const auto beam = translate(model, corpus, test_src, r.beam, r.length_penalty, s.max_len, device);
-    fmt::print("  BLEU beam {}      {:.2f}\n", r.beam, data::corpus_bleu(beam, test_ref).bleu);
+    // Beam search decodes one sentence at a time: on the first --beam-sentences
+    // test sentences, with greedy on the same ones beside it.
+    const size_t n = r.beam_sentences > 0 ? std::min<size_t>(r.beam_sentences, test_src.size()) : test_src.size();
+    const std::vector<std::string> src_n(test_src.begin(), test_src.begin() + n), ref_n(test_ref.begin(), test_ref.begin() + n);
+    const auto beam = translate(model, corpus, src_n, r.beam, r.length_penalty, s.max_len, device);
+    const std::vector<std::string> greedy_n(greedy.begin(), greedy.begin() + n);
+    fmt::print("  on the first {} test sentences: BLEU greedy {:.2f}, BLEU beam {} {:.2f}\n", n,
+               data::corpus_bleu(greedy_n, ref_n).bleu, r.beam, data::corpus_bleu(beam, ref_n).bleu);
     shown = beam;
   }
   fmt::print("\nsome test translations{}:\n", r.beam > 1 ? fmt::format(" (beam {})", r.beam) : "");
@@ -490,6 +499,7 @@ int main(int argc, char** argv) {
   train->add_option("--save-every", r.save_every)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--beam", r.beam, "beam size for the test translations (1 = greedy only)")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--length-penalty", r.length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--beam-sentences", r.beam_sentences, "test sentences decoded with beam search (0 = all)")->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--show", r.show, "test translations to print")->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--threads", r.threads, "CPU threads (0 = HEED_NUM_THREADS or all)")->check(CLI::NonNegativeNumber);
   train->add_option("--device", r.device, "cpu or cuda[:index]")->capture_default_str();
