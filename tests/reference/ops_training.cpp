@@ -62,27 +62,28 @@ void run_optimizer(RefCase& c, const std::function<std::unique_ptr<optim::Optimi
   }
 }
 
-void adam(RefCase& c) {
-  optim::AdamOptions o;
+// Adam and AdamW read the same attributes into options of the same fields.
+template <class Options>
+Options adam_options(RefCase& c) {
+  Options o;
   o.lr = c.attr_double("lr");
   o.beta1 = c.attr_double("beta1");
   o.beta2 = c.attr_double("beta2");
   o.eps = c.attr_double("eps");
   o.weight_decay = c.attr_double("weight_decay");
   o.maximize = c.attr_bool("maximize");
+  return o;
+}
+
+void adam(RefCase& c) {
+  const auto o = adam_options<optim::AdamOptions>(c);
   run_optimizer(c, [&](const nn::NamedTensors& p) { return std::make_unique<optim::Adam>(p, o); },
                 {"exp_avg", "exp_avg_sq"});
 }
 HEED_REFERENCE_OP("adam", adam);
 
 void adamw(RefCase& c) {
-  optim::AdamWOptions o;
-  o.lr = c.attr_double("lr");
-  o.beta1 = c.attr_double("beta1");
-  o.beta2 = c.attr_double("beta2");
-  o.eps = c.attr_double("eps");
-  o.weight_decay = c.attr_double("weight_decay");
-  o.maximize = c.attr_bool("maximize");
+  const auto o = adam_options<optim::AdamWOptions>(c);
   run_optimizer(c, [&](const nn::NamedTensors& p) { return std::make_unique<optim::AdamW>(p, o); },
                 {"exp_avg", "exp_avg_sq"});
 }
