@@ -52,6 +52,25 @@ class GPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
+def load_heed_init(model, group, rename=lambda name: name):
+    """Copies heed's initial weights (the export's init/ group, heed's names:
+    q/k/v projections apart) into the torch model."""
+    used = set()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            heed = rename(name)
+            if heed.endswith(("in_proj_weight", "in_proj_bias")):
+                head, kind = heed.rsplit("in_proj_", 1)
+                parts = [f"{head}{x}_proj.{kind}" for x in "qkv"]
+                p.copy_(torch.cat([torch.from_numpy(group[n][()]) for n in parts]))
+                used.update(parts)
+            else:
+                p.copy_(torch.from_numpy(group[heed][()]))
+                used.add(heed)
+    missing = set(group.keys()) - used
+    assert not missing, f"heed parameters without a torch twin: {sorted(missing)}"
+
+
 def lr_at(step, c):
     """heed's WarmupCosineSchedule (docs/optim.md), step 1-based."""
     warmup, total, base, low = c["warmup"], c["steps"], c["lr"], c["min_lr"]
@@ -89,6 +108,9 @@ def main():
     ap.add_argument("export", help="HDF5 file written by `lm train --export-data`")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--init", choices=("torch", "heed"), default="torch",
+                    help="initial weights: PyTorch's own draw, or heed's (from the export)")
+    ap.add_argument("--dropout", type=float, help="override the exported dropout (0: compare first steps exactly)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -103,7 +125,11 @@ def main():
     starts = f["train_starts"][()]
     assert starts.shape == (c["steps"], c["batch"]), (starts.shape, c)
 
+    if args.dropout is not None:
+        c["dropout"] = args.dropout
     model = GPT(c)
+    if args.init == "heed":
+        load_heed_init(model, f["init"])
     params = sum(p.numel() for p in model.parameters())
     print(f"GPT (PyTorch {torch.__version__}): {params} parameters, {c['steps']} steps, "
           f"{torch.get_num_threads()} threads", file=sys.stderr)
@@ -133,7 +159,7 @@ def main():
 
     valid_loss = validation_loss(model, valid_ids, c["block"], c["batch"])
     print(f"validation loss {valid_loss:.4f} nats/token over the whole validation split", file=sys.stderr)
-    summary = dict(program="lm", framework="pytorch", torch=torch.__version__, threads=torch.get_num_threads(),
+    summary = dict(program="lm", framework="pytorch", init=args.init, dropout=c["dropout"], torch=torch.__version__, threads=torch.get_num_threads(),
                    parameters=params, steps=c["steps"], first_loss=first_loss,
                    last50_train_loss=float(np.mean(losses[-50:])), valid_loss=valid_loss,
                    train_tokens=tokens, train_seconds=train_seconds, tokens_per_s=tokens / train_seconds,

@@ -9,7 +9,9 @@
 # BUILD_DIR (default build/) must hold a Release build of examples/translate
 # and examples/lm; nothing is built here. --smoke: tiny models and 50 steps,
 # for checking the pipeline (RESULTS.md is then left alone). Environment:
-#   TRANSLATE_STEPS (default 300), LM_STEPS (default 200), THREADS (default 2),
+#   TRANSLATE_STEPS (default 200), LM_STEPS (default 120), TRANSLATE_MODEL and LM_MODEL (model and
+#   schedule flags; see below), TORCH_INIT (torch: PyTorch's own initial weights, the default; heed:
+#   heed's, from the export), THREADS (default 2),
 #   WORK (default /tmp/heed_side_by_side), KJV (default data/cache/kjv.txt),
 #   NOTE (a line written under the table, e.g. about other load on the machine).
 set -euo pipefail
@@ -47,10 +49,12 @@ if [[ $SMOKE == 1 ]]; then
   LM_MODEL=(--d-model 32 --heads 2 --layers 1 --warmup 10)
   WRITE_RESULTS=0
 else
-  TRANSLATE_STEPS=${TRANSLATE_STEPS:-300}
-  LM_STEPS=${LM_STEPS:-200}
-  TR_MODEL=()
-  LM_MODEL=()
+  # translate: heed's defaults cost about 10 s a step on 2 busy cores, too slow for a useful BLEU in
+  # minutes, so a narrower model (d 128, 2+2 layers, ff 512) with a shorter warmup; lm: heed's defaults.
+  TRANSLATE_STEPS=${TRANSLATE_STEPS:-200}
+  LM_STEPS=${LM_STEPS:-120}
+  read -r -a TR_MODEL <<<"${TRANSLATE_MODEL:---d-model 128 --ff 512 --encoder-layers 2 --decoder-layers 2 --warmup 60}"
+  read -r -a LM_MODEL <<<"${LM_MODEL:---warmup 30}"
 fi
 
 # heed's defaults otherwise; evaluation and checkpoints only at the end, greedy test decoding only.
@@ -73,12 +77,12 @@ run() {  # run NAME command...: stdout+stderr to $WORK/NAME.log, peak RSS (KB) a
 }
 
 run translate_heed "$TRANSLATE" "${TR_ARGS[@]}"
-run translate_torch $PY bench/translate_torch.py "$WORK/translate.h5" --threads "$THREADS" \
+run translate_torch $PY bench/translate_torch.py "$WORK/translate.h5" --threads "$THREADS" --init "${TORCH_INIT:-torch}" \
   --hyp-out "$WORK/translate_torch.hyp" --ref-out "$WORK/translate_ref.txt"
 "$TRANSLATE" bleu --hyp "$WORK/translate_heed.hyp" --ref "$WORK/translate_ref.txt" >"$WORK/bleu_heed.txt"
 "$TRANSLATE" bleu --hyp "$WORK/translate_torch.hyp" --ref "$WORK/translate_ref.txt" >"$WORK/bleu_torch.txt"
 run lm_heed "$LM" "${LM_ARGS[@]}"
-run lm_torch $PY bench/lm_torch.py "$WORK/lm.h5" --threads "$THREADS"
+run lm_torch $PY bench/lm_torch.py "$WORK/lm.h5" --threads "$THREADS" --init "${TORCH_INIT:-torch}"
 
 # Collect the figures and (unless --smoke / --no-results) write the table.
 $PY - "$WORK" "$WRITE_RESULTS" "${NOTE:-}" "$THREADS" \
@@ -102,7 +106,8 @@ def heed(name, tokens_word):
     log = (work / f"{name}.log").read_text()
     rss, wall = time_of(name)
     r = dict(tokens_per_s=grab(log, rf"= (\d+) {tokens_word}/s", "throughput"),
-             train_seconds=grab(log, r"tokens in ([\d.]+) s", "training time"), peak_rss_mb=rss, wall_s=wall)
+             train_seconds=grab(log, r"tokens in ([\d.]+) s", "training time"), peak_rss_mb=rss, wall_s=wall,
+             first_loss=grab(log, r"first-step loss ([\d.]+)", "first-step loss"))
     if name.startswith("translate"):
         r["valid_loss"] = grab(log, r"validation loss ([\d.]+) \(", "validation loss")
     else:
@@ -121,7 +126,9 @@ lm_h, lm_t = heed("lm_heed", "tokens"), torch_side("lm_torch")
 
 def rows(h, t, with_bleu, tokens):
     out = [("validation loss (nats/token)", f"{h['valid_loss']:.3f}", f"{t['valid_loss']:.3f}",
-            f"{h['valid_loss'] - t['valid_loss']:+.3f} (difference)")]
+            f"{h['valid_loss'] - t['valid_loss']:+.3f} (difference)"),
+           ("first-step training loss", f"{h['first_loss']:.4f}", f"{t['first_loss']:.4f}",
+            f"{h['first_loss'] - t['first_loss']:+.4f} (difference)")]
     if with_bleu:
         out.append(("test BLEU, greedy", f"{h['bleu']:.2f}", f"{t['bleu']:.2f}", f"{h['bleu'] - t['bleu']:+.2f} (difference)"))
     out += [(f"training {tokens}/s", f"{h['tokens_per_s']:.0f}", f"{t['tokens_per_s']:.0f}", f"{h['tokens_per_s'] / t['tokens_per_s']:.2f}x"),
@@ -143,19 +150,19 @@ table = f"""<!-- side-by-side:begin -->
 - Date: {date}; heed at {commit}, Release build
 - Command: `bench/run_side_by_side.sh` (docs/benchmarks.md); the two sides run one after the other, on the same
   exported data and batches (same splits, tokenizers, batch order, hyper-parameters and steps; each side its own
-  initial weights and dropout masks)
+  initial weights, unless PyTorch was given heed's (`--init heed`), and its own dropout masks)
 - Training throughput counts the training steps alone (batch making, forward, backward, clipping, optimizer),
   not evaluation, decoding or data preparation. Peak RSS and wall time are the whole process's (`/usr/bin/time`):
   heed's includes tokenizer training and writing the export; PyTorch's includes importing torch and reading it.
 - Validation loss: per-token cross-entropy without label smoothing over the whole validation split, eval mode.
   BLEU: both sides' greedy test translations scored by heed's `data::corpus_bleu` (`translate bleu`).
 
-**translate** (Ding de-en, BPE 8000, heed's defaults, {tr_t['steps']} steps, {tr_t['test_sentences']} test sentences):
+**translate** (Ding de-en, BPE 8000, {tr_t['parameters']} parameters, {tr_t['steps']} steps, {tr_t['test_sentences']} test sentences):
 
 {header}
 {rows(tr_h, tr_t, True, "target tokens")}
 
-**lm** (KJV, characters, heed's defaults, {lm_t['steps']} steps):
+**lm** (KJV, characters, {lm_t['parameters']} parameters, {lm_t['steps']} steps):
 
 {header}
 {rows(lm_h, lm_t, False, "tokens")}
@@ -163,10 +170,10 @@ table = f"""<!-- side-by-side:begin -->
 Commands (`bench/run_side_by_side.sh`):
 
     {tr_cmd}
-    /usr/bin/python3 bench/translate_torch.py translate.h5 --threads {threads} --hyp-out translate_torch.hyp --ref-out translate_ref.txt
+    /usr/bin/python3 bench/translate_torch.py translate.h5 --threads {threads} --init {tr_t['init']} --hyp-out translate_torch.hyp --ref-out translate_ref.txt
     translate bleu --hyp translate_heed.hyp --ref translate_ref.txt   (and the same for translate_torch.hyp)
     {lm_cmd}
-    /usr/bin/python3 bench/lm_torch.py lm.h5 --threads {threads}
+    /usr/bin/python3 bench/lm_torch.py lm.h5 --threads {threads} --init {lm_t['init']}
 {note_block}<!-- side-by-side:end -->"""
 print(table)
 if write:

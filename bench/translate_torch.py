@@ -124,6 +124,25 @@ def make_batch(pairs, rows):
     return src, tgt_in, tgt_out
 
 
+def load_heed_init(model, group, rename=lambda name: name):
+    """Copies heed's initial weights (the export's init/ group, heed's names:
+    q/k/v projections apart) into the torch model."""
+    used = set()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            heed = rename(name)
+            if heed.endswith(("in_proj_weight", "in_proj_bias")):
+                head, kind = heed.rsplit("in_proj_", 1)
+                parts = [f"{head}{x}_proj.{kind}" for x in "qkv"]
+                p.copy_(torch.cat([torch.from_numpy(group[n][()]) for n in parts]))
+                used.update(parts)
+            else:
+                p.copy_(torch.from_numpy(group[heed][()]))
+                used.add(heed)
+    missing = set(group.keys()) - used
+    assert not missing, f"heed parameters without a torch twin: {sorted(missing)}"
+
+
 def lr_at(step, c):
     """heed's WarmupCosineSchedule (docs/optim.md), step 1-based."""
     warmup, total, base, low = c["warmup"], c["steps"], c["lr"], c["min_lr"]
@@ -220,6 +239,9 @@ def main():
     ap.add_argument("--ref-out", help="the test references, one per line (for `translate bleu`)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--init", choices=("torch", "heed"), default="torch",
+                    help="initial weights: PyTorch's own draw, or heed's (from the export)")
+    ap.add_argument("--dropout", type=float, help="override the exported dropout (0: compare first steps exactly)")
     ap.add_argument("--check-decode", type=int, default=0, metavar="N",
                     help="check the cached greedy decoder against full re-decoding on N test sentences, then exit")
     args = ap.parse_args()
@@ -242,7 +264,12 @@ def main():
     valid_batches = [list(r) for r in ragged(f["valid_batches"])]
     assert len(train_batches) == c["steps"], (len(train_batches), c["steps"])
 
+    if args.dropout is not None:
+        c["dropout"] = args.dropout
     model = Seq2Seq(c)
+    if args.init == "heed":
+        load_heed_init(model, f["init"],
+                       lambda n: n.removeprefix("transformer.").replace("multihead_attn.", "cross_attn."))
     if args.check_decode:
         worst = check_cached_decoder(model, test_src[:args.check_decode], c["max_len"])
         print(f"cached decoder vs full decoder: largest logit difference {worst:.2e}")
@@ -285,7 +312,7 @@ def main():
     if args.ref_out:
         with open(args.ref_out, "wb") as out:
             out.writelines(r + b"\n" for r in test_ref)
-    summary = dict(program="translate", framework="pytorch", torch=torch.__version__, threads=torch.get_num_threads(),
+    summary = dict(program="translate", framework="pytorch", init=args.init, dropout=c["dropout"], torch=torch.__version__, threads=torch.get_num_threads(),
                    parameters=params, steps=len(train_batches), first_loss=first_loss,
                    last50_train_loss=float(np.mean(losses[-50:])), valid_loss=valid_loss,
                    train_tokens=tokens, train_seconds=train_seconds, tokens_per_s=tokens / train_seconds,

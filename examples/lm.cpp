@@ -187,6 +187,7 @@ int run_train(Settings s, const RunOptions& r) {
   if (!r.export_data.empty()) {
     HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
     export_data(r.export_data, config, *tok, train_ids, valid_ids, s);
+    examples::write_initial_parameters(r.export_data, model.named_parameters());
     fmt::print(stderr, "exported the data and the windows of the first {} batches to {}\n", s.steps, r.export_data);
   }
   int64_t step = 0;
@@ -213,6 +214,7 @@ int run_train(Settings s, const RunOptions& r) {
   // Time in training steps alone (no evaluation or checkpoints), for comparisons with other frameworks.
   double train_seconds = 0;
   int64_t train_tokens = 0, train_steps = 0;
+  double first_loss = NAN;
   model.train();
   while (step < s.steps) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
@@ -235,6 +237,7 @@ int run_train(Settings s, const RunOptions& r) {
     const double l = loss.item<double>();
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     train_tokens += b.y.numel(), ++train_steps;
+    if (train_steps == 1) first_loss = l;
     window += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.y.numel());
     if (step % r.eval_every == 0 || step == s.steps) {
@@ -253,8 +256,8 @@ int run_train(Settings s, const RunOptions& r) {
   }
   progress.finish();
   if (train_steps > 0)
-    fmt::print(stderr, "training steps alone: {} steps, {} tokens in {:.1f} s = {:.0f} tokens/s\n", train_steps,
-               train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds);
+    fmt::print(stderr, "training steps alone: {} steps, {} tokens in {:.1f} s = {:.0f} tokens/s; first-step loss {:.5f}\n",
+               train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});

@@ -222,7 +222,8 @@ std::vector<std::vector<int64_t>> id_rows(const std::vector<data::EncodedPair>& 
 // splits (<split>/src, <split>/tgt: ragged ids without BOS/EOS; row i is pair i
 // of the split), the test sentences as text, each vocabulary's pieces, and the
 // rows of the first `steps` training batches and of the validation batches
-// (indices into train and valid). The batchers are rebuilt here exactly as
+// (indices into train and valid). The model's initial weights follow once it
+// is built (write_initial_parameters). The batchers are rebuilt here exactly as
 // training builds them: they are pure functions of the pairs and the settings.
 void export_data(const std::string& path, const TrainSettings& s, const Corpus& corpus,
                  const std::vector<data::EncodedPair>& train, const std::vector<data::EncodedPair>& valid) {
@@ -291,6 +292,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
       data::TranslationBatcher(encode(corpus.splits.valid, corpus), s.max_tokens, 0, false, s.max_len).all_batches();
 
   nn::Seq2SeqTransformer model(model_options(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size()));
+  if (!r.export_data.empty()) examples::write_initial_parameters(r.export_data, model.named_parameters());
   model.to(device);
   fmt::print(stderr, "Seq2SeqTransformer: {} parameters, d_model {}, {}+{} layers, {} heads, ff {}\n",
              model.num_parameters(), s.d_model, s.encoder_layers, s.decoder_layers, s.nhead, s.ff);
@@ -338,6 +340,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   // Time in training steps alone (no evaluation or checkpoints), for comparisons with other frameworks.
   double train_seconds = 0;
   int64_t train_tokens = 0, train_steps = 0;
+  double first_loss = NAN;
   while (step < s.steps) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
       progress.message(fmt::format("time limit of {} reached at step {}", examples::format_duration(r.time_limit), step));
@@ -360,6 +363,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     const double l = loss.item<double>();
     train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     train_tokens += b.num_tgt_tokens, ++train_steps;
+    if (train_steps == 1) first_loss = l;
     window_loss += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.num_tgt_tokens);
     const bool last = step == s.steps;
@@ -385,8 +389,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
   progress.finish();
   if (cpu::profiling_enabled()) fmt::print(stderr, "time per CPU kernel (HEED_PROFILE):\n{}\n", cpu::profile_report());
   if (train_steps > 0)
-    fmt::print(stderr, "training steps alone: {} steps, {} target tokens in {:.1f} s = {:.0f} target tokens/s\n",
-               train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds);
+    fmt::print(stderr, "training steps alone: {} steps, {} target tokens in {:.1f} s = {:.0f} target tokens/s; "
+               "first-step loss {:.5f}\n",
+               train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "translate: loss", "step", "nats per token",
                            {train_curve, valid_curve});

@@ -26,6 +26,11 @@ void write_strings(h5::File& file, const std::string& name, const std::vector<st
   file.write(name + "/offsets", from_vector<int64_t>(offsets, {static_cast<int64_t>(offsets.size())}));
 }
 
+void write_initial_parameters(const std::string& path, const nn::NamedTensors& params) {
+  h5::File f = h5::File::open(path, h5::Mode::ReadWrite);
+  for (const auto& [name, p] : params) f.write("init/" + name, p);
+}
+
 std::vector<std::string> token_pieces(const data::Tokenizer& tok) {
   std::vector<std::string> pieces;
   for (int64_t id = 0; id < tok.vocab_size(); ++id) pieces.push_back(tok.decode({id}));

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "data/tokenizer.h"
+#include "nn/module.h"
 #include "nn/hdf5.h"
 
 namespace heed::examples {
@@ -17,6 +18,11 @@ void write_ragged(h5::File& file, const std::string& name, const std::vector<std
 
 // <name>/flat (uint8 bytes) and <name>/offsets: strings that may hold any byte.
 void write_strings(h5::File& file, const std::string& name, const std::vector<std::string>& strings);
+
+// Adds a model's parameters (its initial weights, when called before
+// training) to an existing export as init/<parameter name>, so that the other
+// framework can start from the very same weights.
+void write_initial_parameters(const std::string& path, const nn::NamedTensors& params);
 
 // Each id's text as the tokenizer's decode() gives it for that id alone (the
 // specials decode to ""), so that joining the pieces of a sequence's ids
