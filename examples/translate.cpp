@@ -45,12 +45,14 @@ struct TrainSettings {
   std::string data = "/usr/share/trans/de-en";  // Ding file, or a .tsv of pairs
   std::string task;                             // copy | reverse | sort: synthetic data instead
   std::string tokenizer = "bpe";
-  int64_t vocab_size = 8000;
+  int64_t vocab_size = 4000;
   int64_t min_count = 2;
   int64_t d_model = 256, nhead = 4, encoder_layers = 3, decoder_layers = 3, ff = 1024;
   double dropout = 0.1, label_smoothing = 0.1;
   double lr = 1e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
-  int64_t warmup = 400, steps = 4000, max_tokens = 4096, max_len = 48;
+  // Sized for the main job: about 9 minutes of training on 2 cores. Smaller
+  // batches learned more per token than 4096-token ones in that budget.
+  int64_t warmup = 150, steps = 800, max_tokens = 2048, max_len = 48;
   double valid_fraction = 0.04, test_fraction = 0.05;
   int64_t seed = 1;
 };
@@ -201,7 +203,7 @@ struct RunOptions {
   std::string resume;
   double time_limit = 0;
   int64_t stop_at = 0;  // stop after this step (the schedule still spans --steps); 0 = run to the end
-  int64_t eval_every = 500, save_every = 500, show = 8, beam = 4, threads = 0;
+  int64_t eval_every = 200, save_every = 200, show = 8, beam = 4, threads = 0;
   double length_penalty = 0.6;
   int64_t bleu_subset = 300;
   int64_t beam_sentences = 300;
