@@ -16,9 +16,11 @@ namespace {
 
 // Distance in float32 ulps of `got` from the exact `want`, measured with the
 // spacing of floats at want (at least the smallest normal's).
+// want is clamped to the smallest normal first: ilogb(0) is INT_MIN, and
+// subtracting from it would overflow.
 double ulps(float got, double want) {
-  const double spacing = std::max<double>(std::ldexp(1.0, std::ilogb(static_cast<float>(want)) - 23),
-                                          std::numeric_limits<float>::min() * 0x1p-23);
+  const float magnitude = std::max(std::abs(static_cast<float>(want)), std::numeric_limits<float>::min());
+  const double spacing = std::ldexp(1.0, std::ilogb(magnitude) - 23);
   return std::abs(static_cast<double>(got) - want) / spacing;
 }
 
