@@ -1,0 +1,27 @@
+#pragma once
+// The CUDA row of the op table is filled in parts, one per group of kernels,
+// each part in its own file next to the kernels it installs:
+//   cuda/elementwise.cpp  copy (strided, casting), fill, unary, binary, where
+//   cuda/reduce.cpp       reduce, softmax, layer_norm, layer_norm_backward
+//   cuda/matmul.cpp       matmul through cuBLAS
+//   cuda/index.cpp        index_select, gather, scatter_add, index_add
+//   cuda/optim.cpp        adam_step, random
+// cuda/cuda_backend.cpp sets the memory and device slots and calls each part.
+#include "tensor/backend.h"
+
+namespace heed::cuda {
+
+void install_elementwise_kernels(Backend& row);
+void install_reduction_kernels(Backend& row);
+void install_matmul_kernel(Backend& row);
+void install_index_kernels(Backend& row);
+void install_optim_kernels(Backend& row);
+
+// Throws heed::Error saying `kernel` has no CUDA version yet; the message
+// tells the user to move the tensors to the CPU.
+[[noreturn]] void not_implemented(const char* kernel);
+
+// "[2, 3] float32 on cuda:0 (not contiguous)": for error messages.
+std::string describe(const Tensor& t);
+
+}  // namespace heed::cuda
