@@ -12,6 +12,7 @@
 #include "cuda/register.h"
 #include "tensor/backend.h"
 #include "tensor/error.h"
+#include "tensor/ops.h"
 
 namespace heed::cuda {
 
@@ -24,6 +25,13 @@ void not_implemented(const char* kernel) {
   HEED_FAIL("{} is not implemented on cuda yet; "
             "(move the tensors to the CPU with .to(heed::kCPU))",
             kernel);
+}
+
+Tensor contiguous_copy(const Tensor& x) {
+  if (x.is_contiguous()) return x;
+  Tensor dense = empty(x.shape(), x.dtype(), x.device());
+  backend(x.device()).copy(x, dense);
+  return dense;
 }
 
 namespace {

@@ -21,6 +21,10 @@ void install_optim_kernels(Backend& row);
 // tells the user to move the tensors to the CPU.
 [[noreturn]] void not_implemented(const char* kernel);
 
+// x itself when contiguous, else a contiguous copy on x's device made by the
+// row's own copy kernel (no autograd): for kernels that want dense input.
+Tensor contiguous_copy(const Tensor& x);
+
 // "[2, 3] float32 on cuda:0 (not contiguous)": for error messages.
 std::string describe(const Tensor& t);
 
