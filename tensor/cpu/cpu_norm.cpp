@@ -54,6 +54,8 @@ void forward_rows(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
         for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s * pw[j] + pb[j];
       } else if (pw) {
         for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s * pw[j];
+      } else if (pb) {
+        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s + pb[j];
       } else {
         for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s;
       }
