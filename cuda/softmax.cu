@@ -1,0 +1,95 @@
+// Softmax and log-softmax over the last dim of a contiguous x [R, n] on the
+// GPU, the CPU's row rule (tensor/cpu/cpu_softmax.cpp) with one group of
+// threads per row (cuda/reduce_plan.h's plan_rows: a warp for rows up to 128
+// elements, up to 512 threads for long rows, several rows per block when the
+// group is small):
+//   m = max of the row, NaN skipped (a NaN still reaches the sum, so the row
+//       becomes NaN, as on the CPU);
+//   a row whose max is -inf (all -inf, or -inf and NaN) is written as zeros
+//       (softmax) or -inf (log-softmax), never NaN;
+//   sum = sum of exp(x - m) in double, each exp rounded to T first;
+//   softmax: exp(x - m) * T(1 / sum); log-softmax: (x - m) - T(log(sum)).
+// Three passes read the row (max, sum, write); each pass reads adjacent
+// elements with adjacent threads, and the group folds in a fixed tree, so the
+// bits are the same every run. Differences from the CPU: exp is CUDA's expf /
+// exp (the CPU's float32 path uses its own vectorised exp, both within 2 ulp),
+// and the double sum is added in another order.
+#include <cuda/std/limits>
+
+#include "cuda/check.h"
+#include "cuda/group_reduce.cuh"
+#include "cuda/kernels.h"
+#include "cuda/reduce_plan.h"
+
+namespace heed::cuda {
+
+namespace {
+
+__device__ inline float exp_of(float v) { return expf(v); }
+__device__ inline double exp_of(double v) { return exp(v); }
+
+// The CPU's row max: v > m ? v : m never takes a NaN.
+struct MaxSkippingNaN {
+  template <class T>
+  __device__ T operator()(T a, T b) const {
+    return b > a ? b : a;
+  }
+};
+
+// Block (group threads, rows per block), grid (blocks); x, out: [rows, n].
+template <class T>
+__global__ void softmax_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log_softmax) {
+  __shared__ T shared_max[32];
+  __shared__ double shared_sum[32];
+  constexpr T kInf = ::cuda::std::numeric_limits<T>::infinity();
+  const int64_t per_grid = static_cast<int64_t>(gridDim.x) * blockDim.y;
+  // `base` is uniform over the block: every thread reaches the barriers.
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.y; base < rows; base += per_grid) {
+    const int64_t row = base + threadIdx.y;
+    const bool active = row < rows;
+    const T* xr = x + (active ? row : 0) * n;
+
+    T m = -kInf;
+    if (active)
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const T v = xr[j];
+        m = v > m ? v : m;
+      }
+    m = group_reduce(m, MaxSkippingNaN(), shared_max);
+    const bool all_neg_inf = m == -kInf;
+
+    double sum = 0;
+    if (active && !all_neg_inf)
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += static_cast<double>(exp_of(xr[j] - m));
+    sum = group_reduce(sum, AddMerge(), shared_sum);
+    if (!active) continue;
+
+    T* yr = out + row * n;
+    if (all_neg_inf) {
+      const T fill = log_softmax ? -kInf : T(0);
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = fill;
+    } else if (log_softmax) {
+      const T log_sum = static_cast<T>(::log(sum));
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = (xr[j] - m) - log_sum;
+    } else {
+      const T inv = static_cast<T>(1.0 / sum);
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = exp_of(xr[j] - m) * inv;
+    }
+  }
+}
+
+}  // namespace
+
+template <class T>
+void launch_softmax(const T* x, T* out, int64_t rows, int64_t n, bool log) {
+  if (rows <= 0 || n <= 0) return;
+  const RowLaunch l = plan_rows(rows, n);
+  const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
+  softmax_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(x, out, rows, n, log);
+  HEED_CUDA_CHECK(cudaGetLastError());
+}
+
+template void launch_softmax<float>(const float*, float*, int64_t, int64_t, bool);
+template void launch_softmax<double>(const double*, double*, int64_t, int64_t, bool);
+
+}  // namespace heed::cuda
