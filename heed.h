@@ -6,6 +6,7 @@
 #include "autograd/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "autograd/node.h"
+#include "cuda/matmul.h"
 #include "cuda/memory.h"
 #include "cuda/register.h"
 #include "tensor/device.h"

@@ -41,3 +41,62 @@ void launch_layer_norm_backward(const T* grad, const T* x, const T* weight, cons
 int64_t layer_norm_backward_workspace(int64_t rows, int64_t d);
 
 }  // namespace heed::cuda
+
+// ---- matmul / index / optim helper: cuda/index.cu, cuda/optim.cu, cuda/random.cu ----
+// The argument structs are in cuda/index_math.h and cuda/optim_math.h.
+#include <cstddef>
+
+namespace heed::cuda {
+
+struct IndexCheckArgs;
+struct IndexSelectArgs;
+struct GatherArgs;
+struct ScatterAddArgs;
+struct IndexAddArgs;
+template <class T>
+struct AdamScalars;
+
+// Checks every entry of an index tensor of `numel` entries (a.walk over its
+// shape): *first_bad becomes the smallest row-major position of an entry
+// outside [0, a.size) when that is below its current value. When keys is not
+// null, also writes keys[p] = entry p and order[p] = p (index_add's sort input).
+void launch_check_index(const IndexCheckArgs& a, const int64_t* index, int64_t numel, int64_t* first_bad,
+                        uint64_t* keys, int64_t* order);
+// out [numel] contiguous; T is uint8_t, uint32_t or uint64_t: elements are moved
+// as bytes. A bad entry is recorded in *first_bad as above and leaves its out
+// elements unwritten.
+template <class T>
+void launch_index_select(const IndexSelectArgs& a, const T* x, const int64_t* index, T* out, int64_t numel,
+                         int64_t* first_bad);
+template <class T>
+void launch_gather(const GatherArgs& a, const T* x, const int64_t* index, T* out, int64_t numel,
+                   int64_t* first_bad);
+// T is float, double, int64_t or uint8_t; the index entries have been checked.
+template <class T>
+void launch_scatter_add(const ScatterAddArgs& a, T* dst, const T* src, const int64_t* index, int64_t lines);
+// *dst += *src (0-d scatter_add / index_add).
+template <class T>
+void launch_add_one(T* dst, const T* src);
+// Stable radix sort of n (key, position) pairs on the low `bits` bits of the
+// keys: first ask for the temporary bytes, then sort with that much.
+size_t index_sort_temp_bytes(int64_t n, int bits);
+void launch_index_sort(void* temp, size_t temp_bytes, const uint64_t* keys_in, uint64_t* keys_out,
+                       const int64_t* order_in, int64_t* order_out, int64_t n, int bits);
+template <class T>
+void launch_index_add(const IndexAddArgs& a, T* dst, const T* src, const uint64_t* keys, const int64_t* order,
+                      int64_t work);
+
+// All [n], contiguous; T is float or double.
+template <class T>
+void launch_adam_step(const AdamScalars<T>& s, T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n);
+
+// out [n] contiguous from tensor/philox.h's mapping (T float or double; any
+// dtype's storage type for Bernoulli).
+template <class T>
+void launch_random_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, T a, T b);
+template <class T>
+void launch_random_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, T mean, T std);
+template <class T>
+void launch_random_bernoulli(T* out, int64_t n, uint64_t seed, uint64_t offset, double p);
+
+}  // namespace heed::cuda

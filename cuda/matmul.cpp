@@ -1,15 +1,145 @@
-// The CUDA op table's matmul through cuBLAS.
+// The CUDA op table's matmul: a [B, M, K] x b [B, K, N] -> out [B, M, N] as
+// one cuBLAS strided-batched GEMM (cuda/matmul_layout.h says how row-major
+// tensors become cuBLAS's column-major arguments). Operands that are row- or
+// column-major matrices with one batch stride (0 included: a broadcast
+// operand) are read in place; any other layout is copied to a contiguous
+// tensor first.
+//
+// cuBLAS state: one handle per device, made on first use under a lock and
+// kept for the life of the process (destroying handles at exit, after the
+// CUDA runtime may have shut down, is what fails), bound to the default
+// stream so that it orders with every other heed kernel, with its own
+// workspace of 32 MiB on Hopper and later, 4 MiB before (cuBLAS's
+// recommendations; plain cudaMalloc, outside the caching allocator's stats).
+// The handle's settings never change after creation, so threads may share
+// it; TF32 is chosen per call through the compute type, not the math mode.
+#include "cuda/matmul.h"
+
+#include <atomic>
+#include <mutex>
+#include <vector>
+
+#include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
 #include "cuda/check.h"
 #include "cuda/device.h"
+#include "cuda/kernels.h"
+#include "cuda/matmul_layout.h"
 #include "cuda/row_parts.h"
 #include "tensor/error.h"
 
 namespace heed::cuda {
 
-void install_matmul_kernel(Backend& row) {
-  row.matmul = [](const Tensor&, const Tensor&, const Tensor&) { not_implemented("matmul"); };
+namespace {
+
+std::atomic<bool> g_allow_tf32{false};
+
+[[noreturn]] void throw_cublas_error(cublasStatus_t status, const char* call, const char* file, int line) {
+  // A failed launch inside cuBLAS may have left a CUDA error behind: clear it.
+  cudaGetLastError();
+  HEED_FAIL("cuBLAS error {} ({}) in {} at {}:{}", cublasGetStatusName(status), cublasGetStatusString(status), call,
+            file, line);
 }
+
+#define HEED_CUBLAS_CHECK(call)                                                          \
+  do {                                                                                   \
+    const cublasStatus_t heed_cublas_status_ = (call);                                   \
+    if (heed_cublas_status_ != CUBLAS_STATUS_SUCCESS)                                    \
+      throw_cublas_error(heed_cublas_status_, #call, __FILE__, __LINE__);                \
+  } while (0)
+
+struct DeviceBlas {
+  cublasHandle_t handle = nullptr;
+  void* workspace = nullptr;
+};
+
+// The handle of `device`, which must be the current device (the caller's DeviceGuard).
+cublasHandle_t handle_for(int device) {
+  static std::mutex mutex;
+  static std::vector<DeviceBlas> per_device;  // handles deliberately never destroyed (see the top)
+  std::lock_guard<std::mutex> lock(mutex);
+  if (static_cast<size_t>(device) >= per_device.size()) per_device.resize(static_cast<size_t>(device) + 1);
+  DeviceBlas& blas = per_device[static_cast<size_t>(device)];
+  if (blas.handle != nullptr) return blas.handle;
+
+  cublasHandle_t handle = nullptr;
+  void* workspace = nullptr;
+  HEED_CUBLAS_CHECK(cublasCreate(&handle));
+  try {
+    // Setting the stream resets the workspace, so the stream goes first.
+    HEED_CUBLAS_CHECK(cublasSetStream(handle, 0));  // the default stream, as every heed kernel
+    int major = 0;
+    HEED_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+    const size_t workspace_bytes = (major >= 9 ? 32u : 4u) << 20;
+    HEED_CUDA_CHECK(cudaMalloc(&workspace, workspace_bytes));
+    HEED_CUBLAS_CHECK(cublasSetWorkspace(handle, workspace, workspace_bytes));
+    HEED_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
+  } catch (...) {
+    cublasDestroy(handle);
+    if (workspace != nullptr) cudaFree(workspace);
+    throw;
+  }
+  blas.handle = handle;
+  blas.workspace = workspace;
+  return handle;
+}
+
+template <class T>
+void run_gemm(cublasHandle_t handle, const GemmPlan& p, const T* a, const T* b, T* out) {
+  const T alpha = 1, beta = 0;
+  cudaDataType_t type;
+  cublasComputeType_t compute;
+  if constexpr (sizeof(T) == 4) {
+    type = CUDA_R_32F;
+    compute = g_allow_tf32.load(std::memory_order_relaxed) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  } else {
+    type = CUDA_R_64F;
+    compute = CUBLAS_COMPUTE_64F;
+  }
+  HEED_CUBLAS_CHECK(cublasGemmStridedBatchedEx_64(
+      handle, p.transpose_first ? CUBLAS_OP_T : CUBLAS_OP_N, p.transpose_second ? CUBLAS_OP_T : CUBLAS_OP_N, p.m, p.n,
+      p.k, &alpha, b, type, p.ld_first, p.stride_first, a, type, p.ld_second, p.stride_second, &beta, out, type,
+      p.ld_out, p.stride_out, p.batch, compute, CUBLAS_GEMM_DEFAULT));
+}
+
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+  HEED_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3,
+             "cuda matmul: expected a [B, M, K], b [B, K, N], out [B, M, N], got {}, {}, {}", shape_str(a.shape()),
+             shape_str(b.shape()), shape_str(out.shape()));
+  HEED_CHECK(a.shape()[0] == out.shape()[0] && b.shape()[0] == out.shape()[0] && a.shape()[1] == out.shape()[1] &&
+                 b.shape()[2] == out.shape()[2] && a.shape()[2] == b.shape()[1],
+             "cuda matmul: shapes {} x {} -> {} do not match", shape_str(a.shape()), shape_str(b.shape()),
+             shape_str(out.shape()));
+  HEED_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "cuda matmul: dtypes {}, {}, {} differ",
+             dtype_name(a.dtype()), dtype_name(b.dtype()), dtype_name(out.dtype()));
+  HEED_CHECK(out.is_contiguous(), "cuda matmul: out must be contiguous, got {}", describe(out));
+  const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
+  if (batch == 0 || m == 0 || n == 0) return;
+  const int device = out.device().index;
+  DeviceGuard guard(device);
+  dispatch_floating(a.dtype(), "cuda matmul", [&](auto zero) {
+    using T = decltype(zero);
+    if (k == 0) return launch_fill<T>(static_cast<T*>(out.raw_data()), out.numel(), T(0));  // empty sums
+    Tensor a_in = a, b_in = b;
+    GemmPlan plan = plan_gemm(a.shape().data(), a.strides().data(), b.shape().data(), b.strides().data());
+    if (!plan.a.ok || !plan.b.ok) {
+      if (!plan.a.ok) a_in = contiguous_copy(a);
+      if (!plan.b.ok) b_in = contiguous_copy(b);
+      plan = plan_gemm(a_in.shape().data(), a_in.strides().data(), b_in.shape().data(), b_in.strides().data());
+      HEED_CHECK(plan.a.ok && plan.b.ok, "cuda matmul: no cuBLAS layout for {} x {}", describe(a_in),
+                 describe(b_in));
+    }
+    run_gemm<T>(handle_for(device), plan, static_cast<const T*>(a_in.raw_data()),
+                static_cast<const T*>(b_in.raw_data()), static_cast<T*>(out.raw_data()));
+  });
+}
+
+}  // namespace
+
+void set_allow_tf32(bool allow) { g_allow_tf32.store(allow, std::memory_order_relaxed); }
+bool allow_tf32() { return g_allow_tf32.load(std::memory_order_relaxed); }
+
+void install_matmul_kernel(Backend& row) { row.matmul = matmul; }
 
 }  // namespace heed::cuda

@@ -1,18 +1,67 @@
-// The CUDA op table's the fused Adam step and the counter-based random fill.
+// The CUDA op table's fused Adam step and counter-based random fill. Both
+// follow the CPU kernels operation by operation (cuda/optim_math.h), so a
+// step or a seed gives the same numbers on either device: bit for bit for
+// adam_step, uniform and bernoulli; normal up to the device's logf/cosf.
 #include <cuda_runtime_api.h>
 
 #include "cuda/check.h"
 #include "cuda/device.h"
+#include "cuda/kernels.h"
+#include "cuda/optim_math.h"
 #include "cuda/row_parts.h"
 #include "tensor/error.h"
 
 namespace heed::cuda {
 
+namespace {
+
+void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
+               const AdamStepArgs& a) {
+  HEED_CHECK(param.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous(),
+             "cuda adam_step: expected contiguous tensors, got param {}, grad {}, exp_avg {}, exp_avg_sq {}",
+             describe(param), describe(grad), describe(exp_avg), describe(exp_avg_sq));
+  DeviceGuard guard(param.device().index);
+  dispatch_floating(param.dtype(), "cuda adam_step", [&](auto zero) {
+    using T = decltype(zero);
+    const AdamScalars<T> s =
+        make_adam_scalars<T>(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.decoupled_weight_decay,
+                             a.bias_correction1, a.bias_correction2_sqrt, a.maximize);
+    launch_adam_step<T>(s, static_cast<T*>(param.raw_data()), static_cast<const T*>(grad.raw_data()),
+                        static_cast<T*>(exp_avg.raw_data()), static_cast<T*>(exp_avg_sq.raw_data()), param.numel());
+  });
+}
+
+void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out) {
+  HEED_CHECK(out.is_contiguous(), "cuda random: out must be contiguous, got {}", describe(out));
+  DeviceGuard guard(out.device().index);
+  const int64_t n = out.numel();
+  switch (dist) {
+    case RandomDist::Uniform:
+      return dispatch_floating(out.dtype(), "cuda random (uniform)", [&](auto zero) {
+        using T = decltype(zero);
+        launch_random_uniform<T>(static_cast<T*>(out.raw_data()), n, seed, offset, static_cast<T>(a),
+                                 static_cast<T>(b));
+      });
+    case RandomDist::Normal:
+      return dispatch_floating(out.dtype(), "cuda random (normal)", [&](auto zero) {
+        using T = decltype(zero);
+        launch_random_normal<T>(static_cast<T*>(out.raw_data()), n, seed, offset, static_cast<T>(a),
+                                static_cast<T>(b));
+      });
+    case RandomDist::Bernoulli:
+      return dispatch_dtype(out.dtype(), [&](auto zero) {
+        using T = decltype(zero);
+        launch_random_bernoulli<T>(static_cast<T*>(out.raw_data()), n, seed, offset, a);
+      });
+  }
+  HEED_FAIL("cuda random: unknown distribution {}", static_cast<int>(dist));
+}
+
+}  // namespace
+
 void install_optim_kernels(Backend& row) {
-  row.adam_step = [](const Tensor&, const Tensor&, const Tensor&, const Tensor&, const AdamStepArgs&) {
-    not_implemented("adam_step");
-  };
-  row.random = [](RandomDist, double, double, uint64_t, uint64_t, const Tensor&) { not_implemented("random"); };
+  row.adam_step = adam_step;
+  row.random = random;
 }
 
 }  // namespace heed::cuda

@@ -4,7 +4,8 @@
 // state, so element i of a draw can be computed by whichever thread or device
 // owns it and the stream never depends on the number of threads or on the
 // device. Header-only, constexpr, and free of std:: calls in the core rounds
-// so that a CUDA kernel can include it (HEED_HOST_DEVICE marks the functions).
+// so that a CUDA kernel can include it (HEED_HD, from cuda/hd.h, marks the
+// functions __host__ __device__ under nvcc and is empty for g++).
 //
 // THE MAPPING every backend must reproduce (Backend::random). A draw of n
 // samples, each taking w 32-bit words (philox_words below: 1 for float32
@@ -30,11 +31,7 @@
 #include <cstdint>
 #include <math.h>  // the C functions, which CUDA also provides on the device
 
-// cuda/ defines HEED_HOST_DEVICE as __host__ __device__ before including this
-// header; everywhere else these are plain host functions.
-#ifndef HEED_HOST_DEVICE
-#define HEED_HOST_DEVICE
-#endif
+#include "cuda/hd.h"
 
 namespace heed {
 
@@ -50,7 +47,7 @@ namespace philox_detail {
 constexpr uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
 constexpr uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;  // golden ratio, sqrt(3) - 1
 
-HEED_HOST_DEVICE constexpr Philox4x32 philox_round(const Philox4x32& c, const PhiloxKey& key) {
+HEED_HD constexpr Philox4x32 philox_round(const Philox4x32& c, const PhiloxKey& key) {
   const uint64_t p0 = static_cast<uint64_t>(kMul0) * c.w[0];
   const uint64_t p1 = static_cast<uint64_t>(kMul1) * c.w[2];
   const uint32_t hi0 = static_cast<uint32_t>(p0 >> 32), lo0 = static_cast<uint32_t>(p0);
@@ -61,7 +58,7 @@ HEED_HOST_DEVICE constexpr Philox4x32 philox_round(const Philox4x32& c, const Ph
 }  // namespace philox_detail
 
 // Ten rounds, the key bumped by the Weyl constants between rounds.
-HEED_HOST_DEVICE constexpr Philox4x32 philox4x32(Philox4x32 counter, PhiloxKey key) {
+HEED_HD constexpr Philox4x32 philox4x32(Philox4x32 counter, PhiloxKey key) {
   for (int r = 0; r < 10; ++r) {
     if (r > 0) {
       key.k[0] += philox_detail::kWeyl0;
@@ -73,60 +70,63 @@ HEED_HOST_DEVICE constexpr Philox4x32 philox4x32(Philox4x32 counter, PhiloxKey k
 }
 
 // Words per sample (see the mapping above).
-HEED_HOST_DEVICE constexpr int philox_words(bool normal, bool is_double) {
+HEED_HD constexpr int philox_words(bool normal, bool is_double) {
   return normal ? (is_double ? 4 : 2) : (is_double ? 2 : 1);
 }
 
 // Philox block number `index` of the stream seeded with `seed`.
-HEED_HOST_DEVICE constexpr Philox4x32 philox_block(uint64_t seed, uint64_t index) {
+HEED_HD constexpr Philox4x32 philox_block(uint64_t seed, uint64_t index) {
   return philox4x32(
       Philox4x32{{static_cast<uint32_t>(index), static_cast<uint32_t>(index >> 32), 0u, 0u}},
       PhiloxKey{{static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32)}});
 }
 
 // [0, 1) from the top 24 bits: every value is exactly representable in float.
-HEED_HOST_DEVICE constexpr float uint_to_unit_float(uint32_t w) {
+HEED_HD constexpr float uint_to_unit_float(uint32_t w) {
   return static_cast<float>(w >> 8) * (1.0f / 16777216.0f);
 }
 // [0, 1) from the top 53 bits of (hi << 32 | lo): exact in double.
-HEED_HOST_DEVICE constexpr double uint_to_unit_double(uint32_t hi, uint32_t lo) {
+HEED_HD constexpr double uint_to_unit_double(uint32_t hi, uint32_t lo) {
   return static_cast<double>(((static_cast<uint64_t>(hi) << 32) | lo) >> 11) *
          (1.0 / 9007199254740992.0);
 }
 
 // ---- the per-element samples of the mapping above ---------------------------
+// (cuda/random.cu does not call these on the device, where nvcc would contract
+// a + (b - a) * u into an fma: cuda/optim_math.h has the same samples with
+// every operation rounded on its own.)
 
 template <class T>
-HEED_HOST_DEVICE inline T uniform_from(const uint32_t* v, T a, T b);
+HEED_HD inline T uniform_from(const uint32_t* v, T a, T b);
 template <>
-HEED_HOST_DEVICE inline float uniform_from<float>(const uint32_t* v, float a, float b) {
+HEED_HD inline float uniform_from<float>(const uint32_t* v, float a, float b) {
   float x = a + (b - a) * uint_to_unit_float(v[0]);
   return x < b ? x : a;
 }
 template <>
-HEED_HOST_DEVICE inline double uniform_from<double>(const uint32_t* v, double a, double b) {
+HEED_HD inline double uniform_from<double>(const uint32_t* v, double a, double b) {
   double x = a + (b - a) * uint_to_unit_double(v[0], v[1]);
   return x < b ? x : a;
 }
 
 template <class T>
-HEED_HOST_DEVICE inline T normal_from(const uint32_t* v, T mean, T std);
+HEED_HD inline T normal_from(const uint32_t* v, T mean, T std);
 template <>
-HEED_HOST_DEVICE inline float normal_from<float>(const uint32_t* v, float mean, float std) {
+HEED_HD inline float normal_from<float>(const uint32_t* v, float mean, float std) {
   const float u1 = 1.0f - uint_to_unit_float(v[0]);  // (0, 1]: log never sees 0
   const float u2 = uint_to_unit_float(v[1]);
   const float z = ::sqrtf(-2.0f * ::logf(u1)) * ::cosf(6.28318530717958647692f * u2);
   return mean + std * z;
 }
 template <>
-HEED_HOST_DEVICE inline double normal_from<double>(const uint32_t* v, double mean, double std) {
+HEED_HD inline double normal_from<double>(const uint32_t* v, double mean, double std) {
   const double u1 = 1.0 - uint_to_unit_double(v[0], v[1]);
   const double u2 = uint_to_unit_double(v[2], v[3]);
   const double z = ::sqrt(-2.0 * ::log(u1)) * ::cos(6.28318530717958647692 * u2);
   return mean + std * z;
 }
 
-HEED_HOST_DEVICE inline bool bernoulli_from(const uint32_t* v, double p) {
+HEED_HD inline bool bernoulli_from(const uint32_t* v, double p) {
   return static_cast<double>(uint_to_unit_float(v[0])) < p;
 }
 

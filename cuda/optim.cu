@@ -1,0 +1,39 @@
+// The fused Adam / AdamW step: one thread per element (grid-stride), each
+// element updated by cuda/optim_math.h's adam_element, the CPU's arithmetic
+// rounded operation by operation, so the result matches the CPU bit for bit.
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+#include "cuda/optim_math.h"
+
+namespace heed::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
+
+template <class T>
+__global__ void adam_kernel(AdamScalars<T> s, T* p, const T* g, T* m, T* v, int64_t n) {  // all [n]
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    adam_element(s, p, g, m, v, i);
+}
+
+}  // namespace
+
+template <class T>
+void launch_adam_step(const AdamScalars<T>& s, T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n) {
+  if (n <= 0) return;
+  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
+  adam_kernel<T><<<static_cast<unsigned>(blocks), kThreads>>>(s, param, grad, exp_avg, exp_avg_sq, n);
+  HEED_CUDA_CHECK(cudaGetLastError());
+}
+
+template void launch_adam_step<float>(const AdamScalars<float>&, float*, const float*, float*, float*, int64_t);
+template void launch_adam_step<double>(const AdamScalars<double>&, double*, const double*, double*, double*,
+                                       int64_t);
+
+}  // namespace heed::cuda

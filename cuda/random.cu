@@ -1,0 +1,64 @@
+// Random fills from Philox4x32-10 with tensor/philox.h's mapping: one thread
+// per Philox block, writing the 4 / words samples that share it
+// (cuda/optim_math.h's random_block). Uniform and Bernoulli are bit-identical
+// to the CPU; Normal differs only where the device's logf/cosf (log/cos)
+// round differently from the host's libm (an ulp or two, now and then).
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/check.h"
+#include "cuda/kernels.h"
+#include "cuda/optim_math.h"
+
+namespace heed::cuda {
+
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
+
+template <class T, class Sampler>
+__global__ void random_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, int words, int64_t blocks,
+                              Sampler sample) {  // out: [n]; blocks = Philox blocks of the draw
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks; b += stride)
+    random_block(out, n, seed, offset, words, b, sample);
+}
+
+template <class T, class Sampler>
+void launch(T* out, int64_t n, uint64_t seed, uint64_t offset, int words, const Sampler& sample) {
+  if (n <= 0) return;
+  const int64_t blocks = random_blocks(n, words);
+  const int64_t grid = std::min<int64_t>((blocks + kThreads - 1) / kThreads, kMaxBlocks);
+  random_kernel<T, Sampler><<<static_cast<unsigned>(grid), kThreads>>>(out, n, seed, offset, words, blocks, sample);
+  HEED_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace
+
+template <class T>
+void launch_random_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, T a, T b) {
+  launch(out, n, seed, offset, philox_words(false, sizeof(T) == 8), UniformSampler<T>{a, b});
+}
+
+template <class T>
+void launch_random_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, T mean, T std) {
+  launch(out, n, seed, offset, philox_words(true, sizeof(T) == 8), NormalSampler<T>{mean, std});
+}
+
+template <class T>
+void launch_random_bernoulli(T* out, int64_t n, uint64_t seed, uint64_t offset, double p) {
+  launch(out, n, seed, offset, 1, BernoulliSampler<T>{p});
+}
+
+template void launch_random_uniform<float>(float*, int64_t, uint64_t, uint64_t, float, float);
+template void launch_random_uniform<double>(double*, int64_t, uint64_t, uint64_t, double, double);
+template void launch_random_normal<float>(float*, int64_t, uint64_t, uint64_t, float, float);
+template void launch_random_normal<double>(double*, int64_t, uint64_t, uint64_t, double, double);
+template void launch_random_bernoulli<float>(float*, int64_t, uint64_t, uint64_t, double);
+template void launch_random_bernoulli<double>(double*, int64_t, uint64_t, uint64_t, double);
+template void launch_random_bernoulli<int64_t>(int64_t*, int64_t, uint64_t, uint64_t, double);
+template void launch_random_bernoulli<bool>(bool*, int64_t, uint64_t, uint64_t, double);
+template void launch_random_bernoulli<uint8_t>(uint8_t*, int64_t, uint64_t, uint64_t, double);
+
+}  // namespace heed::cuda
