@@ -331,11 +331,21 @@ TEST_CASE("checkpoint: a save killed at any moment leaves one complete version",
   const std::string path = dir.file("ckpt.h5");
   save_checkpoint(path, versioned(0));
   std::mt19937 rng(2024);
-  std::uniform_int_distribution<int> delay_ms(30, 1500);
+  std::uniform_int_distribution<int> delay_ms(0, 400);
   int64_t version = 0, advanced = 0;
   for (int round = 0; round < 6; ++round) {
     pid_t child = spawn_self("checkpoint child: save versions in a loop until killed",
                              {{"HEED_CKPT_LOOP_PATH", path}, {"HEED_CKPT_LOOP_START", std::to_string(version + 1)}});
+    // Wait for the child to be saving (its temporary exists) and, every other
+    // round, for a save of its to have finished, so that on a loaded machine
+    // (a slow start) the kills still land both inside and after saves.
+    const std::string tmp = path + ".tmp-" + std::to_string(child);
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    auto started = [&] { return fs::exists(tmp) || complete_version(path) > version; };
+    while (!started() && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (round % 2 == 1 && complete_version(path) == version && std::chrono::steady_clock::now() < give_up)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
     std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms(rng)));
     ::kill(child, SIGKILL);
     REQUIRE(wait_exit_code(child) == 128 + SIGKILL);
