@@ -1,44 +1,208 @@
-// The CUDA op table's copy (strided, casting), fill, unary, binary and where.
+// The CUDA op table's copy (strided, casting, across devices), fill, unary,
+// binary and where: argument checks and dispatch here, the kernels in
+// cuda/elementwise.cu (whose header comment gives the design), host<->device
+// byte transfers in cuda/copy_staging.cpp.
+#include <array>
+
 #include <cuda_runtime_api.h>
 
 #include "cuda/check.h"
+#include "cuda/copy_staging.h"
 #include "cuda/device.h"
+#include "cuda/elementwise_ops.h"
+#include "cuda/kernels.h"
 #include "cuda/row_parts.h"
 #include "tensor/error.h"
-#include "cuda/kernels.h"
+#include "tensor/ops.h"
 
 namespace heed::cuda {
 
 namespace {
 
-// Contiguous copies of one dtype, in any direction: host to device, device to
-// host, device to device (also between two GPUs).
-void copy(const Tensor& src, const Tensor& dst) {
-  HEED_CHECK(src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous() && src.numel() == dst.numel(),
-             "copy from {} to {} is not implemented on cuda yet: only contiguous copies between tensors of one "
-             "dtype are (call .contiguous() and .to(dtype) on the CPU first)",
-             describe(src), describe(dst));
-  const size_t nbytes = static_cast<size_t>(src.numel()) * dtype_size(src.dtype());
-  if (nbytes == 0) return;
-  const Device from = src.device(), to = dst.device();
-  if (from.is_cuda() && to.is_cuda() && from.index != to.index) {
-    HEED_CUDA_CHECK(cudaMemcpyPeer(dst.raw_data(), to.index, src.raw_data(), from.index, nbytes));
-    return;
-  }
-  const cudaMemcpyKind kind = from.is_cpu() ? cudaMemcpyHostToDevice
-                              : to.is_cpu() ? cudaMemcpyDeviceToHost
-                                            : cudaMemcpyDeviceToDevice;
-  DeviceGuard guard(from.is_cuda() ? from.index : to.index);
-  HEED_CUDA_CHECK(cudaMemcpy(dst.raw_data(), src.raw_data(), nbytes, kind));
+// The indexer of N operands of `shape`, operand 0 the output.
+template <int N>
+StridedIndexer<N> indexer_of(const char* op, const Shape& shape, const std::array<const Tensor*, N>& operands) {
+  const int64_t* strides[N];
+  for (int k = 0; k < N; ++k) strides[k] = operands[k]->strides().data();
+  StridedIndexer<N> index;
+  HEED_CHECK(make_strided_indexer<N>(static_cast<int>(shape.size()), shape.data(), strides, index),
+             "cuda {}: tensors of shape {} whose strides leave more than {} dims that cannot be merged "
+             "(make them contiguous first)",
+             op, shape_str(shape), kMaxIndexerDims);
+  return index;
 }
 
+UnaryKind kind_of(UnaryOp op) {
+#define HEED_MAP(name) \
+  case UnaryOp::name: return UnaryKind::name;
+  switch (op) {
+    HEED_MAP(Neg) HEED_MAP(Exp) HEED_MAP(Log) HEED_MAP(Sqrt) HEED_MAP(Rsqrt) HEED_MAP(Tanh) HEED_MAP(Sigmoid)
+    HEED_MAP(Relu) HEED_MAP(GeluErf) HEED_MAP(GeluTanh) HEED_MAP(Abs) HEED_MAP(Sign) HEED_MAP(Erf) HEED_MAP(Sin)
+    HEED_MAP(Cos) HEED_MAP(Reciprocal) HEED_MAP(Square) HEED_MAP(AddScalar) HEED_MAP(MulScalar)
+    HEED_MAP(PowScalar) HEED_MAP(Clamp) HEED_MAP(LogicalNot) HEED_MAP(IsNonFinite)
+  }
+#undef HEED_MAP
+  HEED_FAIL("cuda unary: unknown op {}", static_cast<int>(op));
+}
+
+BinaryKind kind_of(BinaryOp op) {
+#define HEED_MAP(name) \
+  case BinaryOp::name: return BinaryKind::name;
+  switch (op) {
+    HEED_MAP(Add) HEED_MAP(Sub) HEED_MAP(Mul) HEED_MAP(Div) HEED_MAP(Pow) HEED_MAP(Maximum) HEED_MAP(Minimum)
+    HEED_MAP(Eq) HEED_MAP(Ne) HEED_MAP(Lt) HEED_MAP(Le) HEED_MAP(Gt) HEED_MAP(Ge) HEED_MAP(LogicalAnd)
+    HEED_MAP(LogicalOr)
+  }
+#undef HEED_MAP
+  HEED_FAIL("cuda binary: unknown op {}", static_cast<int>(op));
+}
+
+// ---- copy ------------------------------------------------------------------------
+
+// src to dst, both on one GPU, any strides, casting the dtype.
+void copy_on_device(const Tensor& src, const Tensor& dst) {
+  DeviceGuard guard(dst.device().index);
+  if (src.dtype() == dst.dtype() && src.is_contiguous() && dst.is_contiguous()) {
+    const size_t nbytes = static_cast<size_t>(dst.numel()) * dtype_size(dst.dtype());
+    HEED_CUDA_CHECK(cudaMemcpyAsync(dst.raw_data(), src.raw_data(), nbytes, cudaMemcpyDeviceToDevice, 0));
+    return;
+  }
+  const auto index = indexer_of<2>("copy", dst.shape(), {&dst, &src});
+  dispatch_dtype(src.dtype(), [&](auto s) {
+    using S = decltype(s);
+    dispatch_dtype(dst.dtype(), [&](auto d) {
+      using D = decltype(d);
+      launch_copy<D, S>(index, static_cast<D*>(dst.raw_data()), static_cast<const S*>(src.raw_data()));
+    });
+  });
+}
+
+// src to dst on one device, CPU or GPU.
+void copy_within(const Tensor& src, const Tensor& dst) {
+  if (dst.device().is_cpu()) return backend(DeviceType::CPU).copy(src, dst);
+  copy_on_device(src, dst);
+}
+
+// A contiguous tensor of `dtype` on t's own device with t's values: t itself
+// when it already is one.
+Tensor dense_on_own_device(const Tensor& t, DType dtype) {
+  if (t.is_contiguous() && t.dtype() == dtype) return t;
+  Tensor out = empty(t.shape(), dtype, t.device());
+  copy_within(t, out);
+  return out;
+}
+
+// The bytes of contiguous `from` into contiguous `to` (same dtype and size) on
+// another device: host to GPU, GPU to host, or GPU to GPU.
+void move_bytes(const Tensor& from, const Tensor& to) {
+  const size_t nbytes = static_cast<size_t>(from.numel()) * dtype_size(from.dtype());
+  const Device a = from.device(), b = to.device();
+  if (a.is_cuda() && b.is_cuda()) {
+    // Ordered after the work queued on both GPUs and before the work queued next.
+    HEED_CUDA_CHECK(cudaMemcpyPeer(to.raw_data(), b.index, from.raw_data(), a.index, nbytes));
+  } else if (a.is_cpu()) {
+    copy_host_to_device(to.raw_data(), from.raw_data(), nbytes, b.index);
+  } else {
+    copy_device_to_host(to.raw_data(), from.raw_data(), nbytes, a.index);
+  }
+}
+
+// src to dst on different devices: cast and gather into a contiguous tensor
+// on the source side, move the bytes, scatter into dst's strides on the
+// destination side when dst is not contiguous itself.
+void transfer(const Tensor& src, const Tensor& dst) {
+  const Tensor from = dense_on_own_device(src, dst.dtype());
+  if (dst.is_contiguous()) return move_bytes(from, dst);
+  const Tensor landing = empty(dst.shape(), dst.dtype(), dst.device());
+  move_bytes(from, landing);
+  copy_within(landing, dst);
+}
+
+void copy(const Tensor& src, const Tensor& dst) {
+  HEED_CHECK(src.shape() == dst.shape(), "cuda copy: shapes {} and {} differ", shape_str(src.shape()),
+             shape_str(dst.shape()));
+  if (dst.numel() == 0) return;
+  if (src.device() == dst.device()) return copy_within(src, dst);
+  transfer(src, dst);
+}
+
+// ---- fill, unary, binary, where ----------------------------------------------------
+
 void fill(const Tensor& dst, double value) {
-  HEED_CHECK(dst.is_contiguous(), "fill of {} is not implemented on cuda yet: only contiguous tensors are",
-             describe(dst));
+  if (dst.numel() == 0) return;
   DeviceGuard guard(dst.device().index);
   dispatch_dtype(dst.dtype(), [&](auto zero) {
     using T = decltype(zero);
-    launch_fill<T>(static_cast<T*>(dst.raw_data()), dst.numel(), static_cast<T>(value));
+    const T v = cast_value<T>(value);
+    T* out = static_cast<T*>(dst.raw_data());
+    if (dst.is_contiguous()) return launch_fill<T>(out, dst.numel(), v);
+    launch_fill_strided<T>(indexer_of<1>("fill", dst.shape(), {&dst}), out, v);
+  });
+}
+
+void unary(UnaryOp op, const Tensor& x, double a, double b, const Tensor& out) {
+  const UnaryKind kind = kind_of(op);
+  const char* name = unary_kind_name(kind);
+  const DType want = unary_writes_bool(kind) ? DType::Bool : x.dtype();
+  HEED_CHECK(out.dtype() == want, "cuda unary: {} of a {} tensor writes {}, got an out of {}", name,
+             dtype_name(x.dtype()), dtype_name(want), dtype_name(out.dtype()));
+  const bool defined = dispatch_dtype(x.dtype(), [&](auto zero) { return unary_defined<decltype(zero)>(kind); });
+  HEED_CHECK(defined, "cuda unary: {} is not defined for {} tensors", name, dtype_name(x.dtype()));
+  if (out.numel() == 0) return;
+  DeviceGuard guard(out.device().index);
+  const auto index = indexer_of<2>(name, out.shape(), {&out, &x});
+  dispatch_dtype(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    launch_unary<T>(kind, index, out.raw_data(), static_cast<const T*>(x.raw_data()), a, b);
+  });
+}
+
+void binary(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
+  const BinaryKind kind = kind_of(op);
+  const char* name = binary_kind_name(kind);
+  HEED_CHECK(x.dtype() == y.dtype(), "cuda binary: {} of {} and {} tensors (one dtype expected)", name,
+             dtype_name(x.dtype()), dtype_name(y.dtype()));
+  const DType want = binary_writes_bool(kind) ? DType::Bool : x.dtype();
+  HEED_CHECK(out.dtype() == want, "cuda binary: {} of {} tensors writes {}, got an out of {}", name,
+             dtype_name(x.dtype()), dtype_name(want), dtype_name(out.dtype()));
+  const bool defined = dispatch_dtype(x.dtype(), [&](auto zero) { return binary_defined<decltype(zero)>(kind); });
+  HEED_CHECK(defined, "cuda binary: {} is not defined for {} tensors", name, dtype_name(x.dtype()));
+  if (out.numel() == 0) return;
+  DeviceGuard guard(out.device().index);
+  const auto index = indexer_of<3>(name, out.shape(), {&out, &x, &y});
+  dispatch_dtype(x.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    const T* xp = static_cast<const T*>(x.raw_data());
+    const T* yp = static_cast<const T*>(y.raw_data());
+    if (!binary_may_fail<T>(kind)) return launch_binary<T>(kind, index, out.raw_data(), xp, yp, nullptr);
+    // Integer div and pow: the kernel reports a zero divisor or a negative
+    // power in this cell, read back (and so waited for) here.
+    const Tensor cell = empty({2}, DType::Int64, out.device());  // [what, value]
+    int64_t* error = static_cast<int64_t*>(cell.raw_data());
+    HEED_CUDA_CHECK(cudaMemsetAsync(error, 0, 2 * sizeof(int64_t), 0));
+    launch_binary<T>(kind, index, out.raw_data(), xp, yp, error);
+    int64_t fault[2] = {kNoError, 0};
+    HEED_CUDA_CHECK(cudaMemcpy(fault, error, sizeof(fault), cudaMemcpyDeviceToHost));
+    HEED_CHECK(fault[0] != kDivisionByZero, "cuda binary: integer division by zero in a {} tensor",
+               dtype_name(x.dtype()));
+    HEED_CHECK(fault[0] != kNegativePower, "cuda binary: pow of {} tensors to the negative power {} (use a float tensor)",
+               dtype_name(x.dtype()), fault[1]);
+  });
+}
+
+void where(const Tensor& cond, const Tensor& x, const Tensor& y, const Tensor& out) {
+  // bool and uint8 masks are both one byte, 0 or not.
+  HEED_CHECK(cond.dtype() == DType::Bool || cond.dtype() == DType::UInt8,
+             "cuda where: the condition must be bool or uint8, got {}", dtype_name(cond.dtype()));
+  HEED_CHECK(x.dtype() == out.dtype() && y.dtype() == out.dtype(), "cuda where: x {}, y {} and out {} differ",
+             dtype_name(x.dtype()), dtype_name(y.dtype()), dtype_name(out.dtype()));
+  if (out.numel() == 0) return;
+  DeviceGuard guard(out.device().index);
+  const auto index = indexer_of<4>("where", out.shape(), {&out, &cond, &x, &y});
+  dispatch_dtype(out.dtype(), [&](auto zero) {
+    using T = decltype(zero);
+    launch_where<T>(index, static_cast<T*>(out.raw_data()), static_cast<const uint8_t*>(cond.raw_data()),
+                    static_cast<const T*>(x.raw_data()), static_cast<const T*>(y.raw_data()));
   });
 }
 
@@ -47,9 +211,9 @@ void fill(const Tensor& dst, double value) {
 void install_elementwise_kernels(Backend& row) {
   row.copy = copy;
   row.fill = fill;
-  row.unary = [](UnaryOp, const Tensor&, double, double, const Tensor&) { not_implemented("unary ops"); };
-  row.binary = [](BinaryOp, const Tensor&, const Tensor&, const Tensor&) { not_implemented("binary ops"); };
-  row.where = [](const Tensor&, const Tensor&, const Tensor&, const Tensor&) { not_implemented("where"); };
+  row.unary = unary;
+  row.binary = binary;
+  row.where = where;
 }
 
 }  // namespace heed::cuda

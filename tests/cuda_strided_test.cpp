@@ -1,0 +1,797 @@
+// The index math and the per-element formulas of the CUDA elementwise kernels,
+// checked on the CPU (no GPU needed, built in every configuration):
+//  - StridedIndexer (cuda/strided.h) against a naive offset computation over
+//    contiguous, transposed, sliced, expanded (stride 0) and size-1-dim layouts;
+//  - the formulas of cuda/elementwise_ops.h (cast, unary, binary, where)
+//    against the CPU backend, value by value, for every dtype.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+#include "cuda/elementwise_ops.h"
+#include "cuda/strided.h"
+#include "tensor/backend.h"
+#include "tensor/ops.h"
+
+using heed::cuda::BinaryKind;
+using heed::cuda::StridedIndexer;
+using heed::cuda::UnaryKind;
+
+namespace {
+
+// ---- the indexer ---------------------------------------------------------------
+
+struct Layout {
+  std::vector<int64_t> shape;
+  std::vector<std::vector<int64_t>> strides;  // one per operand, in elements
+};
+
+template <int N>
+using Offsets = std::vector<std::array<int64_t, N>>;
+
+// Row-major over the shape, offset = sum of index * stride: the definition.
+template <int N>
+Offsets<N> naive_offsets(const Layout& l) {
+  int64_t numel = 1;
+  for (int64_t s : l.shape) numel *= s;
+  Offsets<N> out;
+  for (int64_t flat = 0; flat < numel; ++flat) {
+    std::array<int64_t, N> off{};
+    int64_t rest = flat;
+    for (size_t d = l.shape.size(); d-- > 0;) {
+      const int64_t i = rest % l.shape[d];
+      rest /= l.shape[d];
+      for (int k = 0; k < N; ++k) off[k] += i * l.strides[k][d];
+    }
+    out.push_back(off);
+  }
+  return out;
+}
+
+template <int N>
+StridedIndexer<N> build(const Layout& l, bool reorder) {
+  const int64_t* strides[N];
+  for (int k = 0; k < N; ++k) strides[k] = l.strides[k].data();
+  StridedIndexer<N> ix;
+  REQUIRE(heed::cuda::make_strided_indexer<N>(static_cast<int>(l.shape.size()), l.shape.data(), strides, ix, reorder));
+  return ix;
+}
+
+template <int N, class I>
+Offsets<N> indexer_offsets(const StridedIndexer<N>& ix) {
+  Offsets<N> out;
+  for (int64_t i = 0; i < ix.numel; ++i) {
+    I off[N];
+    ix.offsets(static_cast<I>(i), off);
+    std::array<int64_t, N> o{};
+    for (int k = 0; k < N; ++k) o[k] = off[k];
+    out.push_back(o);
+  }
+  return out;
+}
+
+// Without reordering the indexer visits the elements in row-major order, so
+// its offsets equal the naive ones one for one (with 64- and 32-bit indices);
+// with reordering it visits the same elements in another order.
+template <int N>
+void check_layout(const Layout& l) {
+  INFO("shape of " << l.shape.size() << " dims");
+  const Offsets<N> want = naive_offsets<N>(l);
+  const StridedIndexer<N> plain = build<N>(l, false);
+  REQUIRE(plain.numel == static_cast<int64_t>(want.size()));
+  CHECK(indexer_offsets<N, int64_t>(plain) == want);
+  REQUIRE(plain.fits_int32());  // the test shapes are small
+  CHECK(indexer_offsets<N, int32_t>(plain) == want);
+
+  const StridedIndexer<N> reordered = build<N>(l, true);
+  REQUIRE(reordered.numel == static_cast<int64_t>(want.size()));
+  Offsets<N> got = indexer_offsets<N, int64_t>(reordered);
+  CHECK(indexer_offsets<N, int32_t>(reordered) == got);
+  Offsets<N> sorted_want = want;
+  std::sort(got.begin(), got.end());
+  std::sort(sorted_want.begin(), sorted_want.end());
+  CHECK(got == sorted_want);
+}
+
+std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size());
+  int64_t step = 1;
+  for (size_t d = shape.size(); d-- > 0;) {
+    s[d] = step;
+    step *= shape[d];
+  }
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("cuda strided: contiguous operands merge into one dim and need no index math", "[cuda][strided]") {
+  const Layout l{{2, 3, 4}, {{12, 4, 1}, {12, 4, 1}, {12, 4, 1}}};
+  const auto ix = build<3>(l, true);
+  CHECK(ix.ndim == 1);
+  CHECK(ix.sizes[0] == 24);
+  CHECK(ix.contiguous());
+  check_layout<3>(l);
+}
+
+TEST_CASE("cuda strided: size-1 dims are dropped whatever their strides", "[cuda][strided]") {
+  const Layout l{{1, 3, 1, 2}, {{999, 2, 777, 1}, {5, 2, 0, 1}}};
+  const auto ix = build<2>(l, true);
+  CHECK(ix.ndim == 1);
+  CHECK(ix.contiguous());
+  check_layout<2>(l);
+}
+
+TEST_CASE("cuda strided: a scalar and an empty shape", "[cuda][strided]") {
+  const Layout scalar{{}, {{}, {}}};
+  const auto s = build<2>(scalar, true);
+  CHECK(s.numel == 1);
+  CHECK(s.contiguous());
+  check_layout<2>(scalar);
+
+  const Layout all_ones{{1, 1}, {{7, 3}, {0, 0}}};
+  check_layout<2>(all_ones);
+
+  const Layout empty{{2, 0, 3}, {{0, 3, 1}, {3, 3, 1}}};
+  const auto e = build<2>(empty, true);
+  CHECK(e.numel == 0);
+}
+
+TEST_CASE("cuda strided: a transposed input keeps two dims", "[cuda][strided]") {
+  // out [3, 4] contiguous; x is a [4, 3] tensor transposed.
+  const Layout l{{3, 4}, {{4, 1}, {1, 3}}};
+  const auto ix = build<2>(l, true);
+  CHECK(ix.ndim == 2);
+  CHECK_FALSE(ix.contiguous());
+  check_layout<2>(l);
+}
+
+TEST_CASE("cuda strided: a transposed output is walked in its own memory order", "[cuda][strided]") {
+  // out is a dense [4, 3] tensor seen transposed as [3, 4]; x is contiguous.
+  const Layout l{{3, 4}, {{1, 3}, {4, 1}}};
+  const auto ix = build<2>(l, true);
+  const Offsets<2> got = indexer_offsets<2, int64_t>(ix);
+  for (size_t i = 0; i < got.size(); ++i) CHECK(got[i][0] == static_cast<int64_t>(i));
+  check_layout<2>(l);
+  // The same in 3-d, out permuted (2, 0, 1) of a dense [4, 2, 3].
+  const Layout l3{{2, 3, 4}, {{3, 1, 6}, {12, 4, 1}, {0, 1, 3}}};
+  const Offsets<3> got3 = indexer_offsets<3, int64_t>(build<3>(l3, true));
+  for (size_t i = 0; i < got3.size(); ++i) CHECK(got3[i][0] == static_cast<int64_t>(i));
+  check_layout<3>(l3);
+}
+
+TEST_CASE("cuda strided: slices merge only where they stay contiguous", "[cuda][strided]") {
+  // x = t[1:3, 1:4] of a [4, 5] tensor: rows of 3 at a stride of 5.
+  const Layout rows{{2, 3}, {{3, 1}, {5, 1}}};
+  CHECK(build<2>(rows, true).ndim == 2);
+  check_layout<2>(rows);
+  // x = t[:, ::2] of a [4, 6] tensor, and y = t[::2] of an [8, 3] one.
+  const Layout stepped{{4, 3}, {{3, 1}, {6, 2}, {6, 1}}};
+  check_layout<3>(stepped);
+  // Whole rows of a [4, 5, 6] tensor sliced along dim 0: still one block.
+  const Layout block{{2, 5, 6}, {{30, 6, 1}, {30, 6, 1}}};
+  CHECK(build<2>(block, true).ndim == 1);
+}
+
+TEST_CASE("cuda strided: expanded (stride 0) operands", "[cuda][strided]") {
+  // out [4, 3] = x [1, 3] expanded (a row) op y [4, 1] expanded (a column).
+  const Layout l{{4, 3}, {{3, 1}, {0, 1}, {1, 0}}};
+  const auto ix = build<3>(l, true);
+  CHECK(ix.ndim == 2);
+  check_layout<3>(l);
+  // A scalar expanded over everything merges with the contiguous output.
+  const Layout scalar{{5, 6}, {{6, 1}, {0, 0}}};
+  const auto s = build<2>(scalar, true);
+  CHECK(s.ndim == 1);
+  CHECK_FALSE(s.contiguous());
+  check_layout<2>(scalar);
+}
+
+TEST_CASE("cuda strided: four operands (where) of mixed layouts", "[cuda][strided]") {
+  // out [2, 3, 4] contiguous, cond [1, 3, 4] expanded, x transposed, y sliced.
+  const Layout l{{2, 3, 4}, {{12, 4, 1}, {0, 4, 1}, {1, 8, 2}, {40, 10, 2}}};
+  check_layout<4>(l);
+}
+
+TEST_CASE("cuda strided: random layouts agree with the naive offsets", "[cuda][strided]") {
+  std::mt19937 rng(1234);
+  auto pick = [&](int lo, int hi) { return std::uniform_int_distribution<int>(lo, hi)(rng); };
+  for (int trial = 0; trial < 300; ++trial) {
+    Layout l;
+    const int ndim = pick(0, 5);
+    for (int d = 0; d < ndim; ++d) l.shape.push_back(pick(1, 4));
+    for (int k = 0; k < 3; ++k) {
+      // A dense tensor of a permuted shape, seen through the permutation, with
+      // some dims stepped (sliced every 2nd or 3rd) and, for inputs, some expanded.
+      std::vector<int> order(ndim);
+      for (int d = 0; d < ndim; ++d) order[d] = d;
+      std::shuffle(order.begin(), order.end(), rng);
+      std::vector<int64_t> strides(ndim);
+      int64_t step = pick(1, 2);
+      for (int j = ndim; j-- > 0;) {
+        const int d = order[j];
+        strides[d] = step;
+        step *= l.shape[d] * pick(1, 3);
+      }
+      if (k > 0)
+        for (int d = 0; d < ndim; ++d)
+          if (pick(0, 4) == 0) strides[d] = 0;
+      l.strides.push_back(strides);
+    }
+    check_layout<3>(l);
+  }
+}
+
+TEST_CASE("cuda strided: 32-bit indexing only where every offset fits", "[cuda][strided]") {
+  auto fits = [](std::vector<int64_t> shape, std::vector<int64_t> strides) {
+    const int64_t* s[1] = {strides.data()};
+    StridedIndexer<1> ix;
+    REQUIRE(heed::cuda::make_strided_indexer<1>(static_cast<int>(shape.size()), shape.data(), s, ix));
+    return ix.fits_int32();
+  };
+  CHECK(fits({1 << 20, 1 << 10}, contiguous_strides({1 << 20, 1 << 10})));
+  CHECK_FALSE(fits({1 << 20, 1 << 12}, contiguous_strides({1 << 20, 1 << 12})));  // 2^32 elements
+  CHECK(fits({2}, {int64_t(1) << 30}));                                          // reaches 2^30
+  CHECK_FALSE(fits({3}, {int64_t(1) << 30}));                                    // reaches 2^31
+  CHECK_FALSE(fits({2, 2}, {int64_t(1) << 31, 1}));
+  CHECK(fits({1, 5}, {int64_t(1) << 40, 1}));  // a size-1 dim's stride never counts
+}
+
+TEST_CASE("cuda strided: too many dims that cannot merge is refused, not overrun", "[cuda][strided]") {
+  // 17 dims of size 2, each stride 3x the next: none merge.
+  std::vector<int64_t> shape(17, 2), strides(17);
+  int64_t s = 1;
+  for (size_t d = strides.size(); d-- > 0;) {
+    strides[d] = s;
+    s *= 3;
+  }
+  const int64_t* p[1] = {strides.data()};
+  StridedIndexer<1> ix;
+  CHECK_FALSE(heed::cuda::make_strided_indexer<1>(17, shape.data(), p, ix));
+  // 16 of them fit.
+  const int64_t* q[1] = {strides.data() + 1};
+  CHECK(heed::cuda::make_strided_indexer<1>(16, shape.data() + 1, q, ix));
+  CHECK(ix.ndim == 16);
+}
+
+// ---- the formulas against the CPU backend -------------------------------------------
+
+namespace {
+
+const heed::Backend& cpu() { return heed::backend(heed::DeviceType::CPU); }
+
+template <class T>
+heed::Tensor make(const std::vector<T>& values) {
+  heed::Tensor t = heed::empty({static_cast<int64_t>(values.size())}, heed::dtype_of<T>::value);
+  T* p = t.data_ptr<T>();
+  for (size_t i = 0; i < values.size(); ++i) p[i] = values[i];
+  return t;
+}
+
+template <class T>
+std::vector<T> read(const heed::Tensor& t) {
+  const T* p = t.data_ptr<T>();
+  return std::vector<T>(p, p + t.numel());
+}
+
+template <class T>
+std::vector<T> samples() {
+  if constexpr (std::is_floating_point_v<T>) {
+    const T inf = std::numeric_limits<T>::infinity(), nan = std::numeric_limits<T>::quiet_NaN();
+    return {T(0), -T(0), T(1), T(-1), T(0.5), T(-2.5), T(3), T(1e-3), T(-7), T(20), T(-20), T(100), T(-100),
+            T(1e30), T(-1e30), T(87), T(-87), T(-88), T(-90), T(89), T(2), T(0.25), T(255), inf, -inf, nan};
+  } else if constexpr (std::is_same_v<T, bool>) {
+    return {false, true};
+  } else if constexpr (std::is_signed_v<T>) {
+    return {0, 1, -1, 2, -3, 7, 100, -128, 255, 256, std::numeric_limits<T>::max(), std::numeric_limits<T>::min()};
+  } else {
+    return {0, 1, 2, 3, 7, 100, 127, 128, 200, 255};
+  }
+}
+
+// Equal, NaN equal to NaN; within a relative tolerance when `approx` (the CPU's
+// float32 exp/tanh/erf are its own vectorised approximations, not libm's).
+template <class T>
+bool same(T got, T want, bool approx) {
+  if constexpr (std::is_floating_point_v<T>) {
+    if (std::isnan(got) || std::isnan(want)) return std::isnan(got) && std::isnan(want);
+    if (got == want) return std::signbit(got) == std::signbit(want) || approx;
+    if (!approx || std::isinf(got) || std::isinf(want)) return false;
+    return std::abs(got - want) <= T(2e-6) * std::abs(want) + T(1e-37);
+  } else {
+    return got == want;
+  }
+}
+
+bool approximated_on_cpu(UnaryKind k) {
+  return k == UnaryKind::Exp || k == UnaryKind::Tanh || k == UnaryKind::Sigmoid || k == UnaryKind::GeluErf ||
+         k == UnaryKind::GeluTanh || k == UnaryKind::Erf;
+}
+
+constexpr int kUnaryCount = static_cast<int>(UnaryKind::IsNonFinite) + 1;
+constexpr int kBinaryCount = static_cast<int>(BinaryKind::LogicalOr) + 1;
+
+// heed's op of the same name (the enums list the ops in the same order; the
+// CPU's error messages, checked below, confirm the names line up).
+heed::UnaryOp heed_op(UnaryKind k) { return static_cast<heed::UnaryOp>(static_cast<int>(k)); }
+heed::BinaryOp heed_op(BinaryKind k) { return static_cast<heed::BinaryOp>(static_cast<int>(k)); }
+
+template <class T>
+void check_unary(UnaryKind kind, double a, double b) {
+  const std::vector<T> x = samples<T>();
+  heed::cuda::dispatch_unary(kind, [&](auto k) {
+    constexpr UnaryKind K = decltype(k)::value;
+    if constexpr (heed::cuda::unary_defined<T>(K)) {
+      using Out = typename heed::cuda::UnaryFn<K, T>::Out;
+      heed::Tensor out = heed::empty({static_cast<int64_t>(x.size())}, heed::dtype_of<Out>::value);
+      cpu().unary(heed_op(K), make(x), a, b, out);
+      const std::vector<Out> want = read<Out>(out);
+      const auto fn = heed::cuda::make_unary_fn<K, T>(a, b);
+      for (size_t i = 0; i < x.size(); ++i) {
+        INFO(heed::cuda::unary_kind_name(K) << " of " << heed::dtype_name(heed::dtype_of<T>::value) << " "
+                                            << +x[i] << " (a " << a << ", b " << b << ")");
+        CHECK(same<Out>(fn(x[i]), want[i], approximated_on_cpu(K)));
+      }
+    }
+  });
+}
+
+template <class T>
+void check_every_unary() {
+  for (int i = 0; i < kUnaryCount; ++i) {
+    const auto kind = static_cast<UnaryKind>(i);
+    if (!heed::cuda::unary_defined<T>(kind)) continue;
+    if (kind == UnaryKind::PowScalar) {
+      for (double e : {2.0, 1.0, 0.5, 3.0, -1.0, 0.0}) check_unary<T>(kind, e, 0);
+    } else if (kind == UnaryKind::Clamp) {
+      check_unary<T>(kind, -1.5, 2.5);
+      check_unary<T>(kind, 0, 100);
+      check_unary<T>(kind, -1e30, 1e30);  // integers saturate the bounds
+    } else {
+      check_unary<T>(kind, 2.5, 0);
+      check_unary<T>(kind, -3, 0);
+    }
+  }
+}
+
+template <class T>
+void check_binary(BinaryKind kind) {
+  heed::cuda::dispatch_binary(kind, [&](auto k) {
+    constexpr BinaryKind K = decltype(k)::value;
+    if constexpr (heed::cuda::binary_defined<T>(K)) {
+      using Out = typename heed::cuda::BinaryFn<K, T>::Out;
+      // Every pair of samples, leaving out what the CPU refuses (tested below).
+      std::vector<T> xs, ys;
+      for (T p : samples<T>())
+        for (T q : samples<T>()) {
+          if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+            if (K == BinaryKind::Div && q == T(0)) continue;
+            if (K == BinaryKind::Pow && heed::cuda::is_negative(q)) continue;
+          }
+          xs.push_back(p);
+          ys.push_back(q);
+        }
+      heed::Tensor out = heed::empty({static_cast<int64_t>(xs.size())}, heed::dtype_of<Out>::value);
+      cpu().binary(heed_op(K), make(xs), make(ys), out);
+      const std::vector<Out> want = read<Out>(out);
+      int64_t error[2] = {0, 0};
+      const heed::cuda::BinaryFn<K, T> fn{error};
+      for (size_t i = 0; i < xs.size(); ++i) {
+        INFO(heed::cuda::binary_kind_name(K) << " of " << heed::dtype_name(heed::dtype_of<T>::value) << " " << +xs[i]
+                                             << " and " << +ys[i]);
+        CHECK(same<Out>(fn(xs[i], ys[i]), want[i], K == BinaryKind::Pow && std::is_same_v<T, float>));
+      }
+      CHECK(error[0] == heed::cuda::kNoError);
+    }
+  });
+}
+
+template <class T>
+void check_every_binary() {
+  for (int i = 0; i < kBinaryCount; ++i)
+    if (heed::cuda::binary_defined<T>(static_cast<BinaryKind>(i))) check_binary<T>(static_cast<BinaryKind>(i));
+}
+
+// Samples of S that the CPU converts to D without undefined behaviour.
+template <class D, class S>
+std::vector<S> castable() {
+  std::vector<S> out;
+  for (S v : samples<S>()) {
+    if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D> && !std::is_same_v<D, bool>) {
+      const double lo = std::is_signed_v<D> ? -1e18 : 0.0, hi = std::is_signed_v<D> ? 1e18 : 255.0;
+      if (!(v >= lo && v <= hi)) continue;
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+template <class D, class S>
+void check_cast() {
+  const std::vector<S> x = castable<D, S>();
+  heed::Tensor out = heed::empty({static_cast<int64_t>(x.size())}, heed::dtype_of<D>::value);
+  cpu().copy(make(x), out);
+  const std::vector<D> want = read<D>(out);
+  for (size_t i = 0; i < x.size(); ++i) {
+    INFO(heed::dtype_name(heed::dtype_of<S>::value) << " " << +x[i] << " to " << heed::dtype_name(heed::dtype_of<D>::value));
+    CHECK(same<D>(heed::cuda::cast_value<D>(x[i]), want[i], false));
+  }
+}
+
+template <class S>
+void check_casts_from() {
+  check_cast<float, S>();
+  check_cast<double, S>();
+  check_cast<int64_t, S>();
+  check_cast<uint8_t, S>();
+  check_cast<bool, S>();
+}
+
+}  // namespace
+
+TEST_CASE("cuda elementwise formulas: the ops defined per dtype are the CPU's", "[cuda][elementwise]") {
+  heed::dispatch_dtype(GENERATE(heed::DType::Float32, heed::DType::Float64, heed::DType::Int64, heed::DType::UInt8,
+                                heed::DType::Bool),
+                       [](auto zero) {
+                         using T = decltype(zero);
+                         const heed::DType dt = heed::dtype_of<T>::value;
+                         heed::Tensor x = heed::zeros({3}, dt);
+                         for (int i = 0; i < kUnaryCount; ++i) {
+                           const auto kind = static_cast<UnaryKind>(i);
+                           const bool to_bool = heed::cuda::unary_writes_bool(kind);
+                           heed::Tensor out = heed::empty({3}, to_bool ? heed::DType::Bool : dt);
+                           INFO("unary " << heed::cuda::unary_kind_name(kind) << " of " << heed::dtype_name(dt));
+                           if (heed::cuda::unary_defined<T>(kind)) {
+                             CHECK_NOTHROW(cpu().unary(heed_op(kind), x, 1, 2, out));
+                           } else {
+                             CHECK_THROWS_WITH(cpu().unary(heed_op(kind), x, 1, 2, out),
+                                               Catch::Contains(heed::cuda::unary_kind_name(kind)));
+                           }
+                         }
+                         heed::Tensor y = heed::ones({3}, dt);
+                         for (int i = 0; i < kBinaryCount; ++i) {
+                           const auto kind = static_cast<BinaryKind>(i);
+                           const bool to_bool = heed::cuda::binary_writes_bool(kind);
+                           heed::Tensor out = heed::empty({3}, to_bool ? heed::DType::Bool : dt);
+                           INFO("binary " << heed::cuda::binary_kind_name(kind) << " of " << heed::dtype_name(dt));
+                           if (heed::cuda::binary_defined<T>(kind)) {
+                             CHECK_NOTHROW(cpu().binary(heed_op(kind), x, y, out));
+                           } else {
+                             CHECK_THROWS_WITH(cpu().binary(heed_op(kind), x, y, out),
+                                               Catch::Contains(heed::cuda::binary_kind_name(kind)));
+                           }
+                         }
+                       });
+}
+
+TEST_CASE("cuda elementwise formulas: unary ops give the CPU's values", "[cuda][elementwise]") {
+  check_every_unary<float>();
+  check_every_unary<double>();
+  check_every_unary<int64_t>();
+  check_every_unary<uint8_t>();
+  check_every_unary<bool>();
+}
+
+TEST_CASE("cuda elementwise formulas: binary ops give the CPU's values", "[cuda][elementwise]") {
+  check_every_binary<float>();
+  check_every_binary<double>();
+  check_every_binary<int64_t>();
+  check_every_binary<uint8_t>();
+  check_every_binary<bool>();
+}
+
+TEST_CASE("cuda elementwise formulas: casts give the CPU copy's values", "[cuda][elementwise]") {
+  check_casts_from<float>();
+  check_casts_from<double>();
+  check_casts_from<int64_t>();
+  check_casts_from<uint8_t>();
+  check_casts_from<bool>();
+}
+
+TEST_CASE("cuda elementwise formulas: where reads the mask as bytes", "[cuda][elementwise]") {
+  const heed::cuda::WhereFn<float> fn;
+  CHECK(fn(0, 1.0f, 2.0f) == 2.0f);
+  CHECK(fn(1, 1.0f, 2.0f) == 1.0f);
+  CHECK(fn(255, 1.0f, 2.0f) == 1.0f);  // a uint8 mask: any non-zero byte
+}
+
+TEST_CASE("cuda elementwise formulas: integer faults go to the error cell", "[cuda][elementwise]") {
+  int64_t error[2] = {0, 0};
+  const heed::cuda::BinaryFn<BinaryKind::Div, int64_t> div{error};
+  CHECK(div(7, -2) == -3);  // toward zero
+  CHECK(div(std::numeric_limits<int64_t>::min(), -1) == std::numeric_limits<int64_t>::min());  // wraps
+  CHECK(error[0] == heed::cuda::kNoError);
+  CHECK(div(5, 0) == 0);
+  CHECK(error[0] == heed::cuda::kDivisionByZero);
+  // The CPU refuses the same division.
+  CHECK_THROWS_WITH(cpu().binary(heed::BinaryOp::Div, make<int64_t>({5}), make<int64_t>({0}),
+                                 heed::empty({1}, heed::DType::Int64)),
+                    Catch::Contains("division by zero"));
+
+  int64_t error8[2] = {0, 0};
+  const heed::cuda::BinaryFn<BinaryKind::Div, uint8_t> div8{error8};
+  CHECK(div8(200, 0) == 0);
+  CHECK(error8[0] == heed::cuda::kDivisionByZero);
+
+  int64_t perror[2] = {0, 0};
+  const heed::cuda::BinaryFn<BinaryKind::Pow, int64_t> pow{perror};
+  CHECK(pow(3, 4) == 81);
+  CHECK(pow(2, 64) == 0);  // wraps
+  CHECK(perror[0] == heed::cuda::kNoError);
+  CHECK(pow(2, -3) == 0);
+  CHECK(perror[0] == heed::cuda::kNegativePower);
+  CHECK(perror[1] == -3);
+  CHECK(heed::cuda::binary_may_fail<int64_t>(BinaryKind::Pow));
+  CHECK_FALSE(heed::cuda::binary_may_fail<uint8_t>(BinaryKind::Pow));
+  CHECK(heed::cuda::binary_may_fail<uint8_t>(BinaryKind::Div));
+  CHECK_FALSE(heed::cuda::binary_may_fail<float>(BinaryKind::Div));
+}
+
+// ---- the kernels on a GPU (skipped without one) ------------------------------------
+
+namespace {
+
+bool have_gpu() {
+  if (!heed::cuda_is_available()) {
+    WARN("[skip] no GPU visible (or heed was built without CUDA): the device kernels are not run");
+    return false;
+  }
+  return true;
+}
+
+const heed::Backend& gpu() { return heed::backend(heed::DeviceType::CUDA); }
+
+// `shape` on the CPU holding the samples of T over and over, from sample `shift`.
+template <class T>
+heed::Tensor tiled(const heed::Shape& shape, size_t shift, const std::vector<T>& values = samples<T>()) {
+  heed::Tensor t = heed::empty(shape, heed::dtype_of<T>::value);
+  T* p = t.data_ptr<T>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = values[(static_cast<size_t>(i) + shift) % values.size()];
+  return t;
+}
+
+// Views of shape [3, 4, 5] over a base tensor: dense, transposed, stepped, expanded.
+struct ViewCase {
+  const char* name;
+  heed::Shape base;
+  heed::Tensor (*view)(const heed::Tensor&);
+};
+const ViewCase kViews[] = {
+    {"contiguous", {3, 4, 5}, [](const heed::Tensor& t) { return t; }},
+    {"transposed", {5, 4, 3}, [](const heed::Tensor& t) { return heed::permute(t, {2, 1, 0}); }},
+    {"stepped", {6, 4, 10}, [](const heed::Tensor& t) { return heed::slice(heed::slice(t, 0, 0, 6, 2), 2, 1, 10, 2); }},
+    {"expanded", {1, 4, 1}, [](const heed::Tensor& t) { return heed::expand(t, {3, 4, 5}); }},
+};
+const heed::Shape kViewShape{3, 4, 5};
+
+// Compares a GPU result with the CPU's, element by element.
+template <class T>
+void check_close(const heed::Tensor& gpu_out, const heed::Tensor& cpu_out, bool approx) {
+  const heed::Tensor back = gpu_out.to(heed::kCPU).contiguous();
+  const std::vector<T> got = back.to_vector<T>(), want = cpu_out.contiguous().to_vector<T>();
+  REQUIRE(got.size() == want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    INFO("element " << i << ": cuda " << +got[i] << ", cpu " << +want[i]);
+    bool ok = same<T>(got[i], want[i], false);
+    if constexpr (std::is_floating_point_v<T>) {
+      // CUDA's exp, log, sin, pow, ... are a few ulp from libm and from the
+      // CPU's own float32 versions; GELU's 1 + tanh(..) cancels in the far
+      // negative tail, hence an absolute part.
+      const bool f32 = std::is_same_v<T, float>;
+      const T rtol = f32 ? T(4e-6) : T(1e-13), atol = f32 ? T(1e-5) : T(1e-14);
+      if (!ok && approx && std::isfinite(got[i]) && std::isfinite(want[i]))
+        ok = std::abs(got[i] - want[i]) <= rtol * std::abs(want[i]) + atol;
+      if (!ok && approx && got[i] == want[i]) ok = true;  // +0 and -0
+    }
+    CHECK(ok);
+  }
+}
+
+bool transcendental(UnaryKind k) {
+  return approximated_on_cpu(k) || k == UnaryKind::Log || k == UnaryKind::Sin || k == UnaryKind::Cos ||
+         k == UnaryKind::PowScalar;
+}
+
+template <class T>
+void check_unary_on_gpu() {
+  for (const ViewCase& v : kViews) {
+    const heed::Tensor base = tiled<T>(v.base, 0);
+    const heed::Tensor x_cpu = v.view(base), x_gpu = v.view(base.to(heed::kCUDA));
+    for (int i = 0; i < kUnaryCount; ++i) {
+      const auto kind = static_cast<UnaryKind>(i);
+      if (!heed::cuda::unary_defined<T>(kind)) continue;
+      const double a = kind == UnaryKind::Clamp ? -1.5 : (kind == UnaryKind::PowScalar ? 3.0 : 2.5);
+      const double b = 2.5;
+      heed::cuda::dispatch_unary(kind, [&](auto k) {
+        constexpr UnaryKind K = decltype(k)::value;
+        if constexpr (heed::cuda::unary_defined<T>(K)) {
+          using Out = typename heed::cuda::UnaryFn<K, T>::Out;
+          INFO(heed::cuda::unary_kind_name(K) << " of a " << v.name << " " << heed::dtype_name(heed::dtype_of<T>::value)
+                                              << " tensor");
+          heed::Tensor out_cpu = heed::empty(kViewShape, heed::dtype_of<Out>::value);
+          heed::Tensor out_gpu = heed::empty(kViewShape, heed::dtype_of<Out>::value, heed::kCUDA);
+          cpu().unary(heed_op(K), x_cpu, a, b, out_cpu);
+          gpu().unary(heed_op(K), x_gpu, a, b, out_gpu);
+          check_close<Out>(out_gpu, out_cpu, transcendental(K));
+        }
+      });
+    }
+  }
+}
+
+template <class T>
+void check_binary_on_gpu() {
+  // y avoids what integer div and pow refuse (tested on its own below).
+  std::vector<T> y_values = samples<T>();
+  if constexpr (heed::cuda::kIsInteger<T>) y_values = {1, 2, 3, 5, 7, 100};
+  for (const ViewCase& vx : kViews)
+    for (const ViewCase& vy : kViews) {
+      const heed::Tensor bx = tiled<T>(vx.base, 0), by = tiled<T>(vy.base, 3, y_values);
+      const heed::Tensor x_cpu = vx.view(bx), x_gpu = vx.view(bx.to(heed::kCUDA));
+      const heed::Tensor y_cpu = vy.view(by), y_gpu = vy.view(by.to(heed::kCUDA));
+      for (int i = 0; i < kBinaryCount; ++i) {
+        const auto kind = static_cast<BinaryKind>(i);
+        if (!heed::cuda::binary_defined<T>(kind)) continue;
+        heed::cuda::dispatch_binary(kind, [&](auto k) {
+          constexpr BinaryKind K = decltype(k)::value;
+          if constexpr (heed::cuda::binary_defined<T>(K)) {
+            using Out = typename heed::cuda::BinaryFn<K, T>::Out;
+            INFO(heed::cuda::binary_kind_name(K) << " of " << vx.name << " and " << vy.name << " "
+                                                 << heed::dtype_name(heed::dtype_of<T>::value) << " tensors");
+            heed::Tensor out_cpu = heed::empty(kViewShape, heed::dtype_of<Out>::value);
+            heed::Tensor out_gpu = heed::empty(kViewShape, heed::dtype_of<Out>::value, heed::kCUDA);
+            cpu().binary(heed_op(K), x_cpu, y_cpu, out_cpu);
+            gpu().binary(heed_op(K), x_gpu, y_gpu, out_gpu);
+            check_close<Out>(out_gpu, out_cpu, K == BinaryKind::Pow);
+          }
+        });
+      }
+    }
+}
+
+template <class D, class S>
+void check_copy_on_gpu() {
+  // Values every dtype holds: 0 to 9 and a few more.
+  const std::vector<S> values = {S(0), S(1), S(2), S(3), S(7), S(9), S(1), S(0)};
+  for (const ViewCase& vs : kViews)
+    for (const ViewCase& vd : kViews) {
+      if (std::string(vd.name) == "expanded") continue;  // not a destination
+      INFO(heed::dtype_name(heed::dtype_of<S>::value) << " " << vs.name << " to "
+                                                      << heed::dtype_name(heed::dtype_of<D>::value) << " " << vd.name);
+      const heed::Tensor src_base = tiled<S>(vs.base, 1, values);
+      const heed::Tensor src_cpu = vs.view(src_base), src_gpu = vs.view(src_base.to(heed::kCUDA));
+      heed::Tensor want = heed::empty(kViewShape, heed::dtype_of<D>::value);
+      cpu().copy(src_cpu, want);
+      // GPU to GPU, host to GPU and GPU to host, into strided destinations.
+      heed::Tensor dst_base = heed::zeros(vd.base, heed::dtype_of<D>::value, heed::kCUDA);
+      gpu().copy(src_gpu, vd.view(dst_base));
+      check_close<D>(vd.view(dst_base), want, false);
+      heed::Tensor dst2 = heed::zeros(vd.base, heed::dtype_of<D>::value, heed::kCUDA);
+      gpu().copy(src_cpu, vd.view(dst2));
+      check_close<D>(vd.view(dst2), want, false);
+      heed::Tensor host = heed::zeros(vd.base, heed::dtype_of<D>::value);
+      gpu().copy(src_gpu, vd.view(host));
+      check_close<D>(vd.view(host), want, false);
+    }
+}
+
+template <class S>
+void check_copies_from_on_gpu() {
+  check_copy_on_gpu<float, S>();
+  check_copy_on_gpu<double, S>();
+  check_copy_on_gpu<int64_t, S>();
+  check_copy_on_gpu<uint8_t, S>();
+  check_copy_on_gpu<bool, S>();
+}
+
+}  // namespace
+
+TEST_CASE("cuda elementwise kernels: unary ops match the CPU on strided inputs", "[cuda][elementwise][device]") {
+  if (!have_gpu()) return;
+  check_unary_on_gpu<float>();
+  check_unary_on_gpu<double>();
+  check_unary_on_gpu<int64_t>();
+  check_unary_on_gpu<uint8_t>();
+  check_unary_on_gpu<bool>();
+}
+
+TEST_CASE("cuda elementwise kernels: binary ops match the CPU on strided and broadcast inputs",
+          "[cuda][elementwise][device]") {
+  if (!have_gpu()) return;
+  check_binary_on_gpu<float>();
+  check_binary_on_gpu<double>();
+  check_binary_on_gpu<int64_t>();
+  check_binary_on_gpu<uint8_t>();
+  check_binary_on_gpu<bool>();
+}
+
+TEST_CASE("cuda elementwise kernels: where with bool and uint8 masks", "[cuda][elementwise][device]") {
+  if (!have_gpu()) return;
+  for (heed::DType mask_type : {heed::DType::Bool, heed::DType::UInt8}) {
+    const heed::Tensor mask_base = heed::to_dtype(tiled<uint8_t>({1, 4, 5}, 0, {0, 1, 0, 0, 2, 255}), mask_type);
+    const heed::Tensor x_base = tiled<float>({5, 4, 3}, 0), y_base = tiled<float>({3, 4, 5}, 5);
+    const heed::Tensor m = heed::expand(mask_base, kViewShape), x = heed::permute(x_base, {2, 1, 0});
+    heed::Tensor want = heed::empty(kViewShape);
+    cpu().where(m, x, y_base, want);
+    heed::Tensor got = heed::empty(kViewShape, heed::DType::Float32, heed::kCUDA);
+    gpu().where(heed::expand(mask_base.to(heed::kCUDA), kViewShape),
+                heed::permute(x_base.to(heed::kCUDA), {2, 1, 0}), y_base.to(heed::kCUDA), got);
+    check_close<float>(got, want, false);
+  }
+}
+
+TEST_CASE("cuda elementwise kernels: copies cast and scatter between any layouts and devices",
+          "[cuda][elementwise][device]") {
+  if (!have_gpu()) return;
+  check_copies_from_on_gpu<float>();
+  check_copies_from_on_gpu<double>();
+  check_copies_from_on_gpu<int64_t>();
+  check_copies_from_on_gpu<uint8_t>();
+  check_copies_from_on_gpu<bool>();
+}
+
+TEST_CASE("cuda elementwise kernels: large transfers go through the pinned staging buffer",
+          "[cuda][elementwise][device]") {
+  if (!have_gpu()) return;
+  // 9 MiB + 12 bytes: more than two 4 MiB chunks, the last one short.
+  const int64_t n = (int64_t(9) << 18) + 3;
+  heed::Tensor host = heed::arange(0.0, static_cast<double>(n), 1.0, heed::DType::Float32);
+  const heed::Tensor device = host.to(heed::kCUDA);
+  const heed::Tensor back = device.to(heed::kCPU);
+  CHECK(back.to_vector<float>() == host.to_vector<float>());
+  // A transposed host tensor too: staged contiguously on the host first.
+  const heed::Tensor t = heed::transpose(heed::reshape(host.narrow(0, 0, 1024 * 1024), {1024, 1024}), 0, 1);
+  CHECK(t.to(heed::kCUDA).to(heed::kCPU).to_vector<float>() == heed::contiguous(t).to_vector<float>());
+}
+
+TEST_CASE("cuda elementwise kernels: fill writes strided views only", "[cuda][elementwise][device]") {
+  if (!have_gpu()) return;
+  heed::Tensor base = heed::zeros({6, 4, 10}, heed::DType::Int64, heed::kCUDA);
+  heed::Tensor view = kViews[2].view(base);  // every other row and column
+  gpu().fill(view, 7);
+  heed::Tensor want = heed::zeros({6, 4, 10}, heed::DType::Int64);
+  cpu().fill(kViews[2].view(want), 7);
+  check_close<int64_t>(base, want, false);
+  heed::Tensor t = heed::zeros({5, 4, 3}, heed::DType::Float32, heed::kCUDA);
+  gpu().fill(heed::permute(t, {2, 1, 0}), -1.5);
+  CHECK(t.to(heed::kCPU).to_vector<float>() == std::vector<float>(60, -1.5f));
+}
+
+TEST_CASE("cuda elementwise kernels: integer division by zero and negative powers throw like the CPU",
+          "[cuda][elementwise][device]") {
+  if (!have_gpu()) return;
+  const heed::Tensor x = heed::from_vector<int64_t>({4, 5, 6}).to(heed::kCUDA);
+  const heed::Tensor zero = heed::from_vector<int64_t>({1, 0, 2}).to(heed::kCUDA);
+  const heed::Tensor negative = heed::from_vector<int64_t>({1, -2, 2}).to(heed::kCUDA);
+  heed::Tensor out = heed::empty({3}, heed::DType::Int64, heed::kCUDA);
+  CHECK_THROWS_WITH(gpu().binary(heed::BinaryOp::Div, x, zero, out), Catch::Contains("division by zero"));
+  CHECK_THROWS_WITH(gpu().binary(heed::BinaryOp::Pow, x, negative, out), Catch::Contains("negative power -2"));
+  CHECK_NOTHROW(gpu().binary(heed::BinaryOp::Div, x, negative, out));
+  CHECK(out.to(heed::kCPU).to_vector<int64_t>() == std::vector<int64_t>{4, -2, 3});
+}
+
+TEST_CASE("cuda elementwise kernels: copies between two GPUs", "[cuda][elementwise][device]") {
+  if (!have_gpu()) return;
+  if (heed::device_count(heed::DeviceType::CUDA) < 2) {
+    WARN("[skip] one GPU only: no peer copy to test");
+    return;
+  }
+  const heed::Device other{heed::DeviceType::CUDA, 1};
+  const heed::Tensor base = tiled<float>({5, 4, 3}, 0);
+  const heed::Tensor on0 = base.to(heed::kCUDA);
+  CHECK(on0.to(other).to(heed::kCPU).to_vector<float>() == base.to_vector<float>());
+  // Transposed source, casting, into a strided destination.
+  heed::Tensor dst = heed::zeros({6, 4, 10}, heed::DType::Float64, other);
+  gpu().copy(heed::permute(on0, {2, 1, 0}), kViews[2].view(dst));
+  heed::Tensor want = heed::zeros({6, 4, 10}, heed::DType::Float64);
+  cpu().copy(heed::permute(base, {2, 1, 0}), kViews[2].view(want));
+  check_close<double>(dst, want, false);
+}
