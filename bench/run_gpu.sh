@@ -17,6 +17,7 @@
 #   HEED_GPU_QUICK=1   fewer sizes, shorter timings, the small models only
 #   HEED_GPU_MODELS    training models (default gpt,seq2seq,gpt-large,seq2seq-large)
 #   HEED_GPU_STEPS     timed training steps per model (default 10, after 3 warm-up steps)
+#   HEED_GPU_TF32=1    train with TF32 matmuls on both sides (default: float32)
 #   HEED_GPU_BUDGET    seconds for the whole run (default 300): a program that
 #                      would start with less than 20 s left is skipped, and each
 #                      runs under `timeout` with what is left, so the results
@@ -51,7 +52,7 @@ for bin in "$gpu_bench" "$train_bench"; do
 done
 
 command_line="bench/run_gpu.sh $*"
-for var in HEED_PEAK_GBS HEED_GPU_QUICK HEED_GPU_MODELS HEED_GPU_STEPS; do
+for var in HEED_PEAK_GBS HEED_GPU_QUICK HEED_GPU_MODELS HEED_GPU_STEPS HEED_GPU_TF32; do
   if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
 done
 
@@ -115,10 +116,10 @@ fi
 IFS=',' read -ra model_list <<< "$models"
 for model in "${model_list[@]}"; do
   run "heed_train_$model" "$tmp/heed.jsonl" -- "$train_bench" --device cuda --model "$model" --threads "$threads" \
-    --steps "$steps"
+    --steps "$steps" --tf32 "${HEED_GPU_TF32:-0}"
   if [[ -n "$python" ]]; then
     run "torch_train_$model" "$tmp/torch.jsonl" -- env OMP_NUM_THREADS="$threads" "$python" "$here/train_torch.py" \
-      --device cuda --model "$model" --threads "$threads" --steps "$steps"
+      --device cuda --model "$model" --threads "$threads" --steps "$steps" --tf32 "${HEED_GPU_TF32:-0}"
   fi
 done
 
@@ -249,7 +250,8 @@ tr_torch = {r["model"]: r for r in torch if "model" in r}
 order = ["gpt", "seq2seq", "gpt-large", "seq2seq-large"]
 models = [m for m in order if m in tr_heed or m in tr_torch] + sorted(set(tr_heed) - set(order))
 if models:
-    lines += ["### Training step", "",
+    tf32 = any(r.get("tf32") for r in list(tr_heed.values()) + list(tr_torch.values()))
+    lines += [f"### Training step ({'TF32 matmuls' if tf32 else 'float32'})", "",
               "gpt and seq2seq are bench/run_train.sh's CPU models; gpt-large is GPT-2-small-like (12 layers, "
               "d_model 768, 12 heads, context 1024, vocab 32768, B = 8), seq2seq-large Transformer-base (d_model "
               "512, 6 + 6 layers, 8 heads, ff 2048, vocab 32000, B = 64 pairs padded to 128 + 128). One step: "

@@ -3,7 +3,7 @@
 // runs both on the CPU and bench/run_gpu.sh on a GPU, writing bench/RESULTS.md):
 //
 //   train_bench --model seq2seq|gpt|seq2seq-large|gpt-large [--device cpu|cuda[:N]]
-//               [--threads 2] [--warmup 3] [--steps 10] [--dropout X]
+//               [--threads 2] [--warmup 3] [--steps 10] [--dropout X] [--tf32 0|1]
 //
 // seq2seq: nn::Seq2SeqTransformer, d_model 256, 3 + 3 layers, nhead 4, ff 1024,
 //   ReLU, post-norm, vocab 8000 both sides, dropout 0.1; a batch is B = 128
@@ -28,6 +28,8 @@
 // its peak reserved from the driver), as torch.cuda.max_memory_allocated().
 // On a GPU the phase times (forward / backward / optimizer) are taken with a
 // device synchronisation at each phase's end; the step time includes them.
+// Matmuls are float32 there unless --tf32 1 (where heed has the switch,
+// cuda/matmul.h), as PyTorch's default.
 //
 // With HEED_PROFILE=1 in the environment the CPU kernels are timed (see
 // tensor/cpu/cpu_profile.h) and a per-kernel table of the timed steps goes to
@@ -58,6 +60,14 @@
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
 
+// HEED_BENCH_WITH_CUDA: set by bench/CMakeLists.txt when heed is built with CUDA.
+#if defined(HEED_BENCH_WITH_CUDA) && __has_include("cuda/matmul.h")
+#include "cuda/matmul.h"
+#define HEED_BENCH_HAVE_TF32_SWITCH 1
+#else
+#define HEED_BENCH_HAVE_TF32_SWITCH 0
+#endif
+
 namespace {
 
 using Clock = std::chrono::steady_clock;
@@ -81,6 +91,7 @@ struct Args {
   int warmup = 3;
   int steps = 10;
   double dropout = -1;  // -1: the model's default above
+  bool tf32 = false;
 };
 
 Args parse(int argc, char** argv) {
@@ -95,6 +106,7 @@ Args parse(int argc, char** argv) {
     else if (key == "--steps") a.steps = std::stoi(val);
     else if (key == "--dropout") a.dropout = std::stod(val);
     else if (key == "--device") a.device = val;
+    else if (key == "--tf32") a.tf32 = val == "1";
     else throw std::runtime_error("unknown option " + key);
   }
   if (a.model != "seq2seq" && a.model != "gpt" && a.model != "seq2seq-large" && a.model != "gpt-large")
@@ -215,6 +227,11 @@ int main(int argc, char** argv) {
     Args a = parse(argc, argv);
     const heed::Device device = heed::Device::parse(a.device);
     const bool on_gpu = device.is_cuda();
+#if HEED_BENCH_HAVE_TF32_SWITCH
+    if (on_gpu) heed::cuda::set_allow_tf32(a.tf32);
+#else
+    if (a.tf32) throw std::runtime_error("--tf32 1: this heed has no TF32 switch (cuda/matmul.h)");
+#endif
     heed::cpu::set_num_threads(a.threads);
     const double rss0 = status_bytes("VmRSS:");
 
@@ -268,11 +285,11 @@ int main(int argc, char** argv) {
         "{\"impl\": \"heed\", \"model\": \"%s\", \"device\": \"%s\", \"shape\": \"%s\", \"threads\": %d, "
         "\"steps\": %d, \"params\": %lld, \"step_ms\": %.2f, \"forward_ms\": %.2f, \"backward_ms\": %.2f, "
         "\"optim_ms\": %.2f, \"tokens_per_s\": %.1f, \"peak_mib\": %.1f, \"peak_reserved_mib\": %.1f, "
-        "\"loss\": %.4f}\n",
+        "\"tf32\": %s, \"loss\": %.4f}\n",
         a.model.c_str(), device.str().c_str(), w.shape.c_str(), a.threads, a.steps,
         static_cast<long long>(w.module->num_parameters()), 1e3 * total / n, 1e3 * t_forward / n,
         1e3 * t_backward / n, 1e3 * t_optim / n, w.tokens_per_step * n / total, peak / (1024.0 * 1024.0),
-        peak_reserved / (1024.0 * 1024.0), loss_value);
+        peak_reserved / (1024.0 * 1024.0), on_gpu && a.tf32 ? "true" : "false", loss_value);
     std::fflush(stdout);
     if (heed::cpu::profiling_enabled()) {
       std::fprintf(stderr, "heed kernel profile, %d steps of %s (%.1f ms of wall time in all):\n%s", a.steps,

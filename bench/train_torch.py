@@ -2,7 +2,7 @@
 """PyTorch twin of train_bench: the same models, batches and step, one JSON line.
 
     /usr/bin/python3 bench/train_torch.py --model seq2seq|gpt|seq2seq-large|gpt-large
-        [--device cpu|cuda[:N]] [--threads 2] [--warmup 3] [--steps 10] [--dropout X]
+        [--device cpu|cuda[:N]] [--threads 2] [--warmup 3] [--steps 10] [--dropout X] [--tf32 0|1]
 
 The models are written as the reference generator writes them
 (/work/shared/reference/make_reference.py): seq2seq is token embeddings *
@@ -141,14 +141,15 @@ def main():
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--dropout", type=float, default=-1)
+    ap.add_argument("--tf32", type=int, choices=[0, 1], default=0)
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(42)
     device = torch.device(a.device)
     on_gpu = device.type == "cuda"
     if on_gpu:
-        torch.backends.cuda.matmul.allow_tf32 = False  # float32 as heed computes it
-        torch.backends.cudnn.allow_tf32 = False
+        torch.backends.cuda.matmul.allow_tf32 = bool(a.tf32)  # off: float32 as heed computes it
+        torch.backends.cudnn.allow_tf32 = bool(a.tf32)
     rss0 = status_bytes("VmRSS:")
 
     make = seq2seq_workload if a.model.startswith("seq2seq") else gpt_workload
@@ -198,7 +199,8 @@ def main():
         "step_ms": round(1e3 * total / n, 2), "forward_ms": round(1e3 * times["forward"] / n, 2),
         "backward_ms": round(1e3 * times["backward"] / n, 2), "optim_ms": round(1e3 * times["optim"] / n, 2),
         "tokens_per_s": round(tokens * n / total, 1), "peak_mib": round(peak / 2**20, 1),
-        "peak_reserved_mib": round(peak_reserved / 2**20, 1), "loss": round(loss_value, 4)}), flush=True)
+        "peak_reserved_mib": round(peak_reserved / 2**20, 1), "tf32": bool(on_gpu and a.tf32),
+        "loss": round(loss_value, 4)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 // model trained, saved, restored or decoded there agrees with the same model
 // on the CPU. The device cases skip (as ctest "skipped") without a GPU; the
 // first cases check device-independent parts of the same code on the CPU.
+// The tolerances assume float32 matmuls on the GPU (TF32 off, the default).
 #include <catch2/catch.hpp>
 
 #include <cmath>
