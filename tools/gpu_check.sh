@@ -73,7 +73,7 @@ phase() {
     failed=1
   else
     say "FAIL $name: exit status $status after ${took} s; end of its log:"
-    tail -n 25 "$log" | sed 's/^/       /' | tee -a "$summary"
+    tail -n "${tail_lines:-25}" "$log" | sed 's/^/       /' | tee -a "$summary"
     failed=1
   fi
   return "$status"
@@ -192,7 +192,7 @@ bench_left=$((deadline - SECONDS))
 : > "$logs/bench.log"
 raw="$build/gpu_check_bench_raw"
 rm -rf "$raw"
-phase "bench/run_gpu.sh" "$logs/bench.log" "$bench_left" -- \
+tail_lines=2 phase "bench/run_gpu.sh" "$logs/bench.log" "$bench_left" -- \
   env HEED_GPU_BUDGET=$((bench_left - 15)) HEED_GPU_RAW_DIR="$raw" bash bench/run_gpu.sh "$build"
 cp bench/RESULTS.md "$logs/RESULTS.md" 2>/dev/null
 [[ -d "$raw" ]] && tar -czf "$logs/bench_raw.tar.gz" -C "$raw" . 2>/dev/null
@@ -202,4 +202,10 @@ fi
 
 say "done in $((SECONDS - start)) s: $( ((failed == 0)) && echo 'every phase passed' || echo 'some phase FAILED (see above)')"
 say "logs in $logs/"
+# The benchmark tables, then the summary again: the end of the output is what a
+# remote runner shows.
+echo
+sed -n '/<!-- gpu:begin -->/,/<!-- gpu:end -->/p' bench/RESULTS.md
+echo
+cat "$summary"
 exit "$failed"
