@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <limits>
+#include <string>
 
 #include <cuda_runtime_api.h>
 
@@ -13,23 +13,30 @@
 namespace heed::cuda {
 
 namespace {
-constexpr size_t kSmallLimit = size_t{1} << 20;  // 1 MiB
-constexpr size_t kSmallAlign = 512;
+
+// "1234567 bytes (1.2 MiB)": exact for tests and scripts, readable for people.
+std::string bytes_str(size_t n) {
+  const double b = static_cast<double>(n);
+  if (b >= 1024.0 * 1024 * 1024) return fmt::format("{} bytes ({:.2f} GiB)", n, b / (1024.0 * 1024 * 1024));
+  if (b >= 1024.0 * 1024) return fmt::format("{} bytes ({:.1f} MiB)", n, b / (1024.0 * 1024));
+  return fmt::format("{} bytes", n);
+}
+
+// What the driver says is free on the current device, for the out-of-memory message.
+std::string device_free_str() {
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    return "the driver could not say how much is free";
+  }
+  return fmt::format("the device has {} free of {}", bytes_str(free_bytes), bytes_str(total_bytes));
+}
+
 }  // namespace
 
 CachingAllocator& CachingAllocator::instance() {
   static CachingAllocator* allocator = new CachingAllocator();  // deliberately never deleted
   return *allocator;
-}
-
-size_t CachingAllocator::round_size(size_t nbytes) {
-  HEED_CHECK(nbytes <= std::numeric_limits<size_t>::max() / 2, "cuda allocate: {} bytes is not a possible size",
-             nbytes);
-  if (nbytes < kSmallLimit) return (nbytes + kSmallAlign - 1) / kSmallAlign * kSmallAlign;
-  size_t top = kSmallLimit;
-  while (top <= nbytes / 2) top *= 2;  // largest power of two <= nbytes
-  const size_t step = top / 4;
-  return (nbytes + step - 1) / step * step;
 }
 
 void* CachingAllocator::allocate(size_t nbytes, int device) {
@@ -51,21 +58,24 @@ void* CachingAllocator::allocate(size_t nbytes, int device) {
     DeviceGuard guard(device);
     cudaError_t status = cudaMalloc(&ptr, size);
     if (status == cudaErrorMemoryAllocation) {
-      // Cached blocks of other sizes may be what stands in the way: free them and try once more.
+      // Not a sticky error: reading it clears it, so later calls start clean.
       cudaGetLastError();
+      // Cached blocks of other sizes may be what stands in the way: free them and try once more.
       release_cached(device, state);
       status = cudaMalloc(&ptr, size);
     }
     if (status == cudaErrorMemoryAllocation) {
       cudaGetLastError();
       HEED_FAIL(
-          "cuda:{} out of memory: asked for {} bytes (rounded to {}); heed holds {} bytes allocated to tensors and "
-          "{} reserved in all, after emptying its cache",
-          device, nbytes, size, s.allocated, s.reserved);
+          "cuda:{} out of memory: asked for {} (rounded to {}); heed holds {} in live tensors and {} reserved in all "
+          "(its cache was emptied and the allocation retried); {}. Free some tensors or use smaller batches",
+          device, bytes_str(nbytes), bytes_str(size), bytes_str(s.allocated), bytes_str(s.reserved),
+          device_free_str());
     }
     HEED_CUDA_CHECK(status);
     ++s.device_mallocs;
     s.reserved += size;
+    s.peak_reserved = std::max(s.peak_reserved, s.reserved);
   }
   state.live.emplace(ptr, size);
   s.allocated += size;
@@ -99,6 +109,7 @@ void CachingAllocator::release_cached(int device, DeviceState& state) {
       void* ptr = blocks.back();
       blocks.pop_back();  // off the list first: a failed cudaFree must not leave it to be freed twice
       state.stats.reserved -= size;
+      ++state.stats.device_frees;
       HEED_CUDA_CHECK(cudaFree(ptr));
     }
   }
@@ -119,6 +130,7 @@ void CachingAllocator::reset_peak(int device) {
   std::lock_guard<std::mutex> lock(mutex_);
   MemoryStats& s = devices_[device].stats;
   s.peak_allocated = s.allocated;
+  s.peak_reserved = s.reserved;
 }
 
 // ---- the public functions of cuda/memory.h ----------------------------------

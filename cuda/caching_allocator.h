@@ -11,15 +11,25 @@
 // power of two not above the request (at most 25% waste, four bins per
 // doubling). Blocks are never split or merged: simple, and enough for now.
 //
+// When cudaMalloc runs out of memory, every cached block of that device is
+// given back and the allocation tried once more; if it still fails, heed::Error
+// says how much was asked for, what heed holds and what the device has free.
+// The failed cudaMalloc's error is read off (cudaGetLastError) so that the
+// process carries on: free some tensors, or empty_cache(), and go on.
+//
 // All work happens on the default stream, so a block freed by one kernel's
 // owner and reused by the next kernel is ordered by the stream itself.
+//
+// This header needs no CUDA headers: round_size() is tested on the CPU.
 #include <cstddef>
+#include <limits>
 #include <map>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include "cuda/memory.h"
+#include "tensor/error.h"
 
 namespace heed::cuda {
 
@@ -42,7 +52,18 @@ class CachingAllocator {
   MemoryStats stats(int device) const;
   void reset_peak(int device);
 
-  static size_t round_size(size_t nbytes);
+  // The bin a request of nbytes is served from (see above); nbytes > 0.
+  static size_t round_size(size_t nbytes) {
+    constexpr size_t kSmallLimit = size_t{1} << 20;  // 1 MiB
+    constexpr size_t kSmallAlign = 512;
+    HEED_CHECK(nbytes <= std::numeric_limits<size_t>::max() / 2, "cuda allocate: {} bytes is not a possible size",
+               nbytes);
+    if (nbytes < kSmallLimit) return (nbytes + kSmallAlign - 1) / kSmallAlign * kSmallAlign;
+    size_t top = kSmallLimit;
+    while (top <= nbytes / 2) top *= 2;  // the largest power of two <= nbytes
+    const size_t step = top / 4;
+    return (nbytes + step - 1) / step * step;
+  }
 
  private:
   struct DeviceState {

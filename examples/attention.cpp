@@ -18,6 +18,7 @@
 
 #include <heed.h>
 #include "data/tokenizer.h"
+#include "examples/common/device.h"
 #include "examples/common/image.h"
 #include "examples/common/run_config.h"
 #include "nn/checkpoint.h"
@@ -157,7 +158,7 @@ int main(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu or cuda[:index]")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
-    const Device device = Device::parse(device_name);
+    const Device device = examples::device_from_flag(device_name);
     Checkpoint ckpt = load_checkpoint(checkpoint);
     Config config(ckpt.config);
     const std::string program = config.str("program");

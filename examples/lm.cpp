@@ -19,6 +19,7 @@
 #include "data/corpus.h"
 #include "data/random.h"
 #include "data/tokenizer.h"
+#include "examples/common/device.h"
 #include "examples/common/export.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
@@ -152,7 +153,7 @@ struct RunOptions {
 
 int run_train(Settings s, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
-  const Device device = Device::parse(r.device);
+  const Device device = examples::device_from_flag(r.device);
   fs::create_directories(r.out);
   std::optional<Checkpoint> resumed;
   if (!r.resume.empty()) {
@@ -258,6 +259,7 @@ int run_train(Settings s, const RunOptions& r) {
   if (train_steps > 0)
     fmt::print(stderr, "training steps alone: {} steps, {} tokens in {:.1f} s = {:.0f} tokens/s; first-step loss {:.5f}\n",
                train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
+  if (device.is_cuda()) fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});
@@ -273,7 +275,7 @@ int run_train(Settings s, const RunOptions& r) {
 
 int run_sample(const std::string& checkpoint, const std::string& prompt, int64_t max_new, double temperature,
                int64_t top_k, double top_p, int64_t seed, const std::string& device_name) {
-  const Device device = Device::parse(device_name);
+  const Device device = examples::device_from_flag(device_name);
   Checkpoint ckpt = load_checkpoint(checkpoint);
   Config config(ckpt.config);
   HEED_CHECK(config.str("program") == "lm", "{} is not an lm checkpoint (program = {})", checkpoint,

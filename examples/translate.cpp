@@ -25,6 +25,7 @@
 #include "data/bleu.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
+#include "examples/common/device.h"
 #include "examples/common/export.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
@@ -258,7 +259,7 @@ void export_data(const std::string& path, const TrainSettings& s, const Corpus& 
 
 int run_train(TrainSettings s, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
-  const Device device = Device::parse(r.device);
+  const Device device = examples::device_from_flag(r.device);
   fs::create_directories(r.out);
   std::optional<Checkpoint> resumed;
   if (!r.resume.empty()) {
@@ -394,6 +395,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     fmt::print(stderr, "training steps alone: {} steps, {} target tokens in {:.1f} s = {:.0f} target tokens/s; "
                "first-step loss {:.5f}\n",
                train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
+  if (device.is_cuda()) fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "translate: loss", "step", "nats per token",
                            {train_curve, valid_curve});
@@ -448,7 +450,7 @@ int run_bleu(const std::string& hyp_file, const std::string& ref_file) {
 
 int run_decode(const std::string& checkpoint, std::vector<std::string> sentences, const std::string& file,
                int64_t beam, double length_penalty, const std::string& device_name) {
-  const Device device = Device::parse(device_name);
+  const Device device = examples::device_from_flag(device_name);
   Checkpoint ckpt = load_checkpoint(checkpoint);
   Config config(ckpt.config);
   HEED_CHECK(config.str("program") == "translate", "{} is not a translate checkpoint (program = {})", checkpoint,

@@ -2,6 +2,9 @@
 
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "nn/dropout.h"
 #include "tensor/error.h"
@@ -31,7 +34,45 @@ void check_mask(const Tensor& mask, const char* what) {
              what, mask.dtype());
 }
 
+// The causal / sliding-window mask of attention_mask() for a device other than
+// the CPU, kept per (T, S, window, causal, device). A mask is built on the host
+// and copied over, and a copy from pageable host memory waits for the device to
+// finish its queued work: uncached, every attention layer of every forward would
+// stall the GPU. Training sees a few shapes; decoding adds one per length, so the
+// cache is emptied when it grows past kMaxCachedMasks. CPU masks are built fresh.
+struct MaskCache {
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, int, int>;
+  static constexpr size_t kMaxCachedMasks = 64;
+  std::mutex mutex;
+  std::map<Key, Tensor> masks;
+};
+
+MaskCache& mask_cache() {
+  static MaskCache* cache = new MaskCache();  // never destroyed: device memory may outlive static destructors' order
+  return *cache;
+}
+
+Tensor structural_attention_mask(int64_t T, int64_t S, int64_t window, bool causal, Device device) {
+  auto build = [&] { return window > 0 ? sliding_window_mask(T, S, window, causal, device) : causal_mask(T, S, device); };
+  if (device.is_cpu()) return build();
+  MaskCache& cache = mask_cache();
+  const MaskCache::Key key{T, S, window, causal, static_cast<int>(device.type), device.index};
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  auto it = cache.masks.find(key);
+  if (it != cache.masks.end()) return it->second;
+  if (cache.masks.size() >= MaskCache::kMaxCachedMasks) cache.masks.clear();
+  Tensor mask = build();
+  cache.masks.emplace(key, mask);
+  return mask;
+}
+
 }  // namespace
+
+void clear_attention_mask_cache() {
+  MaskCache& cache = mask_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  cache.masks.clear();
+}
 
 Tensor causal_mask(int64_t T, int64_t S, Device device) {
   if (S < 0) S = T;
@@ -100,10 +141,10 @@ Tensor attention_mask(const AttentionOptions& o, int64_t B, int64_t H, int64_t T
              "last T of S positions), got T = {}, S = {}",
              T, S);
   Tensor mask;
-  if (o.window > 0)
-    mask = sliding_window_mask(T, S, o.window, o.causal, device);
-  else if (o.causal)
-    mask = causal_mask(T, S, device);
+  // One query, the last of S positions (decoding with a key/value cache):
+  // the causal mask hides nothing, so none is made.
+  const bool causal_hides_something = o.causal && T > 1;
+  if (o.window > 0 || causal_hides_something) mask = structural_attention_mask(T, S, o.window, o.causal, device);
   if (o.attn_mask.defined()) {
     check_mask(o.attn_mask, "attn_mask");
     HEED_CHECK(o.attn_mask.device() == device, "scaled_dot_product_attention: attn_mask is on {}, scores on {}",

@@ -73,7 +73,13 @@ AttentionOutput scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
 
 // The combined Bool mask scaled_dot_product_attention applies for these
 // options and sizes (undefined when nothing is masked); for inspection and
-// for other attention kinds.
+// for other attention kinds. On a GPU the causal / sliding-window part is
+// cached per shape and device (see clear_attention_mask_cache), so the result
+// may be shared: do not modify it in place.
 Tensor attention_mask(const AttentionOptions& options, int64_t B, int64_t H, int64_t T, int64_t S, Device device);
+
+// Drops the causal / sliding-window masks attention_mask() keeps on GPUs (a
+// few MiB at most), e.g. before measuring device memory.
+void clear_attention_mask_cache();
 
 }  // namespace heed::nn

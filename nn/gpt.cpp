@@ -45,9 +45,9 @@ Tensor GPT::forward(const Tensor& ids, GPTCache* cache) {
              options_.block_size);
   Tensor x = tok_embed->forward(ids);
   if (pos_embed) {
-    Tensor positions =
-        arange(static_cast<double>(offset), static_cast<double>(offset + T), 1, DType::Int64, ids.device());
-    x = add(x, pos_embed->forward(positions));
+    if (!positions_.defined() || positions_.device() != ids.device())
+      positions_ = arange(options_.block_size, DType::Int64, ids.device());
+    x = add(x, pos_embed->forward(narrow(positions_, 0, offset, T)));
   }
   x = dropout(x, options_.dropout, is_training(), gen_);
   for (size_t i = 0; i < blocks->size(); ++i) {

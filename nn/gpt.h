@@ -49,6 +49,9 @@ class GPT : public Module {
  private:
   GPTOptions options_;
   Generator* gen_;
+  // 0 .. block_size - 1 on the device of the last input, for the learned
+  // positions: made once, not copied from the host every forward.
+  Tensor positions_;
 };
 
 }  // namespace heed::nn

@@ -58,6 +58,10 @@ void Optimizer::step() {
     HEED_CHECK(g.shape() == p.shape() && g.dtype() == p.dtype(),
                "{}: the gradient of '{}' is {} {} but the parameter is {} {}", type_name_, params_[i].first,
                shape_str(g.shape()), g.dtype(), shape_str(p.shape()), p.dtype());
+    // State made before the model moved (model.to(kCUDA) after the optimizer
+    // was built) follows its parameter, once.
+    for (auto& [kind, tensors] : state_)
+      if (tensors[i].device() != p.device()) tensors[i] = to_device(tensors[i], p.device());
     update(i, p, g, ++param_steps_[i]);
   }
 }

@@ -110,6 +110,33 @@ check "lm sample: a translate checkpoint is refused" 1 "not an lm checkpoint" --
 check "attention on an lm checkpoint" 0 "attention modules" -- "$A" -c "$WORK/lm/best.h5" --text "the cat sat on" --out "$WORK/att_lm"
 exists "attention (lm) writes its page" "$WORK/att_lm/attention.html" "$WORK/att_lm/heatmaps/blocks.0.self_attn.head1.png"
 
+# --device cuda: where this build has no CUDA or this machine no GPU, one clear
+# error at the start (exit status 1, the message naming the flag), never a
+# crash; where a GPU is usable, the run simply works (tools/gpu_check.sh runs
+# the programs on a GPU for real).
+device_check() {  # device_check NAME -- command...
+  local name=$1
+  shift 2
+  local out status
+  out=$("$@" 2>&1)
+  status=$?
+  if [[ $status == 0 ]]; then
+    echo "ok   $name (a GPU is usable here: it ran on it)"
+  elif [[ $status == 1 ]] && grep -qE -- "--device cuda(:[0-9]+)?: " <<<"$out"; then
+    echo "ok   $name ($(grep -oE -- "--device cuda[^;]*" <<<"$out" | head -1))"
+  else
+    echo "FAIL $name: exit status $status without a clear --device error"
+    echo "$out" | tail -20
+    failures=$((failures + 1))
+  fi
+}
+device_check "lm train --device cuda works or says clearly why not" -- "$L" train --text "$WORK/text.txt" --device cuda \
+  --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 2 --warmup 1 --eval-every 2 --sample-len 0 --out "$WORK/lm_cuda"
+device_check "translate decode --device cuda:0 works or says clearly why not" -- "$T" decode -c "$WORK/tr/best.h5" --device cuda:0 "a b c"
+device_check "translate train --device cuda:7 works or says clearly why not" -- "$T" train --task copy "${TINY[@]}" --steps 2 \
+  --eval-every 2 --device cuda:7 --out "$WORK/tr_cuda7"
+check "a malformed --device is refused" 1 "--device gpu: unknown device" -- "$L" train --text "$WORK/text.txt" --device gpu
+
 if ((failures > 0)); then
   echo "$failures program check(s) failed"
   exit 1
