@@ -6,7 +6,8 @@
 
 namespace heed::reference {
 
-RefCase::RefCase(const std::string& path) : path_(path), file_(h5::File::open(path)) {
+RefCase::RefCase(const std::string& path, Device device)
+    : path_(path), device_(device), file_(h5::File::open(path)) {
   op_ = file_.read_attr_string("/", "op");
   // Every group should exist; a missing grad_output/ just means no backward.
   backward_ = file_.is_group("grad_output") && !file_.list_datasets("grad_output").empty();
@@ -30,6 +31,7 @@ Tensor RefCase::read_input(const std::string& name) {
   if (it != inputs_.end()) return it->second;
   Tensor t = file_.read("inputs/" + name);
   if (t.dtype() == DType::UInt8) t = to_dtype(t, DType::Bool);  // masks: 1 = masked
+  t = to_device(t, device_);  // before requires_grad_: the leaf lives on the device
   if (t.is_floating_point() && backward_) {
     t.requires_grad_();
     track_grad("inputs/" + name, t);
@@ -57,7 +59,7 @@ Tensor RefCase::param(const std::string& name) {
   auto it = tracked_.find(key);
   if (it != tracked_.end()) return it->second;
   HEED_CHECK(has_param(name), "reference '{}' (op {}): no dataset params/{}", path_, op_, name);
-  Tensor t = file_.read(key);
+  Tensor t = to_device(file_.read(key), device_);
   HEED_CHECK(t.is_floating_point(), "reference '{}': params/{} is {}, expected float", path_, name, t.dtype());
   if (backward_) t.requires_grad_();
   track_grad(key, t);
@@ -72,6 +74,7 @@ NamedTensors RefCase::params() {
 }
 
 void RefCase::load_params(nn::Module& module) {
+  module.to(device_);  // parameters and buffers; load_parameters copies into them there
   NamedTensors values;
   if (file_.is_group("params"))
     for (const std::string& name : file_.list_datasets("params")) values.emplace_back(name, file_.read("params/" + name));

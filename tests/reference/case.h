@@ -39,9 +39,13 @@ using nn::NamedTensors;
 
 class RefCase {
  public:
-  explicit RefCase(const std::string& path);
+  // Every input and parameter is moved to `device` as it is read, and
+  // load_params() moves the module (parameters and buffers) there, so the op
+  // runs on that device; outputs and gradients are compared on the CPU.
+  explicit RefCase(const std::string& path, Device device = kCPU);
 
   const std::string& path() const { return path_; }
+  Device device() const { return device_; }
   const std::string& op() const { return op_; }
   // True when grad_output/ holds a dataset: the runner will run backward.
   bool runs_backward() const { return backward_; }
@@ -71,10 +75,11 @@ class RefCase {
   Tensor param(const std::string& name);
   // Every parameter of the file, in name order (each as param(name)).
   NamedTensors params();
-  // Copies every params/* into the module by dotted name (every file param
-  // must match a module parameter of that name and shape and the other way
-  // round, else an error listing the names), then tracks the module's
-  // parameters: their gradients are compared with grads/params/<name>.
+  // Moves the module to device(), copies every params/* into it by dotted
+  // name (every file param must match a module parameter of that name and
+  // shape and the other way round, else an error listing the names), then
+  // tracks the module's parameters: their gradients are compared with
+  // grads/params/<name>.
   void load_params(nn::Module& module);
   // Tracks a tensor's gradient as grads/<key> ("params/w", "inputs/x").
   void track_grad(const std::string& key, const Tensor& t);
@@ -92,6 +97,7 @@ class RefCase {
   Tensor read_input(const std::string& name);
 
   std::string path_;
+  Device device_;
   h5::File file_;
   std::string op_;
   bool backward_ = false;

@@ -1,8 +1,14 @@
-// heed_reference [DIR or FILE ...]: checks heed against PyTorch reference
-// files (../shared/reference/README.md). With no argument it reads the
-// folder $HEED_REFERENCE_DIR. Every *.h5 file of each folder is run (sorted);
-// one line per file, then "N passed, M failed". Exit 0 only when every file
-// passed and at least one was read.
+// heed_reference [--device DEVICE] [DIR or FILE ...]: checks heed against
+// PyTorch reference files (../shared/reference/README.md). With no file
+// argument it reads the folder $HEED_REFERENCE_DIR. Every *.h5 file of each
+// folder is run (sorted); one line per file, then "N passed, M failed". Exit 0
+// only when every file passed and at least one was read.
+//
+// The ops run on DEVICE ("cpu", "cuda", "cuda:N"; default
+// $HEED_REFERENCE_DEVICE, else cpu): inputs, parameters and buffers are moved
+// there, outputs and gradients come back to the CPU for the comparison. When
+// that device cannot be used here (no GPU, or heed built without CUDA) it
+// says why and exits with 77, which ctest's reference_cuda reports as skipped.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +20,7 @@
 
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
+#include "cuda/register.h"
 #include "tests/reference/case.h"
 #include "tests/reference/compare.h"
 
@@ -47,9 +54,23 @@ void compare_group(h5::File& file, const std::string& group, const std::map<std:
       c.problems.push_back(fmt::format("{}/{}: heed produced it, but the file has no such dataset", group, name));
 }
 
+// The exit status for "this device cannot be used here" (tests/CMakeLists.txt
+// gives it to ctest as SKIP_RETURN_CODE).
+constexpr int kExitSkipped = 77;
+
+// Why `device` cannot run here; empty when it can.
+std::string unavailable_reason(Device device) {
+  if (device.is_cpu()) return "";
+  if (!cuda::built_with_cuda()) return "heed was built without CUDA (HEED_CUDA=OFF, or no nvcc was found)";
+  const int n = device_count(DeviceType::CUDA);
+  if (n == 0) return "no GPU visible (heed was built with CUDA, but the driver reports no device)";
+  if (device.index >= n) return fmt::format("{} does not exist: {} GPU(s) visible", device, n);
+  return "";
+}
+
 // Runs one file: forward, outputs/, then backward and grads/ when it has one.
-void run_file(const std::string& path, FileResult& r) {
-  RefCase c(path);
+void run_file(const std::string& path, Device device, FileResult& r) {
+  RefCase c(path, device);
   r.op = c.op();
   OpFn fn = find_op(c.op());
   if (fn == nullptr) {
@@ -112,9 +133,13 @@ std::vector<std::string> files_of(const std::string& arg, std::vector<std::strin
 
 int usage(std::FILE* to, int code) {
   std::fprintf(to,
-               "usage: heed_reference [DIR or FILE ...]\n"
-               "  Checks heed against PyTorch reference files (*.h5). With no argument,\n"
-               "  reads the folder named by $HEED_REFERENCE_DIR.\n");
+               "usage: heed_reference [--device DEVICE] [DIR or FILE ...]\n"
+               "  Checks heed against PyTorch reference files (*.h5). With no file argument,\n"
+               "  reads the folder named by $HEED_REFERENCE_DIR.\n"
+               "  --device DEVICE  where the ops run: cpu, cuda or cuda:N (default\n"
+               "                   $HEED_REFERENCE_DEVICE, else cpu). Exits with %d when that\n"
+               "                   device cannot be used here.\n",
+               kExitSkipped);
   return code;
 }
 
@@ -123,9 +148,37 @@ int usage(std::FILE* to, int code) {
 int main(int argc, char** argv) {
   // Line by line, so the files before a crash are still reported.
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  std::vector<std::string> args(argv + 1, argv + argc);
-  for (const std::string& a : args)
+  std::vector<std::string> args;
+  std::string device_text;
+  if (const char* env = std::getenv("HEED_REFERENCE_DEVICE")) device_text = env;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
     if (a == "-h" || a == "--help") return usage(stdout, 0);
+    if (a == "--device") {
+      if (i + 1 == argc) {
+        std::fprintf(stderr, "heed_reference: --device needs a value (cpu, cuda or cuda:N)\n");
+        return usage(stderr, 2);
+      }
+      device_text = argv[++i];
+    } else if (a.rfind("--device=", 0) == 0) {
+      device_text = a.substr(9);
+    } else {
+      args.push_back(a);
+    }
+  }
+  Device device = kCPU;
+  if (!device_text.empty()) {
+    try {
+      device = Device::parse(device_text);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "heed_reference: bad device '%s': %s\n", device_text.c_str(), e.what());
+      return 2;
+    }
+  }
+  if (const std::string why = unavailable_reason(device); !why.empty()) {
+    std::printf("[skip] heed_reference on %s: %s\n", device.str().c_str(), why.c_str());
+    return kExitSkipped;
+  }
   if (!registry_problems().empty()) {
     for (const std::string& p : registry_problems()) std::fprintf(stderr, "heed_reference: %s\n", p.c_str());
     return 2;
@@ -148,7 +201,7 @@ int main(int argc, char** argv) {
   for (const std::string& path : files) {
     FileResult r;
     try {
-      run_file(path, r);
+      run_file(path, device, r);
     } catch (const std::exception& e) {
       r.comparison.problems.push_back(fmt::format("error: {}", e.what()));
     }
@@ -158,7 +211,7 @@ int main(int argc, char** argv) {
     for (const std::string& p : c.problems) std::printf("      %s\n", p.c_str());
     (c.ok() ? passed : failed) += 1;
   }
-  std::printf("%d passed, %d failed\n", passed, failed);
+  std::printf("%d passed, %d failed (on %s)\n", passed, failed, device.str().c_str());
   if (files.empty()) std::fprintf(stderr, "heed_reference: no reference file was read\n");
   return failed == 0 && errors.empty() && !files.empty() ? 0 : 1;
 }
