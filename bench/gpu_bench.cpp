@@ -38,16 +38,11 @@
 #include <fmt/format.h>
 
 #include "autograd/grad_mode.h"
+#include "cuda/matmul.h"
 #include "nn/loss.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
 
-#if __has_include("cuda/matmul.h")
-#include "cuda/matmul.h"
-#define HEED_BENCH_HAVE_TF32_SWITCH 1
-#else
-#define HEED_BENCH_HAVE_TF32_SWITCH 0
-#endif
 
 namespace {
 
@@ -165,7 +160,7 @@ void device_info(const Args& a) {
       json_escape(prop.name).c_str(), prop.multiProcessorCount, prop.major, prop.minor,
       static_cast<double>(prop.totalGlobalMem) / (1024.0 * 1024 * 1024), clock_khz / 1e3, bus_bits, computed,
       a.peak_gbs > 0 ? a.peak_gbs : computed, a.peak_gbs > 0 ? "--peak-gbs" : "memory clock x bus width", runtime,
-      driver, HEED_BENCH_HAVE_TF32_SWITCH ? "true" : "false");
+      driver, "true");
   std::fflush(stdout);
 }
 
@@ -179,13 +174,7 @@ struct MatmulCase {
   bool b_transposed;
 };
 
-void set_tf32(bool on) {
-#if HEED_BENCH_HAVE_TF32_SWITCH
-  heed::cuda::set_allow_tf32(on);
-#else
-  (void)on;
-#endif
-}
+void set_tf32(bool on) { heed::cuda::set_allow_tf32(on); }
 
 void matmul_case(const MatmulCase& c, bool tf32, heed::Device device, cublasHandle_t handle, Timer& timer,
                  heed::Generator& gen) {
@@ -265,11 +254,9 @@ void matmul_section(const Args& a, heed::Device device, heed::Generator& gen) {
     if (a.quick && c.M * c.N * c.K * c.batch > int64_t{4096} * 4096 * 4096) continue;
     matmul_case(c, false, device, handle, timer, gen);
   }
-  if (HEED_BENCH_HAVE_TF32_SWITCH) {
-    for (const MatmulCase& c : cases)
-      if (c.name == "square 4096" || c.name == "square 8192" || c.name.rfind("attention q k^T (96", 0) == 0)
-        matmul_case(c, true, device, handle, timer, gen);
-  }
+  for (const MatmulCase& c : cases)
+    if (c.name == "square 4096" || c.name == "square 8192" || c.name.rfind("attention q k^T (96", 0) == 0)
+      matmul_case(c, true, device, handle, timer, gen);
   cublasDestroy(handle);
 }
 

@@ -52,6 +52,7 @@
 
 #include "cuda/memory.h"
 #include "nn/clip_grad.h"
+#include "cuda/matmul.h"
 #include "nn/gpt.h"
 #include "nn/loss.h"
 #include "nn/optim.h"
@@ -60,13 +61,6 @@
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
 
-// HEED_BENCH_WITH_CUDA: set by bench/CMakeLists.txt when heed is built with CUDA.
-#if defined(HEED_BENCH_WITH_CUDA) && __has_include("cuda/matmul.h")
-#include "cuda/matmul.h"
-#define HEED_BENCH_HAVE_TF32_SWITCH 1
-#else
-#define HEED_BENCH_HAVE_TF32_SWITCH 0
-#endif
 
 namespace {
 
@@ -227,11 +221,7 @@ int main(int argc, char** argv) {
     Args a = parse(argc, argv);
     const heed::Device device = heed::Device::parse(a.device);
     const bool on_gpu = device.is_cuda();
-#if HEED_BENCH_HAVE_TF32_SWITCH
     if (on_gpu) heed::cuda::set_allow_tf32(a.tf32);
-#else
-    if (a.tf32) throw std::runtime_error("--tf32 1: this heed has no TF32 switch (cuda/matmul.h)");
-#endif
     heed::cpu::set_num_threads(a.threads);
     const double rss0 = status_bytes("VmRSS:");
 
