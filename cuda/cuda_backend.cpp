@@ -21,12 +21,6 @@ std::string describe(const Tensor& t) {
                      t.is_contiguous() ? "" : " (not contiguous)");
 }
 
-void not_implemented(const char* kernel) {
-  HEED_FAIL("{} is not implemented on cuda yet; "
-            "(move the tensors to the CPU with .to(heed::kCPU))",
-            kernel);
-}
-
 Tensor contiguous_copy(const Tensor& x) {
   if (x.is_contiguous()) return x;
   Tensor dense = empty(x.shape(), x.dtype(), x.device());

@@ -17,10 +17,6 @@ void install_matmul_kernel(Backend& row);
 void install_index_kernels(Backend& row);
 void install_optim_kernels(Backend& row);
 
-// Throws heed::Error saying `kernel` has no CUDA version yet; the message
-// tells the user to move the tensors to the CPU.
-[[noreturn]] void not_implemented(const char* kernel);
-
 // x itself when contiguous, else a contiguous copy on x's device made by the
 // row's own copy kernel (no autograd): for kernels that want dense input.
 Tensor contiguous_copy(const Tensor& x);
