@@ -48,12 +48,16 @@ struct TrainSettings {
   std::string tokenizer = "bpe";
   int64_t vocab_size = 4000;
   int64_t min_count = 2;
-  int64_t d_model = 256, nhead = 4, encoder_layers = 3, decoder_layers = 3, ff = 1024;
+  // Sized for the main job, about 8 minutes of training on 2 cores. In that
+  // budget a 2+2-layer pre-norm model at lr 2e-3 reached a validation loss of
+  // 4.21 where the 3+3 post-norm one at 1e-3 reached 4.79: more updates beat
+  // depth, and pre-norm takes the higher rate. 2048-token batches learned
+  // more per token than 4096-token ones.
+  int64_t d_model = 256, nhead = 4, encoder_layers = 2, decoder_layers = 2, ff = 1024;
+  bool norm_first = true;  // pre-norm layers (LayerNorm before each block)
   double dropout = 0.1, label_smoothing = 0.1;
-  double lr = 1e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
-  // Sized for the main job: about 9 minutes of training on 2 cores. Smaller
-  // batches learned more per token than 4096-token ones in that budget.
-  int64_t warmup = 150, steps = 800, max_tokens = 2048, max_len = 48;
+  double lr = 2e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
+  int64_t warmup = 150, steps = 1100, max_tokens = 2048, max_len = 48;
   double valid_fraction = 0.04, test_fraction = 0.05;
   int64_t seed = 1;
 };
@@ -65,6 +69,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("vocab_size", s.vocab_size), c.set("min_count", s.min_count);
   c.set("d_model", s.d_model), c.set("nhead", s.nhead), c.set("encoder_layers", s.encoder_layers);
   c.set("decoder_layers", s.decoder_layers), c.set("dim_feedforward", s.ff);
+  c.set("norm_first", int64_t{s.norm_first});
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
   c.set("lr", s.lr), c.set("min_lr", s.min_lr), c.set("weight_decay", s.weight_decay), c.set("clip", s.clip);
   c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
@@ -79,6 +84,7 @@ TrainSettings from_config(const Config& c) {
   s.vocab_size = c.integer("vocab_size"), s.min_count = c.integer("min_count");
   s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.encoder_layers = c.integer("encoder_layers");
   s.decoder_layers = c.integer("decoder_layers"), s.ff = c.integer("dim_feedforward");
+  s.norm_first = c.has("norm_first") && c.integer("norm_first") != 0;  // absent in older checkpoints
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
@@ -91,6 +97,7 @@ nn::Seq2SeqOptions model_options(const TrainSettings& s, int64_t src_vocab, int6
   nn::Seq2SeqOptions o{src_vocab, tgt_vocab};
   o.d_model = s.d_model, o.nhead = s.nhead, o.num_encoder_layers = s.encoder_layers;
   o.num_decoder_layers = s.decoder_layers, o.dim_feedforward = s.ff, o.dropout = s.dropout;
+  o.norm_first = s.norm_first;
   o.max_len = s.max_len + 2;
   return o;
 }
@@ -204,7 +211,7 @@ struct RunOptions {
   std::string resume;
   double time_limit = 0;
   int64_t stop_at = 0;  // stop after this step (the schedule still spans --steps); 0 = run to the end
-  int64_t eval_every = 200, save_every = 200, show = 8, beam = 4, threads = 0;
+  int64_t eval_every = 275, save_every = 275, show = 8, beam = 4, threads = 0;
   double length_penalty = 0.6;
   int64_t bleu_subset = 300;
   int64_t beam_sentences = 300;
@@ -491,6 +498,7 @@ int main(int argc, char** argv) {
   train->add_option("--encoder-layers", s.encoder_layers)->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--decoder-layers", s.decoder_layers)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--ff", s.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
+  train->add_flag("--norm-first,!--post-norm", s.norm_first, "pre-norm layers (LayerNorm before attention and feed-forward)");
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();

@@ -21,6 +21,8 @@ class Config {
   void set(const std::string& key, int64_t value) { values_[key] = std::to_string(value); }
   void set(const std::string& key, double value) { values_[key] = fmt::format("{:.17g}", value); }
 
+  bool has(const std::string& key) const { return values_.count(key) > 0; }
+
   const std::string& str(const std::string& key) const {
     auto it = values_.find(key);
     HEED_CHECK(it != values_.end(), "configuration: missing key \"{}\"", key);
