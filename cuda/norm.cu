@@ -32,8 +32,9 @@ namespace {
 // Block (group threads, rows per block), grid (blocks).
 // x, out: [rows, d]; weight, bias: [d] or null; mean, rstd: [rows].
 template <class T>
-__global__ void layer_norm_kernel(const T* x, const T* weight, const T* bias, double eps, T* out, T* mean, T* rstd,
-                                  int64_t rows, int64_t d) {
+__global__ void __launch_bounds__(kMaxGroupThreads)
+    layer_norm_kernel(const T* x, const T* weight, const T* bias, double eps, T* out, T* mean, T* rstd, int64_t rows,
+                      int64_t d) {
   __shared__ double shared[32];
   const int64_t per_grid = static_cast<int64_t>(gridDim.x) * blockDim.y;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.y; base < rows; base += per_grid) {
@@ -74,8 +75,9 @@ __global__ void layer_norm_kernel(const T* x, const T* weight, const T* bias, do
 
 // grad_x, a group per row. grad, x, grad_x: [rows, d]; weight: [d] or null; mean, rstd: [rows].
 template <class T>
-__global__ void layer_norm_grad_x_kernel(const T* grad, const T* x, const T* weight, const T* mean, const T* rstd,
-                                         T* grad_x, int64_t rows, int64_t d) {
+__global__ void __launch_bounds__(kMaxGroupThreads)
+    layer_norm_grad_x_kernel(const T* grad, const T* x, const T* weight, const T* mean, const T* rstd, T* grad_x,
+                             int64_t rows, int64_t d) {
   __shared__ double shared[32];
   const int64_t per_grid = static_cast<int64_t>(gridDim.x) * blockDim.y;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.y; base < rows; base += per_grid) {
