@@ -18,11 +18,8 @@
 // in double, combines its 8 row slices in a fixed tree and writes a partial
 // [2, D] to the workspace; a second kernel adds the chunks in chunk order and
 // writes gw and gb. No atomics, so gradients are the same bits every run.
-// The sums are the CPU's in double, added in another order.
-//
-// One deliberate difference: with a bias but no weight the CPU forward leaves
-// the bias out; here y = xhat + b (what the op's backward, which gives the
-// bias a gradient, assumes).
+// The sums are the CPU's in double, added in another order. With no rows,
+// grad_weight and grad_bias are written as zeros, as on the CPU.
 #include "cuda/check.h"
 #include "cuda/group_reduce.cuh"
 #include "cuda/kernels.h"
@@ -35,8 +32,9 @@ namespace {
 // Block (group threads, rows per block), grid (blocks).
 // x, out: [rows, d]; weight, bias: [d] or null; mean, rstd: [rows].
 template <class T>
-__global__ void layer_norm_kernel(const T* x, const T* weight, const T* bias, double eps, T* out, T* mean, T* rstd,
-                                  int64_t rows, int64_t d) {
+__global__ void __launch_bounds__(kMaxGroupThreads)
+    layer_norm_kernel(const T* x, const T* weight, const T* bias, double eps, T* out, T* mean, T* rstd, int64_t rows,
+                      int64_t d) {
   __shared__ double shared[32];
   const int64_t per_grid = static_cast<int64_t>(gridDim.x) * blockDim.y;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.y; base < rows; base += per_grid) {
@@ -77,8 +75,9 @@ __global__ void layer_norm_kernel(const T* x, const T* weight, const T* bias, do
 
 // grad_x, a group per row. grad, x, grad_x: [rows, d]; weight: [d] or null; mean, rstd: [rows].
 template <class T>
-__global__ void layer_norm_grad_x_kernel(const T* grad, const T* x, const T* weight, const T* mean, const T* rstd,
-                                         T* grad_x, int64_t rows, int64_t d) {
+__global__ void __launch_bounds__(kMaxGroupThreads)
+    layer_norm_grad_x_kernel(const T* grad, const T* x, const T* weight, const T* mean, const T* rstd, T* grad_x,
+                             int64_t rows, int64_t d) {
   __shared__ double shared[32];
   const int64_t per_grid = static_cast<int64_t>(gridDim.x) * blockDim.y;
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.y; base < rows; base += per_grid) {
@@ -187,8 +186,8 @@ int64_t layer_norm_backward_workspace(int64_t rows, int64_t d) { return plan_col
 template <class T>
 void launch_layer_norm_backward(const T* grad, const T* x, const T* weight, const T* mean, const T* rstd, T* grad_x,
                                 T* grad_weight, T* grad_bias, int64_t rows, int64_t d, double* workspace) {
-  if (rows <= 0 || d <= 0) return;
-  if (grad_x) {
+  if (rows < 0 || d <= 0) return;
+  if (grad_x && rows > 0) {
     const RowLaunch l = plan_rows(rows, d);
     const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
     layer_norm_grad_x_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(grad, x, weight, mean, rstd, grad_x, rows,

@@ -126,10 +126,13 @@ struct MergeOf {
   }
 };
 
-// Block (block_x = group, block_y groups), grid (grid_x, splits).
+// Block (block_x = group, block_y groups), grid (grid_x, splits). A block has
+// up to kMaxGroupThreads threads (a 512-thread group): the launch bound keeps
+// the registers per thread low enough for that in every build (-G included).
 // x: the strided input; out: [n_out] at kept_out_offset; partial: [splits, n_out] or null.
 template <class T, class Op>
-__global__ void reduce_rows_kernel(const T* x, void* out, ReducePlan p, typename Op::Acc* partial) {
+__global__ void __launch_bounds__(kMaxGroupThreads)
+    reduce_rows_kernel(const T* x, void* out, ReducePlan p, typename Op::Acc* partial) {
   using Acc = typename Op::Acc;
   __shared__ Acc shared[32];
   const int64_t s = blockIdx.y;

@@ -38,7 +38,8 @@ struct MaxSkippingNaN {
 
 // Block (group threads, rows per block), grid (blocks); x, out: [rows, n].
 template <class T>
-__global__ void softmax_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log_softmax) {
+__global__ void __launch_bounds__(kMaxGroupThreads)
+    softmax_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log_softmax) {
   __shared__ T shared_max[32];
   __shared__ double shared_sum[32];
   constexpr T kInf = ::cuda::std::numeric_limits<T>::infinity();

@@ -91,7 +91,7 @@ void check_launch_shape(const ReducePlan& p) {
   } else {
     CHECK(p.block_x >= 32);  // whole warps per group
     CHECK(p.block_x <= cuda::kMaxGroupThreads);
-    CHECK(p.block_x * p.block_y <= 1024);
+    CHECK(p.block_x * p.block_y <= cuda::kMaxGroupThreads);  // the kernel's __launch_bounds__
     CHECK(p.block_x / 32 * p.block_y <= 32);  // group_reduce's shared array
   }
   // The chunks tile [0, n_red): consecutive, none empty (but for n_red = 0).
@@ -241,7 +241,7 @@ TEST_CASE("cuda row plans: group sizes and column-sum chunks", "[cuda][plan]") {
       CHECK(l.threads >= 32);
       CHECK(l.threads <= cuda::kMaxGroupThreads);
       CHECK(l.threads / 32 * l.rows_per_block <= 32);
-      CHECK(l.threads * l.rows_per_block <= 1024);
+      CHECK(l.threads * l.rows_per_block <= cuda::kMaxGroupThreads);  // the kernels' __launch_bounds__
       CHECK(l.blocks >= 1);
       CHECK(l.blocks <= cuda::kMaxGridX);
       const cuda::ColumnSumLaunch c = cuda::plan_column_sums(rows, n);
