@@ -13,6 +13,7 @@
 #include <cstdint>
 
 #include "cuda/reduce_plan.h"
+#include "cuda/rounded_math.h"  // mul_rn: products nvcc may not fuse into an FMA
 
 namespace heed::cuda {
 
@@ -73,12 +74,6 @@ __device__ Acc group_reduce(Acc v, Merge merge, Acc* shared) {
   __syncthreads();  // `shared` may be reused by the next call
   return total;
 }
-
-// Products that nvcc may not fuse with a following add into an FMA: the CPU
-// rounds a * b + c twice (heed's C++ is compiled without FP contraction), so
-// where a result is written in T these keep the GPU's rounding the same.
-__device__ inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
-__device__ inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 
 struct AddMerge {
   template <class Acc>

@@ -351,6 +351,25 @@ int run_train(TrainSettings s, const RunOptions& r) {
   double train_seconds = 0;
   int64_t train_tokens = 0, train_steps = 0;
   double first_loss = NAN;
+  // Validation loss and BLEU at the current step, logged and plotted; a new
+  // best is saved as best.h5.
+  auto evaluate_now = [&] {
+    const double v = evaluate_loss(model, valid_batches, device);
+    const double bleu = data::corpus_bleu(translate(model, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
+    progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.2f} nats/token), "
+                                 "validation BLEU (greedy, {} sentences) {:.2f}",
+                                 step, window_loss / window_steps, v, v, valid_src.size(), bleu));
+    log.write({{"step", double(step)}, {"epoch", double(train.epoch())}, {"train_loss", window_loss / window_steps},
+               {"lr", opt.lr()}, {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
+               {"valid_loss", v}, {"valid_bleu", bleu}});
+    train_curve.x.push_back(step), train_curve.y.push_back(window_loss / window_steps);
+    valid_curve.x.push_back(step), valid_curve.y.push_back(v);
+    window_loss = 0, window_steps = 0;
+    if (v < best_valid) {
+      best_valid = v;
+      save("best.h5");
+    }
+  };
   while (step < s.steps) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
       progress.message(fmt::format("time limit of {} reached at step {}", examples::format_duration(r.time_limit), step));
@@ -377,24 +396,15 @@ int run_train(TrainSettings s, const RunOptions& r) {
     window_loss += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.num_tgt_tokens);
     const bool last = step == s.steps;
-    if (step % r.eval_every == 0 || last) {
-      const double v = evaluate_loss(model, valid_batches, device);
-      const double bleu = data::corpus_bleu(translate(model, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
-      progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.2f} nats/token), "
-                                   "validation BLEU (greedy, {} sentences) {:.2f}",
-                                   step, window_loss / window_steps, v, v, valid_src.size(), bleu));
-      log.write({{"step", double(step)}, {"epoch", double(train.epoch())}, {"train_loss", window_loss / window_steps},
-                 {"lr", opt.lr()}, {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
-                 {"valid_loss", v}, {"valid_bleu", bleu}});
-      train_curve.x.push_back(step), train_curve.y.push_back(window_loss / window_steps);
-      valid_curve.x.push_back(step), valid_curve.y.push_back(v);
-      window_loss = 0, window_steps = 0;
-      if (v < best_valid) {
-        best_valid = v;
-        save("best.h5");
-      }
-    }
+    if (step % r.eval_every == 0 || last) evaluate_now();
     if (step % r.save_every == 0 || last) save("last.h5");
+  }
+  // Stopped early (time limit, --stop-at): the model as it stands is
+  // evaluated and kept too, so neither the final report nor a resume misses
+  // the steps since the last scheduled evaluation or save.
+  if (window_steps > 0) {
+    evaluate_now();
+    save("last.h5");
   }
   progress.finish();
   if (cpu::profiling_enabled()) fmt::print(stderr, "time per CPU kernel (HEED_PROFILE):\n{}\n", cpu::profile_report());

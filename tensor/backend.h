@@ -106,9 +106,10 @@ struct Backend {
   void (*adam_step)(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                     const AdamStepArgs& args) = nullptr;
 
-  // Fills contiguous out from the counter-based generator: element i uses
-  // counter offset + i, so the stream is the same on every device and for
-  // every thread count.
+  // Fills contiguous out from the counter-based generator: sample i reads
+  // its w 32-bit words (w = 1, 2 or 4 by dist and dtype) starting at word
+  // i*w of the Philox blocks offset, offset + 1, ... (tensor/philox.h spells
+  // it out), so the stream is the same on every device and thread count.
   void (*random)(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out) = nullptr;
 
   // Waits for all queued work on the device (a no-op on the CPU).
