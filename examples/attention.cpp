@@ -21,6 +21,7 @@
 #include "examples/common/device.h"
 #include "examples/common/image.h"
 #include "examples/common/run_config.h"
+#include "examples/common/seq2seq_config.h"
 #include "nn/checkpoint.h"
 #include "nn/hdf5.h"
 
@@ -178,11 +179,7 @@ int main(int argc, char** argv) {
       HEED_CHECK(text.empty(), "--text is for lm checkpoints; use --src (and --tgt) with a translate checkpoint");
       auto src_tok = data::deserialize_tokenizer(config.str("src_tokenizer_kind"), ckpt.texts.at("src_tokenizer"));
       auto tgt_tok = data::deserialize_tokenizer(config.str("tgt_tokenizer_kind"), ckpt.texts.at("tgt_tokenizer"));
-      nn::Seq2SeqOptions o{config.integer("src_vocab"), config.integer("tgt_vocab")};
-      o.d_model = config.integer("d_model"), o.nhead = config.integer("nhead");
-      o.num_encoder_layers = config.integer("encoder_layers"), o.num_decoder_layers = config.integer("decoder_layers");
-      o.dim_feedforward = config.integer("dim_feedforward"), o.max_len = config.integer("max_len") + 2;
-      nn::Seq2SeqTransformer model(o);
+      nn::Seq2SeqTransformer model(examples::seq2seq_options(config));
       restore(ckpt, model);
       model.to(device);
       model.eval();

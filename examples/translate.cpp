@@ -29,6 +29,7 @@
 #include "examples/common/export.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
+#include "examples/common/seq2seq_config.h"
 #include "examples/common/train_log.h"
 #include "nn/checkpoint.h"
 #include "tensor/cpu/cpu_profile.h"
@@ -55,6 +56,8 @@ struct TrainSettings {
   // more per token than 4096-token ones.
   int64_t d_model = 256, nhead = 4, encoder_layers = 2, decoder_layers = 2, ff = 1024;
   bool norm_first = true;  // pre-norm layers (LayerNorm before each block)
+  bool shared_vocab = false;  // one tokenizer and one embedding table for both languages
+  bool tie_output = false;    // the output layer reuses the target embedding table
   double dropout = 0.1, label_smoothing = 0.1;
   double lr = 2e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
   int64_t warmup = 150, steps = 1100, max_tokens = 2048, max_len = 48;
@@ -70,6 +73,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("d_model", s.d_model), c.set("nhead", s.nhead), c.set("encoder_layers", s.encoder_layers);
   c.set("decoder_layers", s.decoder_layers), c.set("dim_feedforward", s.ff);
   c.set("norm_first", int64_t{s.norm_first});
+  c.set("shared_vocab", int64_t{s.shared_vocab}), c.set("tie_output", int64_t{s.tie_output});
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
   c.set("lr", s.lr), c.set("min_lr", s.min_lr), c.set("weight_decay", s.weight_decay), c.set("clip", s.clip);
   c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
@@ -84,7 +88,10 @@ TrainSettings from_config(const Config& c) {
   s.vocab_size = c.integer("vocab_size"), s.min_count = c.integer("min_count");
   s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.encoder_layers = c.integer("encoder_layers");
   s.decoder_layers = c.integer("decoder_layers"), s.ff = c.integer("dim_feedforward");
-  s.norm_first = c.has("norm_first") && c.integer("norm_first") != 0;  // absent in older checkpoints
+  // Absent in older checkpoints: those models had neither.
+  s.norm_first = c.has("norm_first") && c.integer("norm_first") != 0;
+  s.shared_vocab = c.has("shared_vocab") && c.integer("shared_vocab") != 0;
+  s.tie_output = c.has("tie_output") && c.integer("tie_output") != 0;
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
@@ -94,12 +101,7 @@ TrainSettings from_config(const Config& c) {
 }
 
 nn::Seq2SeqOptions model_options(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
-  nn::Seq2SeqOptions o{src_vocab, tgt_vocab};
-  o.d_model = s.d_model, o.nhead = s.nhead, o.num_encoder_layers = s.encoder_layers;
-  o.num_decoder_layers = s.decoder_layers, o.dim_feedforward = s.ff, o.dropout = s.dropout;
-  o.norm_first = s.norm_first;
-  o.max_len = s.max_len + 2;
-  return o;
+  return examples::seq2seq_options(to_config(s, src_vocab, tgt_vocab));
 }
 
 // ---- data ----------------------------------------------------------------------------
@@ -284,6 +286,14 @@ int run_train(TrainSettings s, const RunOptions& r) {
   if (resumed) {
     corpus.src_tok = data::deserialize_tokenizer(resumed->config.at("src_tokenizer_kind"), resumed->texts.at("src_tokenizer"));
     corpus.tgt_tok = data::deserialize_tokenizer(resumed->config.at("tgt_tokenizer_kind"), resumed->texts.at("tgt_tokenizer"));
+  } else if (s.shared_vocab) {
+    // One vocabulary learnt from both sides: names, numbers and shared
+    // word pieces get one embedding whichever language they appear in.
+    auto texts = sides(corpus.splits.train, true);
+    auto targets = sides(corpus.splits.train, false);
+    texts.insert(texts.end(), targets.begin(), targets.end());
+    corpus.src_tok = train_tokenizer(s, texts);
+    corpus.tgt_tok = data::deserialize_tokenizer(corpus.src_tok->kind(), corpus.src_tok->serialize());
   } else {
     corpus.src_tok = train_tokenizer(s, sides(corpus.splits.train, true));
     corpus.tgt_tok = train_tokenizer(s, sides(corpus.splits.train, false));
@@ -509,6 +519,10 @@ int main(int argc, char** argv) {
   train->add_option("--decoder-layers", s.decoder_layers)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--ff", s.ff, "feed-forward width")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_flag("--norm-first,!--post-norm", s.norm_first, "pre-norm layers (LayerNorm before attention and feed-forward)");
+  train->add_flag("--shared-vocab,!--separate-vocab", s.shared_vocab,
+                  "one tokenizer trained on both languages, and one embedding table for source and target");
+  train->add_flag("--tie-output,!--untied-output", s.tie_output,
+                  "the output layer is the target embedding table (no separate output weights)");
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();

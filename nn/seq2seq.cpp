@@ -14,6 +14,9 @@ Seq2SeqOptions checked(Seq2SeqOptions o) {
   HEED_CHECK(o.src_vocab > 0 && o.tgt_vocab > 0, "Seq2SeqTransformer: src_vocab ({}) and tgt_vocab ({}) must be positive",
              o.src_vocab, o.tgt_vocab);
   HEED_CHECK(o.max_len > 0, "Seq2SeqTransformer: max_len must be positive, got {}", o.max_len);
+  HEED_CHECK(!o.share_embeddings || o.src_vocab == o.tgt_vocab,
+             "Seq2SeqTransformer: share_embeddings needs one vocabulary, but src_vocab is {} and tgt_vocab {}",
+             o.src_vocab, o.tgt_vocab);
   if (o.emb_scale == 0) o.emb_scale = std::sqrt(static_cast<double>(o.d_model));
   return o;
 }
@@ -25,10 +28,13 @@ Seq2SeqTransformer::Seq2SeqTransformer(const Seq2SeqOptions& options, Generator*
   TransformerLayerOptions layer{o.d_model,    o.nhead,          o.dim_feedforward, o.dropout,
                                 o.activation, o.layer_norm_eps, o.norm_first,      o.num_kv_heads};
   src_embed = register_module("src_embed", std::make_shared<Embedding>(EmbeddingOptions{o.src_vocab, o.d_model}, gen));
-  tgt_embed = register_module("tgt_embed", std::make_shared<Embedding>(EmbeddingOptions{o.tgt_vocab, o.d_model}, gen));
+  tgt_embed = o.share_embeddings
+                  ? src_embed
+                  : register_module("tgt_embed", std::make_shared<Embedding>(EmbeddingOptions{o.tgt_vocab, o.d_model}, gen));
   encoder = register_module("encoder", std::make_shared<TransformerEncoder>(layer, o.num_encoder_layers, true, gen));
   decoder = register_module("decoder", std::make_shared<TransformerDecoder>(layer, o.num_decoder_layers, true, gen));
-  generator = register_module("generator", std::make_shared<Linear>(LinearOptions{o.d_model, o.tgt_vocab}, gen));
+  if (!o.tie_generator)
+    generator = register_module("generator", std::make_shared<Linear>(LinearOptions{o.d_model, o.tgt_vocab}, gen));
   pe_ = std::make_shared<SinusoidalPositionalEncoding>(SinusoidalPEOptions{o.d_model, o.max_len, o.pe_base});
   NoGradGuard no_grad;
   for (auto& [name, p] : named_parameters()) {
@@ -63,7 +69,7 @@ Tensor Seq2SeqTransformer::decode(const Tensor& tgt_ids, const Tensor& memory, c
   call.tgt_key_padding_mask = tgt_key_padding_mask;
   call.memory_key_padding_mask = memory_key_padding_mask;
   Tensor y = decoder->forward(embed(*tgt_embed, tgt_ids, offset, "tgt_ids"), memory, call, cache);
-  return generator->forward(y);
+  return generator ? generator->forward(y) : matmul(y, tgt_embed->weight.t());
 }
 
 Tensor Seq2SeqTransformer::forward(const Tensor& src_ids, const Tensor& tgt_ids, const Tensor& src_key_padding_mask,

@@ -5,6 +5,13 @@
 // stack each ending in a LayerNorm, and a generator Linear to target logits.
 // Parameter names: src_embed.weight, tgt_embed.weight, encoder.layers.{i}.*,
 // encoder.norm.*, decoder.layers.{i}.*, decoder.norm.*, generator.*.
+//
+// Weight tying (Press & Wolf 2017; "three-way tying" of Vaswani et al.): with
+// share_embeddings the source and target use one table (src_embed; a joint
+// vocabulary, so src_vocab == tgt_vocab) and tgt_embed.weight is not a separate
+// parameter; with tie_generator the logits are y @ tgt_embed.weight^T and there
+// is no generator parameter. On small corpora tying saves parameters and lets a
+// word learnt on one side help the other.
 #include <cstdint>
 #include <memory>
 
@@ -30,6 +37,8 @@ struct Seq2SeqOptions {
   double pe_base = 10000;
   double emb_scale = 0;     // 0: sqrt(d_model)
   int64_t num_kv_heads = 0;  // grouped-query attention; 0: nhead
+  bool share_embeddings = false;  // one table for source and target (needs src_vocab == tgt_vocab)
+  bool tie_generator = false;     // logits use the target embedding table; no generator parameters
 };
 
 class Seq2SeqTransformer : public Module {
@@ -51,10 +60,10 @@ class Seq2SeqTransformer : public Module {
 
   const Seq2SeqOptions& options() const { return options_; }
 
-  std::shared_ptr<Embedding> src_embed, tgt_embed;
+  std::shared_ptr<Embedding> src_embed, tgt_embed;  // the same module with share_embeddings
   std::shared_ptr<TransformerEncoder> encoder;
   std::shared_ptr<TransformerDecoder> decoder;
-  std::shared_ptr<Linear> generator;
+  std::shared_ptr<Linear> generator;  // null with tie_generator
 
  private:
   Tensor embed(const Embedding& table, const Tensor& ids, int64_t offset, const char* what);

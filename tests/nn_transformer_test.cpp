@@ -179,6 +179,61 @@ TEST_CASE("Seq2SeqTransformer: names, teacher forcing, and cached greedy decodin
   REQUIRE_THROWS_WITH(model.forward(src, tgt.to(DType::Float32)), Contains("Seq2SeqTransformer: expected tgt_ids int64 [B, L]"));
 }
 
+TEST_CASE("Seq2SeqTransformer with shared embeddings and a tied generator equals the untied model so set",
+          "[transformer][seq2seq][tying]") {
+  nn::Seq2SeqOptions o{11, 11};
+  o.d_model = 8, o.nhead = 2, o.num_encoder_layers = 1, o.num_decoder_layers = 1, o.dim_feedforward = 16;
+  o.dropout = 0.0;
+  nn::Seq2SeqOptions tied_options = o;
+  tied_options.share_embeddings = true, tied_options.tie_generator = true;
+  Generator g(21);
+  nn::Seq2SeqTransformer tied(tied_options, &g);
+  REQUIRE(tied.tgt_embed == tied.src_embed);
+  REQUIRE(tied.generator == nullptr);
+  auto names = names_of(tied);
+  REQUIRE(names.front() == "src_embed.weight");
+  REQUIRE(std::find(names.begin(), names.end(), "tgt_embed.weight") == names.end());
+  REQUIRE(std::find(names.begin(), names.end(), "generator.weight") == names.end());
+
+  // The untied model with the same table in all three places and a zero
+  // generator bias computes the same function; the tied table's gradient is
+  // the sum of the three places' gradients.
+  nn::Seq2SeqTransformer untied(o, &g);
+  REQUIRE(names_of(untied).size() == names.size() + 3);
+  {
+    NoGradGuard ng;
+    auto tied_params = tied.named_parameters();
+    for (auto& [name, p] : untied.named_parameters()) {
+      if (name == "tgt_embed.weight" || name == "generator.weight")
+        p.copy_(tied.src_embed->weight);
+      else if (name == "generator.bias")
+        p.zero_();
+      else
+        p.copy_(std::find_if(tied_params.begin(), tied_params.end(), [&](auto& np) { return np.first == name; })->second);
+    }
+  }
+  Tensor src = from_vector<int64_t>({4, 5, 6, 2, 7, 8, 3, 9}, {2, 4});
+  Tensor tgt = from_vector<int64_t>({1, 5, 6, 1, 8, 10}, {2, 3});
+  Tensor probe = randn({2, 3, 11}, &g);
+  Tensor tied_logits = tied.forward(src, tgt), untied_logits = untied.forward(src, tgt);
+  REQUIRE(max_diff(tied_logits, untied_logits) < 1e-6);
+  sum(mul(tied_logits, probe)).backward();
+  sum(mul(untied_logits, probe)).backward();
+  Tensor summed = add(add(untied.src_embed->weight.grad(), untied.tgt_embed->weight.grad()),
+                      untied.generator->weight.grad());
+  REQUIRE(max_diff(tied.src_embed->weight.grad(), summed) < 1e-5);
+  REQUIRE(max_diff(tied.encoder->named_parameters().front().second.grad(),
+                   untied.encoder->named_parameters().front().second.grad()) < 1e-5);
+
+  // Sharing one table needs one vocabulary.
+  nn::Seq2SeqOptions bad{11, 13};
+  bad.d_model = 8, bad.nhead = 2, bad.share_embeddings = true;
+  REQUIRE_THROWS_WITH(nn::Seq2SeqTransformer(bad), Contains("src_vocab is 11 and tgt_vocab 13"));
+  // A tied generator alone is fine with two vocabularies.
+  bad.share_embeddings = false, bad.tie_generator = true;
+  REQUIRE(nn::Seq2SeqTransformer(bad).forward(src, tgt).shape() == Shape{2, 3, 13});
+}
+
 TEST_CASE("Rotary attention: relative positions, and cached decoding with offsets", "[transformer][rotary][cache]") {
   Generator g(12);
   nn::MultiheadAttentionOptions o{8, 2};

@@ -89,6 +89,17 @@ page = open('$WORK/att/attention.html', encoding='utf-8').read()
 data = json.loads(re.search(r'<script id=\"data\" type=\"application/json\">(.*?)</script>', page, re.S).group(1))
 assert all(len(l['weights']) == 2 and len(l['grad']) == 2 for l in data['layers'])
 print(len(data['layers']), 'modules')"
+# One vocabulary and one embedding table for both sides, also as the output
+# layer: the checkpoint holds no tgt_embed or generator weights, and every
+# program rebuilds the tied model from it (attention's greedy translation is
+# decode's, so it ran the same model).
+check "translate train --shared-vocab --tie-output" 0 "BLEU greedy" -- "$T" train --task copy "${TINY[@]}" --steps 200 \
+  --eval-every 100 --save-every 200 --shared-vocab --tie-output --out "$WORK/tied"
+check "the tied checkpoint has no target table or output layer" 0 "^absent$" -- bash -c \
+  "h5ls -r '$WORK/tied/best.h5' | grep -E 'tgt_embed|generator' || echo absent"
+check "attention's greedy translation equals decode's (same model rebuilt)" 0 "" -- bash -c \
+  "a=\$('$A' -c '$WORK/tied/best.h5' --src 'a b c d e' --out '$WORK/att_tied' | sed -n 's/^translation (greedy): //p'); \
+   d=\$('$T' decode -c '$WORK/tied/best.h5' --beam 1 'a b c d e'); echo \"attention: \$a / decode: \$d\"; [[ -n \$a && \$a == \"\$d\" ]]"
 check "attention: a translate checkpoint needs --src" 1 "--src" -- "$A" -c "$WORK/tr/best.h5" --out "$WORK/att2"
 
 L="$BIN/lm"
