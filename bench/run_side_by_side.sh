@@ -108,10 +108,7 @@ def heed(name, tokens_word):
     r = dict(tokens_per_s=grab(log, rf"= (\d+) {tokens_word}/s", "throughput"),
              train_seconds=grab(log, r"tokens in ([\d.]+) s", "training time"), peak_rss_mb=rss, wall_s=wall,
              first_loss=grab(log, r"first-step loss ([\d.]+)", "first-step loss"))
-    if name.startswith("translate"):
-        r["valid_loss"] = grab(log, r"validation loss ([\d.]+) \(", "validation loss")
-    else:
-        r["valid_loss"] = grab(log, r"validation loss ([\d.]+) nats/token", "validation loss")
+    r["valid_loss"] = grab(log, r"validation loss ([\d.]+) nats/token", "validation loss")
     return r
 
 def torch_side(name):

@@ -178,13 +178,22 @@ std::vector<std::string> translate(nn::Seq2SeqTransformer& model, const Corpus& 
   return out;
 }
 
-// Mean per-token cross-entropy (no smoothing) over the given batches, in eval mode.
-double evaluate_loss(nn::Seq2SeqTransformer& model, const std::vector<data::TranslationBatch>& batches, Device device) {
+// Mean cross-entropy (no smoothing) over the given batches, in eval mode, per
+// target token and per target word. A word is a 13a token of the reference (the
+// unit BLEU counts), plus one for the end of the sentence, as a word-level
+// model would predict it: nats per word compare runs whose tokenizers differ
+// (BPE, words, characters) and compare with word-level figures elsewhere.
+struct ValidationLoss {
+  double per_token = NAN, per_word = NAN;
+};
+
+ValidationLoss evaluate_loss(nn::Seq2SeqTransformer& model, const std::vector<data::TranslationBatch>& batches,
+                             const std::vector<int64_t>& words_per_pair, Device device) {
   NoGradGuard no_grad;
   const bool was_training = model.is_training();
   model.eval();
   double total = 0;
-  int64_t tokens = 0;
+  int64_t tokens = 0, words = 0;
   for (const auto& b : batches) {
     Tensor logits = model.forward(b.src.to(device), b.tgt_in.to(device), b.src_pad.to(device), b.tgt_pad.to(device));
     nn::CrossEntropyOptions o;
@@ -192,9 +201,20 @@ double evaluate_loss(nn::Seq2SeqTransformer& model, const std::vector<data::Tran
     o.reduction = nn::Reduction::Sum;
     total += nn::cross_entropy(logits, b.tgt_out.to(device), o).item<double>();
     tokens += b.num_tgt_tokens;
+    for (int64_t i : b.indices) words += words_per_pair.at(static_cast<size_t>(i));
   }
   model.train(was_training);
-  return tokens ? total / static_cast<double>(tokens) : NAN;
+  ValidationLoss loss;
+  if (tokens) loss.per_token = total / static_cast<double>(tokens);
+  if (words) loss.per_word = total / static_cast<double>(words);
+  return loss;
+}
+
+std::vector<int64_t> words_per_target(const std::vector<data::SentencePair>& pairs) {
+  std::vector<int64_t> out;
+  out.reserve(pairs.size());
+  for (const auto& p : pairs) out.push_back(static_cast<int64_t>(data::tokenize_13a(p.tgt).size()) + 1);
+  return out;
 }
 
 std::vector<std::string> sides(const std::vector<data::SentencePair>& pairs, bool source, size_t limit = 0) {
@@ -310,6 +330,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
                                  s.max_len);
   auto valid_batches =
       data::TranslationBatcher(encode(corpus.splits.valid, corpus), s.max_tokens, 0, false, s.max_len).all_batches();
+  const std::vector<int64_t> valid_words = words_per_target(corpus.splits.valid);
 
   nn::Seq2SeqTransformer model(model_options(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size()));
   if (!r.export_data.empty()) examples::write_initial_parameters(r.export_data, model.named_parameters());
@@ -345,7 +366,8 @@ int run_train(TrainSettings s, const RunOptions& r) {
   };
 
   examples::TrainLog log((fs::path(r.out) / r.log).string(),
-                         {"step", "epoch", "train_loss", "lr", "tokens_per_s", "elapsed_s", "valid_loss", "valid_bleu"},
+                         {"step", "epoch", "train_loss", "lr", "tokens_per_s", "elapsed_s", "valid_loss", "valid_loss_per_word",
+                          "valid_bleu"},
                          resumed.has_value());
   examples::Curve train_curve{"train loss (label-smoothed)", {}, {}}, valid_curve{"validation loss", {}, {}};
   examples::Progress progress(s.steps, r.time_limit, 50);
@@ -364,14 +386,15 @@ int run_train(TrainSettings s, const RunOptions& r) {
   // Validation loss and BLEU at the current step, logged and plotted; a new
   // best is saved as best.h5.
   auto evaluate_now = [&] {
-    const double v = evaluate_loss(model, valid_batches, device);
+    const ValidationLoss valid = evaluate_loss(model, valid_batches, valid_words, device);
+    const double v = valid.per_token;
     const double bleu = data::corpus_bleu(translate(model, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
-    progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.2f} nats/token), "
+    progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} nats/token ({:.3f} nats/word), "
                                  "validation BLEU (greedy, {} sentences) {:.2f}",
-                                 step, window_loss / window_steps, v, v, valid_src.size(), bleu));
+                                 step, window_loss / window_steps, v, valid.per_word, valid_src.size(), bleu));
     log.write({{"step", double(step)}, {"epoch", double(train.epoch())}, {"train_loss", window_loss / window_steps},
                {"lr", opt.lr()}, {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
-               {"valid_loss", v}, {"valid_bleu", bleu}});
+               {"valid_loss", v}, {"valid_loss_per_word", valid.per_word}, {"valid_bleu", bleu}});
     train_curve.x.push_back(step), train_curve.y.push_back(window_loss / window_steps);
     valid_curve.x.push_back(step), valid_curve.y.push_back(v);
     window_loss = 0, window_steps = 0;
