@@ -48,6 +48,7 @@ struct TrainSettings {
   std::string task;                             // copy | reverse | sort: synthetic data instead
   std::string tokenizer = "bpe";
   int64_t vocab_size = 4000;
+  int64_t src_vocab_size = 0;  // the source side's, when it differs (0: vocab_size)
   int64_t min_count = 2;
   // Sized for the main job, about 8 minutes of training on 2 cores. In that
   // budget a 2+2-layer pre-norm model at lr 2e-3 reached a validation loss of
@@ -69,7 +70,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   Config c;
   c.set("program", "translate");
   c.set("data", s.data), c.set("task", s.task), c.set("tokenizer", s.tokenizer);
-  c.set("vocab_size", s.vocab_size), c.set("min_count", s.min_count);
+  c.set("vocab_size", s.vocab_size), c.set("src_vocab_size", s.src_vocab_size), c.set("min_count", s.min_count);
   c.set("d_model", s.d_model), c.set("nhead", s.nhead), c.set("encoder_layers", s.encoder_layers);
   c.set("decoder_layers", s.decoder_layers), c.set("dim_feedforward", s.ff);
   c.set("norm_first", int64_t{s.norm_first});
@@ -86,6 +87,7 @@ TrainSettings from_config(const Config& c) {
   TrainSettings s;
   s.data = c.str("data"), s.task = c.str("task"), s.tokenizer = c.str("tokenizer");
   s.vocab_size = c.integer("vocab_size"), s.min_count = c.integer("min_count");
+  s.src_vocab_size = c.has("src_vocab_size") ? c.integer("src_vocab_size") : 0;
   s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.encoder_layers = c.integer("encoder_layers");
   s.decoder_layers = c.integer("decoder_layers"), s.ff = c.integer("dim_feedforward");
   // Absent in older checkpoints: those models had neither.
@@ -125,9 +127,10 @@ std::vector<data::SentencePair> read_pairs(const TrainSettings& s) {
   return tsv ? data::read_tsv_pairs(s.data) : data::read_ding_pairs(s.data);
 }
 
-std::unique_ptr<data::Tokenizer> train_tokenizer(const TrainSettings& s, const std::vector<std::string>& texts) {
-  if (s.tokenizer == "bpe") return data::train_bpe_tokenizer(texts, s.vocab_size);
-  if (s.tokenizer == "word") return data::train_word_tokenizer(texts, s.min_count, s.vocab_size);
+std::unique_ptr<data::Tokenizer> train_tokenizer(const TrainSettings& s, const std::vector<std::string>& texts,
+                                                 int64_t vocab_size) {
+  if (s.tokenizer == "bpe") return data::train_bpe_tokenizer(texts, vocab_size);
+  if (s.tokenizer == "word") return data::train_word_tokenizer(texts, s.min_count, vocab_size);
   if (s.tokenizer == "char") return data::train_char_tokenizer(texts);
   throw Error(fmt::format("unknown --tokenizer {} (expected bpe, word or char)", s.tokenizer));
 }
@@ -307,16 +310,22 @@ int run_train(TrainSettings s, const RunOptions& r) {
     corpus.src_tok = data::deserialize_tokenizer(resumed->config.at("src_tokenizer_kind"), resumed->texts.at("src_tokenizer"));
     corpus.tgt_tok = data::deserialize_tokenizer(resumed->config.at("tgt_tokenizer_kind"), resumed->texts.at("tgt_tokenizer"));
   } else if (s.shared_vocab) {
+    HEED_CHECK(s.src_vocab_size == 0 || s.src_vocab_size == s.vocab_size,
+               "--shared-vocab trains one vocabulary of --vocab-size {}; --src-vocab-size {} cannot differ from it",
+               s.vocab_size, s.src_vocab_size);
     // One vocabulary learnt from both sides: names, numbers and shared
     // word pieces get one embedding whichever language they appear in.
     auto texts = sides(corpus.splits.train, true);
     auto targets = sides(corpus.splits.train, false);
     texts.insert(texts.end(), targets.begin(), targets.end());
-    corpus.src_tok = train_tokenizer(s, texts);
+    corpus.src_tok = train_tokenizer(s, texts, s.vocab_size);
     corpus.tgt_tok = data::deserialize_tokenizer(corpus.src_tok->kind(), corpus.src_tok->serialize());
   } else {
-    corpus.src_tok = train_tokenizer(s, sides(corpus.splits.train, true));
-    corpus.tgt_tok = train_tokenizer(s, sides(corpus.splits.train, false));
+    // The source vocabulary may be larger at almost no cost (an embedding
+    // lookup); the target's sets the width of the output layer.
+    corpus.src_tok = train_tokenizer(s, sides(corpus.splits.train, true),
+                                     s.src_vocab_size > 0 ? s.src_vocab_size : s.vocab_size);
+    corpus.tgt_tok = train_tokenizer(s, sides(corpus.splits.train, false), s.vocab_size);
   }
   fmt::print(stderr, "{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
              corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
@@ -536,6 +545,8 @@ int main(int argc, char** argv) {
   train->add_option("--task", s.task, "synthetic task instead of --data")->check(CLI::IsMember({"copy", "reverse", "sort"}));
   train->add_option("--tokenizer", s.tokenizer, "bpe, word or char")->check(CLI::IsMember({"bpe", "word", "char"}))->capture_default_str();
   train->add_option("--vocab-size", s.vocab_size, "BPE vocabulary size (word: cap, 0 = none)")->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--src-vocab-size", s.src_vocab_size, "the source side's vocabulary size, when it differs (0 = --vocab-size)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--d-model", s.d_model, "model width")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--heads", s.nhead, "attention heads")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--encoder-layers", s.encoder_layers)->check(CLI::NonNegativeNumber)->capture_default_str();

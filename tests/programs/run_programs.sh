@@ -97,6 +97,10 @@ check "translate train --shared-vocab --tie-output" 0 "BLEU greedy" -- "$T" trai
   --eval-every 100 --save-every 200 --shared-vocab --tie-output --out "$WORK/tied"
 check "the tied checkpoint has no target table or output layer" 0 "^absent$" -- bash -c \
   "h5ls -r '$WORK/tied/best.h5' | grep -E 'tgt_embed|generator' || echo absent"
+check "translate --src-vocab-size sizes the source vocabulary alone" 0 "source vocabulary 20, target vocabulary 12" -- \
+  "$T" train --task copy "${TINY[@]}" --vocab-size 12 --src-vocab-size 20 --steps 20 --beam 1 --show 0 --out "$WORK/vocab"
+check "translate: --src-vocab-size that differs under --shared-vocab is refused" 1 "cannot differ" -- \
+  "$T" train --task copy "${TINY[@]}" --shared-vocab --vocab-size 12 --src-vocab-size 20 --steps 2 --out "$WORK/vocab2"
 check "attention's greedy translation equals decode's (same model rebuilt)" 0 "" -- bash -c \
   "a=\$('$A' -c '$WORK/tied/best.h5' --src 'a b c d e' --out '$WORK/att_tied' | sed -n 's/^translation (greedy): //p'); \
    d=\$('$T' decode -c '$WORK/tied/best.h5' --beam 1 'a b c d e'); echo \"attention: \$a / decode: \$d\"; [[ -n \$a && \$a == \"\$d\" ]]"
