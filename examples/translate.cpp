@@ -167,7 +167,7 @@ std::vector<std::string> translate(nn::Seq2SeqTransformer& model, const Corpus& 
                                    const std::vector<std::string>& sentences, int64_t beam, double length_penalty,
                                    int64_t max_len, Device device) {
   std::vector<std::string> out;
-  const size_t chunk = beam > 1 ? 1 : 64;
+  const size_t chunk = 64;  // sentences per decoder batch (beam search: each keeps its own beam)
   nn::DecodeOptions d;
   d.bos_id = data::kBos, d.eos_id = data::kEos, d.pad_id = data::kPad;
   d.max_len = max_len + 1;
@@ -239,7 +239,7 @@ struct RunOptions {
   int64_t eval_every = 275, save_every = 275, show = 8, beam = 4, threads = 0;
   double length_penalty = 0.6;
   int64_t bleu_subset = 300;
-  int64_t beam_sentences = 300;
+  int64_t beam_sentences = 0;  // 0: the whole test set
   std::string device = "cpu";
   std::string log = "log.csv";
   std::string export_data;  // HDF5 file of the data and batches (bench/translate_torch.py trains on it)
@@ -473,14 +473,18 @@ int run_train(TrainSettings s, const RunOptions& r) {
   }
   std::vector<std::string> shown = greedy;
   if (r.beam > 1) {
-    // Beam search decodes one sentence at a time: on the first --beam-sentences
-    // test sentences, with greedy on the same ones beside it.
+    // On the whole test set, or on its first --beam-sentences sentences with
+    // greedy on the same ones beside it.
     const size_t n = r.beam_sentences > 0 ? std::min<size_t>(r.beam_sentences, test_src.size()) : test_src.size();
     const std::vector<std::string> src_n(test_src.begin(), test_src.begin() + n), ref_n(test_ref.begin(), test_ref.begin() + n);
     const auto beam = translate(model, corpus, src_n, r.beam, r.length_penalty, s.max_len, device);
-    const std::vector<std::string> greedy_n(greedy.begin(), greedy.begin() + n);
-    fmt::print("  on the first {} test sentences: BLEU greedy {:.2f}, BLEU beam {} {:.2f}\n", n,
-               data::corpus_bleu(greedy_n, ref_n).bleu, r.beam, data::corpus_bleu(beam, ref_n).bleu);
+    if (n == test_src.size()) {
+      fmt::print("  BLEU beam {}      {:.2f}\n", r.beam, data::corpus_bleu(beam, ref_n).bleu);
+    } else {
+      const std::vector<std::string> greedy_n(greedy.begin(), greedy.begin() + n);
+      fmt::print("  on the first {} test sentences: BLEU greedy {:.2f}, BLEU beam {} {:.2f}\n", n,
+                 data::corpus_bleu(greedy_n, ref_n).bleu, r.beam, data::corpus_bleu(beam, ref_n).bleu);
+    }
     shown = beam;
   }
   fmt::print("\nsome test translations{}:\n", r.beam > 1 ? fmt::format(" (beam {})", r.beam) : "");

@@ -95,7 +95,7 @@ std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const T
   HEED_CHECK(beam.beam_size > 0, "beam_search: beam_size must be positive, got {}", beam.beam_size);
   NoGradGuard no_grad;
   EvalScope eval(model);
-  const int64_t K = beam.beam_size;
+  const int64_t B = src.size(0), K = beam.beam_size;
   const std::vector<int64_t> limits = length_limits(src, src_pad, o);
   auto normalised = [&](double logp, size_t len) {
     return beam.length_penalty > 0 ? logp / std::pow((5.0 + static_cast<double>(len)) / 6.0, beam.length_penalty)
@@ -105,29 +105,49 @@ std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const T
     std::vector<int64_t> tokens;
     double logp = 0;
   };
-  std::vector<std::vector<int64_t>> results;
-  for (int64_t b = 0; b < src.size(0); ++b) {
-    Tensor src_b = src.narrow(0, b, 1);
-    Tensor pad_b = src_pad.defined() ? src_pad.narrow(0, b, 1) : Tensor();
-    Tensor memory = model.encode(src_b, pad_b);
-    DecoderCache cache;
+  struct Search {
     std::vector<Hyp> alive{Hyp{}};
     std::vector<std::pair<double, std::vector<int64_t>>> finished;  // (normalised score, tokens)
-    for (int64_t step = 0; step < limits[b] && !alive.empty(); ++step) {
-      const auto n = static_cast<int64_t>(alive.size());
-      std::vector<int64_t> last(n);
-      for (int64_t i = 0; i < n; ++i) last[i] = alive[i].tokens.empty() ? o.bos_id : alive[i].tokens.back();
-      Tensor mem = memory.expand({n, memory.size(1), memory.size(2)});
-      Tensor pad = pad_b.defined() ? pad_b.expand({n, pad_b.size(1)}) : Tensor();
-      Tensor logp = log_softmax(model.decode(from_vector<int64_t>(last, {n, 1}, src.device()), mem, pad, {}, &cache)
-                                    .select(1, 0)
-                                    .to(DType::Float64),
-                                -1)
-                        .to(kCPU);
-      const int64_t V = logp.size(1);
-      std::vector<double> scores = logp.to_vector<double>();
+  };
+  std::vector<Search> searches(static_cast<size_t>(B));
+  if (B == 0) return {};
+
+  // Every sentence's alive hypotheses are rows of one decoder batch, grouped
+  // by sentence in order; row_sentence[r] is row r's sentence. Each sentence's
+  // search is the one-sentence beam search: the batch only shares the passes.
+  Tensor memory = model.encode(src, src_pad);
+  DecoderCache cache;
+  std::vector<int64_t> row_sentence(static_cast<size_t>(B));
+  std::iota(row_sentence.begin(), row_sentence.end(), 0);
+  for (int64_t step = 0; !row_sentence.empty(); ++step) {
+    const auto R = static_cast<int64_t>(row_sentence.size());
+    std::vector<int64_t> last;
+    last.reserve(R);
+    for (size_t r = 0; r < row_sentence.size();) {
+      const auto& alive = searches[row_sentence[r]].alive;
+      for (const Hyp& h : alive) last.push_back(h.tokens.empty() ? o.bos_id : h.tokens.back());
+      r += alive.size();
+    }
+    Tensor rows = from_vector<int64_t>(row_sentence, {R}, src.device());
+    Tensor pad = src_pad.defined() ? index_select(src_pad, 0, rows) : Tensor();
+    // After the first step the memory's keys and values are in the cache
+    // (reordered with the rows), so the memory itself is not read again.
+    Tensor logp = log_softmax(model.decode(from_vector<int64_t>(last, {R, 1}, src.device()), memory, pad, {}, &cache)
+                                  .select(1, 0)
+                                  .to(DType::Float64),
+                              -1)
+                      .to(kCPU);
+    const int64_t V = logp.size(1);
+    const std::vector<double> all_scores = logp.to_vector<double>();
+
+    std::vector<int64_t> parents, next_row_sentence;
+    for (int64_t row0 = 0; row0 < R;) {
+      const int64_t b = row_sentence[row0];
+      Search& search = searches[b];
+      const auto n = static_cast<int64_t>(search.alive.size());
+      std::vector<double> scores(all_scores.begin() + row0 * V, all_scores.begin() + (row0 + n) * V);
       for (int64_t i = 0; i < n; ++i)
-        for (int64_t v = 0; v < V; ++v) scores[i * V + v] += alive[i].logp;
+        for (int64_t v = 0; v < V; ++v) scores[i * V + v] += search.alive[i].logp;
       // The best 2K continuations: enough for K alive ones even if K of them end.
       std::vector<int64_t> order(scores.size());
       std::iota(order.begin(), order.end(), 0);
@@ -135,36 +155,45 @@ std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const T
       std::partial_sort(order.begin(), order.begin() + keep, order.end(),
                         [&](int64_t x, int64_t y) { return scores[x] > scores[y] || (scores[x] == scores[y] && x < y); });
       std::vector<Hyp> next;
-      std::vector<int64_t> parents;
+      std::vector<int64_t> next_parents;
       const bool last_step = step + 1 >= limits[b];
       for (int64_t c = 0; c < keep && static_cast<int64_t>(next.size()) < K; ++c) {
         const int64_t parent = order[c] / V, token = order[c] % V;
-        Hyp h{alive[parent].tokens, scores[order[c]]};
+        Hyp h{search.alive[parent].tokens, scores[order[c]]};
         if (token == o.eos_id || last_step) {
           if (token != o.eos_id) h.tokens.push_back(token);
-          finished.emplace_back(normalised(h.logp, h.tokens.size() + 1), h.tokens);
+          search.finished.emplace_back(normalised(h.logp, h.tokens.size() + 1), h.tokens);
           continue;
         }
         h.tokens.push_back(token);
         next.push_back(std::move(h));
-        parents.push_back(parent);
+        next_parents.push_back(row0 + parent);
       }
-      if (static_cast<int64_t>(finished.size()) >= K) break;
+      row0 += n;
+      bool stop = static_cast<int64_t>(search.finished.size()) >= K;
       // Stop when no alive hypothesis can still beat the best finished one
       // (log p only falls; with length normalisation this is the usual heuristic).
-      if (!finished.empty() && !next.empty()) {
+      if (!stop && !search.finished.empty() && !next.empty() && beam.length_penalty == 0) {
         double best_finished = -INFINITY;
-        for (auto& f : finished) best_finished = std::max(best_finished, f.first);
-        if (normalised(next[0].logp, next[0].tokens.size() + 1) < best_finished && beam.length_penalty == 0) break;
+        for (auto& f : search.finished) best_finished = std::max(best_finished, f.first);
+        stop = normalised(next[0].logp, next[0].tokens.size() + 1) < best_finished;
       }
-      alive = std::move(next);
-      if (!alive.empty()) reorder(cache, from_vector<int64_t>(parents, {}, src.device()));
+      if (stop) continue;  // alive stays as it was: the fallback below may need it
+      search.alive = std::move(next);
+      parents.insert(parents.end(), next_parents.begin(), next_parents.end());
+      next_row_sentence.insert(next_row_sentence.end(), search.alive.size(), b);
     }
-    if (finished.empty())
-      for (auto& h : alive) finished.emplace_back(normalised(h.logp, h.tokens.size()), h.tokens);
-    auto best = std::max_element(finished.begin(), finished.end(),
+    row_sentence = std::move(next_row_sentence);
+    if (!row_sentence.empty()) reorder(cache, from_vector<int64_t>(parents, {}, src.device()));
+  }
+
+  std::vector<std::vector<int64_t>> results;
+  for (Search& search : searches) {
+    if (search.finished.empty())
+      for (auto& h : search.alive) search.finished.emplace_back(normalised(h.logp, h.tokens.size()), h.tokens);
+    auto best = std::max_element(search.finished.begin(), search.finished.end(),
                                  [](const auto& x, const auto& y) { return x.first < y.first; });
-    results.push_back(best == finished.end() ? std::vector<int64_t>{} : best->second);
+    results.push_back(best == search.finished.end() ? std::vector<int64_t>{} : best->second);
   }
   return results;
 }

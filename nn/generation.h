@@ -34,8 +34,9 @@ struct BeamOptions {
   double length_penalty = 0.6;
 };
 
-// Beam search, one source sentence at a time (src [1, S] or a batch, rows
-// decoded in turn). Returns the best finished hypothesis of each row, as greedy.
+// Beam search over a batch of sources: every sentence keeps its own beam, and
+// the alive hypotheses of all sentences go through the decoder together, one
+// pass per step. Returns the best finished hypothesis of each row, as greedy.
 std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const Tensor& src, const Tensor& src_pad,
                                               const BeamOptions& beam = {}, const DecodeOptions& options = {});
 

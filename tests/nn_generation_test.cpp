@@ -70,6 +70,33 @@ TEST_CASE("Beam search finds a sequence at least as likely as greedy", "[generat
   REQUIRE_THROWS_WITH(nn::beam_search(model, src, pad, {0, 0.0}, d), Contains("beam_size must be positive"));
 }
 
+TEST_CASE("Beam search over a batch gives each sentence its own search's result", "[generation]") {
+  Generator g(3);
+  nn::Seq2SeqTransformer model = small_seq2seq(g);
+  // Rows of different lengths (so different length limits), with padding.
+  Tensor src = from_vector<int64_t>({4, 5, 6, 7, 8, 2,  //
+                                     9, 2, 0, 0, 0, 0,  //
+                                     3, 4, 2, 0, 0, 0,  //
+                                     11, 10, 9, 8, 2, 0,  //
+                                     5, 5, 2, 0, 0, 0},
+                                    {5, 6});
+  Tensor pad = nn::padding_mask(src, 0);
+  nn::DecodeOptions d;
+  d.max_len = 9, d.max_len_a = 1.0, d.max_len_b = 2;
+  for (double alpha : {0.0, 0.6}) {
+    for (int64_t k : {1, 3, 5}) {
+      auto together = nn::beam_search(model, src, pad, {k, alpha}, d);
+      REQUIRE(together.size() == 5);
+      for (int64_t b = 0; b < 5; ++b) {
+        auto alone = nn::beam_search(model, src.narrow(0, b, 1), pad.narrow(0, b, 1), {k, alpha}, d);
+        INFO("row " << b << ", beam " << k << ", length penalty " << alpha);
+        REQUIRE(together[b] == alone[0]);
+      }
+    }
+  }
+  REQUIRE(nn::beam_search(model, src.narrow(0, 0, 0), pad.narrow(0, 0, 0)).empty());
+}
+
 TEST_CASE("Sampling: top-k 1 and tiny top-p are argmax; draws follow the softmax; the seed repeats them",
           "[generation]") {
   Tensor logits = from_vector<float>({0.1f, 2.0f, 1.0f, -1.0f});
