@@ -188,9 +188,7 @@ int main(int argc, char** argv) {
       Tensor s = from_vector<int64_t>(src_ids, {1, static_cast<int64_t>(src_ids.size())}).to(device);
       std::vector<int64_t> tgt_ids;
       if (tgt.empty()) {
-        nn::DecodeOptions d;
-        d.max_len = config.integer("max_len");
-        tgt_ids = nn::greedy_decode(model, s, Tensor(), d)[0];
+        tgt_ids = nn::greedy_decode(model, s, Tensor(), examples::translation_decode_options(config.integer("max_len")))[0];
         tgt = tgt_tok->decode(tgt_ids);
         fmt::print("translation (greedy): {}\n", tgt);
       } else {

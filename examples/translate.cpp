@@ -168,10 +168,7 @@ std::vector<std::string> translate(nn::Seq2SeqTransformer& model, const Corpus& 
                                    int64_t max_len, Device device) {
   std::vector<std::string> out;
   const size_t chunk = 64;  // sentences per decoder batch (beam search: each keeps its own beam)
-  nn::DecodeOptions d;
-  d.bos_id = data::kBos, d.eos_id = data::kEos, d.pad_id = data::kPad;
-  d.max_len = max_len + 1;
-  d.max_len_a = 1.5, d.max_len_b = 10;
+  const nn::DecodeOptions d = examples::translation_decode_options(max_len);
   for (size_t i = 0; i < sentences.size(); i += chunk) {
     std::vector<std::string> part(sentences.begin() + i, sentences.begin() + std::min(sentences.size(), i + chunk));
     auto [src, pad] = source_batch(*c.src_tok, part, max_len, device);

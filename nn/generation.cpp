@@ -48,6 +48,22 @@ std::vector<int64_t> length_limits(const Tensor& src, const Tensor& src_pad, con
   return limits;
 }
 
+// logits [R, V] with the banned tokens' entries at -inf. The mask is built on
+// the first call (V is known then) and reused.
+Tensor without_banned(const Tensor& logits, const std::vector<int64_t>& banned, Tensor& mask) {
+  if (banned.empty()) return logits;
+  const int64_t V = logits.size(-1);
+  if (!mask.defined()) {
+    std::vector<uint8_t> m(static_cast<size_t>(V), 0);
+    for (int64_t id : banned) {
+      HEED_CHECK(id >= 0 && id < V, "decode: banned token id {} is outside the vocabulary of {}", id, V);
+      m[static_cast<size_t>(id)] = 1;
+    }
+    mask = from_vector<uint8_t>(m, {V}, logits.device()).to(DType::Bool);
+  }
+  return masked_fill(logits, mask, -INFINITY);
+}
+
 void reorder(DecoderCache& cache, const Tensor& rows) {
   for (auto* list : {&cache.self, &cache.cross})
     for (KVCache& c : *list)
@@ -66,12 +82,14 @@ std::vector<std::vector<int64_t>> greedy_decode(Seq2SeqTransformer& model, const
   const int64_t steps = *std::max_element(limits.begin(), limits.end());
   Tensor memory = model.encode(src, src_pad);
   DecoderCache cache;
+  Tensor banned_mask;
   std::vector<std::vector<int64_t>> out(B);
   std::vector<bool> done(B, false);
   std::vector<int64_t> next(B, o.bos_id);
   for (int64_t step = 0; step < steps; ++step) {
     Tensor logits = model.decode(from_vector<int64_t>(next, {B, 1}, src.device()), memory, src_pad, {}, &cache);
-    std::vector<int64_t> best = argmax(logits.select(1, 0), -1).to(kCPU).to_vector<int64_t>();
+    logits = without_banned(logits.select(1, 0), o.banned_ids, banned_mask);
+    std::vector<int64_t> best = argmax(logits, -1).to(kCPU).to_vector<int64_t>();
     bool all_done = true;
     for (int64_t b = 0; b < B; ++b) {
       if (done[b]) continue;
@@ -117,6 +135,7 @@ std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const T
   // search is the one-sentence beam search: the batch only shares the passes.
   Tensor memory = model.encode(src, src_pad);
   DecoderCache cache;
+  Tensor banned_mask;
   std::vector<int64_t> row_sentence(static_cast<size_t>(B));
   std::iota(row_sentence.begin(), row_sentence.end(), 0);
   for (int64_t step = 0; !row_sentence.empty(); ++step) {
@@ -132,11 +151,8 @@ std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const T
     Tensor pad = src_pad.defined() ? index_select(src_pad, 0, rows) : Tensor();
     // After the first step the memory's keys and values are in the cache
     // (reordered with the rows), so the memory itself is not read again.
-    Tensor logp = log_softmax(model.decode(from_vector<int64_t>(last, {R, 1}, src.device()), memory, pad, {}, &cache)
-                                  .select(1, 0)
-                                  .to(DType::Float64),
-                              -1)
-                      .to(kCPU);
+    Tensor logits = model.decode(from_vector<int64_t>(last, {R, 1}, src.device()), memory, pad, {}, &cache).select(1, 0);
+    Tensor logp = log_softmax(without_banned(logits, o.banned_ids, banned_mask).to(DType::Float64), -1).to(kCPU);
     const int64_t V = logp.size(1);
     const std::vector<double> all_scores = logp.to_vector<double>();
 

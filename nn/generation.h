@@ -21,6 +21,10 @@ struct DecodeOptions {
   // (a common guard against runaway hypotheses); 0: max_len only.
   double max_len_a = 0;
   int64_t max_len_b = 0;
+  // Tokens never generated (their logits count as -inf), e.g. PAD, BOS, and a
+  // word vocabulary's UNK, which a translation should spell out rather than
+  // print. Ids outside the vocabulary are an error.
+  std::vector<int64_t> banned_ids;
 };
 
 // Greedy decoding of a batch: src [B, S] int64 with its padding mask

@@ -97,6 +97,35 @@ TEST_CASE("Beam search over a batch gives each sentence its own search's result"
   REQUIRE(nn::beam_search(model, src.narrow(0, 0, 0), pad.narrow(0, 0, 0)).empty());
 }
 
+TEST_CASE("Banned tokens are never generated, by greedy or beam search", "[generation]") {
+  Generator g(4);
+  nn::Seq2SeqTransformer model = small_seq2seq(g);
+  Tensor src = from_vector<int64_t>({4, 5, 6, 2, 7, 8, 2, 0}, {2, 4});
+  Tensor pad = nn::padding_mask(src, 0);
+  nn::DecodeOptions d;
+  d.max_len = 8;
+  d.eos_id = 99;  // never produced: every row runs to max_len
+  auto free_greedy = nn::greedy_decode(model, src, pad, d);
+  // Ban the tokens greedy liked best, and the specials.
+  std::map<int64_t, int> counts;
+  for (auto& row : free_greedy)
+    for (int64_t t : row) ++counts[t];
+  const int64_t favourite = std::max_element(counts.begin(), counts.end(), [](auto& a, auto& b) {
+                              return a.second < b.second;
+                            })->first;
+  d.banned_ids = {0, 1, favourite};
+  auto greedy = nn::greedy_decode(model, src, pad, d);
+  auto beam = nn::beam_search(model, src, pad, {3, 0.6}, d);
+  for (const auto* rows : {&greedy, &beam})
+    for (auto& row : *rows) {
+      REQUIRE(row.size() == 8);
+      for (int64_t t : row) REQUIRE((t != 0 && t != 1 && t != favourite));
+    }
+  REQUIRE(greedy != free_greedy);
+  d.banned_ids = {10};
+  REQUIRE_THROWS_WITH(nn::greedy_decode(model, src, pad, d), Contains("banned token id 10 is outside the vocabulary of 10"));
+}
+
 TEST_CASE("Sampling: top-k 1 and tiny top-p are argmax; draws follow the softmax; the seed repeats them",
           "[generation]") {
   Tensor logits = from_vector<float>({0.1f, 2.0f, 1.0f, -1.0f});

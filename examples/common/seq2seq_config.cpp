@@ -1,5 +1,7 @@
 #include "examples/common/seq2seq_config.h"
 
+#include "data/tokenizer.h"
+
 namespace heed::examples {
 
 namespace {
@@ -16,6 +18,15 @@ nn::Seq2SeqOptions seq2seq_options(const Config& c) {
   o.tie_generator = flag(c, "tie_output");
   o.max_len = c.integer("max_len") + 2;  // sentences of max_len tokens plus BOS/EOS
   return o;
+}
+
+nn::DecodeOptions translation_decode_options(int64_t max_len) {
+  nn::DecodeOptions d;
+  d.bos_id = data::kBos, d.eos_id = data::kEos, d.pad_id = data::kPad;
+  d.max_len = max_len + 1;
+  d.max_len_a = 1.5, d.max_len_b = 10;
+  d.banned_ids = {data::kPad, data::kBos, data::kUnk};
+  return d;
 }
 
 }  // namespace heed::examples
