@@ -126,7 +126,7 @@ mode_main() {
   bash tools/prepare_data.sh data/cache
   # The time limit is a guard: the default schedule ends well before it on 2 cores.
   log "Train the default translation model (German -> English, Ding sentences) into runs/translate"
-  build/examples/translate train --out runs/translate --time-limit "${HEED_MAIN_TIME_LIMIT:-560}"
+  build/examples/translate train --out runs/translate --time-limit "${HEED_MAIN_TIME_LIMIT:-600}"
 }
 
 mode_test() {
