@@ -58,11 +58,14 @@ class Seq2Seq(nn.Module):
         super().__init__()
         D = c["d_model"]
         self.scale = math.sqrt(D)
+        self.norm_first = bool(c["norm_first"])
         self.src_embed = nn.Embedding(c["src_vocab"], D)
-        self.tgt_embed = nn.Embedding(c["tgt_vocab"], D)
+        # heed's share_embeddings / tie_generator: one table for both sides, and logits through it.
+        self.tgt_embed = self.src_embed if c["shared_vocab"] else nn.Embedding(c["tgt_vocab"], D)
         self.transformer = nn.Transformer(D, c["nhead"], c["encoder_layers"], c["decoder_layers"],
-                                          c["dim_feedforward"], dropout=c["dropout"], batch_first=True)
-        self.generator = nn.Linear(D, c["tgt_vocab"])
+                                          c["dim_feedforward"], dropout=c["dropout"], batch_first=True,
+                                          norm_first=self.norm_first)
+        self.generator = None if c["tie_output"] else nn.Linear(D, c["tgt_vocab"])
         self.dropout = nn.Dropout(c["dropout"])
         self.register_buffer("pe", sinusoidal_table(c["max_len"] + 2, D), persistent=False)
         # heed: Xavier-uniform for every matrix, its q/k/v projections being separate [D, D] ones.
@@ -76,6 +79,9 @@ class Seq2Seq(nn.Module):
                 else:
                     nn.init.xavier_uniform_(p)
 
+    def logits(self, h):
+        return self.generator(h) if self.generator is not None else h @ self.tgt_embed.weight.t()
+
     def embed(self, table, ids):
         return self.dropout(table(ids) * self.scale + self.pe[:ids.shape[1]])
 
@@ -87,7 +93,7 @@ class Seq2Seq(nn.Module):
         causal = torch.ones(T, T, dtype=torch.bool).triu(1)
         h = self.transformer.decoder(self.embed(self.tgt_embed, tgt_in), memory, tgt_mask=causal,
                                      tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=src_pad)
-        return self.generator(h)
+        return self.logits(h)
 
     def forward(self, src, tgt_in, src_pad, tgt_pad):
         return self.decode(tgt_in, self.encode(src, src_pad), src_pad, tgt_pad)
@@ -99,11 +105,18 @@ class Seq2Seq(nn.Module):
         x = self.tgt_embed(token[:, None]) * self.scale + self.pe[position:position + 1]
         for l, layer in enumerate(self.transformer.decoder.layers):
             history[l] = x if history[l] is None else torch.cat([history[l], x], dim=1)
-            x = layer.norm1(x + layer.self_attn(x, history[l], history[l], need_weights=False)[0])
-            x = layer.norm2(x + layer.multihead_attn(x, memory, memory, key_padding_mask=src_pad,
-                                                     need_weights=False)[0])
-            x = layer.norm3(x + layer.linear2(layer.activation(layer.linear1(x))))
-        return self.generator(self.transformer.decoder.norm(x))[:, 0]
+            if self.norm_first:
+                h, past = layer.norm1(x), layer.norm1(history[l])
+                x = x + layer.self_attn(h, past, past, need_weights=False)[0]
+                x = x + layer.multihead_attn(layer.norm2(x), memory, memory, key_padding_mask=src_pad,
+                                             need_weights=False)[0]
+                x = x + layer.linear2(layer.activation(layer.linear1(layer.norm3(x))))
+            else:
+                x = layer.norm1(x + layer.self_attn(x, history[l], history[l], need_weights=False)[0])
+                x = layer.norm2(x + layer.multihead_attn(x, memory, memory, key_padding_mask=src_pad,
+                                                         need_weights=False)[0])
+                x = layer.norm3(x + layer.linear2(layer.activation(layer.linear1(x))))
+        return self.logits(self.transformer.decoder.norm(x))[:, 0]
 
 
 def make_batch(pairs, rows):
@@ -255,6 +268,8 @@ def main():
     c = {k: int(attrs[k]) for k in ("d_model", "nhead", "encoder_layers", "decoder_layers", "dim_feedforward",
                                      "src_vocab", "tgt_vocab", "warmup", "steps", "max_len")}
     c.update({k: float(attrs[k]) for k in ("dropout", "label_smoothing", "lr", "min_lr", "weight_decay", "clip")})
+    # Absent from exports written before these options existed: those models had none of them.
+    c.update({k: int(attrs.get(k, 0)) != 0 for k in ("norm_first", "shared_vocab", "tie_output")})
     train = list(zip(ragged(f["train/src"]), ragged(f["train/tgt"])))
     valid = list(zip(ragged(f["valid/src"]), ragged(f["valid/tgt"])))
     test_src = ragged(f["test/src"])
