@@ -9,7 +9,7 @@
 # BUILD_DIR (default build/) must hold a Release build of examples/translate
 # and examples/lm; nothing is built here. --smoke: tiny models and 50 steps,
 # for checking the pipeline (RESULTS.md is then left alone). Environment:
-#   TRANSLATE_STEPS (default 200), LM_STEPS (default 120), TRANSLATE_MODEL and LM_MODEL (model and
+#   TRANSLATE_STEPS (default 800), LM_STEPS (default 120), TRANSLATE_MODEL and LM_MODEL (model and
 #   schedule flags; see below), TORCH_INIT (torch: PyTorch's own initial weights, the default; heed:
 #   heed's, from the export), THREADS (default 2),
 #   WORK (default /tmp/heed_side_by_side), KJV (default data/cache/kjv.txt),
@@ -49,11 +49,11 @@ if [[ $SMOKE == 1 ]]; then
   LM_MODEL=(--d-model 32 --heads 2 --layers 1 --warmup 10)
   WRITE_RESULTS=0
 else
-  # translate: heed's defaults cost about 10 s a step on 2 busy cores, too slow for a useful BLEU in
-  # minutes, so a narrower model (d 128, 2+2 layers, ff 512) with a shorter warmup; lm: heed's defaults.
-  TRANSLATE_STEPS=${TRANSLATE_STEPS:-200}
+  # translate: the main job's model and recipe (heed's defaults) on half its schedule, long enough
+  # for a BLEU that says something; lm: heed's defaults on a short schedule.
+  TRANSLATE_STEPS=${TRANSLATE_STEPS:-800}
   LM_STEPS=${LM_STEPS:-120}
-  read -r -a TR_MODEL <<<"${TRANSLATE_MODEL:---d-model 128 --ff 512 --encoder-layers 2 --decoder-layers 2 --warmup 60}"
+  read -r -a TR_MODEL <<<"${TRANSLATE_MODEL:---warmup 100}"
   read -r -a LM_MODEL <<<"${LM_MODEL:---warmup 30}"
 fi
 
@@ -120,6 +120,10 @@ tr_h, tr_t = heed("translate_heed", "target tokens"), torch_side("translate_torc
 tr_h["bleu"] = grab((work / "bleu_heed.txt").read_text(), r"BLEU ([\d.]+)", "BLEU")
 tr_t["bleu"] = grab((work / "bleu_torch.txt").read_text(), r"BLEU ([\d.]+)", "BLEU")
 lm_h, lm_t = heed("lm_heed", "tokens"), torch_side("lm_torch")
+tr_log = (work / "translate_heed.log").read_text()
+tok = re.search(r"(\w+) tokenizers: source vocabulary (\d+), target vocabulary (\d+)", tr_log)
+shape = re.search(r"Seq2SeqTransformer: \d+ parameters, (.*)", tr_log)
+tr_desc = f"{tok.group(1).upper()} {tok.group(2)}/{tok.group(3)}, {shape.group(1)}" if tok and shape else "see the command"
 
 def rows(h, t, with_bleu, tokens):
     out = [("validation loss (nats/token)", f"{h['valid_loss']:.3f}", f"{t['valid_loss']:.3f}",
@@ -154,7 +158,7 @@ table = f"""<!-- side-by-side:begin -->
 - Validation loss: per-token cross-entropy without label smoothing over the whole validation split, eval mode.
   BLEU: both sides' greedy test translations scored by heed's `data::corpus_bleu` (`translate bleu`).
 
-**translate** (Ding de-en, BPE 8000, {tr_t['parameters']} parameters, {tr_t['steps']} steps, {tr_t['test_sentences']} test sentences):
+**translate** (Ding de-en, {tr_desc}, {tr_t['parameters']} parameters, {tr_t['steps']} steps, {tr_t['test_sentences']} test sentences):
 
 {header}
 {rows(tr_h, tr_t, True, "target tokens")}
