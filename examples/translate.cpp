@@ -92,10 +92,7 @@ TrainSettings from_config(const Config& c) {
   s.src_vocab_size = c.has("src_vocab_size") ? c.integer("src_vocab_size") : 0;
   s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.encoder_layers = c.integer("encoder_layers");
   s.decoder_layers = c.integer("decoder_layers"), s.ff = c.integer("dim_feedforward");
-  // Absent in older checkpoints: those models had neither.
-  s.norm_first = c.has("norm_first") && c.integer("norm_first") != 0;
-  s.shared_vocab = c.has("shared_vocab") && c.integer("shared_vocab") != 0;
-  s.tie_output = c.has("tie_output") && c.integer("tie_output") != 0;
+  s.norm_first = c.flag("norm_first"), s.shared_vocab = c.flag("shared_vocab"), s.tie_output = c.flag("tie_output");
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");

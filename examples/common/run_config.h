@@ -52,6 +52,10 @@ class Config {
     HEED_CHECK(used == v.size() && !v.empty(), "configuration: \"{}\" = \"{}\" is not a number", key, v);
     return x;
   }
+  // An optional on/off setting: absent (a configuration written before the
+  // setting existed) reads as off.
+  bool flag(const std::string& key) const { return has(key) && integer(key) != 0; }
+
   const std::map<std::string, std::string>& values() const { return values_; }
 
  private:

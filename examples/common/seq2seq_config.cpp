@@ -4,18 +4,14 @@
 
 namespace heed::examples {
 
-namespace {
-bool flag(const Config& c, const char* key) { return c.has(key) && c.integer(key) != 0; }
-}  // namespace
-
 nn::Seq2SeqOptions seq2seq_options(const Config& c) {
   nn::Seq2SeqOptions o{c.integer("src_vocab"), c.integer("tgt_vocab")};
   o.d_model = c.integer("d_model"), o.nhead = c.integer("nhead");
   o.num_encoder_layers = c.integer("encoder_layers"), o.num_decoder_layers = c.integer("decoder_layers");
   o.dim_feedforward = c.integer("dim_feedforward"), o.dropout = c.real("dropout");
-  o.norm_first = flag(c, "norm_first");
-  o.share_embeddings = flag(c, "shared_vocab");
-  o.tie_generator = flag(c, "tie_output");
+  o.norm_first = c.flag("norm_first");
+  o.share_embeddings = c.flag("shared_vocab");
+  o.tie_generator = c.flag("tie_output");
   o.max_len = c.integer("max_len") + 2;  // sentences of max_len tokens plus BOS/EOS
   return o;
 }
