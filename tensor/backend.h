@@ -8,7 +8,12 @@
 // Conventions for every kernel:
 //  - inputs may be strided (transposed, sliced, expanded with stride 0);
 //  - `out` is freshly allocated and contiguous unless said otherwise;
-//  - all tensors are on the backend's device (except in `copy`).
+//  - all tensors are on the backend's device (except in `copy`);
+//  - bfloat16 tensors are computed in float32: each element is widened on
+//    load, every sum, max and product is carried in float32 (or wider), and
+//    the result is rounded to bfloat16 once, on store. Whatever a kernel keeps
+//    for a backward (layer norm's mean and rstd) is float32 for bfloat16
+//    inputs (heed::compute_dtype).
 #include <cstdint>
 
 #include "tensor/tensor.h"
@@ -81,7 +86,8 @@ struct Backend {
   void (*softmax)(const Tensor& x, bool log, const Tensor& out) = nullptr;
   // Layer norm over the last dim of a contiguous x [R, D]; weight and bias are
   // contiguous [D] or undefined (no affine part). Writes out [R, D] and, for
-  // the backward, mean [R] and rstd = 1 / sqrt(biased var + eps) [R].
+  // the backward, mean [R] and rstd = 1 / sqrt(biased var + eps) [R], both
+  // of compute_dtype(x) (float32 when x is bfloat16).
   void (*layer_norm)(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                      const Tensor& mean, const Tensor& rstd) = nullptr;
   // Its backward from the upstream grad [R, D] (contiguous) and what the

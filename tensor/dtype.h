@@ -1,15 +1,18 @@
 #pragma once
-// Element types. float32 trains, float64 checks gradients, int64 holds ids,
-// bool and uint8 hold masks. Mixing dtypes in one op is an error, never a
-// silent promotion.
+// Element types. float32 trains, float64 checks gradients, bfloat16 halves
+// the memory and feeds the tensor cores (tensor/bfloat16.h: stored in 16 bits,
+// computed in float32), int64 holds ids, bool and uint8 hold masks. Mixing
+// dtypes in one op is an error, never a silent promotion (autocast, in
+// tensor/autocast.h, inserts the casts explicitly).
 #include <cstddef>
 #include <cstdint>
 
+#include "tensor/bfloat16.h"
 #include "tensor/error.h"
 
 namespace heed {
 
-enum class DType { Float32, Float64, Int64, Bool, UInt8 };
+enum class DType { Float32, Float64, Int64, Bool, UInt8, BFloat16 };
 
 inline constexpr const char* dtype_name(DType t) {
   switch (t) {
@@ -18,6 +21,7 @@ inline constexpr const char* dtype_name(DType t) {
     case DType::Int64: return "int64";
     case DType::Bool: return "bool";
     case DType::UInt8: return "uint8";
+    case DType::BFloat16: return "bfloat16";
   }
   return "?";
 }
@@ -29,11 +33,18 @@ inline constexpr size_t dtype_size(DType t) {
     case DType::Int64: return 8;
     case DType::Bool: return 1;
     case DType::UInt8: return 1;
+    case DType::BFloat16: return 2;
   }
   return 0;
 }
 
-inline constexpr bool is_floating(DType t) { return t == DType::Float32 || t == DType::Float64; }
+inline constexpr bool is_floating(DType t) {
+  return t == DType::Float32 || t == DType::Float64 || t == DType::BFloat16;
+}
+
+// The dtype a kernel computes and accumulates in: float32 for bfloat16 (a
+// layer norm's saved mean and rstd are kept in it, for example), else t.
+inline constexpr DType compute_dtype(DType t) { return t == DType::BFloat16 ? DType::Float32 : t; }
 
 // The C++ type that stores each dtype. Bool is stored as one byte holding 0 or 1.
 template <class T> struct dtype_of;
@@ -42,6 +53,7 @@ template <> struct dtype_of<double> { static constexpr DType value = DType::Floa
 template <> struct dtype_of<int64_t> { static constexpr DType value = DType::Int64; };
 template <> struct dtype_of<bool> { static constexpr DType value = DType::Bool; };
 template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::UInt8; };
+template <> struct dtype_of<bfloat16> { static constexpr DType value = DType::BFloat16; };
 
 // Calls f(T{}) with T the storage type of `t`: the one switch every kernel uses.
 template <class F>
@@ -52,10 +64,13 @@ decltype(auto) dispatch_dtype(DType t, F&& f) {
     case DType::Int64: return f(int64_t{});
     case DType::Bool: return f(bool{});
     case DType::UInt8: return f(uint8_t{});
+    case DType::BFloat16: return f(bfloat16{});
   }
   HEED_FAIL("unknown dtype {}", static_cast<int>(t));
 }
 
+// float32 and float64 only: kernels that compute bfloat16 in float32 take it
+// apart before they get here, so a bfloat16 tensor reaching this is an error.
 template <class F>
 decltype(auto) dispatch_floating(DType t, const char* op, F&& f) {
   switch (t) {
