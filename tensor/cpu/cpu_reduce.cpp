@@ -44,10 +44,10 @@ const char* reduce_name(ReduceOp op) {
   return "?";
 }
 
-// Sums and products accumulate floats in double and integers in uint64 (which
-// wraps like two's complement instead of overflowing).
+// Sums and products accumulate floats (bfloat16 too) in double and integers
+// in uint64 (which wraps like two's complement instead of overflowing).
 template <class T>
-using WideAcc = std::conditional_t<std::is_floating_point_v<T>, double, uint64_t>;
+using WideAcc = std::conditional_t<is_floating_type_v<T>, double, uint64_t>;
 
 template <class T>
 struct SumOp {
@@ -67,7 +67,7 @@ struct ProdOp {
 template <class T>
 struct MaxOp {
   using Acc = T;
-  static Acc init() { return std::numeric_limits<T>::has_infinity ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::lowest(); }
+  static Acc init() { return std::numeric_limits<T>::has_infinity ? Acc(-std::numeric_limits<T>::infinity()) : std::numeric_limits<T>::lowest(); }
   static Acc step(Acc a, T v) { return (v > a || v != v) ? v : a; }
   static Acc merge(Acc a, Acc b) { return step(a, b); }
 };
