@@ -11,7 +11,7 @@ Dropout::Dropout(double p, Generator* gen) : Module("Dropout"), p_(p), gen_(gen)
 Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   HEED_CHECK(p >= 0.0 && p <= 1.0, "dropout: p must be in [0, 1], got {}", p);
   if (!training || p == 0.0) return x;
-  HEED_CHECK(x.is_floating_point(), "Dropout: input must be float32 or float64, got {}", x.dtype());
+  HEED_CHECK(x.is_floating_point(), "Dropout: input must be a float dtype (float32, float64 or bfloat16), got {}", x.dtype());
   if (p == 1.0) return mul(x, 0.0);
   Tensor mask = bernoulli(x.shape(), 1.0 - p, gen, x.dtype(), x.device());
   return mul(x, mul(mask, 1.0 / (1.0 - p)));

@@ -50,7 +50,7 @@ struct SamplingOptions {
   double top_p = 1.0;        // keep the smallest set whose probability reaches top_p; 1 = all
 };
 
-// Draws one token id from logits [V] (float32 or float64, any device).
+// Draws one token id from logits [V] (any float dtype, any device).
 int64_t sample_token(const Tensor& logits, const SamplingOptions& options, Generator* gen = nullptr);
 
 // Continues `prompt` (token ids, at least one) by max_new tokens with a

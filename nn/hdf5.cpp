@@ -117,6 +117,26 @@ Handle make_bool_type() {
   return t;
 }
 
+// bfloat16 as HDF5 describes a float: 16 bits, sign at bit 15, 8 exponent
+// bits at 7 (bias 127), 7 mantissa bits at 0. Stored as it is (exact, half
+// float32's size); HDF5 converts it to any float type on read, so h5dump
+// shows its values and h5py reads it exactly with .astype('float32').
+Handle make_bfloat16_type() {
+  Handle t(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
+  if (H5Tset_fields(t.get(), 15, 7, 8, 0, 7) < 0 || H5Tset_precision(t.get(), 16) < 0 ||
+      H5Tset_size(t.get(), 2) < 0 || H5Tset_ebias(t.get(), 127) < 0)
+    HEED_FAIL("h5: cannot make the bfloat16 datatype");
+  return t;
+}
+
+bool is_bfloat16_type(hid_t type) {
+  size_t spos = 0, epos = 0, esize = 0, mpos = 0, msize = 0;
+  if (H5Tget_class(type) != H5T_FLOAT || H5Tget_size(type) != 2) return false;
+  if (H5Tget_fields(type, &spos, &epos, &esize, &mpos, &msize) < 0) return false;
+  return spos == 15 && epos == 7 && esize == 8 && mpos == 0 && msize == 7 && H5Tget_ebias(type) == 127 &&
+         H5Tget_order(type) == H5T_ORDER_LE;
+}
+
 bool is_h5py_bool(hid_t type) {
   if (H5Tget_class(type) != H5T_ENUM || H5Tget_size(type) != 1 || H5Tget_nmembers(type) != 2) return false;
   bool has_false = false, has_true = false;
@@ -159,6 +179,7 @@ bool dtype_of_type(hid_t type, DType& out) {
     case H5T_FLOAT:
       if (size == 4) return out = DType::Float32, true;
       if (size == 8) return out = DType::Float64, true;
+      if (is_bfloat16_type(type)) return out = DType::BFloat16, true;
       return false;
     case H5T_INTEGER: {
       H5T_sign_t sign = H5Tget_sign(type);
@@ -181,6 +202,7 @@ Handle memory_type(DType dtype) {
     case DType::Int64: return Handle(H5Tcopy(H5T_NATIVE_INT64), H5Tclose);
     case DType::UInt8: return Handle(H5Tcopy(H5T_NATIVE_UINT8), H5Tclose);
     case DType::Bool: return make_bool_type();
+    case DType::BFloat16: return make_bfloat16_type();
   }
   HEED_FAIL("h5: unknown dtype {}", static_cast<int>(dtype));
 }
@@ -192,6 +214,7 @@ Handle file_type(DType dtype) {
     case DType::Int64: return Handle(H5Tcopy(H5T_STD_I64LE), H5Tclose);
     case DType::UInt8: return Handle(H5Tcopy(H5T_STD_U8LE), H5Tclose);
     case DType::Bool: return make_bool_type();
+    case DType::BFloat16: return make_bfloat16_type();
   }
   HEED_FAIL("h5: unknown dtype {}", static_cast<int>(dtype));
 }
@@ -436,7 +459,7 @@ DatasetInfo open_dataset(hid_t fid, const std::string& file, const std::string& 
   if (!info.type.valid()) fail(file, p, "cannot read the datatype");
   if (!dtype_of_type(info.type.get(), info.dtype))
     fail(file, p,
-         fmt::format("unsupported dtype: {} (heed reads float32, float64, int64, uint8 and h5py bool)",
+         fmt::format("unsupported dtype: {} (heed reads float32, float64, bfloat16, int64, uint8 and h5py bool)",
                      describe_type(info.type.get())),
          false);
   Handle space(H5Dget_space(info.dataset.get()), H5Sclose);

@@ -26,7 +26,7 @@ void check_inputs(const Tensor& q, const Tensor& k, const Tensor& v, bool causal
                  k.size(1) == q.size(1) && v.size(1) == q.size(1) && k.size(3) == q.size(3) && v.size(2) == k.size(2),
              "linear_attention: expected q [B, H, T, d], k [B, H, S, d], v [B, H, S, dv], got q {}, k {}, v {}",
              shape_str(q.shape()), shape_str(k.shape()), shape_str(v.shape()));
-  HEED_CHECK(q.is_floating_point(), "linear_attention: inputs must be float32 or float64, got {}", q.dtype());
+  HEED_CHECK(q.is_floating_point(), "linear_attention: inputs must be a float dtype (float32, float64 or bfloat16), got {}", q.dtype());
   HEED_CHECK(!causal || q.size(2) == k.size(2),
              "linear_attention: causal attention needs as many queries as keys (T == S), got q {} and k {}",
              shape_str(q.shape()), shape_str(k.shape()));

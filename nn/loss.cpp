@@ -20,7 +20,7 @@ struct Rows {
 
 Rows to_rows(const char* fn, const char* what, const Tensor& scores, const Tensor& target, int64_t ignore_index) {
   HEED_CHECK(scores.defined() && target.defined(), "{}: {} and target must both be defined tensors", fn, what);
-  HEED_CHECK(is_floating(scores.dtype()), "{}: {} must be float32 or float64, got {} {}", fn, what,
+  HEED_CHECK(is_floating(scores.dtype()), "{}: {} must be a float dtype (float32, float64 or bfloat16), got {} {}", fn, what,
              shape_str(scores.shape()), scores.dtype());
   HEED_CHECK(target.dtype() == DType::Int64, "{}: target must hold int64 class ids, got {} {}", fn,
              shape_str(target.shape()), target.dtype());

@@ -26,7 +26,7 @@ void Module::check_new_name(const std::string& name) const {
 Tensor& Module::register_parameter(const std::string& name, Tensor value, bool requires_grad) {
   check_new_name(name);
   HEED_CHECK(value.defined(), "{}: parameter '{}' is an undefined tensor", type_name_, name);
-  HEED_CHECK(is_floating(value.dtype()), "{}: parameter '{}' must be float32 or float64, got {}", type_name_, name,
+  HEED_CHECK(is_floating(value.dtype()), "{}: parameter '{}' must be a float dtype (float32, float64 or bfloat16), got {}", type_name_, name,
              value.dtype());
   // A parameter is a leaf of its own, whatever made its initial values.
   Tensor leaf = value.detach();

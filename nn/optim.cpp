@@ -32,7 +32,7 @@ Optimizer::Optimizer(const nn::NamedTensors& params, double lr, std::string type
   std::set<const void*> seen;
   for (const auto& [name, p] : params_) {
     HEED_CHECK(p.defined(), "{}: parameter '{}' is an undefined tensor", type_name_, name);
-    HEED_CHECK(p.is_floating_point(), "{}: parameter '{}' must be float32 or float64, got {} {}", type_name_, name,
+    HEED_CHECK(p.is_floating_point(), "{}: parameter '{}' must be a float dtype (float32, float64 or bfloat16), got {} {}", type_name_, name,
                shape_str(p.shape()), p.dtype());
     HEED_CHECK(names.insert(name).second, "{}: two parameters are named '{}'", type_name_, name);
     HEED_CHECK(seen.insert(p.impl()).second, "{}: parameter '{}' is given twice (the same tensor under two names)",

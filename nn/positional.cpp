@@ -29,7 +29,7 @@ Tensor table_from(const std::vector<double>& values, int64_t rows, int64_t cols,
 void check_positions(const char* layer, const Tensor& x, int64_t width, const char* width_name, int64_t offset,
                      int64_t max_len) {
   HEED_CHECK(x.defined(), "{}: the input is an undefined tensor", layer);
-  HEED_CHECK(x.is_floating_point(), "{}: the input must be float32 or float64, got {} (shape {})", layer, x.dtype(),
+  HEED_CHECK(x.is_floating_point(), "{}: the input must be a float dtype (float32, float64 or bfloat16), got {} (shape {})", layer, x.dtype(),
              shape_str(x.shape()));
   HEED_CHECK(x.dim() >= 2 && x.size(-1) == width,
              "{}: expected input [..., T, {}] (last dimension {} = {}), got shape {}", layer, width, width_name, width,
@@ -89,7 +89,7 @@ Tensor sinusoidal_table(int64_t max_len, int64_t d_model, double base, DType dty
              "sinusoidal_table: d_model must be even and positive (columns 2i and 2i+1 share a frequency), got {}",
              d_model);
   HEED_CHECK(base > 0, "sinusoidal_table: base must be positive, got {}", base);
-  HEED_CHECK(is_floating(dtype), "sinusoidal_table: dtype must be float32 or float64, got {}", dtype);
+  HEED_CHECK(is_floating(dtype), "sinusoidal_table: dtype must be a float dtype (float32, float64 or bfloat16), got {}", dtype);
   std::vector<double> pe(max_len * d_model);
   for (int64_t i = 0; 2 * i < d_model; ++i) {
     // p / base^(2i/d), written as the formula is (a division, not a

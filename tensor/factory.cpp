@@ -48,6 +48,7 @@ template Tensor from_vector(const std::vector<double>&, const Shape&, Device);
 template Tensor from_vector(const std::vector<int64_t>&, const Shape&, Device);
 template Tensor from_vector(const std::vector<uint8_t>&, const Shape&, Device);
 template Tensor from_vector(const std::vector<bool>&, const Shape&, Device);
+template Tensor from_vector(const std::vector<bfloat16>&, const Shape&, Device);
 
 Tensor tensor(std::initializer_list<float> values, const Shape& shape) {
   return from_vector(std::vector<float>(values), shape);
@@ -87,13 +88,13 @@ Generator& default_generator() {
 void manual_seed(uint64_t seed) { default_generator().manual_seed(seed); }
 
 Tensor uniform(const Shape& shape, double low, double high, Generator* gen, DType dtype, Device device) {
-  HEED_CHECK(is_floating(dtype), "uniform: dtype must be float32 or float64, got {}", dtype);
+  HEED_CHECK(is_floating(dtype), "uniform: dtype must be a float dtype (float32, float64 or bfloat16), got {}", dtype);
   HEED_CHECK(low <= high, "uniform: low ({}) must not exceed high ({})", low, high);
   return draw("uniform", RandomDist::Uniform, low, high, shape, gen, dtype, device);
 }
 
 Tensor normal(const Shape& shape, double mean, double std, Generator* gen, DType dtype, Device device) {
-  HEED_CHECK(is_floating(dtype), "normal: dtype must be float32 or float64, got {}", dtype);
+  HEED_CHECK(is_floating(dtype), "normal: dtype must be a float dtype (float32, float64 or bfloat16), got {}", dtype);
   HEED_CHECK(std >= 0, "normal: std must be >= 0, got {}", std);
   return draw("normal", RandomDist::Normal, mean, std, shape, gen, dtype, device);
 }

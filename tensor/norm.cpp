@@ -54,8 +54,9 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
   Tensor w = weight.defined() ? contiguous(weight.detach()) : Tensor();
   Tensor b = bias.defined() ? contiguous(bias.detach()) : Tensor();
   Tensor out = empty(x.shape(), x.dtype(), x.device());
-  Tensor mean_r = empty({rows}, x.dtype(), x.device());  // [R]
-  Tensor rstd_r = empty({rows}, x.dtype(), x.device());  // [R]
+  // [R] each, float32 for a bfloat16 x: its rstd rounded to 8 bits would cost the backward its precision.
+  Tensor mean_r = empty({rows}, compute_dtype(x.dtype()), x.device());
+  Tensor rstd_r = empty({rows}, compute_dtype(x.dtype()), x.device());
   if (rows > 0)
     detail::kernel(x.device(), &Backend::layer_norm, "layer_norm")(x2, w, b, eps,
                                                                     reshape(out, {rows, d}), mean_r, rstd_r);

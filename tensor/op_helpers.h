@@ -29,7 +29,7 @@ inline void check_same(const Tensor& a, const Tensor& b, const char* op) {
 
 inline void check_floating(const Tensor& t, const char* op) {
   check_defined(t, op);
-  HEED_CHECK(is_floating(t.dtype()), "{}: expected a float32 or float64 tensor, got {} {}", op, shape_str(t.shape()),
+  HEED_CHECK(is_floating(t.dtype()), "{}: expected a float tensor (float32, float64 or bfloat16), got {} {}", op, shape_str(t.shape()),
              t.dtype());
 }
 

@@ -82,5 +82,5 @@ TEST_CASE("registration errors name the module and the name", "[nn][module]") {
   Bad b;
   REQUIRE_THROWS_WITH(b.twice(), Contains("Bad") && Contains("'w' is already registered"));
   REQUIRE_THROWS_WITH(b.dotted(), Contains("invalid name 'a.b'"));
-  REQUIRE_THROWS_WITH(b.integer(), Contains("must be float32 or float64"));
+  REQUIRE_THROWS_WITH(b.integer(), Contains("must be a float dtype"));
 }

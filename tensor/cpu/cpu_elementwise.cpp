@@ -1,7 +1,8 @@
 // Elementwise CPU kernels: copy, fill, unary, binary, where. Each op is a
 // scalar formula handed to map1/map2/map3 (strided_loop.h), which run it over
-// contiguous runs the compiler vectorises. float32 math is done in float,
-// float64 in double; integers wrap on overflow like two's complement.
+// contiguous runs the compiler vectorises. float32 and bfloat16 math is done
+// in float (a bfloat16 result rounded once), float64 in double; integers wrap
+// on overflow like two's complement.
 #include <cmath>
 #include <limits>
 #include <type_traits>
@@ -125,48 +126,50 @@ inline double gelu_tanh_of(double v) {
   return 0.5 * v * (1.0 + std::tanh(k * (v + 0.044715 * v * v * v)));
 }
 
-template <class T>
+// T is float, double or bfloat16; C is what the formulas compute in (float for
+// bfloat16: each element is widened, computed and rounded once on store).
+template <class T, class C = compute_t<T>>
 void unary_floating(UnaryOp op, const Tensor& x, double a_in, double b_in, const Tensor& out) {
-  const T a = static_cast<T>(a_in), b = static_cast<T>(b_in);
+  const C a = static_cast<C>(a_in), b = static_cast<C>(b_in);
   const int64_t cheap = kGrainCheap, costly = kGrainCostly;
   switch (op) {
-    case UnaryOp::Neg: return map1<T, T>(out, x, cheap, [](T v) { return -v; });
-    case UnaryOp::Exp: return map1<T, T>(out, x, costly, [](T v) { return exp_of(v); });
-    case UnaryOp::Log: return map1<T, T>(out, x, costly, [](T v) { return std::log(v); });
-    case UnaryOp::Sqrt: return map1<T, T>(out, x, cheap, [](T v) { return std::sqrt(v); });
-    case UnaryOp::Rsqrt: return map1<T, T>(out, x, cheap, [](T v) { return T(1) / std::sqrt(v); });
-    case UnaryOp::Tanh: return map1<T, T>(out, x, costly, [](T v) { return tanh_of(v); });
+    case UnaryOp::Neg: return map1<T, T>(out, x, cheap, [](C v) { return -v; });
+    case UnaryOp::Exp: return map1<T, T>(out, x, costly, [](C v) { return exp_of(v); });
+    case UnaryOp::Log: return map1<T, T>(out, x, costly, [](C v) { return std::log(v); });
+    case UnaryOp::Sqrt: return map1<T, T>(out, x, cheap, [](C v) { return std::sqrt(v); });
+    case UnaryOp::Rsqrt: return map1<T, T>(out, x, cheap, [](C v) { return C(1) / std::sqrt(v); });
+    case UnaryOp::Tanh: return map1<T, T>(out, x, costly, [](C v) { return tanh_of(v); });
     case UnaryOp::Sigmoid:
       // exp(-|x|) never overflows: 1/(1+e) for x >= 0, e/(1+e) for x < 0.
-      return map1<T, T>(out, x, costly, [](T v) { return sigmoid_of(v); });
+      return map1<T, T>(out, x, costly, [](C v) { return sigmoid_of(v); });
     case UnaryOp::Relu:  // NaN stays NaN
-      return map1<T, T>(out, x, cheap, [](T v) { return (v > T(0) || v != v) ? v : T(0); });
+      return map1<T, T>(out, x, cheap, [](C v) { return (v > C(0) || v != v) ? v : C(0); });
     case UnaryOp::GeluErf:
-      return map1<T, T>(out, x, costly, [](T v) { return gelu_erf_of(v); });
+      return map1<T, T>(out, x, costly, [](C v) { return gelu_erf_of(v); });
     case UnaryOp::GeluTanh:
-      return map1<T, T>(out, x, costly, [](T v) { return gelu_tanh_of(v); });
-    case UnaryOp::Abs: return map1<T, T>(out, x, cheap, [](T v) { return std::abs(v); });
+      return map1<T, T>(out, x, costly, [](C v) { return gelu_tanh_of(v); });
+    case UnaryOp::Abs: return map1<T, T>(out, x, cheap, [](C v) { return std::abs(v); });
     case UnaryOp::Sign:  // NaN stays NaN
-      return map1<T, T>(out, x, cheap, [](T v) { return v != v ? v : T((v > T(0)) - (v < T(0))); });
-    case UnaryOp::Erf: return map1<T, T>(out, x, costly, [](T v) { return erf_of(v); });
-    case UnaryOp::Sin: return map1<T, T>(out, x, costly, [](T v) { return std::sin(v); });
-    case UnaryOp::Cos: return map1<T, T>(out, x, costly, [](T v) { return std::cos(v); });
-    case UnaryOp::Reciprocal: return map1<T, T>(out, x, cheap, [](T v) { return T(1) / v; });
-    case UnaryOp::Square: return map1<T, T>(out, x, cheap, [](T v) { return v * v; });
-    case UnaryOp::AddScalar: return map1<T, T>(out, x, cheap, [a](T v) { return v + a; });
-    case UnaryOp::MulScalar: return map1<T, T>(out, x, cheap, [a](T v) { return v * a; });
+      return map1<T, T>(out, x, cheap, [](C v) { return v != v ? v : C((v > C(0)) - (v < C(0))); });
+    case UnaryOp::Erf: return map1<T, T>(out, x, costly, [](C v) { return erf_of(v); });
+    case UnaryOp::Sin: return map1<T, T>(out, x, costly, [](C v) { return std::sin(v); });
+    case UnaryOp::Cos: return map1<T, T>(out, x, costly, [](C v) { return std::cos(v); });
+    case UnaryOp::Reciprocal: return map1<T, T>(out, x, cheap, [](C v) { return C(1) / v; });
+    case UnaryOp::Square: return map1<T, T>(out, x, cheap, [](C v) { return v * v; });
+    case UnaryOp::AddScalar: return map1<T, T>(out, x, cheap, [a](C v) { return v + a; });
+    case UnaryOp::MulScalar: return map1<T, T>(out, x, cheap, [a](C v) { return v * a; });
     case UnaryOp::PowScalar:
       // x*x is what pow(x, 2) rounds to anyway, and much cheaper.
-      if (a_in == 2.0) return map1<T, T>(out, x, cheap, [](T v) { return v * v; });
-      if (a_in == 1.0) return map1<T, T>(out, x, cheap, [](T v) { return v; });
-      return map1<T, T>(out, x, costly, [a](T v) { return std::pow(v, a); });
+      if (a_in == 2.0) return map1<T, T>(out, x, cheap, [](C v) { return v * v; });
+      if (a_in == 1.0) return map1<T, T>(out, x, cheap, [](C v) { return v; });
+      return map1<T, T>(out, x, costly, [a](C v) { return std::pow(v, a); });
     case UnaryOp::Clamp:  // max before min, x first: NaN propagates
-      return map1<T, T>(out, x, cheap, [a, b](T v) {
+      return map1<T, T>(out, x, cheap, [a, b](C v) {
         v = v < a ? a : v;
         return v > b ? b : v;
       });
     case UnaryOp::IsNonFinite:  // x - x is 0 exactly when x is finite
-      return map1<bool, T>(out, x, cheap, [](T v) { return !(v - v == T(0)); });
+      return map1<bool, T>(out, x, cheap, [](C v) { return !(v - v == C(0)); });
     case UnaryOp::LogicalNot: break;
   }
   HEED_FAIL("cpu unary: {} is not defined for {} tensors", unary_name(op), dtype_name(x.dtype()));
@@ -227,19 +230,19 @@ void comparison(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out
   }
 }
 
-template <class T>
+template <class T, class C = compute_t<T>>
 void binary_floating(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
   const int64_t g = kGrainCheap;
   switch (op) {
-    case BinaryOp::Add: return map2<T, T>(out, x, y, g, [](T p, T q) { return p + q; });
-    case BinaryOp::Sub: return map2<T, T>(out, x, y, g, [](T p, T q) { return p - q; });
-    case BinaryOp::Mul: return map2<T, T>(out, x, y, g, [](T p, T q) { return p * q; });
-    case BinaryOp::Div: return map2<T, T>(out, x, y, g, [](T p, T q) { return p / q; });
-    case BinaryOp::Pow: return map2<T, T>(out, x, y, kGrainCostly, [](T p, T q) { return std::pow(p, q); });
+    case BinaryOp::Add: return map2<T, T>(out, x, y, g, [](C p, C q) { return p + q; });
+    case BinaryOp::Sub: return map2<T, T>(out, x, y, g, [](C p, C q) { return p - q; });
+    case BinaryOp::Mul: return map2<T, T>(out, x, y, g, [](C p, C q) { return p * q; });
+    case BinaryOp::Div: return map2<T, T>(out, x, y, g, [](C p, C q) { return p / q; });
+    case BinaryOp::Pow: return map2<T, T>(out, x, y, kGrainCostly, [](C p, C q) { return std::pow(p, q); });
     case BinaryOp::Maximum:  // NaN in either propagates
-      return map2<T, T>(out, x, y, g, [](T p, T q) { return (p > q || p != p) ? p : q; });
+      return map2<T, T>(out, x, y, g, [](C p, C q) { return (p > q || p != p) ? p : q; });
     case BinaryOp::Minimum:
-      return map2<T, T>(out, x, y, g, [](T p, T q) { return (p < q || p != p) ? p : q; });
+      return map2<T, T>(out, x, y, g, [](C p, C q) { return (p < q || p != p) ? p : q; });
     default: break;
   }
   if (is_comparison(op)) return comparison<T>(op, x, y, out);
@@ -371,6 +374,7 @@ void copy(const Tensor& src, const Tensor& dst) {
     const char* s = bytes_of(src);
     switch (size) {
       case 1: return tiled ? copy_tiled<uint8_t>(plan, k, d, s) : copy_same<uint8_t>(dst, src);
+      case 2: return tiled ? copy_tiled<uint16_t>(plan, k, d, s) : copy_same<uint16_t>(dst, src);
       case 4: return tiled ? copy_tiled<uint32_t>(plan, k, d, s) : copy_same<uint32_t>(dst, src);
       case 8: return tiled ? copy_tiled<uint64_t>(plan, k, d, s) : copy_same<uint64_t>(dst, src);
       default: HEED_FAIL("cpu copy: unexpected element size {}", size);
@@ -409,6 +413,7 @@ void unary(UnaryOp op, const Tensor& x, double a, double b, const Tensor& out) {
   switch (x.dtype()) {
     case DType::Float32: return unary_floating<float>(op, x, a, b, out);
     case DType::Float64: return unary_floating<double>(op, x, a, b, out);
+    case DType::BFloat16: return unary_floating<bfloat16>(op, x, a, b, out);
     case DType::Int64: return unary_integer<int64_t>(op, x, a, b, out);
     case DType::UInt8: return unary_integer<uint8_t>(op, x, a, b, out);
     case DType::Bool: return unary_bool(op, x, out);
@@ -425,6 +430,7 @@ void binary(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
   switch (x.dtype()) {
     case DType::Float32: return binary_floating<float>(op, x, y, out);
     case DType::Float64: return binary_floating<double>(op, x, y, out);
+    case DType::BFloat16: return binary_floating<bfloat16>(op, x, y, out);
     case DType::Int64: return binary_integer<int64_t>(op, x, y, out);
     case DType::UInt8: return binary_integer<uint8_t>(op, x, y, out);
     case DType::Bool: return binary_bool(op, x, y, out);

@@ -79,7 +79,7 @@ void drop_dim(const Shape& shape, const Shape& strides, int64_t dim, Shape& out_
 
 template <class T>
 inline void add_into(T* d, T v) {
-  if constexpr (std::is_floating_point_v<T>) {
+  if constexpr (is_floating_type_v<T>) {
     *d += v;
   } else {  // wraps instead of overflowing
     using U = std::make_unsigned_t<T>;
@@ -191,6 +191,7 @@ void dispatch_addable(DType t, const char* op, F&& f) {
     case DType::Float64: return f(double{});
     case DType::Int64: return f(int64_t{});
     case DType::UInt8: return f(uint8_t{});
+    case DType::BFloat16: return f(bfloat16{});  // each addition in float, rounded
     case DType::Bool: break;
   }
   HEED_FAIL("cpu {}: cannot accumulate into a {} tensor", op, dtype_name(t));

@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/parallel.h"
 
@@ -56,6 +57,11 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
              shape_str(out.shape()));
   HEED_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "cpu matmul: dtypes {}, {}, {} differ",
              dtype_name(a.dtype()), dtype_name(b.dtype()), dtype_name(out.dtype()));
+  if (a.dtype() == DType::BFloat16) {  // float32 products and sums, like cuBLAS's bf16 GEMM
+    Tensor out32 = float32_like(out);
+    matmul(widened(a), widened(b), out32);
+    return store_rounded(out32, out);
+  }
   dispatch_floating(a.dtype(), "cpu matmul", [&](auto zero) { batched_gemm<decltype(zero)>(a, b, out); });
 }
 

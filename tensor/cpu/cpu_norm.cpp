@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/strided_loop.h"
 
@@ -128,12 +129,24 @@ void backward_rows(const Tensor& g, const Tensor& x, const Tensor& w, const Tens
 
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                 const Tensor& mean, const Tensor& rstd) {
+  if (x.dtype() == DType::BFloat16) {  // mean and rstd are float32 already
+    Tensor out32 = float32_like(out);
+    layer_norm(widened(x), widened(weight), widened(bias), eps, out32, mean, rstd);
+    return store_rounded(out32, out);
+  }
   dispatch_floating(x.dtype(), "cpu layer_norm",
                     [&](auto zero) { forward_rows<decltype(zero)>(x, weight, bias, eps, out, mean, rstd); });
 }
 
 void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const Tensor& mean,
                          const Tensor& rstd, const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias) {
+  if (x.dtype() == DType::BFloat16) {
+    Tensor gx = float32_like(grad_x), gw = float32_like(grad_weight), gb = float32_like(grad_bias);
+    layer_norm_backward(widened(grad), widened(x), widened(weight), mean, rstd, gx, gw, gb);
+    store_rounded(gx, grad_x);
+    store_rounded(gw, grad_weight);
+    return store_rounded(gb, grad_bias);
+  }
   dispatch_floating(x.dtype(), "cpu layer_norm_backward", [&](auto zero) {
     backward_rows<decltype(zero)>(grad, x, weight, mean, rstd, grad_x, grad_weight, grad_bias);
   });

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/strided_loop.h"
 
@@ -47,6 +48,13 @@ void adam_rows(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
 
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                const AdamStepArgs& args) {
+  if (param.dtype() == DType::BFloat16) {
+    Tensor p = widened(param), m = widened(exp_avg), v = widened(exp_avg_sq);
+    adam_step(p, widened(grad), m, v, args);
+    store_rounded(p, param);
+    store_rounded(m, exp_avg);
+    return store_rounded(v, exp_avg_sq);
+  }
   dispatch_floating(param.dtype(), "cpu adam_step",
                     [&](auto zero) { adam_rows<decltype(zero)>(param, grad, exp_avg, exp_avg_sq, args); });
 }

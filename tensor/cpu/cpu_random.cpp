@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/philox.h"
 
@@ -38,6 +39,11 @@ void fill_from_philox(const Tensor& out, uint64_t seed, uint64_t offset, int wor
 
 void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out) {
   HEED_CHECK(out.is_contiguous(), "cpu random: out must be contiguous");
+  if (out.dtype() == DType::BFloat16 && dist != RandomDist::Bernoulli) {  // float32's samples, rounded
+    Tensor out32 = float32_like(out);
+    random(dist, a, b, seed, offset, out32);
+    return store_rounded(out32, out);
+  }
   switch (dist) {
     case RandomDist::Uniform:
       return dispatch_floating(out.dtype(), "cpu random (uniform)", [&](auto zero) {

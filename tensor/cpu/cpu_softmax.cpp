@@ -13,6 +13,7 @@
 #include <limits>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/strided_loop.h"
 #include "tensor/cpu/vec_math.h"
 
@@ -81,6 +82,11 @@ void softmax(const Tensor& x, bool log, const Tensor& out) {
              shape_str(out.shape()), dtype_name(out.dtype()), shape_str(x.shape()), dtype_name(x.dtype()));
   const int64_t n = x.dim() == 0 ? 1 : x.shape().back();
   if (x.numel() == 0 || n == 0) return;
+  if (x.dtype() == DType::BFloat16) {
+    Tensor out32 = float32_like(out);
+    softmax(widened(x), log, out32);
+    return store_rounded(out32, out);
+  }
   const int64_t rows = x.numel() / n;
   dispatch_floating(x.dtype(), "cpu softmax", [&](auto zero) {
     using T = decltype(zero);
