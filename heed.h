@@ -9,6 +9,7 @@
 #include "cuda/matmul.h"
 #include "cuda/memory.h"
 #include "cuda/register.h"
+#include "tensor/autocast.h"
 #include "tensor/device.h"
 #include "tensor/dtype.h"
 #include "tensor/error.h"

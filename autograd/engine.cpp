@@ -7,6 +7,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/node.h"
+#include "tensor/autocast.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
 
@@ -54,6 +55,9 @@ TensorList execute(const TensorList& roots, const TensorList& grad_roots, bool r
                    const std::vector<Capture>* captures, size_t num_captures) {
   HEED_CHECK(grad_roots.empty() || grad_roots.size() == roots.size(),
              "backward: got {} gradients for {} outputs", grad_roots.size(), roots.size());
+  // Each backward works in the dtypes its forward chose; autocast's policy
+  // would re-cast them (tensor/autocast.h).
+  AutocastGuard no_autocast(Autocast::dtype(), false);
   std::vector<Edge> root_edges;
   TensorList root_grads;
   for (size_t i = 0; i < roots.size(); ++i) {

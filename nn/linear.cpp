@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "tensor/autocast.h"
 #include "tensor/error.h"
 #include "tensor/shape.h"
 
@@ -31,7 +32,7 @@ Tensor Linear::forward(const Tensor& x) const {
              "Linear: expected input with last dimension {} (in_features), got shape {}", options_.in_features,
              shape_str(x.shape()));
   Tensor y = matmul(x, transpose(weight, 0, 1));
-  if (bias.defined()) y = add(y, bias);
+  if (bias.defined()) y = add(y, autocast::lower(bias));  // under autocast the bias is added in bf16 too
   return y;
 }
 

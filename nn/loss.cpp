@@ -2,6 +2,7 @@
 
 #include <vector>
 
+#include "tensor/autocast.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 #include "tensor/shape.h"
@@ -47,7 +48,7 @@ Rows to_rows(const char* fn, const char* what, const Tensor& scores, const Tenso
 
   const int64_t n = target.numel();
   Rows rows;
-  rows.scores = reshape(scores, {n, classes});
+  rows.scores = reshape(autocast::float32(scores), {n, classes});  // float32 under autocast
   Tensor flat_target = reshape(target, {n});
   rows.counted = ne(flat_target, scalar_tensor(static_cast<double>(ignore_index), DType::Int64, target.device()));
   rows.safe_target = where(rows.counted, flat_target, scalar_tensor(0, DType::Int64, target.device()));

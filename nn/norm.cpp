@@ -1,5 +1,6 @@
 #include "nn/norm.h"
 
+#include "tensor/autocast.h"
 #include "tensor/error.h"
 #include "tensor/shape.h"
 
@@ -31,8 +32,9 @@ RMSNorm::RMSNorm(const RMSNormOptions& options)
       options_((check_dim("RMSNorm", options.normalized_dim), options)),
       weight(options.elementwise_affine ? register_parameter("weight", ones({options.normalized_dim})) : none_w_) {}
 
-Tensor RMSNorm::forward(const Tensor& x) const {
-  check_input("RMSNorm", options_.normalized_dim, x);
+Tensor RMSNorm::forward(const Tensor& x_in) const {
+  check_input("RMSNorm", options_.normalized_dim, x_in);
+  const Tensor x = autocast::float32(x_in);  // float32 under autocast, as layer_norm
   Tensor y = mul(x, rsqrt(add(mean(mul(x, x), {-1}, true), options_.eps)));
   if (weight.defined()) y = mul(y, weight);
   return y;

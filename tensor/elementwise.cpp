@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "autograd/record.h"
+#include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {
@@ -53,7 +54,8 @@ void check_arithmetic(const Tensor& t, const char* name) {
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b, double alpha) {
+Tensor add(const Tensor& a_in, const Tensor& b_in, double alpha) {
+  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
   check_arithmetic(a, "add");
   check_arithmetic(b, "add");
   Tensor out = alpha == 1.0 ? binary_kernel(BinaryOp::Add, a, b, "add")
@@ -66,7 +68,8 @@ Tensor add(const Tensor& a, const Tensor& b, double alpha) {
   return out;
 }
 
-Tensor sub(const Tensor& a, const Tensor& b) {
+Tensor sub(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
   check_arithmetic(a, "sub");
   check_arithmetic(b, "sub");
   Tensor out = binary_kernel(BinaryOp::Sub, a, b, "sub");
@@ -75,7 +78,8 @@ Tensor sub(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor mul(const Tensor& a, const Tensor& b) {
+Tensor mul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
   check_arithmetic(a, "mul");
   check_arithmetic(b, "mul");
   Tensor out = binary_kernel(BinaryOp::Mul, a, b, "mul");
@@ -90,7 +94,8 @@ Tensor mul(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-Tensor div(const Tensor& a, const Tensor& b) {
+Tensor div(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
   check_arithmetic(a, "div");
   check_arithmetic(b, "div");
   Tensor out = binary_kernel(BinaryOp::Div, a, b, "div");
@@ -138,7 +143,8 @@ Tensor pow(const Tensor& t, double e) {
   return out;
 }
 
-Tensor pow(const Tensor& base, const Tensor& exponent) {
+Tensor pow(const Tensor& base_in, const Tensor& exponent_in) {
+  const Tensor base = autocast::widest(base_in, exponent_in), exponent = autocast::widest(exponent_in, base_in);
   detail::check_floating(base, "pow");
   Tensor out = binary_kernel(BinaryOp::Pow, base, exponent, "pow");
   if (auto* node = record("pow", {base, exponent}, out)) {
@@ -327,7 +333,8 @@ Tensor extreme_share(const Tensor& a, const Tensor& b, bool is_max) {
   return add(mask_like(wins, a), mul(mask_like(eq(a, b), a), 0.5));
 }
 
-Tensor extreme(const Tensor& a, const Tensor& b, bool is_max) {
+Tensor extreme(const Tensor& a_in, const Tensor& b_in, bool is_max) {
+  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
   const char* name = is_max ? "maximum" : "minimum";
   check_arithmetic(a, name);
   Tensor out = binary_kernel(is_max ? BinaryOp::Maximum : BinaryOp::Minimum, a, b, name);
@@ -346,7 +353,8 @@ Tensor extreme(const Tensor& a, const Tensor& b, bool is_max) {
 Tensor maximum(const Tensor& a, const Tensor& b) { return extreme(a, b, true); }
 Tensor minimum(const Tensor& a, const Tensor& b) { return extreme(a, b, false); }
 
-Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+Tensor where(const Tensor& cond, const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
   detail::check_dtype(cond, DType::Bool, "where", "condition");
   detail::check_same(a, b, "where");
   detail::check_device(cond, a.device(), "where", "condition");

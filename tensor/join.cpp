@@ -1,11 +1,19 @@
 // Joining and splitting: cat, stack, split, chunk.
 #include "autograd/record.h"
+#include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {
 
-Tensor cat(const TensorList& tensors, int64_t dim) {
-  HEED_CHECK(!tensors.empty(), "cat: needs at least one tensor");
+Tensor cat(const TensorList& tensors_in, int64_t dim) {
+  HEED_CHECK(!tensors_in.empty(), "cat: needs at least one tensor");
+  // Under autocast, bfloat16 parts meeting a float32 one are widened to it.
+  TensorList tensors = tensors_in;
+  if (Autocast::is_enabled()) {
+    for (const Tensor& t : tensors_in)
+      if (t.defined() && t.dtype() == DType::Float32)
+        for (Tensor& u : tensors) u = autocast::widest(u, t);
+  }
   const Tensor& first = tensors[0];
   detail::check_defined(first, "cat");
   int64_t d = normalize_dim(dim, first.dim(), "cat");

@@ -2,6 +2,7 @@
 // dims broadcast, and the batched product runs as one [B, M, K] x [B, K, N]
 // kernel call over strided operands.
 #include "autograd/record.h"
+#include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {
@@ -65,7 +66,8 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
 
 }  // namespace
 
-Tensor matmul(const Tensor& a, const Tensor& b) {
+Tensor matmul(const Tensor& a_in, const Tensor& b_in) {
+  const Tensor a = autocast::lower(a_in), b = autocast::lower(b_in);  // bf16 products under autocast
   detail::check_same(a, b, "matmul");
   detail::check_floating(a, "matmul");
   HEED_CHECK(a.dim() >= 1 && b.dim() >= 1, "matmul: both operands need at least 1 dim, got {} and {}",

@@ -7,6 +7,7 @@
 
 #include "autograd/grad_mode.h"
 #include "autograd/record.h"
+#include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {
@@ -41,7 +42,9 @@ TensorList composed_backward(const Tensor& g, const Tensor& x, const Tensor& w, 
 
 }  // namespace
 
-Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
+Tensor layer_norm(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in, double eps) {
+  // Under autocast a layer norm runs in float32 (tensor/autocast.h).
+  const Tensor x = autocast::float32(x_in), weight = autocast::float32(weight_in), bias = autocast::float32(bias_in);
   detail::check_floating(x, "layer_norm");
   HEED_CHECK(x.dim() >= 1 && x.size(-1) > 0, "layer_norm: x must have a non-empty last dimension, got shape {}",
              shape_str(x.shape()));

@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "autograd/record.h"
+#include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {
@@ -185,7 +186,8 @@ Tensor softmax_impl(const Tensor& t, int64_t dim, bool log) {
 }
 }  // namespace
 
-Tensor softmax(const Tensor& t, int64_t dim) { return softmax_impl(t, dim, false); }
-Tensor log_softmax(const Tensor& t, int64_t dim) { return softmax_impl(t, dim, true); }
+// Under autocast both run in float32 (tensor/autocast.h).
+Tensor softmax(const Tensor& t, int64_t dim) { return softmax_impl(autocast::float32(t), dim, false); }
+Tensor log_softmax(const Tensor& t, int64_t dim) { return softmax_impl(autocast::float32(t), dim, true); }
 
 }  // namespace heed
