@@ -20,6 +20,7 @@
 #include "data/random.h"
 #include "data/tokenizer.h"
 #include "examples/common/device.h"
+#include "examples/common/precision.h"
 #include "examples/common/export.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
@@ -40,6 +41,7 @@ struct Settings {
   int64_t d_model = 256, nhead = 4, layers = 4, block = 128, batch = 16;
   double dropout = 0.1, lr = 1e-3, min_lr = 1e-4, weight_decay = 0.1, clip = 1.0, valid_fraction = 0.05;
   int64_t warmup = 200, steps = 3000, seed = 1;
+  std::string precision = "fp32";  // fp32 | tf32 | bf16 (examples/common/precision.h)
 };
 
 Config to_config(const Settings& s, int64_t vocab) {
@@ -50,6 +52,7 @@ Config to_config(const Settings& s, int64_t vocab) {
   c.set("batch", s.batch), c.set("dropout", s.dropout), c.set("lr", s.lr), c.set("min_lr", s.min_lr);
   c.set("weight_decay", s.weight_decay), c.set("clip", s.clip), c.set("valid_fraction", s.valid_fraction);
   c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("seed", s.seed), c.set("vocab", vocab);
+  c.set("precision", s.precision);
   return c;
 }
 
@@ -61,6 +64,7 @@ Settings from_config(const Config& c) {
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.valid_fraction = c.real("valid_fraction"), s.warmup = c.integer("warmup"), s.steps = c.integer("steps");
   s.seed = c.integer("seed");
+  s.precision = c.has("precision") ? c.str("precision") : "fp32";  // checkpoints from before the flag: fp32
   return s;
 }
 
@@ -161,6 +165,7 @@ int run_train(Settings s, const RunOptions& r) {
     s = from_config(Config(resumed->config));
     fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
   }
+  const examples::Precision precision = examples::precision_from_flag(s.precision, device);
   manual_seed(static_cast<uint64_t>(s.seed));
   const std::string text = read_text(s.text);
   // The last valid_fraction of the text validates (for the Bible: from Colossians on).
@@ -177,8 +182,10 @@ int run_train(Settings s, const RunOptions& r) {
 
   nn::GPT model(model_options(s, tok->vocab_size()));
   model.to(device);
-  fmt::print(stderr, "GPT: {} parameters, {} layers, d_model {}, {} heads, context {}\n", model.num_parameters(),
-             s.layers, s.d_model, s.nhead, s.block);
+  fmt::print(stderr, "GPT: {} parameters, {} layers, d_model {}, {} heads, context {}, precision {}\n",
+             model.num_parameters(), s.layers, s.d_model, s.nhead, s.block, examples::precision_name(precision));
+  // Training, evaluation and the sample all run in the chosen precision.
+  const auto autocast = examples::use_precision(precision, device);
   optim::AdamWOptions ao;
   ao.lr = s.lr, ao.beta1 = 0.9, ao.beta2 = 0.99, ao.weight_decay = s.weight_decay;
   optim::AdamW opt(model.named_parameters(), ao);
@@ -316,6 +323,10 @@ int main(int argc, char** argv) {
   train->add_option("--warmup", s.warmup)->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--steps", s.steps)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--seed", s.seed)->capture_default_str();
+  train->add_option("--precision", s.precision,
+                    "fp32, tf32 (GPU: TF32 tensor-core matmuls) or bf16 (mixed precision: bf16 matmuls, float32 "
+                    "softmax, norms, losses and master weights); kept in the checkpoint")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
   train->add_option("--out", r.out, "folder for checkpoints, the log and the loss plot")->capture_default_str();
   train->add_option("--resume", r.resume, "continue from this checkpoint")->check(CLI::ExistingFile);
   train->add_option("--time-limit", r.time_limit, "stop after this many seconds (0 = none)")->check(CLI::NonNegativeNumber);

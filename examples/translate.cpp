@@ -26,6 +26,7 @@
 #include "data/corpus.h"
 #include "data/tokenizer.h"
 #include "examples/common/device.h"
+#include "examples/common/precision.h"
 #include "examples/common/export.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
@@ -66,6 +67,7 @@ struct TrainSettings {
   int64_t warmup = 200, steps = 1600, max_tokens = 2048, max_len = 48;
   double valid_fraction = 0.04, test_fraction = 0.05;
   int64_t seed = 1;
+  std::string precision = "fp32";  // fp32 | tf32 | bf16 (examples/common/precision.h)
 };
 
 Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
@@ -82,6 +84,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
   c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction), c.set("seed", s.seed);
   c.set("src_vocab", src_vocab), c.set("tgt_vocab", tgt_vocab);
+  c.set("precision", s.precision);
   return c;
 }
 
@@ -98,6 +101,7 @@ TrainSettings from_config(const Config& c) {
   s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
   s.max_len = c.integer("max_len"), s.valid_fraction = c.real("valid_fraction");
   s.test_fraction = c.real("test_fraction"), s.seed = c.integer("seed");
+  s.precision = c.has("precision") ? c.str("precision") : "fp32";  // checkpoints from before the flag: fp32
   return s;
 }
 
@@ -295,6 +299,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     s = from_config(Config(resumed->config));
     fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
   }
+  const examples::Precision precision = examples::precision_from_flag(s.precision, device);
   manual_seed(static_cast<uint64_t>(s.seed));
 
   Corpus corpus;
@@ -340,8 +345,11 @@ int run_train(TrainSettings s, const RunOptions& r) {
   nn::Seq2SeqTransformer model(model_options(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size()));
   if (!r.export_data.empty()) examples::write_initial_parameters(r.export_data, model.named_parameters());
   model.to(device);
-  fmt::print(stderr, "Seq2SeqTransformer: {} parameters, d_model {}, {}+{} layers, {} heads, ff {}\n",
-             model.num_parameters(), s.d_model, s.encoder_layers, s.decoder_layers, s.nhead, s.ff);
+  fmt::print(stderr, "Seq2SeqTransformer: {} parameters, d_model {}, {}+{} layers, {} heads, ff {}, precision {}\n",
+             model.num_parameters(), s.d_model, s.encoder_layers, s.decoder_layers, s.nhead, s.ff,
+             examples::precision_name(precision));
+  // Training, evaluation and the test translations all run in the chosen precision.
+  const auto autocast = examples::use_precision(precision, device);
   optim::AdamWOptions ao;
   ao.lr = s.lr, ao.beta1 = 0.9, ao.beta2 = 0.98, ao.eps = 1e-9, ao.weight_decay = s.weight_decay;
   optim::AdamW opt(model.named_parameters(), ao);
@@ -566,6 +574,10 @@ int main(int argc, char** argv) {
   train->add_option("--max-tokens", s.max_tokens, "padded tokens per batch")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--max-len", s.max_len, "longest sentence in tokens (longer training pairs are dropped)")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--seed", s.seed)->capture_default_str();
+  train->add_option("--precision", s.precision,
+                    "fp32, tf32 (GPU: TF32 tensor-core matmuls) or bf16 (mixed precision: bf16 matmuls, float32 "
+                    "softmax, norms, losses and master weights); kept in the checkpoint")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
   train->add_option("--out", r.out, "folder for checkpoints, the log and the loss plot")->capture_default_str();
   train->add_option("--resume", r.resume, "continue from this checkpoint (its configuration wins)")->check(CLI::ExistingFile);
   train->add_option("--time-limit", r.time_limit, "stop training after this many seconds (0 = none)")->check(CLI::NonNegativeNumber);
