@@ -2,7 +2,14 @@
 # The whole GPU suite in one command, for a machine with an NVIDIA GPU, the CUDA
 # toolkit and heed's build dependencies (tools/setup.sh lists them); no network.
 #
-#   bash tools/gpu_check.sh
+#   bash tools/gpu_check.sh              build here, then test and benchmark
+#   bash tools/gpu_check.sh BUILD_DIR    use a CUDA build made elsewhere (phase 1
+#                                        skipped): for a bare GPU machine with
+#                                        the driver, the CUDA runtime and PyTorch
+#                                        but none of heed's build dependencies;
+#                                        ../shared/gpu/pack.sh carries a build
+#                                        there and ../shared/gpu/device.sh runs
+#                                        this in it
 #
 # Phases, each under `timeout`, all within HEED_GPU_CHECK_BUDGET seconds
 # (default 530, so about 9 minutes on 16 cores):
@@ -36,7 +43,13 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 budget="${HEED_GPU_CHECK_BUDGET:-530}"
 jobs="${HEED_JOBS:-$(nproc 2>/dev/null || echo 4)}"
-build=build-cuda
+build="${1:-build-cuda}"
+prebuilt="${1:+yes}"
+if [[ -n "$prebuilt" && ! -f "$build/CTestTestfile.cmake" ]]; then
+  echo "gpu_check: $build is not a heed build folder (it has no CTestTestfile.cmake); build one with" \
+    "-DHEED_CUDA=ON, or run without an argument to build here" >&2
+  exit 2
+fi
 logs="${OUT:-$build/gpu_check}"
 mkdir -p "$logs"
 summary="$logs/summary.txt"
@@ -95,11 +108,13 @@ else
 fi
 nvcc_path="$(command -v nvcc || true)"
 [[ -z "$nvcc_path" && -x /usr/local/cuda/bin/nvcc ]] && nvcc_path=/usr/local/cuda/bin/nvcc
-if [[ -z "$nvcc_path" ]]; then
+if [[ -n "$prebuilt" ]]; then
+  say "using the build in $build, made elsewhere (configure and build skipped); $jobs jobs"
+elif [[ -z "$nvcc_path" ]]; then
   say "FAIL no nvcc (CUDA toolkit) found in PATH or /usr/local/cuda/bin"
   exit 1
 fi
-say "nvcc: $("$nvcc_path" --version | tail -1); cmake: $(cmake --version | head -1); $jobs jobs"
+[[ -z "$prebuilt" ]] && say "nvcc: $("$nvcc_path" --version | tail -1); cmake: $(cmake --version | head -1); $jobs jobs"
 arch="${HEED_CUDA_ARCH:-}"
 if [[ -z "$arch" ]]; then
   arch="$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')"
@@ -128,7 +143,9 @@ configure=(cmake -S . -B "$build" "${generator[@]}" -DCMAKE_BUILD_TYPE=Release -
   -DHEED_BUILD_TESTS=ON -DHEED_BUILD_EXAMPLES=ON -DHEED_BUILD_BENCH=ON "${launcher[@]}")
 [[ -n "$reference" ]] && configure+=(-DHEED_REFERENCE_DIR="$reference")
 : > "$logs/build.log"
-if ! phase "configure" "$logs/build.log" "$(allowance 120 260)" -- "${configure[@]}" ||
+if [[ -n "$prebuilt" ]]; then
+  echo "(prebuilt: $build)" > "$logs/build.log"
+elif ! phase "configure" "$logs/build.log" "$(allowance 120 260)" -- "${configure[@]}" ||
    ! phase "build ($jobs jobs)" "$logs/build.log" "$(allowance 330 190)" -- cmake --build "$build" -j "$jobs"; then
   say "the build failed: nothing to test (see build.log)"
   exit 1
@@ -180,12 +197,28 @@ programs() {
   [[ -n "$cpu_loss" && -n "$gpu_loss" ]] || { echo "a first-step loss is missing"; return 1; }
   awk -v c="$cpu_loss" -v g="$gpu_loss" 'BEGIN { d = (c - g) / c; if (d < 0) d = -d;
     printf "relative difference %.2e (at most 1e-3 passes)\n", d; exit !(d <= 1e-3) }'
+  # Mixed precision on the GPU: the same run in bf16 and in tf32 learns like
+  # fp32 (final validation loss within 0.1 nats), and a bf16 run resumes.
+  echo "-- lm train --precision bf16 / tf32 --device cuda, 60 steps each"
+  local p v fp32_valid
+  fp32_valid="$(tail -1 "$work/lm/log.csv" | cut -d, -f6)"
+  for p in bf16 tf32; do
+    "$bin/lm" train "${lm[@]}" --steps 60 --eval-every 20 --save-every 30 --sample-len 0 --device cuda \
+      --precision "$p" --out "$work/lm_$p"
+    v="$(tail -1 "$work/lm_$p/log.csv" | cut -d, -f6)"
+    awk -v a="$fp32_valid" -v b="$v" -v p="$p" 'BEGIN { d = a - b; if (d < 0) d = -d;
+      printf "final validation loss: fp32 %s, %s %s (within 0.1 passes)\n", a, p, b; exit !(d <= 0.1) }'
+  done
+  local resumed
+  resumed="$("$bin/lm" train --resume "$work/lm_bf16/last.h5" --out "$work/lm_bf16" --sample-len 0 --device cuda 2>&1)"
+  grep -q "precision bf16" <<<"$resumed"
+  echo "a bf16 checkpoint resumed in bf16"
 }
 : > "$logs/programs.log"
 phase "programs on the GPU (lm, translate, attention; CPU vs GPU first-step loss)" "$logs/programs.log" \
   "$(allowance 90 100)" -- bash -c "$(declare -f programs); build='$build'; programs"
-grep -E "first-step loss|relative difference|validation loss [0-9]|BLEU greedy|memory: peak" "$logs/programs.log" |
-  head -n 12 | sed 's/^/       /' | tee -a "$summary"
+grep -E "first-step loss|relative difference|final validation loss|validation loss [0-9]|BLEU greedy|memory: peak|resumed in bf16" \
+  "$logs/programs.log" | head -n 16 | sed 's/^/       /' | tee -a "$summary"
 
 # ---- 4. benchmarks ------------------------------------------------------------------------------
 bench_left=$((deadline - SECONDS))
