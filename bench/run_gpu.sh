@@ -17,7 +17,11 @@
 #   HEED_GPU_QUICK=1   fewer sizes, shorter timings, the small models only
 #   HEED_GPU_MODELS    training models (default gpt,seq2seq,gpt-large,seq2seq-large)
 #   HEED_GPU_STEPS     timed training steps per model (default 10, after 3 warm-up steps)
-#   HEED_GPU_TF32=1    train with TF32 matmuls on both sides (default: float32)
+#   HEED_GPU_PRECISIONS  training precisions, each side by side with PyTorch
+#                      (default fp32,tf32,bf16): fp32; tf32 = TF32 matmuls
+#                      (PyTorch: allow_tf32); bf16 = mixed precision (heed's
+#                      AutocastGuard, PyTorch's torch.autocast(dtype=bfloat16))
+#   HEED_GPU_TF32=1    older spelling of HEED_GPU_PRECISIONS=tf32
 #   HEED_GPU_BUDGET    seconds for the whole run (default 300): a program that
 #                      would start with less than 20 s left is skipped, and each
 #                      runs under `timeout` with what is left, so the results
@@ -52,7 +56,8 @@ for bin in "$gpu_bench" "$train_bench"; do
 done
 
 command_line="bench/run_gpu.sh $*"
-for var in HEED_PEAK_GBS HEED_GPU_QUICK HEED_GPU_MODELS HEED_GPU_STEPS HEED_GPU_TF32; do
+precisions="${HEED_GPU_PRECISIONS:-$([[ ${HEED_GPU_TF32:-0} == 1 ]] && echo tf32 || echo fp32,tf32,bf16)}"
+for var in HEED_PEAK_GBS HEED_GPU_QUICK HEED_GPU_MODELS HEED_GPU_STEPS HEED_GPU_TF32 HEED_GPU_PRECISIONS; do
   if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
 done
 
@@ -114,13 +119,17 @@ if [[ -n "$python" ]]; then
   run torch_kernels "$tmp/torch.jsonl" -- "$python" "$here/gpu_torch.py" "${quick_flag[@]}"
 fi
 IFS=',' read -ra model_list <<< "$models"
-for model in "${model_list[@]}"; do
-  run "heed_train_$model" "$tmp/heed.jsonl" -- "$train_bench" --device cuda --model "$model" --threads "$threads" \
-    --steps "$steps" --tf32 "${HEED_GPU_TF32:-0}"
-  if [[ -n "$python" ]]; then
-    run "torch_train_$model" "$tmp/torch.jsonl" -- env OMP_NUM_THREADS="$threads" "$python" "$here/train_torch.py" \
-      --device cuda --model "$model" --threads "$threads" --steps "$steps" --tf32 "${HEED_GPU_TF32:-0}"
-  fi
+IFS=',' read -ra precision_list <<< "$precisions"
+for precision in "${precision_list[@]}"; do
+  for model in "${model_list[@]}"; do
+    run "heed_train_${model}_$precision" "$tmp/heed.jsonl" -- "$train_bench" --device cuda --model "$model" \
+      --threads "$threads" --steps "$steps" --precision "$precision"
+    if [[ -n "$python" ]]; then
+      run "torch_train_${model}_$precision" "$tmp/torch.jsonl" -- env OMP_NUM_THREADS="$threads" "$python" \
+        "$here/train_torch.py" --device cuda --model "$model" --threads "$threads" --steps "$steps" \
+        --precision "$precision"
+    fi
+  done
 done
 
 if [[ -n "$raw" ]]; then
@@ -245,32 +254,40 @@ if rows_heed:
     lines.append("")
 
 # ---- training
-tr_heed = {r["model"]: r for r in heed if "model" in r}
-tr_torch = {r["model"]: r for r in torch if "model" in r}
+def precision_of(r):
+    return r.get("precision") or ("tf32" if r.get("tf32") else "fp32")
+
+
+tr_heed = {(r["model"], precision_of(r)): r for r in heed if "model" in r}
+tr_torch = {(r["model"], precision_of(r)): r for r in torch if "model" in r}
 order = ["gpt", "seq2seq", "gpt-large", "seq2seq-large"]
-models = [m for m in order if m in tr_heed or m in tr_torch] + sorted(set(tr_heed) - set(order))
-if models:
-    tf32 = any(r.get("tf32") for r in list(tr_heed.values()) + list(tr_torch.values()))
-    lines += [f"### Training step ({'TF32 matmuls' if tf32 else 'float32'})", "",
+p_order = ["fp32", "tf32", "bf16"]
+keys = sorted(set(tr_heed) | set(tr_torch),
+              key=lambda k: (p_order.index(k[1]) if k[1] in p_order else 9, order.index(k[0]) if k[0] in order else 9, k))
+if keys:
+    lines += ["### Training step by precision", "",
+              "fp32: float32 everywhere; tf32: float32 tensors, TF32 tensor-core matmuls (torch: allow_tf32); "
+              "bf16: mixed precision, float32 master weights (heed: AutocastGuard; torch: "
+              "torch.autocast(dtype=torch.bfloat16)) around forward and loss.", "",
               "gpt and seq2seq are bench/run_train.sh's CPU models; gpt-large is GPT-2-small-like (12 layers, "
               "d_model 768, 12 heads, context 1024, vocab 32768, B = 8), seq2seq-large Transformer-base (d_model "
               "512, 6 + 6 layers, 8 heads, ff 2048, vocab 32000, B = 64 pairs padded to 128 + 128). One step: "
               "forward, cross_entropy, backward, clip_grad_norm, AdamW; phases end with a device synchronisation. "
               "Peak: bytes in live tensors (heed's caching allocator; torch.cuda.max_memory_allocated), reserved "
               "from the driver in brackets. torch's nn.MultiheadAttention may use its fused attention kernels.", "",
-              "| model | shape | params | heed tokens/s | torch tokens/s | heed / torch speed | heed step ms (fwd / bwd / optim) "
+              "| model | precision | shape | params | heed tokens/s | torch tokens/s | heed / torch speed | heed step ms (fwd / bwd / optim) "
               "| torch step ms (fwd / bwd / optim) | heed peak MiB | torch peak MiB | loss heed / torch |",
-              "|---|---|---:|---:|---:|---:|---|---|---:|---:|---|"]
+              "|---|---|---|---:|---:|---:|---:|---|---|---:|---:|---|"]
 
     def parts(r):
         return f"{r['step_ms']:.1f} ({r['forward_ms']:.1f} / {r['backward_ms']:.1f} / {r['optim_ms']:.1f})"
 
-    for m in models:
-        h, t = tr_heed.get(m), tr_torch.get(m)
+    for key in keys:
+        h, t = tr_heed.get(key), tr_torch.get(key)
         ref = h or t
         speed = h["tokens_per_s"] / t["tokens_per_s"] if h and t else None
         lines.append(
-            f"| {m} | {ref['shape']} | {ref['params'] / 1e6:.1f} M | {fmt(h and h['tokens_per_s'], '.0f')} | "
+            f"| {key[0]} | {key[1]} | {ref['shape']} | {ref['params'] / 1e6:.1f} M | {fmt(h and h['tokens_per_s'], '.0f')} | "
             f"{fmt(t and t['tokens_per_s'], '.0f')} | {fmt(speed, '.2f')} | {parts(h) if h else '-'} | "
             f"{parts(t) if t else '-'} | "
             f"{(format(h['peak_mib'], '.0f') + ' (' + format(h.get('peak_reserved_mib', 0), '.0f') + ')') if h else '-'} | "

@@ -4,6 +4,7 @@
 //
 //   train_bench --model seq2seq|gpt|seq2seq-large|gpt-large [--device cpu|cuda[:N]]
 //               [--threads 2] [--warmup 3] [--steps 10] [--dropout X] [--tf32 0|1]
+//               [--precision fp32|tf32|bf16]
 //
 // seq2seq: nn::Seq2SeqTransformer, d_model 256, 3 + 3 layers, nhead 4, ff 1024,
 //   ReLU, post-norm, vocab 8000 both sides, dropout 0.1; a batch is B = 128
@@ -57,6 +58,7 @@
 #include "nn/loss.h"
 #include "nn/optim.h"
 #include "nn/seq2seq.h"
+#include "tensor/autocast.h"
 #include "tensor/cpu/cpu_profile.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
@@ -86,6 +88,7 @@ struct Args {
   int steps = 10;
   double dropout = -1;  // -1: the model's default above
   bool tf32 = false;
+  std::string precision;  // fp32 | tf32 | bf16 (autocast around forward and loss); empty: from --tf32
 };
 
 Args parse(int argc, char** argv) {
@@ -101,11 +104,16 @@ Args parse(int argc, char** argv) {
     else if (key == "--dropout") a.dropout = std::stod(val);
     else if (key == "--device") a.device = val;
     else if (key == "--tf32") a.tf32 = val == "1";
+    else if (key == "--precision") a.precision = val;
     else throw std::runtime_error("unknown option " + key);
   }
   if (a.model != "seq2seq" && a.model != "gpt" && a.model != "seq2seq-large" && a.model != "gpt-large")
     throw std::runtime_error("--model must be seq2seq, gpt, seq2seq-large or gpt-large, got " + a.model);
   if (a.steps < 1) throw std::runtime_error("--steps must be at least 1");
+  if (a.precision.empty()) a.precision = a.tf32 ? "tf32" : "fp32";
+  if (a.precision != "fp32" && a.precision != "tf32" && a.precision != "bf16")
+    throw std::runtime_error("--precision must be fp32, tf32 or bf16, got " + a.precision);
+  a.tf32 = a.precision == "tf32";
   return a;
 }
 
@@ -242,9 +250,14 @@ int main(int argc, char** argv) {
       return Clock::now();
     };
     double t_forward = 0, t_backward = 0, t_optim = 0, loss_value = 0;
+    const bool autocast = a.precision == "bf16";
     auto step = [&] {
       auto t0 = Clock::now();
-      Tensor loss = w.forward_loss();
+      Tensor loss;
+      {
+        heed::AutocastGuard guard(heed::DType::BFloat16, autocast);
+        loss = w.forward_loss();
+      }
       auto t1 = phase_end();
       loss.backward();
       auto t2 = phase_end();
@@ -275,11 +288,11 @@ int main(int argc, char** argv) {
         "{\"impl\": \"heed\", \"model\": \"%s\", \"device\": \"%s\", \"shape\": \"%s\", \"threads\": %d, "
         "\"steps\": %d, \"params\": %lld, \"step_ms\": %.2f, \"forward_ms\": %.2f, \"backward_ms\": %.2f, "
         "\"optim_ms\": %.2f, \"tokens_per_s\": %.1f, \"peak_mib\": %.1f, \"peak_reserved_mib\": %.1f, "
-        "\"tf32\": %s, \"loss\": %.4f}\n",
+        "\"tf32\": %s, \"precision\": \"%s\", \"loss\": %.4f}\n",
         a.model.c_str(), device.str().c_str(), w.shape.c_str(), a.threads, a.steps,
         static_cast<long long>(w.module->num_parameters()), 1e3 * total / n, 1e3 * t_forward / n,
         1e3 * t_backward / n, 1e3 * t_optim / n, w.tokens_per_step * n / total, peak / (1024.0 * 1024.0),
-        peak_reserved / (1024.0 * 1024.0), on_gpu && a.tf32 ? "true" : "false", loss_value);
+        peak_reserved / (1024.0 * 1024.0), on_gpu && a.tf32 ? "true" : "false", a.precision.c_str(), loss_value);
     std::fflush(stdout);
     if (heed::cpu::profiling_enabled()) {
       std::fprintf(stderr, "heed kernel profile, %d steps of %s (%.1f ms of wall time in all):\n%s", a.steps,

@@ -2,7 +2,7 @@
 """PyTorch twin of train_bench: the same models, batches and step, one JSON line.
 
     /usr/bin/python3 bench/train_torch.py --model seq2seq|gpt|seq2seq-large|gpt-large
-        [--device cpu|cuda[:N]] [--threads 2] [--warmup 3] [--steps 10] [--dropout X] [--tf32 0|1]
+        [--device cpu|cuda[:N]] [--threads 2] [--warmup 3] [--steps 10] [--dropout X] [--tf32 0|1] [--precision fp32|tf32|bf16]
 
 The models are written as the reference generator writes them
 (/work/shared/reference/make_reference.py): seq2seq is token embeddings *
@@ -142,7 +142,13 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--dropout", type=float, default=-1)
     ap.add_argument("--tf32", type=int, choices=[0, 1], default=0)
+    ap.add_argument("--precision", choices=["fp32", "tf32", "bf16"], default=None,
+                    help="tf32: allow_tf32; bf16: torch.autocast(dtype=torch.bfloat16) around the forward and "
+                         "the loss, as a PyTorch user trains (overrides --tf32)")
     a = ap.parse_args()
+    if a.precision is None:
+        a.precision = "tf32" if a.tf32 else "fp32"
+    a.tf32 = int(a.precision == "tf32")
     torch.set_num_threads(a.threads)
     torch.manual_seed(42)
     device = torch.device(a.device)
@@ -165,10 +171,13 @@ def main():
             torch.cuda.synchronize(device)
         return time.perf_counter()
 
+    autocast = a.precision == "bf16"
+
     def step():
         nonlocal loss_value
         t0 = time.perf_counter()
-        loss = forward_loss()
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = forward_loss()
         t1 = phase_end()
         loss.backward()
         t2 = phase_end()
@@ -200,6 +209,7 @@ def main():
         "backward_ms": round(1e3 * times["backward"] / n, 2), "optim_ms": round(1e3 * times["optim"] / n, 2),
         "tokens_per_s": round(tokens * n / total, 1), "peak_mib": round(peak / 2**20, 1),
         "peak_reserved_mib": round(peak_reserved / 2**20, 1), "tf32": bool(on_gpu and a.tf32),
+        "precision": a.precision,
         "loss": round(loss_value, 4)}), flush=True)
 
 
