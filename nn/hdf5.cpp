@@ -120,7 +120,7 @@ Handle make_bool_type() {
 // bfloat16 as HDF5 describes a float: 16 bits, sign at bit 15, 8 exponent
 // bits at 7 (bias 127), 7 mantissa bits at 0. Stored as it is (exact, half
 // float32's size); HDF5 converts it to any float type on read, so h5dump
-// shows its values and h5py reads it exactly with .astype('float32').
+// shows its values and h5py reads it exactly, as float32.
 Handle make_bfloat16_type() {
   Handle t(H5Tcopy(H5T_IEEE_F32LE), H5Tclose);
   if (H5Tset_fields(t.get(), 15, 7, 8, 0, 7) < 0 || H5Tset_precision(t.get(), 16) < 0 ||
