@@ -140,9 +140,9 @@ void launch_where(const StridedIndexer<4>& index, T* out, const uint8_t* cond, c
   launch_map(index, WhereFn<T>{}, out, cond, x, y);
 }
 
-// ---- instantiations for the five dtypes -------------------------------------------
+// ---- instantiations for the six dtypes --------------------------------------------
 
-#define HEED_FOR_EACH_DTYPE(X) X(float) X(double) X(int64_t) X(uint8_t) X(bool)
+#define HEED_FOR_EACH_DTYPE(X) X(float) X(double) X(int64_t) X(uint8_t) X(bool) X(bfloat16)
 
 #define HEED_INSTANTIATE_ONE_TYPE(T)                                                                      \
   template void launch_fill_strided<T>(const StridedIndexer<1>&, T*, T);                                 \
@@ -158,10 +158,12 @@ HEED_FOR_EACH_DTYPE(HEED_INSTANTIATE_ONE_TYPE)
 #define HEED_INSTANTIATE_COPY_FROM_INT64(D) HEED_INSTANTIATE_COPY(D, int64_t)
 #define HEED_INSTANTIATE_COPY_FROM_UINT8(D) HEED_INSTANTIATE_COPY(D, uint8_t)
 #define HEED_INSTANTIATE_COPY_FROM_BOOL(D) HEED_INSTANTIATE_COPY(D, bool)
+#define HEED_INSTANTIATE_COPY_FROM_BFLOAT16(D) HEED_INSTANTIATE_COPY(D, bfloat16)
 HEED_FOR_EACH_DTYPE(HEED_INSTANTIATE_COPY_FROM_FLOAT)
 HEED_FOR_EACH_DTYPE(HEED_INSTANTIATE_COPY_FROM_DOUBLE)
 HEED_FOR_EACH_DTYPE(HEED_INSTANTIATE_COPY_FROM_INT64)
 HEED_FOR_EACH_DTYPE(HEED_INSTANTIATE_COPY_FROM_UINT8)
 HEED_FOR_EACH_DTYPE(HEED_INSTANTIATE_COPY_FROM_BOOL)
+HEED_FOR_EACH_DTYPE(HEED_INSTANTIATE_COPY_FROM_BFLOAT16)
 
 }  // namespace heed::cuda

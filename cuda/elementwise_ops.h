@@ -6,6 +6,9 @@
 // whose semantics they reproduce:
 //  - float32 math in float, float64 in double; integers wrap on overflow like
 //    two's complement; bool is a byte holding 0 or 1;
+//  - bfloat16 is a float stored in 16 bits (tensor/bfloat16.h): each element
+//    is widened to float, the float32 formula runs, and the result is rounded
+//    once on store; comparisons compare the (exactly widened) values;
 //  - casting to bool is "!= 0" (NaN gives true); float to an integer truncates
 //    toward zero;
 //  - Maximum/Minimum, Clamp, Relu and Sign let NaN through;
@@ -17,7 +20,7 @@
 // CPU's vectorised ones), in the same formulas; exp flushes results below the
 // smallest normal (x < -87.3) to 0 as the CPU does.
 //
-// No heed headers here: nvcc compiles this without them.
+// No heed headers here but tensor/bfloat16.h, which nvcc compiles on its own.
 #include <math.h>
 
 #include <cstddef>
@@ -27,6 +30,7 @@
 #include <type_traits>
 
 #include "cuda/hd.h"
+#include "tensor/bfloat16.h"
 
 namespace heed::cuda {
 
@@ -42,8 +46,9 @@ enum class BinaryKind {
 
 template <class T>
 inline constexpr bool kIsBool = std::is_same_v<T, bool>;
+// bfloat16 counts as a float everywhere here: its formulas are float32's.
 template <class T>
-inline constexpr bool kIsFloat = std::is_floating_point_v<T>;
+inline constexpr bool kIsFloat = std::is_floating_point_v<T> || std::is_same_v<T, bfloat16>;
 template <class T>
 inline constexpr bool kIsInteger = std::is_integral_v<T> && !kIsBool<T>;
 
@@ -103,9 +108,15 @@ inline const char* binary_kind_name(BinaryKind k) {
 // A value as type To, as the CPU copy casts it. Floats go to integers through
 // int64_t: the same value wherever int64 holds it, where a direct conversion
 // to uint8 would differ between the CPU (wraps) and the GPU (saturates).
+// bfloat16 is read as its exact float; a bfloat16 is written by rounding a
+// float, so a double or an int64 rounds to float first (as on the CPU).
 template <class To, class From>
 HEED_HD To cast_value(From v) {
-  if constexpr (kIsBool<To>) {
+  if constexpr (std::is_same_v<From, bfloat16>) {
+    return cast_value<To>(static_cast<float>(v));
+  } else if constexpr (std::is_same_v<To, bfloat16>) {
+    return bfloat16(cast_value<float>(v));
+  } else if constexpr (kIsBool<To>) {
     return v != From(0);
   } else if constexpr (kIsInteger<To> && kIsFloat<From>) {
     return static_cast<To>(static_cast<int64_t>(v));
@@ -198,61 +209,65 @@ HEED_HD T integer_pow(T base, T n, int64_t* error) {
 // ---- unary ---------------------------------------------------------------------
 
 // out = op(x) for one element; a and b are the op's scalars (make_unary_fn sets them).
+// C is the type the formula computes in (compute_t: float for bfloat16, whose
+// elements are widened on load and the result rounded once on return).
 template <UnaryKind K, class T>
 struct UnaryFn {
   static_assert(unary_defined<T>(K), "this op is not defined for this dtype");
+  using C = compute_t<T>;
   using Out = std::conditional_t<unary_writes_bool(K), bool, T>;
-  T a{}, b{};
+  C a{}, b{};
 
-  HEED_HD Out operator()(T v) const {
+  HEED_HD Out operator()(T x) const {
     if constexpr (K == UnaryKind::IsNonFinite) {
       if constexpr (kIsFloat<T>) {
-        return !(v - v == T(0));  // x - x is 0 exactly when x is finite
+        const C v = static_cast<C>(x);
+        return !(v - v == C(0));  // x - x is 0 exactly when x is finite
       } else {
         return false;
       }
     } else if constexpr (kIsBool<T>) {
-      return !v;  // LogicalNot
+      return !x;  // LogicalNot
     } else if constexpr (kIsFloat<T>) {
-      return floating(v);
+      return static_cast<T>(floating(static_cast<C>(x)));
     } else {
-      return integer(v);
+      return integer(x);
     }
   }
 
  private:
-  HEED_HD T floating(T v) const {
+  HEED_HD C floating(C v) const {
     if constexpr (K == UnaryKind::Neg) return -v;
     else if constexpr (K == UnaryKind::Exp) return math_exp(v);
     else if constexpr (K == UnaryKind::Log) return math_log(v);
     else if constexpr (K == UnaryKind::Sqrt) return math_sqrt(v);
-    else if constexpr (K == UnaryKind::Rsqrt) return T(1) / math_sqrt(v);
+    else if constexpr (K == UnaryKind::Rsqrt) return C(1) / math_sqrt(v);
     else if constexpr (K == UnaryKind::Tanh) return math_tanh(v);
     else if constexpr (K == UnaryKind::Sigmoid) {
       // 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, e = exp(-|x|) never overflows.
-      const T e = math_exp(-math_abs(v));
-      const T s = T(1) / (T(1) + e);
-      return v >= T(0) ? s : (v < T(0) ? e * s : v);  // the last case is NaN
+      const C e = math_exp(-math_abs(v));
+      const C s = C(1) / (C(1) + e);
+      return v >= C(0) ? s : (v < C(0) ? e * s : v);  // the last case is NaN
     } else if constexpr (K == UnaryKind::Relu) {
-      return (v > T(0) || v != v) ? v : T(0);  // NaN stays NaN
+      return (v > C(0) || v != v) ? v : C(0);  // NaN stays NaN
     } else if constexpr (K == UnaryKind::GeluErf) {
-      return T(0.5) * v * (T(1) + math_erf(v * T(0.70710678118654752440)));
+      return C(0.5) * v * (C(1) + math_erf(v * C(0.70710678118654752440)));
     } else if constexpr (K == UnaryKind::GeluTanh) {
-      const T k = T(0.79788456080286535588);  // sqrt(2 / pi)
-      return T(0.5) * v * (T(1) + math_tanh(k * (v + T(0.044715) * v * v * v)));
+      const C k = C(0.79788456080286535588);  // sqrt(2 / pi)
+      return C(0.5) * v * (C(1) + math_tanh(k * (v + C(0.044715) * v * v * v)));
     } else if constexpr (K == UnaryKind::Abs) return math_abs(v);
-    else if constexpr (K == UnaryKind::Sign) return v != v ? v : T((v > T(0)) - (v < T(0)));  // NaN stays NaN
+    else if constexpr (K == UnaryKind::Sign) return v != v ? v : C((v > C(0)) - (v < C(0)));  // NaN stays NaN
     else if constexpr (K == UnaryKind::Erf) return math_erf(v);
     else if constexpr (K == UnaryKind::Sin) return math_sin(v);
     else if constexpr (K == UnaryKind::Cos) return math_cos(v);
-    else if constexpr (K == UnaryKind::Reciprocal) return T(1) / v;
+    else if constexpr (K == UnaryKind::Reciprocal) return C(1) / v;
     else if constexpr (K == UnaryKind::Square) return v * v;
     else if constexpr (K == UnaryKind::AddScalar) return v + a;
     else if constexpr (K == UnaryKind::MulScalar) return v * a;
     else if constexpr (K == UnaryKind::PowScalar) {
       // x*x is what pow(x, 2) rounds to anyway, and much cheaper (the CPU's special cases).
-      if (a == T(2)) return v * v;
-      if (a == T(1)) return v;
+      if (a == C(2)) return v * v;
+      if (a == C(1)) return v;
       return math_pow(v, a);
     } else {  // Clamp: max before min, x first, so NaN propagates
       v = v < a ? a : v;
@@ -275,14 +290,14 @@ struct UnaryFn {
 };
 
 // The functor of op K for dtype T with the op's scalars converted as the CPU
-// does: to T for floats; truncated through int64 for integer Add/MulScalar;
+// does: to the compute type for floats (float for bfloat16); truncated through int64 for integer Add/MulScalar;
 // rounded inwards and saturated for integer Clamp.
 template <UnaryKind K, class T>
 UnaryFn<K, T> make_unary_fn(double a, double b) {
   UnaryFn<K, T> fn;
   if constexpr (kIsFloat<T>) {
-    fn.a = static_cast<T>(a);
-    fn.b = static_cast<T>(b);
+    fn.a = static_cast<compute_t<T>>(a);
+    fn.b = static_cast<compute_t<T>>(b);
   } else if constexpr (kIsInteger<T>) {
     if constexpr (K == UnaryKind::Clamp) {
       fn.a = saturate_to<T>(::ceil(a));
@@ -298,13 +313,24 @@ UnaryFn<K, T> make_unary_fn(double a, double b) {
 
 // out = op(x, y) for one element. `error` (two int64 in device memory) is only
 // used by integer Div and Pow.
+// bfloat16 operands are widened to float (exactly), so comparisons compare
+// their values and arithmetic rounds once, on return.
 template <BinaryKind K, class T>
 struct BinaryFn {
   static_assert(binary_defined<T>(K), "this op is not defined for this dtype");
   using Out = std::conditional_t<binary_writes_bool(K), bool, T>;
   int64_t* error = nullptr;
 
-  HEED_HD Out operator()(T p, T q) const {
+  HEED_HD Out operator()(T x, T y) const {
+    if constexpr (std::is_same_v<T, bfloat16>) {
+      return static_cast<Out>(BinaryFn<K, float>{error}(static_cast<float>(x), static_cast<float>(y)));
+    } else {
+      return apply(x, y);
+    }
+  }
+
+ private:
+  HEED_HD Out apply(T p, T q) const {
     if constexpr (K == BinaryKind::Eq) return p == q;
     else if constexpr (K == BinaryKind::Ne) return p != q;
     else if constexpr (K == BinaryKind::Lt) return p < q;

@@ -33,5 +33,6 @@ template void launch_fill<double>(double*, int64_t, double);
 template void launch_fill<int64_t>(int64_t*, int64_t, int64_t);
 template void launch_fill<uint8_t>(uint8_t*, int64_t, uint8_t);
 template void launch_fill<bool>(bool*, int64_t, bool);
+template void launch_fill<bfloat16>(bfloat16*, int64_t, bfloat16);
 
 }  // namespace heed::cuda

@@ -16,6 +16,11 @@
 // radix sort) and has one thread per destination element sum its run of
 // sources in increasing position. Both are the CPU's order of additions, so
 // the sums are bit-identical to the CPU's, duplicates included.
+//
+// bfloat16 sums are carried in float32 and rounded once per destination
+// element: index_add's run sums in float (cuda/index_math.h); scatter_add,
+// whose line adds into many destination elements, runs on float32 copies of
+// dst and src and rounds dst back (a float32 dst-sized buffer per call).
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -99,6 +104,7 @@ template <class F>
 void dispatch_bytes(DType dtype, F&& f) {
   switch (dtype_size(dtype)) {
     case 1: return f(uint8_t{});
+    case 2: return f(uint16_t{});
     case 4: return f(uint32_t{});
     case 8: return f(uint64_t{});
     default: HEED_FAIL("cuda index kernels: no copy for {}-byte elements", dtype_size(dtype));
@@ -113,6 +119,7 @@ void dispatch_addable(DType t, const char* op, F&& f) {
     case DType::Float64: return f(double{});
     case DType::Int64: return f(int64_t{});
     case DType::UInt8: return f(uint8_t{});
+    case DType::BFloat16: return f(bfloat16{});
     case DType::Bool: break;
   }
   HEED_FAIL("cuda {}: cannot accumulate into a {} tensor", op, dtype_name(t));
@@ -203,6 +210,17 @@ void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tens
                shape_str(src.shape()), shape_str(dst.shape()), d);
   check_contiguous_dst(dst, op);
   DeviceGuard guard(dst.device().index);
+  if (dst.dtype() == DType::BFloat16 && dst.numel() > 0) {
+    // Sum in float32, round once: dst is only written back when every index was good.
+    const Backend& row = backend(dst.device());
+    const Tensor wide_dst = empty(dst.shape(), DType::Float32, dst.device());
+    const Tensor wide_src = empty(src.shape(), DType::Float32, src.device());
+    row.copy(dst, wide_dst);
+    row.copy(src, wide_src);
+    (scatter_add)(wide_dst, dim, index, wide_src);  // this file's, not heed::scatter_add (no ADL)
+    row.copy(wide_dst, dst);
+    return;
+  }
   if (dst.dim() == 0) {  // scalars: one element, index must be 0
     check_all(index, 1, op, dim);
     return add_one(dst, src, op);

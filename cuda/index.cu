@@ -149,12 +149,13 @@ void launch_index_add(const IndexAddArgs& a, T* dst, const T* src, const uint64_
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 
-// Copies move bytes: one instance per element size (1, 4 and 8 bytes).
+// Copies move bytes: one instance per element size (1, 2, 4 and 8 bytes).
 #define HEED_COPY_INSTANCES(T)                                                                           \
   template void launch_index_select<T>(const IndexSelectArgs&, const T*, const int64_t*, T*, int64_t,   \
                                        int64_t*);                                                        \
   template void launch_gather<T>(const GatherArgs&, const T*, const int64_t*, T*, int64_t, int64_t*);
 HEED_COPY_INSTANCES(uint8_t)
+HEED_COPY_INSTANCES(uint16_t)
 HEED_COPY_INSTANCES(uint32_t)
 HEED_COPY_INSTANCES(uint64_t)
 #undef HEED_COPY_INSTANCES
@@ -169,6 +170,7 @@ HEED_ADD_INSTANCES(float)
 HEED_ADD_INSTANCES(double)
 HEED_ADD_INSTANCES(int64_t)
 HEED_ADD_INSTANCES(uint8_t)
+HEED_ADD_INSTANCES(bfloat16)  // index_add sums in float; scatter_add runs on float32 copies (index.cpp)
 #undef HEED_ADD_INSTANCES
 #undef HEED_GRID_STRIDE
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cuda/hd.h"
+#include "tensor/bfloat16.h"
 
 namespace heed::cuda {
 
@@ -189,6 +190,7 @@ struct IndexAddArgs {
 };
 
 // Work item t of outer * n * inner_numel (inner fastest); dst is contiguous.
+// The run is summed in compute_t<T> (float for bfloat16) and rounded once.
 template <class T>
 HEED_HD inline void index_add_run(const IndexAddArgs& a, T* dst, const T* src, const uint64_t* keys,
                                   const int64_t* order, int64_t t) {
@@ -200,9 +202,11 @@ HEED_HD inline void index_add_run(const IndexAddArgs& a, T* dst, const T* src, c
   a.outer.at(o, &outer_off);
   a.inner.at(j, &inner_off);
   T* d = dst + (o * a.size + static_cast<int64_t>(row)) * a.inner_numel + j;
-  T acc = *d;
-  for (int64_t q = k; q < a.n && keys[q] == row; ++q) add_into(&acc, src[outer_off + order[q] * a.src_step + inner_off]);
-  *d = acc;
+  using C = compute_t<T>;
+  C acc = static_cast<C>(*d);
+  for (int64_t q = k; q < a.n && keys[q] == row; ++q)
+    add_into(&acc, static_cast<C>(src[outer_off + order[q] * a.src_step + inner_off]));
+  *d = static_cast<T>(acc);
 }
 
 // Bits of the largest key, size - 1 (at least 1): what the radix sort must look at.

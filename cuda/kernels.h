@@ -4,6 +4,8 @@
 // Each launches on the current device's default stream and checks the launch.
 #include <cstdint>
 
+#include "tensor/bfloat16.h"  // standalone: the one heed type the launchers name
+
 namespace heed::cuda {
 
 // out[i] = value for i in [0, n); out is contiguous device memory.
@@ -27,17 +29,19 @@ template <class T>
 void launch_softmax(const T* x, T* out, int64_t rows, int64_t n, bool log);
 
 // Layer norm of contiguous x [rows, d]; weight, bias [d] may be null. Writes
-// out [rows, d], mean [rows], rstd [rows].
+// out [rows, d], mean [rows], rstd [rows] (mean and rstd in compute_t<T>:
+// float for bfloat16). T is float, double or bfloat16, for softmax too.
 template <class T>
-void launch_layer_norm(const T* x, const T* weight, const T* bias, double eps, T* out, T* mean, T* rstd, int64_t rows,
-                       int64_t d);
+void launch_layer_norm(const T* x, const T* weight, const T* bias, double eps, T* out, compute_t<T>* mean,
+                       compute_t<T>* rstd, int64_t rows, int64_t d);
 
 // Its backward; weight may be null, and so may each of grad_x [rows, d],
 // grad_weight [d], grad_bias [d] (not wanted). When grad_weight or grad_bias
 // is wanted, `workspace` holds layer_norm_backward_workspace(rows, d) doubles.
 template <class T>
-void launch_layer_norm_backward(const T* grad, const T* x, const T* weight, const T* mean, const T* rstd, T* grad_x,
-                                T* grad_weight, T* grad_bias, int64_t rows, int64_t d, double* workspace);
+void launch_layer_norm_backward(const T* grad, const T* x, const T* weight, const compute_t<T>* mean,
+                                const compute_t<T>* rstd, T* grad_x, T* grad_weight, T* grad_bias, int64_t rows,
+                                int64_t d, double* workspace);
 int64_t layer_norm_backward_workspace(int64_t rows, int64_t d);
 
 }  // namespace heed::cuda
@@ -86,16 +90,18 @@ template <class T>
 void launch_index_add(const IndexAddArgs& a, T* dst, const T* src, const uint64_t* keys, const int64_t* order,
                       int64_t work);
 
-// All [n], contiguous; T is float or double.
+// All [n], contiguous; T is float, double or bfloat16 (updated in float).
 template <class T>
-void launch_adam_step(const AdamScalars<T>& s, T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n);
+void launch_adam_step(const AdamScalars<compute_t<T>>& s, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+                      int64_t n);
 
-// out [n] contiguous from tensor/philox.h's mapping (T float or double; any
-// dtype's storage type for Bernoulli).
+// out [n] contiguous from tensor/philox.h's mapping (T float, double or
+// bfloat16, which takes float32's sample rounded; any dtype's storage type
+// for Bernoulli).
 template <class T>
-void launch_random_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, T a, T b);
+void launch_random_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, compute_t<T> a, compute_t<T> b);
 template <class T>
-void launch_random_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, T mean, T std);
+void launch_random_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, compute_t<T> mean, compute_t<T> std);
 template <class T>
 void launch_random_bernoulli(T* out, int64_t n, uint64_t seed, uint64_t offset, double p);
 

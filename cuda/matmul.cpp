@@ -13,10 +13,17 @@
 // recommendations; plain cudaMalloc, outside the caching allocator's stats).
 // The handle's settings never change after creation, so threads may share
 // it; TF32 is chosen per call through the compute type, not the math mode.
+//
+// bfloat16 operands and out go to the same GEMM as CUDA_R_16BF with
+// CUBLAS_COMPUTE_32F: the products and sums are float32 (on the tensor
+// cores), alpha and beta are float, and each out element is rounded to
+// bfloat16 once. The TF32 switch does not apply (bfloat16 inputs already fit
+// the tensor cores exactly).
 #include "cuda/matmul.h"
 
 #include <atomic>
 #include <mutex>
+#include <type_traits>
 #include <vector>
 
 #include <cublas_v2.h>
@@ -87,10 +94,14 @@ cublasHandle_t handle_for(int device) {
 
 template <class T>
 void run_gemm(cublasHandle_t handle, const GemmPlan& p, const T* a, const T* b, T* out) {
-  const T alpha = 1, beta = 0;
+  // The scaling type follows the compute type: float for bfloat16's COMPUTE_32F.
+  const compute_t<T> alpha = 1, beta = 0;
   cudaDataType_t type;
   cublasComputeType_t compute;
-  if constexpr (sizeof(T) == 4) {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    type = CUDA_R_16BF;
+    compute = CUBLAS_COMPUTE_32F;
+  } else if constexpr (sizeof(T) == 4) {
     type = CUDA_R_32F;
     compute = g_allow_tf32.load(std::memory_order_relaxed) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   } else {
@@ -118,9 +129,9 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   if (batch == 0 || m == 0 || n == 0) return;
   const int device = out.device().index;
   DeviceGuard guard(device);
-  dispatch_floating(a.dtype(), "cuda matmul", [&](auto zero) {
+  dispatch_floating_or_bf16(a.dtype(), "cuda matmul", [&](auto zero) {
     using T = decltype(zero);
-    if (k == 0) return launch_fill<T>(static_cast<T*>(out.raw_data()), out.numel(), T(0));  // empty sums
+    if (k == 0) return launch_fill<T>(static_cast<T*>(out.raw_data()), out.numel(), T(0.0f));  // empty sums
     Tensor a_in = a, b_in = b;
     GemmPlan plan = plan_gemm(a.shape().data(), a.strides().data(), b.shape().data(), b.strides().data());
     if (!plan.a.ok || !plan.b.ok) {

@@ -2,6 +2,8 @@
 // follow the CPU kernels operation by operation (cuda/optim_math.h), so a
 // step or a seed gives the same numbers on either device: bit for bit for
 // adam_step, uniform and bernoulli; normal up to the device's logf/cosf.
+// bfloat16 is computed in float32 (float32 scalars and samples) and rounded
+// once on store.
 #include <cuda_runtime_api.h>
 
 #include "cuda/check.h"
@@ -21,10 +23,14 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
              "cuda adam_step: expected contiguous tensors, got param {}, grad {}, exp_avg {}, exp_avg_sq {}",
              describe(param), describe(grad), describe(exp_avg), describe(exp_avg_sq));
   DeviceGuard guard(param.device().index);
-  dispatch_floating(param.dtype(), "cuda adam_step", [&](auto zero) {
+  HEED_CHECK(grad.dtype() == param.dtype() && exp_avg.dtype() == param.dtype() && exp_avg_sq.dtype() == param.dtype(),
+             "cuda adam_step: param, grad, exp_avg and exp_avg_sq must share one dtype, got {}, {}, {}, {}",
+             param.dtype(), grad.dtype(), exp_avg.dtype(), exp_avg_sq.dtype());
+  dispatch_floating_or_bf16(param.dtype(), "cuda adam_step", [&](auto zero) {
     using T = decltype(zero);
-    const AdamScalars<T> s =
-        make_adam_scalars<T>(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.decoupled_weight_decay,
+    using C = compute_t<T>;
+    const AdamScalars<C> s =
+        make_adam_scalars<C>(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.decoupled_weight_decay,
                              a.bias_correction1, a.bias_correction2_sqrt, a.maximize);
     launch_adam_step<T>(s, static_cast<T*>(param.raw_data()), static_cast<const T*>(grad.raw_data()),
                         static_cast<T*>(exp_avg.raw_data()), static_cast<T*>(exp_avg_sq.raw_data()), param.numel());
@@ -37,16 +43,18 @@ void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset,
   const int64_t n = out.numel();
   switch (dist) {
     case RandomDist::Uniform:
-      return dispatch_floating(out.dtype(), "cuda random (uniform)", [&](auto zero) {
+      return dispatch_floating_or_bf16(out.dtype(), "cuda random (uniform)", [&](auto zero) {
         using T = decltype(zero);
-        launch_random_uniform<T>(static_cast<T*>(out.raw_data()), n, seed, offset, static_cast<T>(a),
-                                 static_cast<T>(b));
+        using C = compute_t<T>;
+        launch_random_uniform<T>(static_cast<T*>(out.raw_data()), n, seed, offset, static_cast<C>(a),
+                                 static_cast<C>(b));
       });
     case RandomDist::Normal:
-      return dispatch_floating(out.dtype(), "cuda random (normal)", [&](auto zero) {
+      return dispatch_floating_or_bf16(out.dtype(), "cuda random (normal)", [&](auto zero) {
         using T = decltype(zero);
-        launch_random_normal<T>(static_cast<T*>(out.raw_data()), n, seed, offset, static_cast<T>(a),
-                                static_cast<T>(b));
+        using C = compute_t<T>;
+        launch_random_normal<T>(static_cast<T*>(out.raw_data()), n, seed, offset, static_cast<C>(a),
+                                static_cast<C>(b));
       });
     case RandomDist::Bernoulli:
       return dispatch_dtype(out.dtype(), [&](auto zero) {

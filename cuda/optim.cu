@@ -1,6 +1,7 @@
 // The fused Adam / AdamW step: one thread per element (grid-stride), each
 // element updated by cuda/optim_math.h's adam_element, the CPU's arithmetic
-// rounded operation by operation, so the result matches the CPU bit for bit.
+// rounded operation by operation, so the result matches the CPU bit for bit
+// (bfloat16 state is updated in float and rounded on store: optim_math.h).
 #include <algorithm>
 #include <cstdint>
 
@@ -16,7 +17,7 @@ constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
 
 template <class T>
-__global__ void adam_kernel(AdamScalars<T> s, T* p, const T* g, T* m, T* v, int64_t n) {  // all [n]
+__global__ void adam_kernel(AdamScalars<compute_t<T>> s, T* p, const T* g, T* m, T* v, int64_t n) {  // all [n]
   const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
     adam_element(s, p, g, m, v, i);
@@ -25,7 +26,8 @@ __global__ void adam_kernel(AdamScalars<T> s, T* p, const T* g, T* m, T* v, int6
 }  // namespace
 
 template <class T>
-void launch_adam_step(const AdamScalars<T>& s, T* param, const T* grad, T* exp_avg, T* exp_avg_sq, int64_t n) {
+void launch_adam_step(const AdamScalars<compute_t<T>>& s, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
+                      int64_t n) {
   if (n <= 0) return;
   const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
   adam_kernel<T><<<static_cast<unsigned>(blocks), kThreads>>>(s, param, grad, exp_avg, exp_avg_sq, n);
@@ -35,5 +37,7 @@ void launch_adam_step(const AdamScalars<T>& s, T* param, const T* grad, T* exp_a
 template void launch_adam_step<float>(const AdamScalars<float>&, float*, const float*, float*, float*, int64_t);
 template void launch_adam_step<double>(const AdamScalars<double>&, double*, const double*, double*, double*,
                                        int64_t);
+template void launch_adam_step<bfloat16>(const AdamScalars<float>&, bfloat16*, const bfloat16*, bfloat16*, bfloat16*,
+                                         int64_t);
 
 }  // namespace heed::cuda

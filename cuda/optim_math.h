@@ -14,6 +14,7 @@
 
 #include "cuda/hd.h"
 #include "cuda/rounded_math.h"
+#include "tensor/bfloat16.h"
 #include "tensor/philox.h"
 
 namespace heed::cuda {
@@ -58,19 +59,21 @@ AdamScalars<T> make_adam_scalars(double lr, double beta1, double beta2, double e
 }
 
 // Element i of param p, grad g, exp_avg m and exp_avg_sq v: the CPU's sequence
-// of operations, each rounded to T.
-template <class T>
-HEED_HD inline void adam_element(const AdamScalars<T>& s, T* p, const T* g, T* m, T* v, int64_t i) {
-  T pi = p[i];
+// of operations, each rounded to C = compute_t<T>. A bfloat16 parameter and
+// its state are widened to float, updated in float32 arithmetic with float32
+// scalars (AdamScalars<float>), and p, m and v are each rounded once on store.
+template <class T, class C = compute_t<T>>
+HEED_HD inline void adam_element(const AdamScalars<C>& s, T* p, const T* g, T* m, T* v, int64_t i) {
+  C pi = static_cast<C>(p[i]);
   if (s.decoupled) pi = mul_rn(pi, s.decay);
-  T gi = mul_rn(s.sign, g[i]);
+  C gi = mul_rn(s.sign, static_cast<C>(g[i]));
   if (s.l2) gi = add_rn(gi, mul_rn(s.weight_decay, pi));
-  const T mi = add_rn(mul_rn(m[i], s.beta1), mul_rn(gi, s.one_minus_beta1));
-  const T vi = add_rn(mul_rn(v[i], s.beta2), mul_rn(mul_rn(gi, gi), s.one_minus_beta2));
-  m[i] = mi;
-  v[i] = vi;
-  const T denom = add_rn(div_rn(sqrt_rn(vi), s.bias_correction2_sqrt), s.eps);
-  p[i] = add_rn(pi, mul_rn(div_rn(mi, denom), s.step));
+  const C mi = add_rn(mul_rn(static_cast<C>(m[i]), s.beta1), mul_rn(gi, s.one_minus_beta1));
+  const C vi = add_rn(mul_rn(static_cast<C>(v[i]), s.beta2), mul_rn(mul_rn(gi, gi), s.one_minus_beta2));
+  m[i] = static_cast<T>(mi);
+  v[i] = static_cast<T>(vi);
+  const C denom = add_rn(div_rn(sqrt_rn(vi), s.bias_correction2_sqrt), s.eps);
+  p[i] = static_cast<T>(add_rn(pi, mul_rn(div_rn(mi, denom), s.step)));
 }
 
 // ---- random: the samples of tensor/philox.h's mapping --------------------------
@@ -117,7 +120,9 @@ struct BernoulliSampler {
 };
 
 // The samples of Philox block offset + b: out[b * per + s] for s < per = 4 / words
-// (those below n), sample s reading words s * words ... of the block.
+// (those below n), sample s reading words s * words ... of the block. A
+// bfloat16 out takes the float32 sampler's value, rounded (so uniform's b,
+// excluded in float32, can be reached by rounding up: [a, b] for bfloat16).
 template <class T, class Sampler>
 HEED_HD inline void random_block(T* out, int64_t n, uint64_t seed, uint64_t offset, int words, int64_t b,
                                  const Sampler& sample) {
@@ -125,7 +130,7 @@ HEED_HD inline void random_block(T* out, int64_t n, uint64_t seed, uint64_t offs
   const int per = 4 / words;
   for (int s = 0; s < per; ++s) {
     const int64_t i = b * per + s;
-    if (i < n) out[i] = sample(r.w + s * words);
+    if (i < n) out[i] = static_cast<T>(sample(r.w + s * words));
   }
 }
 

@@ -3,6 +3,7 @@
 // (cuda/optim_math.h's random_block). Uniform and Bernoulli are bit-identical
 // to the CPU; Normal differs only where the device's logf/cosf (log/cos)
 // round differently from the host's libm (an ulp or two, now and then).
+// bfloat16 draws float32's samples (the same words) and rounds each on store.
 #include <algorithm>
 #include <cstdint>
 
@@ -37,13 +38,15 @@ void launch(T* out, int64_t n, uint64_t seed, uint64_t offset, int words, const 
 }  // namespace
 
 template <class T>
-void launch_random_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, T a, T b) {
-  launch(out, n, seed, offset, philox_words(false, sizeof(T) == 8), UniformSampler<T>{a, b});
+void launch_random_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, compute_t<T> a, compute_t<T> b) {
+  using C = compute_t<T>;
+  launch(out, n, seed, offset, philox_words(false, sizeof(C) == 8), UniformSampler<C>{a, b});
 }
 
 template <class T>
-void launch_random_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, T mean, T std) {
-  launch(out, n, seed, offset, philox_words(true, sizeof(T) == 8), NormalSampler<T>{mean, std});
+void launch_random_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, compute_t<T> mean, compute_t<T> std) {
+  using C = compute_t<T>;
+  launch(out, n, seed, offset, philox_words(true, sizeof(C) == 8), NormalSampler<C>{mean, std});
 }
 
 template <class T>
@@ -55,10 +58,13 @@ template void launch_random_uniform<float>(float*, int64_t, uint64_t, uint64_t, 
 template void launch_random_uniform<double>(double*, int64_t, uint64_t, uint64_t, double, double);
 template void launch_random_normal<float>(float*, int64_t, uint64_t, uint64_t, float, float);
 template void launch_random_normal<double>(double*, int64_t, uint64_t, uint64_t, double, double);
+template void launch_random_uniform<bfloat16>(bfloat16*, int64_t, uint64_t, uint64_t, float, float);
+template void launch_random_normal<bfloat16>(bfloat16*, int64_t, uint64_t, uint64_t, float, float);
 template void launch_random_bernoulli<float>(float*, int64_t, uint64_t, uint64_t, double);
 template void launch_random_bernoulli<double>(double*, int64_t, uint64_t, uint64_t, double);
 template void launch_random_bernoulli<int64_t>(int64_t*, int64_t, uint64_t, uint64_t, double);
 template void launch_random_bernoulli<bool>(bool*, int64_t, uint64_t, uint64_t, double);
 template void launch_random_bernoulli<uint8_t>(uint8_t*, int64_t, uint64_t, uint64_t, double);
+template void launch_random_bernoulli<bfloat16>(bfloat16*, int64_t, uint64_t, uint64_t, double);
 
 }  // namespace heed::cuda

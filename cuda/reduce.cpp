@@ -104,7 +104,7 @@ void softmax(const Tensor& x, bool log, const Tensor& out) {
   if (x.numel() == 0 || n == 0) return;
   const int64_t rows = x.numel() / n;
   DeviceGuard guard(x.device().index);
-  dispatch_floating(x.dtype(), "cuda softmax", [&](auto zero) {
+  dispatch_floating_or_bf16(x.dtype(), "cuda softmax", [&](auto zero) {
     using T = decltype(zero);
     launch_softmax<T>(static_cast<const T*>(x.raw_data()), static_cast<T*>(out.raw_data()), rows, n, log);
   });
@@ -119,6 +119,14 @@ T* mutable_or_null(const Tensor& t) {
   return t.defined() ? static_cast<T*>(t.raw_data()) : nullptr;
 }
 
+// mean or rstd [R] of compute_dtype(x): float32 for a bfloat16 x.
+void check_stats(const Tensor& x, const Tensor& s, const char* op, const char* what) {
+  const DType want = compute_dtype(x.dtype());
+  HEED_CHECK(s.defined() && s.is_contiguous() && s.numel() == x.shape()[0] && s.dtype() == want,
+             "cuda {}: {} must be contiguous [{}] {} for a {} x, got {}", op, what, x.shape()[0], want, x.dtype(),
+             s.defined() ? describe(s) : std::string("none"));
+}
+
 // x [R, D] contiguous, with parameters [D] contiguous or undefined.
 void check_rows(const Tensor& x, const Tensor& p, const char* op, const char* what) {
   if (!p.defined()) return;
@@ -131,12 +139,15 @@ void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, doubl
   HEED_CHECK(x.dim() == 2 && x.is_contiguous(), "cuda layer_norm: x must be contiguous [R, D], got {}", describe(x));
   check_rows(x, weight, "layer_norm", "weight");
   check_rows(x, bias, "layer_norm", "bias");
+  check_stats(x, mean, "layer_norm", "mean");
+  check_stats(x, rstd, "layer_norm", "rstd");
   const int64_t rows = x.shape()[0], d = x.shape()[1];
   DeviceGuard guard(x.device().index);
-  dispatch_floating(x.dtype(), "cuda layer_norm", [&](auto zero) {
+  dispatch_floating_or_bf16(x.dtype(), "cuda layer_norm", [&](auto zero) {
     using T = decltype(zero);
+    using C = compute_t<T>;
     launch_layer_norm<T>(data_or_null<T>(x), data_or_null<T>(weight), data_or_null<T>(bias), eps,
-                         mutable_or_null<T>(out), mutable_or_null<T>(mean), mutable_or_null<T>(rstd), rows, d);
+                         mutable_or_null<T>(out), mutable_or_null<C>(mean), mutable_or_null<C>(rstd), rows, d);
   });
 }
 
@@ -146,15 +157,18 @@ void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weig
              "cuda layer_norm backward: x and grad must be contiguous [R, D], got x {}, grad {}", describe(x),
              describe(grad));
   check_rows(x, weight, "layer_norm backward", "weight");
+  check_stats(x, mean, "layer_norm backward", "mean");
+  check_stats(x, rstd, "layer_norm backward", "rstd");
   const int64_t rows = x.shape()[0], d = x.shape()[1];
   DeviceGuard guard(x.device().index);
   const bool want_params = grad_weight.defined() || grad_bias.defined();
   const Tensor scratch =
       workspace(want_params ? layer_norm_backward_workspace(rows, d) * int64_t(sizeof(double)) : 0, x.device());
-  dispatch_floating(x.dtype(), "cuda layer_norm backward", [&](auto zero) {
+  dispatch_floating_or_bf16(x.dtype(), "cuda layer_norm backward", [&](auto zero) {
     using T = decltype(zero);
+    using C = compute_t<T>;
     launch_layer_norm_backward<T>(data_or_null<T>(grad), data_or_null<T>(x), data_or_null<T>(weight),
-                                  data_or_null<T>(mean), data_or_null<T>(rstd), mutable_or_null<T>(grad_x),
+                                  data_or_null<C>(mean), data_or_null<C>(rstd), mutable_or_null<T>(grad_x),
                                   mutable_or_null<T>(grad_weight), mutable_or_null<T>(grad_bias), rows, d,
                                   scratch.defined() ? static_cast<double*>(scratch.raw_data()) : nullptr);
   });

@@ -24,6 +24,13 @@
 // results may differ in the last bits. For integers, bool, max, min and the
 // arg reductions the result is exactly the CPU's (but the sign of a zero max
 // or min when both +0 and -0 occur).
+//
+// bfloat16 is reduced as float32 is: each element widened to float on load
+// (compute_t), sums and products in double (the CPU's accumulator too), max,
+// min and the arg candidates in float, and the result rounded to bfloat16
+// once (a sum through float: double -> float -> bfloat16, as every double is
+// stored into a bfloat16). A bfloat16 sum therefore equals the CPU's but for
+// the rare double sum whose different order crosses a rounding boundary.
 #include <cuda/std/limits>
 #include <cuda/std/type_traits>
 
@@ -36,9 +43,15 @@ namespace heed::cuda {
 
 namespace {
 
-// Floats accumulate in double, integers (and bool) in uint64.
+// Floats (bfloat16 too) accumulate in double, integers (and bool) in uint64.
 template <class T>
-using Wide = ::cuda::std::conditional_t<::cuda::std::is_floating_point_v<T>, double, uint64_t>;
+using Wide = ::cuda::std::conditional_t<::cuda::std::is_floating_point_v<compute_t<T>>, double, uint64_t>;
+
+// Element v as the reductions compare it: bfloat16 widened (exactly) to float.
+template <class T>
+__device__ compute_t<T> load(T v) {
+  return static_cast<compute_t<T>>(v);
+}
 
 // An accumulator as T, the way the CPU writes it: integers back through int64
 // (so a wrapped sum is the two's complement result), bool as "not zero".
@@ -48,6 +61,8 @@ __device__ T narrow(Acc a) {
     return a != Acc(0);
   } else if constexpr (::cuda::std::is_same_v<Acc, uint64_t>) {
     return static_cast<T>(static_cast<int64_t>(a));
+  } else if constexpr (::cuda::std::is_same_v<T, bfloat16>) {
+    return bfloat16(static_cast<float>(a));
   } else {
     return static_cast<T>(a);
   }
@@ -60,7 +75,7 @@ template <class T>
 struct SumOp {
   using Acc = Wide<T>;
   __device__ static Acc init() { return Acc(0); }
-  __device__ static Acc step(Acc a, T v, int64_t) { return a + static_cast<Acc>(v); }
+  __device__ static Acc step(Acc a, T v, int64_t) { return a + static_cast<Acc>(load(v)); }
   __device__ static Acc merge(Acc a, Acc b) { return a + b; }
   __device__ static void write(void* out, int64_t off, Acc a) { static_cast<T*>(out)[off] = narrow<T>(a); }
 };
@@ -69,7 +84,7 @@ template <class T>
 struct ProdOp {
   using Acc = Wide<T>;
   __device__ static Acc init() { return Acc(1); }
-  __device__ static Acc step(Acc a, T v, int64_t) { return a * static_cast<Acc>(v); }
+  __device__ static Acc step(Acc a, T v, int64_t) { return a * static_cast<Acc>(load(v)); }
   __device__ static Acc merge(Acc a, Acc b) { return a * b; }
   __device__ static void write(void* out, int64_t off, Acc a) { static_cast<T*>(out)[off] = narrow<T>(a); }
 };
@@ -88,29 +103,30 @@ __device__ T highest_value() {
   else return L::max();
 }
 
+// Max and min keep a (widened) element, so writing it back is exact.
 template <class T>
 struct MaxOp {
-  using Acc = T;
-  __device__ static Acc init() { return lowest_value<T>(); }
-  __device__ static Acc step(Acc a, T v, int64_t) { return max_step(a, v); }
+  using Acc = compute_t<T>;
+  __device__ static Acc init() { return lowest_value<Acc>(); }
+  __device__ static Acc step(Acc a, T v, int64_t) { return max_step(a, load(v)); }
   __device__ static Acc merge(Acc a, Acc b) { return max_step(a, b); }
-  __device__ static void write(void* out, int64_t off, Acc a) { static_cast<T*>(out)[off] = a; }
+  __device__ static void write(void* out, int64_t off, Acc a) { static_cast<T*>(out)[off] = static_cast<T>(a); }
 };
 
 template <class T>
 struct MinOp {
-  using Acc = T;
-  __device__ static Acc init() { return highest_value<T>(); }
-  __device__ static Acc step(Acc a, T v, int64_t) { return min_step(a, v); }
+  using Acc = compute_t<T>;
+  __device__ static Acc init() { return highest_value<Acc>(); }
+  __device__ static Acc step(Acc a, T v, int64_t) { return min_step(a, load(v)); }
   __device__ static Acc merge(Acc a, Acc b) { return min_step(a, b); }
-  __device__ static void write(void* out, int64_t off, Acc a) { static_cast<T*>(out)[off] = a; }
+  __device__ static void write(void* out, int64_t off, Acc a) { static_cast<T*>(out)[off] = static_cast<T>(a); }
 };
 
 template <class T, bool kMax>
 struct ArgOp {
-  using Acc = ArgCandidate<T>;
-  __device__ static Acc init() { return {T(), -1}; }
-  __device__ static Acc step(Acc a, T v, int64_t r) { return arg_merge<kMax>(a, Acc{v, r}); }
+  using Acc = ArgCandidate<compute_t<T>>;
+  __device__ static Acc init() { return {compute_t<T>(), -1}; }
+  __device__ static Acc step(Acc a, T v, int64_t r) { return arg_merge<kMax>(a, Acc{load(v), r}); }
   __device__ static Acc merge(Acc a, Acc b) { return arg_merge<kMax>(a, b); }
   // A one-element range gives index 0; an empty one never gets here (the op layer refuses it).
   __device__ static void write(void* out, int64_t off, Acc a) {
@@ -235,5 +251,6 @@ template void launch_reduce<double>(ReduceKind, const double*, void*, const Redu
 template void launch_reduce<int64_t>(ReduceKind, const int64_t*, void*, const ReducePlan&, void*);
 template void launch_reduce<bool>(ReduceKind, const bool*, void*, const ReducePlan&, void*);
 template void launch_reduce<uint8_t>(ReduceKind, const uint8_t*, void*, const ReducePlan&, void*);
+template void launch_reduce<bfloat16>(ReduceKind, const bfloat16*, void*, const ReducePlan&, void*);
 
 }  // namespace heed::cuda

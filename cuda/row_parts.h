@@ -7,6 +7,9 @@
 //   cuda/index.cpp        index_select, gather, scatter_add, index_add
 //   cuda/optim.cpp        adam_step, random
 // cuda/cuda_backend.cpp sets the memory and device slots and calls each part.
+#include <string>
+#include <utility>
+
 #include "tensor/backend.h"
 
 namespace heed::cuda {
@@ -23,5 +26,13 @@ Tensor contiguous_copy(const Tensor& x);
 
 // "[2, 3] float32 on cuda:0 (not contiguous)": for error messages.
 std::string describe(const Tensor& t);
+
+// dispatch_floating plus bfloat16: for the kernels that compute bfloat16 in
+// float32 themselves (the storage type is passed; compute_t<T> is the math's).
+template <class F>
+decltype(auto) dispatch_floating_or_bf16(DType t, const char* op, F&& f) {
+  if (t == DType::BFloat16) return f(bfloat16{});
+  return dispatch_floating(t, op, std::forward<F>(f));
+}
 
 }  // namespace heed::cuda

@@ -14,6 +14,10 @@
 // bits are the same every run. Differences from the CPU: exp is CUDA's expf /
 // exp (the CPU's float32 path uses its own vectorised exp, both within 2 ulp),
 // and the double sum is added in another order.
+//
+// bfloat16 rows run the float32 rule in float (C = compute_t<T>): each element
+// is widened on load, the max, exp and the final product are float, the sum
+// double, and only the written value is rounded to bfloat16.
 #include <cuda/std/limits>
 
 #include "cuda/check.h"
@@ -40,9 +44,10 @@ struct MaxSkippingNaN {
 template <class T>
 __global__ void __launch_bounds__(kMaxGroupThreads)
     softmax_kernel(const T* x, T* out, int64_t rows, int64_t n, bool log_softmax) {
-  __shared__ T shared_max[32];
+  using C = compute_t<T>;  // float for bfloat16
+  __shared__ C shared_max[32];
   __shared__ double shared_sum[32];
-  constexpr T kInf = ::cuda::std::numeric_limits<T>::infinity();
+  constexpr C kInf = ::cuda::std::numeric_limits<C>::infinity();
   const int64_t per_grid = static_cast<int64_t>(gridDim.x) * blockDim.y;
   // `base` is uniform over the block: every thread reaches the barriers.
   for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.y; base < rows; base += per_grid) {
@@ -50,10 +55,10 @@ __global__ void __launch_bounds__(kMaxGroupThreads)
     const bool active = row < rows;
     const T* xr = x + (active ? row : 0) * n;
 
-    T m = -kInf;
+    C m = -kInf;
     if (active)
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-        const T v = xr[j];
+        const C v = static_cast<C>(xr[j]);
         m = v > m ? v : m;
       }
     m = group_reduce(m, MaxSkippingNaN(), shared_max);
@@ -61,20 +66,23 @@ __global__ void __launch_bounds__(kMaxGroupThreads)
 
     double sum = 0;
     if (active && !all_neg_inf)
-      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += static_cast<double>(exp_of(xr[j] - m));
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+        sum += static_cast<double>(exp_of(static_cast<C>(xr[j]) - m));
     sum = group_reduce(sum, AddMerge(), shared_sum);
     if (!active) continue;
 
     T* yr = out + row * n;
     if (all_neg_inf) {
-      const T fill = log_softmax ? -kInf : T(0);
+      const T fill = static_cast<T>(log_softmax ? -kInf : C(0));
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = fill;
     } else if (log_softmax) {
-      const T log_sum = static_cast<T>(::log(sum));
-      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = (xr[j] - m) - log_sum;
+      const C log_sum = static_cast<C>(::log(sum));
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+        yr[j] = static_cast<T>((static_cast<C>(xr[j]) - m) - log_sum);
     } else {
-      const T inv = static_cast<T>(1.0 / sum);
-      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) yr[j] = exp_of(xr[j] - m) * inv;
+      const C inv = static_cast<C>(1.0 / sum);
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+        yr[j] = static_cast<T>(exp_of(static_cast<C>(xr[j]) - m) * inv);
     }
   }
 }
@@ -92,5 +100,6 @@ void launch_softmax(const T* x, T* out, int64_t rows, int64_t n, bool log) {
 
 template void launch_softmax<float>(const float*, float*, int64_t, int64_t, bool);
 template void launch_softmax<double>(const double*, double*, int64_t, int64_t, bool);
+template void launch_softmax<bfloat16>(const bfloat16*, bfloat16*, int64_t, int64_t, bool);
 
 }  // namespace heed::cuda

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -271,20 +272,26 @@ const heed::Backend& cpu() { return heed::backend(heed::DeviceType::CPU); }
 template <class T>
 heed::Tensor make(const std::vector<T>& values) {
   heed::Tensor t = heed::empty({static_cast<int64_t>(values.size())}, heed::dtype_of<T>::value);
-  T* p = t.data_ptr<T>();
+  T* p = static_cast<T*>(t.raw_data());  // raw: data_ptr has no bfloat16 instance
   for (size_t i = 0; i < values.size(); ++i) p[i] = values[i];
   return t;
 }
 
 template <class T>
 std::vector<T> read(const heed::Tensor& t) {
-  const T* p = t.data_ptr<T>();
+  const T* p = static_cast<const T*>(t.raw_data());
   return std::vector<T>(p, p + t.numel());
 }
 
 template <class T>
 std::vector<T> samples() {
-  if constexpr (std::is_floating_point_v<T>) {
+  if constexpr (std::is_same_v<T, heed::bfloat16>) {
+    // float32's samples rounded, and values whose products and sums round (1 + 2^-7 is 1 ulp above 1).
+    std::vector<T> out;
+    for (float v : samples<float>()) out.push_back(T(v));
+    for (float v : {1.0078125f, -3.140625f, 0.333984375f, 65280.0f, 1e-38f, -0.0078125f}) out.push_back(T(v));
+    return out;
+  } else if constexpr (std::is_floating_point_v<T>) {
     const T inf = std::numeric_limits<T>::infinity(), nan = std::numeric_limits<T>::quiet_NaN();
     return {T(0), -T(0), T(1), T(-1), T(0.5), T(-2.5), T(3), T(1e-3), T(-7), T(20), T(-20), T(100), T(-100),
             T(1e30), T(-1e30), T(87), T(-87), T(-88), T(-90), T(89), T(2), T(0.25), T(255), inf, -inf, nan};
@@ -301,7 +308,15 @@ std::vector<T> samples() {
 // float32 exp/tanh/erf are its own vectorised approximations, not libm's).
 template <class T>
 bool same(T got, T want, bool approx) {
-  if constexpr (std::is_floating_point_v<T>) {
+  if constexpr (std::is_same_v<T, heed::bfloat16>) {
+    // Computed in float and rounded once: within a float ulp or two before
+    // rounding, so one bfloat16 ulp apart at most where the CPU approximates.
+    const float g = got, w = want;
+    if (std::isnan(g) || std::isnan(w)) return std::isnan(g) && std::isnan(w);
+    if (g == w) return std::signbit(g) == std::signbit(w) || approx;
+    if (!approx || std::isinf(g) || std::isinf(w)) return false;
+    return std::abs(g - w) <= 0x1p-7f * std::abs(w) + 1e-37f;
+  } else if constexpr (std::is_floating_point_v<T>) {
     if (std::isnan(got) || std::isnan(want)) return std::isnan(got) && std::isnan(want);
     if (got == want) return std::signbit(got) == std::signbit(want) || approx;
     if (!approx || std::isinf(got) || std::isinf(want)) return false;
@@ -405,7 +420,7 @@ template <class D, class S>
 std::vector<S> castable() {
   std::vector<S> out;
   for (S v : samples<S>()) {
-    if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D> && !std::is_same_v<D, bool>) {
+    if constexpr (heed::is_floating_type_v<S> && std::is_integral_v<D> && !std::is_same_v<D, bool>) {
       const double lo = std::is_signed_v<D> ? -1e18 : 0.0, hi = std::is_signed_v<D> ? 1e18 : 255.0;
       if (!(v >= lo && v <= hi)) continue;
     }
@@ -535,6 +550,158 @@ TEST_CASE("cuda elementwise formulas: integer faults go to the error cell", "[cu
   CHECK_FALSE(heed::cuda::binary_may_fail<float>(BinaryKind::Div));
 }
 
+// ---- bfloat16: float32's formulas on widened values, rounded once -------------------
+
+namespace {
+
+using heed::bfloat16;
+
+// Equal as values, NaN equal to NaN, zeros' signs compared.
+bool same_value(float got, float want) {
+  if (std::isnan(got) || std::isnan(want)) return std::isnan(got) && std::isnan(want);
+  return got == want && std::signbit(got) == std::signbit(want);
+}
+
+// The bfloat16 formula of op K is exactly the float32 one on the widened input, rounded.
+template <UnaryKind K>
+void check_bf16_unary_as_float(double a, double b) {
+  using Fn = heed::cuda::UnaryFn<K, bfloat16>;
+  const auto fn = heed::cuda::make_unary_fn<K, bfloat16>(a, b);
+  const auto fn32 = heed::cuda::make_unary_fn<K, float>(a, b);
+  for (bfloat16 x : samples<bfloat16>()) {
+    INFO(heed::cuda::unary_kind_name(K) << " of bfloat16 " << float(x) << " (a " << a << ", b " << b << ")");
+    if constexpr (std::is_same_v<typename Fn::Out, bool>) {
+      CHECK(fn(x) == fn32(float(x)));
+    } else {
+      CHECK(same_value(fn(x), bfloat16(fn32(float(x)))));
+    }
+  }
+}
+
+template <BinaryKind K>
+void check_bf16_binary_as_float() {
+  using Fn = heed::cuda::BinaryFn<K, bfloat16>;
+  const Fn fn{nullptr};
+  const heed::cuda::BinaryFn<K, float> fn32{nullptr};
+  for (bfloat16 p : samples<bfloat16>())
+    for (bfloat16 q : samples<bfloat16>()) {
+      INFO(heed::cuda::binary_kind_name(K) << " of bfloat16 " << float(p) << " and " << float(q));
+      if constexpr (std::is_same_v<typename Fn::Out, bool>) {
+        CHECK(fn(p, q) == fn32(float(p), float(q)));
+      } else {
+        CHECK(same_value(fn(p, q), bfloat16(fn32(float(p), float(q)))));
+      }
+    }
+}
+
+// Whether the CPU backend computes bfloat16 elementwise ops yet (the CPU side
+// lands separately; before it does, its switches may skip bfloat16 silently),
+// judged by the values it writes over 0xff bytes; the comparisons with it are
+// skipped with a warning if not.
+bool cpu_has_bf16_elementwise() {
+  auto scratch = [](heed::DType dt) {
+    heed::Tensor t = heed::empty({1}, dt);
+    std::memset(t.raw_data(), 0xff, heed::dtype_size(dt));
+    return t;
+  };
+  try {
+    const heed::Tensor x = make<bfloat16>({bfloat16(1.0f)});
+    heed::Tensor e = scratch(heed::DType::BFloat16), two = scratch(heed::DType::BFloat16);
+    heed::Tensor flag = scratch(heed::DType::Bool), i = scratch(heed::DType::Int64), one = scratch(heed::DType::BFloat16);
+    cpu().unary(heed::UnaryOp::Exp, x, 0, 0, e);
+    cpu().binary(heed::BinaryOp::Add, x, x, two);
+    cpu().binary(heed::BinaryOp::Lt, x, x, flag);
+    cpu().copy(x, i);
+    cpu().copy(make<double>({1.0}), one);
+    return std::abs(read<bfloat16>(e)[0] - 2.71875f) < 0.02f && float(read<bfloat16>(two)[0]) == 2.0f &&
+           read<uint8_t>(flag)[0] == 0 && read<int64_t>(i)[0] == 1 && float(read<bfloat16>(one)[0]) == 1.0f;
+  } catch (const heed::Error&) {
+    return false;
+  }
+}
+
+}  // namespace
+
+TEST_CASE("cuda elementwise formulas: bfloat16 is float32's formula on the widened value, rounded once",
+          "[cuda][elementwise][bfloat16]") {
+  for (int i = 0; i < kUnaryCount; ++i) {
+    const auto kind = static_cast<UnaryKind>(i);
+    CHECK(heed::cuda::unary_defined<bfloat16>(kind) == heed::cuda::unary_defined<float>(kind));
+    heed::cuda::dispatch_unary(kind, [&](auto k) {
+      constexpr UnaryKind K = decltype(k)::value;
+      if constexpr (heed::cuda::unary_defined<bfloat16>(K)) {
+        if (K == UnaryKind::PowScalar) {
+          for (double e : {2.0, 1.0, 0.5, 3.0, -1.0, 0.0}) check_bf16_unary_as_float<K>(e, 0);
+        } else if (K == UnaryKind::Clamp) {
+          check_bf16_unary_as_float<K>(-1.5, 2.5);
+          check_bf16_unary_as_float<K>(0.1, 100);  // 0.1 is a float bound, not a bfloat16 one (as on the CPU)
+        } else {
+          check_bf16_unary_as_float<K>(2.5, 0);
+          check_bf16_unary_as_float<K>(0.1, 0);
+        }
+      }
+    });
+  }
+  for (int i = 0; i < kBinaryCount; ++i) {
+    const auto kind = static_cast<BinaryKind>(i);
+    CHECK(heed::cuda::binary_defined<bfloat16>(kind) == heed::cuda::binary_defined<float>(kind));
+    CHECK_FALSE(heed::cuda::binary_may_fail<bfloat16>(kind));
+    heed::cuda::dispatch_binary(kind, [&](auto k) {
+      constexpr BinaryKind K = decltype(k)::value;
+      if constexpr (heed::cuda::binary_defined<bfloat16>(K)) check_bf16_binary_as_float<K>();
+    });
+  }
+  // One rounding, not two: 1 + 2^-8 is a tie in bfloat16 (rounds to even, 1),
+  // 1 + 2^-8 + 2^-20 is just above it (rounds up).
+  const heed::cuda::BinaryFn<BinaryKind::Add, bfloat16> add{nullptr};
+  CHECK(float(add(bfloat16(1.0f), bfloat16(0x1p-8f))) == 1.0f);
+  CHECK(float(add(bfloat16(1.0f), bfloat16(0x1p-8f + 0x1p-15f))) == 1.0078125f);
+  // Comparisons compare the bfloat16 values, exactly.
+  const heed::cuda::BinaryFn<BinaryKind::Lt, bfloat16> lt{nullptr};
+  CHECK(lt(bfloat16(1.0f), bfloat16(1.0078125f)));
+  CHECK_FALSE(lt(bfloat16(1.0f), bfloat16(1.001f)));  // 1.001 rounds to 1
+}
+
+TEST_CASE("cuda elementwise formulas: bfloat16 casts", "[cuda][elementwise][bfloat16]") {
+  using heed::cuda::cast_value;
+  for (bfloat16 v : samples<bfloat16>()) {
+    const float f = v;
+    INFO("bfloat16 " << f);
+    CHECK(same_value(cast_value<float>(v), f));
+    CHECK(same_value(static_cast<float>(cast_value<double>(v)), f));
+    CHECK(cast_value<bfloat16>(v).bits == v.bits);
+    CHECK(cast_value<bool>(v) == (f != 0.0f));  // NaN is true
+    if (f >= -1e18f && f <= 1e18f) CHECK(cast_value<int64_t>(v) == static_cast<int64_t>(f));
+    if (f >= 0.0f && f <= 255.0f) CHECK(cast_value<uint8_t>(v) == static_cast<uint8_t>(static_cast<int64_t>(f)));
+  }
+  CHECK(cast_value<uint8_t>(bfloat16(300.0f)) == 44);  // through int64, wrapping like the CPU
+  CHECK(cast_value<int64_t>(bfloat16(-2.75f)) == -2);  // truncates toward zero
+  CHECK(float(cast_value<bfloat16>(257.0)) == 256.0f);  // a tie: to even
+  CHECK(float(cast_value<bfloat16>(int64_t{259})) == 260.0f);
+  CHECK(float(cast_value<bfloat16>(true)) == 1.0f);
+  // A double goes through float: 1 + 2^-8 + 2^-30 rounds to the float 1 + 2^-8, a tie, then to 1.
+  CHECK(float(cast_value<bfloat16>(1.0 + 0x1p-8 + 0x1p-30)) == 1.0f);
+  CHECK(std::isnan(float(cast_value<bfloat16>(std::nan("")))));
+  CHECK(std::isinf(float(cast_value<bfloat16>(1e300))));
+}
+
+TEST_CASE("cuda elementwise formulas: bfloat16 ops and casts give the CPU's values",
+          "[cuda][elementwise][bfloat16]") {
+  if (!cpu_has_bf16_elementwise()) {
+    WARN("the CPU backend has no bfloat16 elementwise kernels yet: comparison skipped");
+    return;
+  }
+  check_every_unary<bfloat16>();
+  check_every_binary<bfloat16>();
+  check_casts_from<bfloat16>();
+  check_cast<bfloat16, float>();
+  check_cast<bfloat16, double>();
+  check_cast<bfloat16, int64_t>();
+  check_cast<bfloat16, uint8_t>();
+  check_cast<bfloat16, bool>();
+  check_cast<bfloat16, bfloat16>();
+}
+
 // ---- the kernels on a GPU (skipped without one) ------------------------------------
 
 namespace {
@@ -553,7 +720,7 @@ const heed::Backend& gpu() { return heed::backend(heed::DeviceType::CUDA); }
 template <class T>
 heed::Tensor tiled(const heed::Shape& shape, size_t shift, const std::vector<T>& values = samples<T>()) {
   heed::Tensor t = heed::empty(shape, heed::dtype_of<T>::value);
-  T* p = t.data_ptr<T>();
+  T* p = static_cast<T*>(t.raw_data());  // raw: data_ptr has no bfloat16 instance
   for (int64_t i = 0; i < t.numel(); ++i) p[i] = values[(static_cast<size_t>(i) + shift) % values.size()];
   return t;
 }
@@ -576,7 +743,7 @@ const heed::Shape kViewShape{3, 4, 5};
 template <class T>
 void check_close(const heed::Tensor& gpu_out, const heed::Tensor& cpu_out, bool approx) {
   const heed::Tensor back = gpu_out.to(heed::kCPU).contiguous();
-  const std::vector<T> got = back.to_vector<T>(), want = cpu_out.contiguous().to_vector<T>();
+  const std::vector<T> got = read<T>(back), want = read<T>(cpu_out.contiguous());
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     INFO("element " << i << ": cuda " << +got[i] << ", cpu " << +want[i]);
@@ -590,6 +757,12 @@ void check_close(const heed::Tensor& gpu_out, const heed::Tensor& cpu_out, bool 
       if (!ok && approx && std::isfinite(got[i]) && std::isfinite(want[i]))
         ok = std::abs(got[i] - want[i]) <= rtol * std::abs(want[i]) + atol;
       if (!ok && approx && got[i] == want[i]) ok = true;  // +0 and -0
+    } else if constexpr (std::is_same_v<T, heed::bfloat16>) {
+      // Both compute in float and round once: a float ulp or two apart before
+      // rounding is one bfloat16 ulp (2^-7 relative) after, at a rounding edge.
+      const float g = got[i], w = want[i];
+      if (!ok && approx && std::isfinite(g) && std::isfinite(w)) ok = std::abs(g - w) <= 0x1p-7f * std::abs(w) + 1e-5f;
+      if (!ok && approx && g == w) ok = true;  // +0 and -0
     }
     CHECK(ok);
   }
@@ -692,6 +865,26 @@ void check_copies_from_on_gpu() {
   check_copy_on_gpu<bool, S>();
 }
 
+// Every bfloat16 sample through each dtype and back on the GPU: the CPU's
+// casts (truncation through int64, "!= 0", double through float).
+void check_bf16_round_trips_on_gpu() {
+  const heed::Tensor x = tiled<heed::bfloat16>({7, 9}, 0);
+  const heed::Tensor xg = heed::transpose(x.to(heed::kCUDA), 0, 1);
+  for (heed::DType dt : {heed::DType::Float32, heed::DType::Float64, heed::DType::Int64, heed::DType::UInt8,
+                         heed::DType::Bool}) {
+    INFO("bfloat16 to " << heed::dtype_name(dt) << " and back");
+    heed::Tensor mid = heed::empty({9, 7}, dt), mid_g = heed::empty({9, 7}, dt, heed::kCUDA);
+    cpu().copy(heed::transpose(x, 0, 1), mid);
+    gpu().copy(xg, mid_g);
+    heed::Tensor back = heed::empty({9, 7}, heed::DType::BFloat16);
+    heed::Tensor back_g = heed::empty({9, 7}, heed::DType::BFloat16, heed::kCUDA);
+    cpu().copy(mid, back);
+    gpu().copy(mid_g, back_g);
+    heed::dispatch_dtype(dt, [&](auto zero) { check_close<decltype(zero)>(mid_g, mid, false); });
+    check_close<heed::bfloat16>(back_g, back, false);
+  }
+}
+
 }  // namespace
 
 TEST_CASE("cuda elementwise kernels: unary ops match the CPU on strided inputs", "[cuda][elementwise][device]") {
@@ -701,6 +894,8 @@ TEST_CASE("cuda elementwise kernels: unary ops match the CPU on strided inputs",
   check_unary_on_gpu<int64_t>();
   check_unary_on_gpu<uint8_t>();
   check_unary_on_gpu<bool>();
+  if (cpu_has_bf16_elementwise()) check_unary_on_gpu<heed::bfloat16>();
+  else WARN("the CPU backend has no bfloat16 elementwise kernels yet: bfloat16 not compared");
 }
 
 TEST_CASE("cuda elementwise kernels: binary ops match the CPU on strided and broadcast inputs",
@@ -711,6 +906,8 @@ TEST_CASE("cuda elementwise kernels: binary ops match the CPU on strided and bro
   check_binary_on_gpu<int64_t>();
   check_binary_on_gpu<uint8_t>();
   check_binary_on_gpu<bool>();
+  if (cpu_has_bf16_elementwise()) check_binary_on_gpu<heed::bfloat16>();
+  else WARN("the CPU backend has no bfloat16 elementwise kernels yet: bfloat16 not compared");
 }
 
 TEST_CASE("cuda elementwise kernels: where with bool and uint8 masks", "[cuda][elementwise][device]") {
@@ -736,6 +933,18 @@ TEST_CASE("cuda elementwise kernels: copies cast and scatter between any layouts
   check_copies_from_on_gpu<int64_t>();
   check_copies_from_on_gpu<uint8_t>();
   check_copies_from_on_gpu<bool>();
+  if (!cpu_has_bf16_elementwise()) {
+    WARN("the CPU backend has no bfloat16 copies yet: bfloat16 not compared");
+    return;
+  }
+  check_copies_from_on_gpu<heed::bfloat16>();
+  check_copy_on_gpu<heed::bfloat16, float>();
+  check_copy_on_gpu<heed::bfloat16, double>();
+  check_copy_on_gpu<heed::bfloat16, int64_t>();
+  check_copy_on_gpu<heed::bfloat16, uint8_t>();
+  check_copy_on_gpu<heed::bfloat16, bool>();
+  check_copy_on_gpu<heed::bfloat16, heed::bfloat16>();
+  check_bf16_round_trips_on_gpu();
 }
 
 TEST_CASE("cuda elementwise kernels: large transfers go through the pinned staging buffer",
@@ -763,6 +972,14 @@ TEST_CASE("cuda elementwise kernels: fill writes strided views only", "[cuda][el
   heed::Tensor t = heed::zeros({5, 4, 3}, heed::DType::Float32, heed::kCUDA);
   gpu().fill(heed::permute(t, {2, 1, 0}), -1.5);
   CHECK(t.to(heed::kCPU).to_vector<float>() == std::vector<float>(60, -1.5f));
+  // bfloat16: the value rounded through float, into a strided view.
+  heed::Tensor h = heed::zeros({6, 4, 10}, heed::DType::BFloat16, heed::kCUDA);
+  gpu().fill(kViews[2].view(h), 0.1);
+  const std::vector<heed::bfloat16> hv = read<heed::bfloat16>(h.to(heed::kCPU));
+  for (size_t i = 0; i < hv.size(); ++i) {
+    const bool written = (i / 40) % 2 == 0 && (i % 10) % 2 == 1;  // rows 0, 2, 4 and columns 1, 3, ... of kViews[2]
+    CHECK(hv[i].bits == (written ? heed::bfloat16(0.1f).bits : uint16_t{0}));
+  }
 }
 
 TEST_CASE("cuda elementwise kernels: integer division by zero and negative powers throw like the CPU",
