@@ -262,14 +262,19 @@ TEST_CASE("bfloat16 index_add, scatter_add and adam_step compute in float32", "[
   REQUIRE(vals(m) == vals(to_dtype(m32, kBF16)));
   REQUIRE(vals(v) == vals(to_dtype(v32, kBF16)));
 
-  // Sums into bf16 rows: each element's additions round one at a time (as
-  // PyTorch's CPU index_add_ does for bf16), here exactly representable.
+  // Sums into bf16 rows: added up in float32 and rounded once (as the GPU does).
   Tensor dst = zeros({3, 2}, kBF16);
   Tensor src = to_dtype(tensor({1, 2, 3, 4, 5, 6, 7, 8}, {4, 2}), kBF16);
   Tensor idx = from_vector(std::vector<int64_t>{2, 0, 2, 1});
   REQUIRE(vals(index_add(dst, 0, idx, src)) == std::vector<float>{3, 4, 7, 8, 6, 8});
   Tensor sidx = from_vector(std::vector<int64_t>{0, 1, 1, 0, 2, 2, 0, 0}, {4, 2});
   REQUIRE(vals(scatter_add(dst, 0, sidx, src)) == std::vector<float>{1 + 7, 4 + 8, 3, 2, 5, 6});
+  // 256 + 1 + 1: one rounding gives 258, rounding after each addition would stay at 256.
+  Tensor big = to_dtype(tensor({256}), kBF16);
+  Tensor ones2 = ones({2}, kBF16);
+  Tensor zero_idx = from_vector(std::vector<int64_t>{0, 0});
+  REQUIRE(vals(index_add(big, 0, zero_idx, ones2)) == std::vector<float>{258});
+  REQUIRE(vals(scatter_add(big, 0, zero_idx, ones2)) == std::vector<float>{258});
 }
 
 TEST_CASE("bfloat16 autograd: gradients arrive in bfloat16 and match float32 to bf16 precision", "[bfloat16]") {

@@ -369,7 +369,8 @@ const std::vector<DType> kDTypes = {DType::Float32, DType::Float64, DType::Int64
 Tensor cast_source(Inputs& in, DType dtype, const Shape& shape) {
   switch (dtype) {
     case DType::Float32:
-    case DType::Float64: {
+    case DType::Float64:
+    case DType::BFloat16: {
       Tensor v = in.host_draw(shape, U(0, 250), DType::Float64);
       return in.put(where(in.host_mask(shape, 0.2), zeros({}, DType::Float64), v).to(dtype));
     }

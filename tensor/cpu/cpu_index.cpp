@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/strided_loop.h"
 
 namespace heed::cpu {
@@ -183,7 +184,7 @@ void index_add_rows(const Tensor& dst, int64_t dim, const Tensor& index, const T
   });
 }
 
-// dispatch_dtype without bool, which has no addition.
+// dispatch_dtype without bool, which has no addition, and bfloat16, summed in float32.
 template <class F>
 void dispatch_addable(DType t, const char* op, F&& f) {
   switch (t) {
@@ -191,8 +192,8 @@ void dispatch_addable(DType t, const char* op, F&& f) {
     case DType::Float64: return f(double{});
     case DType::Int64: return f(int64_t{});
     case DType::UInt8: return f(uint8_t{});
-    case DType::BFloat16: return f(bfloat16{});  // each addition in float, rounded
     case DType::Bool: break;
+    case DType::BFloat16: break;  // scatter_add and index_add widen it to float32 first
   }
   HEED_FAIL("cpu {}: cannot accumulate into a {} tensor", op, dtype_name(t));
 }
@@ -276,6 +277,11 @@ void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out
 }
 
 void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) {
+  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16) {  // float32 sums, rounded once into dst
+    Tensor dst32 = widened(dst);
+    scatter_add(dst32, dim, index, widened(src));
+    return store_rounded(dst32, dst);
+  }
   const char* op = "scatter_add";
   check_index_dtype(index, op);
   HEED_CHECK(dst.dim() == index.dim() && src.dim() == index.dim() && dst.dtype() == src.dtype() && dim >= 0 &&
@@ -304,6 +310,11 @@ void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tens
 }
 
 void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) {
+  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16) {  // float32 sums, rounded once into dst
+    Tensor dst32 = widened(dst);
+    index_add(dst32, dim, index, widened(src));
+    return store_rounded(dst32, dst);
+  }
   const char* op = "index_add";
   check_index_dtype(index, op);
   HEED_CHECK(index.dim() <= 1 && dst.dim() == src.dim() && dst.dtype() == src.dtype() && dim >= 0 &&
