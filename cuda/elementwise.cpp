@@ -9,7 +9,7 @@
 #include "cuda/check.h"
 #include "cuda/copy_staging.h"
 #include "cuda/device.h"
-#include "cuda/elementwise_ops.h"
+#include "tensor/elementwise_formulas.h"
 #include "cuda/kernels.h"
 #include "cuda/row_parts.h"
 #include "tensor/error.h"
@@ -30,31 +30,6 @@ StridedIndexer<N> indexer_of(const char* op, const Shape& shape, const std::arra
              "(make them contiguous first)",
              op, shape_str(shape), kMaxIndexerDims);
   return index;
-}
-
-UnaryKind kind_of(UnaryOp op) {
-#define HEED_MAP(name) \
-  case UnaryOp::name: return UnaryKind::name;
-  switch (op) {
-    HEED_MAP(Neg) HEED_MAP(Exp) HEED_MAP(Log) HEED_MAP(Sqrt) HEED_MAP(Rsqrt) HEED_MAP(Tanh) HEED_MAP(Sigmoid)
-    HEED_MAP(Relu) HEED_MAP(GeluErf) HEED_MAP(GeluTanh) HEED_MAP(Abs) HEED_MAP(Sign) HEED_MAP(Erf) HEED_MAP(Sin)
-    HEED_MAP(Cos) HEED_MAP(Reciprocal) HEED_MAP(Square) HEED_MAP(AddScalar) HEED_MAP(MulScalar)
-    HEED_MAP(PowScalar) HEED_MAP(Clamp) HEED_MAP(LogicalNot) HEED_MAP(IsNonFinite)
-  }
-#undef HEED_MAP
-  HEED_FAIL("cuda unary: unknown op {}", static_cast<int>(op));
-}
-
-BinaryKind kind_of(BinaryOp op) {
-#define HEED_MAP(name) \
-  case BinaryOp::name: return BinaryKind::name;
-  switch (op) {
-    HEED_MAP(Add) HEED_MAP(Sub) HEED_MAP(Mul) HEED_MAP(Div) HEED_MAP(Pow) HEED_MAP(Maximum) HEED_MAP(Minimum)
-    HEED_MAP(Eq) HEED_MAP(Ne) HEED_MAP(Lt) HEED_MAP(Le) HEED_MAP(Gt) HEED_MAP(Ge) HEED_MAP(LogicalAnd)
-    HEED_MAP(LogicalOr)
-  }
-#undef HEED_MAP
-  HEED_FAIL("cuda binary: unknown op {}", static_cast<int>(op));
 }
 
 // ---- copy ------------------------------------------------------------------------
@@ -141,8 +116,8 @@ void fill(const Tensor& dst, double value) {
 }
 
 void unary(UnaryOp op, const Tensor& x, double a, double b, const Tensor& out) {
-  const UnaryKind kind = kind_of(op);
-  const char* name = unary_kind_name(kind);
+  const UnaryOp kind = op;
+  const char* name = unary_op_name(kind);
   const DType want = unary_writes_bool(kind) ? DType::Bool : x.dtype();
   HEED_CHECK(out.dtype() == want, "cuda unary: {} of a {} tensor writes {}, got an out of {}", name,
              dtype_name(x.dtype()), dtype_name(want), dtype_name(out.dtype()));
@@ -158,8 +133,8 @@ void unary(UnaryOp op, const Tensor& x, double a, double b, const Tensor& out) {
 }
 
 void binary(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
-  const BinaryKind kind = kind_of(op);
-  const char* name = binary_kind_name(kind);
+  const BinaryOp kind = op;
+  const char* name = binary_op_name(kind);
   HEED_CHECK(x.dtype() == y.dtype(), "cuda binary: {} of {} and {} tensors (one dtype expected)", name,
              dtype_name(x.dtype()), dtype_name(y.dtype()));
   const DType want = binary_writes_bool(kind) ? DType::Bool : x.dtype();

@@ -4,7 +4,7 @@
 //
 // Design
 //  - One kernel family for every op. An op is a small functor (a UnaryFn,
-//    BinaryFn, CastFn, WhereFn or FillFn of cuda/elementwise_ops.h) applied to
+//    BinaryFn, CastFn, WhereFn or FillFn of tensor/elementwise_formulas.h) applied to
 //    each element: out = op(in...), with 0 to 3 inputs. The formulas live in
 //    that header, HEED_HD, so a CPU test runs them against the CPU backend.
 //  - Operands may be strided (transposed, sliced, expanded with stride 0). A
@@ -35,7 +35,7 @@
 #include <utility>
 
 #include "cuda/check.h"
-#include "cuda/elementwise_ops.h"
+#include "tensor/elementwise_formulas.h"
 #include "cuda/kernels.h"
 #include "cuda/strided.h"
 
@@ -107,9 +107,9 @@ void launch_copy(const StridedIndexer<2>& index, D* dst, const S* src) {
 }
 
 template <class T>
-void launch_unary(UnaryKind op, const StridedIndexer<2>& index, void* out, const T* x, double a, double b) {
+void launch_unary(UnaryOp op, const StridedIndexer<2>& index, void* out, const T* x, double a, double b) {
   dispatch_unary(op, [&](auto kind) {
-    constexpr UnaryKind K = decltype(kind)::value;
+    constexpr UnaryOp K = decltype(kind)::value;
     if constexpr (unary_defined<T>(K)) {
       using Fn = UnaryFn<K, T>;
       launch_map(index, make_unary_fn<K, T>(a, b), static_cast<typename Fn::Out*>(out), x);
@@ -120,10 +120,10 @@ void launch_unary(UnaryKind op, const StridedIndexer<2>& index, void* out, const
 }
 
 template <class T>
-void launch_binary(BinaryKind op, const StridedIndexer<3>& index, void* out, const T* x, const T* y,
+void launch_binary(BinaryOp op, const StridedIndexer<3>& index, void* out, const T* x, const T* y,
                    int64_t* error) {
   dispatch_binary(op, [&](auto kind) {
-    constexpr BinaryKind K = decltype(kind)::value;
+    constexpr BinaryOp K = decltype(kind)::value;
     if constexpr (binary_defined<T>(K)) {
       using Fn = BinaryFn<K, T>;
       if (binary_may_fail<T>(K) && error == nullptr)
@@ -146,8 +146,8 @@ void launch_where(const StridedIndexer<4>& index, T* out, const uint8_t* cond, c
 
 #define HEED_INSTANTIATE_ONE_TYPE(T)                                                                      \
   template void launch_fill_strided<T>(const StridedIndexer<1>&, T*, T);                                 \
-  template void launch_unary<T>(UnaryKind, const StridedIndexer<2>&, void*, const T*, double, double);   \
-  template void launch_binary<T>(BinaryKind, const StridedIndexer<3>&, void*, const T*, const T*, int64_t*); \
+  template void launch_unary<T>(UnaryOp, const StridedIndexer<2>&, void*, const T*, double, double);   \
+  template void launch_binary<T>(BinaryOp, const StridedIndexer<3>&, void*, const T*, const T*, int64_t*); \
   template void launch_where<T>(const StridedIndexer<4>&, T*, const uint8_t*, const T*, const T*);
 HEED_FOR_EACH_DTYPE(HEED_INSTANTIATE_ONE_TYPE)
 #undef HEED_INSTANTIATE_ONE_TYPE

@@ -13,7 +13,7 @@
 #include <cstdint>
 
 #include "cuda/reduce_plan.h"
-#include "cuda/rounded_math.h"  // mul_rn: products nvcc may not fuse into an FMA
+#include "tensor/rounded_math.h"  // mul_rn: products nvcc may not fuse into an FMA
 
 namespace heed::cuda {
 

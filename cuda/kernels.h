@@ -109,11 +109,9 @@ void launch_random_bernoulli(T* out, int64_t n, uint64_t seed, uint64_t offset, 
 
 // ---- elementwise (cuda/elementwise.cu; the elementwise helper) ---------------
 #include "cuda/strided.h"
+#include "tensor/elementwise_formulas.h"  // UnaryOp, BinaryOp (standalone too)
 
 namespace heed::cuda {
-
-enum class UnaryKind;   // the ops, in cuda/elementwise_ops.h
-enum class BinaryKind;
 
 // Each runs one elementwise kernel over an indexer whose operand 0 is the
 // output; pointers are the operands' first elements (offset applied). The op
@@ -130,13 +128,13 @@ void launch_copy(const StridedIndexer<2>& index, D* dst, const S* src);
 
 // out = op(x) with the op's scalars a, b (converted as make_unary_fn does).
 template <class T>
-void launch_unary(UnaryKind op, const StridedIndexer<2>& index, void* out, const T* x, double a, double b);
+void launch_unary(UnaryOp op, const StridedIndexer<2>& index, void* out, const T* x, double a, double b);
 
 // out = op(x, y). `error` is device memory of two int64 holding zeros, read
 // back by the caller after integer Div and Pow (binary_may_fail); may be null
 // for every other op.
 template <class T>
-void launch_binary(BinaryKind op, const StridedIndexer<3>& index, void* out, const T* x, const T* y,
+void launch_binary(BinaryOp op, const StridedIndexer<3>& index, void* out, const T* x, const T* y,
                    int64_t* error);
 
 // out = cond != 0 ? x : y; cond is bool or uint8, read as bytes.

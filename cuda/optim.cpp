@@ -30,8 +30,7 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
     using T = decltype(zero);
     using C = compute_t<T>;
     const AdamScalars<C> s =
-        make_adam_scalars<C>(a.lr, a.beta1, a.beta2, a.eps, a.weight_decay, a.decoupled_weight_decay,
-                             a.bias_correction1, a.bias_correction2_sqrt, a.maximize);
+        make_adam_scalars<C>(a);
     launch_adam_step<T>(s, static_cast<T*>(param.raw_data()), static_cast<const T*>(grad.raw_data()),
                         static_cast<T*>(exp_avg.raw_data()), static_cast<T*>(exp_avg_sq.raw_data()), param.numel());
   });

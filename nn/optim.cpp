@@ -226,26 +226,10 @@ void Adam::update(size_t i, Tensor& param, const Tensor& grad, int64_t step) {
   const double t = static_cast<double>(step);
   const double bias_correction1 = 1.0 - std::pow(o.beta1, t);
   const double bias_correction2_sqrt = std::sqrt(1.0 - std::pow(o.beta2, t));
-  if (param.is_contiguous() && grad.is_contiguous() && m.is_contiguous() && v.is_contiguous() &&
-      grad.dtype() == param.dtype()) {
-    // The fused kernel: the same rule in one pass (tensor/cpu/cpu_optim.cpp).
-    adam_step_(param, grad, m, v,
-               AdamStepArgs{lr, o.beta1, o.beta2, o.eps, o.weight_decay, decoupled_weight_decay_, bias_correction1,
-                            bias_correction2_sqrt, o.maximize});
-    return;
-  }
-  Tensor g = o.maximize ? neg(grad) : grad;
-  if (decoupled_weight_decay_ != 0) param.mul_(1.0 - lr * decoupled_weight_decay_);
-  if (o.weight_decay != 0) g = add(g, param, o.weight_decay);
-
-  m.mul_(o.beta1);
-  m.add_(g, 1.0 - o.beta1);
-  v.mul_(o.beta2);
-  v.add_(mul(g, g), 1.0 - o.beta2);
-
-  // Bias corrections in double; eps goes after sqrt(v) / sqrt(1 - beta2^t).
-  Tensor denom = add(div(sqrt(v), scalar_tensor(bias_correction2_sqrt, v.dtype(), v.device())), o.eps);
-  param.add_(div(m, denom), -lr / bias_correction1);
+  // One pass per parameter through the fused kernel (tensor/adam_rule.h has the arithmetic).
+  adam_step_(param, grad, m, v,
+             AdamStepArgs{lr, o.beta1, o.beta2, o.eps, o.weight_decay, decoupled_weight_decay_, bias_correction1,
+                          bias_correction2_sqrt, o.maximize});
 }
 
 AdamW::AdamW(const nn::NamedTensors& params, const AdamWOptions& options)

@@ -16,26 +16,13 @@
 //    inputs (heed::compute_dtype).
 #include <cstdint>
 
+#include "tensor/adam_rule.h"
+#include "tensor/elementwise_formulas.h"
 #include "tensor/tensor.h"
 
 namespace heed {
 
-enum class UnaryOp {
-  Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, GeluErf, GeluTanh, Abs, Sign, Erf, Sin, Cos,
-  Reciprocal, Square,
-  AddScalar,   // x + a
-  MulScalar,   // x * a
-  PowScalar,   // x ^ a
-  Clamp,       // min(max(x, a), b)
-  LogicalNot,  // bool -> bool
-  IsNonFinite, // any -> bool: NaN or +-inf
-};
-
-enum class BinaryOp {
-  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
-  Eq, Ne, Lt, Le, Gt, Ge,  // out is bool
-  LogicalAnd, LogicalOr,   // bool x bool -> bool
-};
+// UnaryOp and BinaryOp, with their per-element formulas: tensor/elementwise_formulas.h.
 
 enum class ReduceOp { Sum, Prod, Max, Min, ArgMax, ArgMin };
 
@@ -45,16 +32,7 @@ enum class RandomDist {
   Bernoulli,  // 1 with probability a
 };
 
-// One Adam / AdamW update of a parameter (nn/optim.h gives the rule).
-struct AdamStepArgs {
-  double lr;
-  double beta1, beta2, eps;
-  double weight_decay;            // L2, added to the gradient (Adam)
-  double decoupled_weight_decay;  // p *= 1 - lr * this first (AdamW)
-  double bias_correction1;        // 1 - beta1^t
-  double bias_correction2_sqrt;   // sqrt(1 - beta2^t)
-  bool maximize;
-};
+// AdamStepArgs, with the update itself: tensor/adam_rule.h.
 
 struct Backend {
   const char* name = nullptr;

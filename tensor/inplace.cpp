@@ -126,12 +126,24 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
     HEED_CHECK(t->shape() == param.shape() && t->dtype() == param.dtype(),
                "{}: {} is {} {} but param is {} {}", op, what, shape_str(t->shape()), t->dtype(),
                shape_str(param.shape()), param.dtype());
-    HEED_CHECK(t->is_contiguous(), "{}: {} must be contiguous, got strides {}", op, what, shape_str(t->strides()));
   }
-  HEED_CHECK(param.is_contiguous(), "{}: param must be contiguous, got strides {}", op, shape_str(param.strides()));
   HEED_CHECK(!needs_grad({param, grad, exp_avg, exp_avg_sq}),
              "{}: not differentiable; call it under NoGradGuard (param of shape {})", op, shape_str(param.shape()));
-  if (param.numel() > 0) detail::kernel(param.device(), &Backend::adam_step, op)(param, grad, exp_avg, exp_avg_sq, args);
+  if (param.numel() > 0) {
+    const auto step = detail::kernel(param.device(), &Backend::adam_step, op);
+    if (param.is_contiguous() && grad.is_contiguous() && exp_avg.is_contiguous() && exp_avg_sq.is_contiguous()) {
+      step(param, grad, exp_avg, exp_avg_sq, args);
+    } else {
+      // The kernel wants dense tensors: it updates contiguous copies, which are
+      // then written back through the strided views (one rule, one kernel).
+      Tensor p = contiguous(param), m = contiguous(exp_avg), v = contiguous(exp_avg_sq);
+      step(p, contiguous(grad), m, v, args);
+      const auto copy = detail::kernel(param.device(), &Backend::copy, op);
+      if (p.impl() != param.impl()) copy(p, param);
+      if (m.impl() != exp_avg.impl()) copy(m, exp_avg);
+      if (v.impl() != exp_avg_sq.impl()) copy(v, exp_avg_sq);
+    }
+  }
   for (const Tensor* t : {&param, &exp_avg, &exp_avg_sq}) t->impl()->storage->bump_version();
 }
 

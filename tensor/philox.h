@@ -32,6 +32,7 @@
 #include <math.h>  // the C functions, which CUDA also provides on the device
 
 #include "cuda/hd.h"
+#include "tensor/rounded_math.h"
 
 namespace heed {
 
@@ -92,20 +93,20 @@ HEED_HD constexpr double uint_to_unit_double(uint32_t hi, uint32_t lo) {
 }
 
 // ---- the per-element samples of the mapping above ---------------------------
-// (cuda/random.cu does not call these on the device, where nvcc would contract
-// a + (b - a) * u into an fma: cuda/optim_math.h has the same samples with
-// every operation rounded on its own.)
+// Every operation rounded on its own (tensor/rounded_math.h): nvcc would
+// otherwise contract a + (b - a) * u into an fma on the device, and the CPU
+// and the GPU (cuda/random.cu runs these too) would differ in the last bit.
 
 template <class T>
 HEED_HD inline T uniform_from(const uint32_t* v, T a, T b);
 template <>
 HEED_HD inline float uniform_from<float>(const uint32_t* v, float a, float b) {
-  float x = a + (b - a) * uint_to_unit_float(v[0]);
+  const float x = add_rn(a, mul_rn(sub_rn(b, a), uint_to_unit_float(v[0])));
   return x < b ? x : a;
 }
 template <>
 HEED_HD inline double uniform_from<double>(const uint32_t* v, double a, double b) {
-  double x = a + (b - a) * uint_to_unit_double(v[0], v[1]);
+  const double x = add_rn(a, mul_rn(sub_rn(b, a), uint_to_unit_double(v[0], v[1])));
   return x < b ? x : a;
 }
 
@@ -113,17 +114,17 @@ template <class T>
 HEED_HD inline T normal_from(const uint32_t* v, T mean, T std);
 template <>
 HEED_HD inline float normal_from<float>(const uint32_t* v, float mean, float std) {
-  const float u1 = 1.0f - uint_to_unit_float(v[0]);  // (0, 1]: log never sees 0
+  const float u1 = sub_rn(1.0f, uint_to_unit_float(v[0]));  // (0, 1]: log never sees 0
   const float u2 = uint_to_unit_float(v[1]);
-  const float z = ::sqrtf(-2.0f * ::logf(u1)) * ::cosf(6.28318530717958647692f * u2);
-  return mean + std * z;
+  const float z = mul_rn(sqrt_rn(mul_rn(-2.0f, ::logf(u1))), ::cosf(mul_rn(6.28318530717958647692f, u2)));
+  return add_rn(mean, mul_rn(std, z));
 }
 template <>
 HEED_HD inline double normal_from<double>(const uint32_t* v, double mean, double std) {
-  const double u1 = 1.0 - uint_to_unit_double(v[0], v[1]);
+  const double u1 = sub_rn(1.0, uint_to_unit_double(v[0], v[1]));
   const double u2 = uint_to_unit_double(v[2], v[3]);
-  const double z = ::sqrt(-2.0 * ::log(u1)) * ::cos(6.28318530717958647692 * u2);
-  return mean + std * z;
+  const double z = mul_rn(sqrt_rn(mul_rn(-2.0, ::log(u1))), ::cos(mul_rn(6.28318530717958647692, u2)));
+  return add_rn(mean, mul_rn(std, z));
 }
 
 HEED_HD inline bool bernoulli_from(const uint32_t* v, double p) {

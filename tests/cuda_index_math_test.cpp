@@ -321,9 +321,7 @@ TEST_CASE("cuda optim math: adam_element is the CPU's adam_step bit for bit", "[
       dispatch_floating(dtype, "test", [&](auto zero) {
         using T = decltype(zero);
         const AdamScalars<T> s =
-            make_adam_scalars<T>(args.lr, args.beta1, args.beta2, args.eps, args.weight_decay,
-                                 args.decoupled_weight_decay, args.bias_correction1, args.bias_correction2_sqrt,
-                                 args.maximize);
+            make_adam_scalars<T>(args);
         for (int64_t i = 0; i < p2.numel(); ++i)
           adam_element(s, static_cast<T*>(p2.raw_data()), data_of<T>(g), static_cast<T*>(m2.raw_data()),
                        static_cast<T*>(v2.raw_data()), i);

@@ -2,7 +2,7 @@
 // checked on the CPU (no GPU needed, built in every configuration):
 //  - StridedIndexer (cuda/strided.h) against a naive offset computation over
 //    contiguous, transposed, sliced, expanded (stride 0) and size-1-dim layouts;
-//  - the formulas of cuda/elementwise_ops.h (cast, unary, binary, where)
+//  - the formulas of tensor/elementwise_formulas.h (cast, unary, binary, where)
 //    against the CPU backend, value by value, for every dtype.
 #include <catch2/catch.hpp>
 
@@ -17,14 +17,14 @@
 #include <type_traits>
 #include <vector>
 
-#include "cuda/elementwise_ops.h"
+#include "tensor/elementwise_formulas.h"
 #include "cuda/strided.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 
-using heed::cuda::BinaryKind;
+using heed::BinaryOp;
 using heed::cuda::StridedIndexer;
-using heed::cuda::UnaryKind;
+using heed::UnaryOp;
 
 namespace {
 
@@ -326,32 +326,32 @@ bool same(T got, T want, bool approx) {
   }
 }
 
-bool approximated_on_cpu(UnaryKind k) {
-  return k == UnaryKind::Exp || k == UnaryKind::Tanh || k == UnaryKind::Sigmoid || k == UnaryKind::GeluErf ||
-         k == UnaryKind::GeluTanh || k == UnaryKind::Erf;
+bool approximated_on_cpu(UnaryOp k) {
+  return k == UnaryOp::Exp || k == UnaryOp::Tanh || k == UnaryOp::Sigmoid || k == UnaryOp::GeluErf ||
+         k == UnaryOp::GeluTanh || k == UnaryOp::Erf;
 }
 
-constexpr int kUnaryCount = static_cast<int>(UnaryKind::IsNonFinite) + 1;
-constexpr int kBinaryCount = static_cast<int>(BinaryKind::LogicalOr) + 1;
+constexpr int kUnaryCount = static_cast<int>(UnaryOp::IsNonFinite) + 1;
+constexpr int kBinaryCount = static_cast<int>(BinaryOp::LogicalOr) + 1;
 
 // heed's op of the same name (the enums list the ops in the same order; the
 // CPU's error messages, checked below, confirm the names line up).
-heed::UnaryOp heed_op(UnaryKind k) { return static_cast<heed::UnaryOp>(static_cast<int>(k)); }
-heed::BinaryOp heed_op(BinaryKind k) { return static_cast<heed::BinaryOp>(static_cast<int>(k)); }
+heed::UnaryOp heed_op(UnaryOp k) { return static_cast<heed::UnaryOp>(static_cast<int>(k)); }
+heed::BinaryOp heed_op(BinaryOp k) { return static_cast<heed::BinaryOp>(static_cast<int>(k)); }
 
 template <class T>
-void check_unary(UnaryKind kind, double a, double b) {
+void check_unary(UnaryOp kind, double a, double b) {
   const std::vector<T> x = samples<T>();
-  heed::cuda::dispatch_unary(kind, [&](auto k) {
-    constexpr UnaryKind K = decltype(k)::value;
-    if constexpr (heed::cuda::unary_defined<T>(K)) {
-      using Out = typename heed::cuda::UnaryFn<K, T>::Out;
+  heed::dispatch_unary(kind, [&](auto k) {
+    constexpr UnaryOp K = decltype(k)::value;
+    if constexpr (heed::unary_defined<T>(K)) {
+      using Out = typename heed::UnaryFn<K, T>::Out;
       heed::Tensor out = heed::empty({static_cast<int64_t>(x.size())}, heed::dtype_of<Out>::value);
       cpu().unary(heed_op(K), make(x), a, b, out);
       const std::vector<Out> want = read<Out>(out);
-      const auto fn = heed::cuda::make_unary_fn<K, T>(a, b);
+      const auto fn = heed::make_unary_fn<K, T>(a, b);
       for (size_t i = 0; i < x.size(); ++i) {
-        INFO(heed::cuda::unary_kind_name(K) << " of " << heed::dtype_name(heed::dtype_of<T>::value) << " "
+        INFO(heed::unary_op_name(K) << " of " << heed::dtype_name(heed::dtype_of<T>::value) << " "
                                             << +x[i] << " (a " << a << ", b " << b << ")");
         CHECK(same<Out>(fn(x[i]), want[i], approximated_on_cpu(K)));
       }
@@ -362,11 +362,11 @@ void check_unary(UnaryKind kind, double a, double b) {
 template <class T>
 void check_every_unary() {
   for (int i = 0; i < kUnaryCount; ++i) {
-    const auto kind = static_cast<UnaryKind>(i);
-    if (!heed::cuda::unary_defined<T>(kind)) continue;
-    if (kind == UnaryKind::PowScalar) {
+    const auto kind = static_cast<UnaryOp>(i);
+    if (!heed::unary_defined<T>(kind)) continue;
+    if (kind == UnaryOp::PowScalar) {
       for (double e : {2.0, 1.0, 0.5, 3.0, -1.0, 0.0}) check_unary<T>(kind, e, 0);
-    } else if (kind == UnaryKind::Clamp) {
+    } else if (kind == UnaryOp::Clamp) {
       check_unary<T>(kind, -1.5, 2.5);
       check_unary<T>(kind, 0, 100);
       check_unary<T>(kind, -1e30, 1e30);  // integers saturate the bounds
@@ -378,18 +378,18 @@ void check_every_unary() {
 }
 
 template <class T>
-void check_binary(BinaryKind kind) {
-  heed::cuda::dispatch_binary(kind, [&](auto k) {
-    constexpr BinaryKind K = decltype(k)::value;
-    if constexpr (heed::cuda::binary_defined<T>(K)) {
-      using Out = typename heed::cuda::BinaryFn<K, T>::Out;
+void check_binary(BinaryOp kind) {
+  heed::dispatch_binary(kind, [&](auto k) {
+    constexpr BinaryOp K = decltype(k)::value;
+    if constexpr (heed::binary_defined<T>(K)) {
+      using Out = typename heed::BinaryFn<K, T>::Out;
       // Every pair of samples, leaving out what the CPU refuses (tested below).
       std::vector<T> xs, ys;
       for (T p : samples<T>())
         for (T q : samples<T>()) {
           if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-            if (K == BinaryKind::Div && q == T(0)) continue;
-            if (K == BinaryKind::Pow && heed::cuda::is_negative(q)) continue;
+            if (K == BinaryOp::Div && q == T(0)) continue;
+            if (K == BinaryOp::Pow && heed::is_negative(q)) continue;
           }
           xs.push_back(p);
           ys.push_back(q);
@@ -398,13 +398,13 @@ void check_binary(BinaryKind kind) {
       cpu().binary(heed_op(K), make(xs), make(ys), out);
       const std::vector<Out> want = read<Out>(out);
       int64_t error[2] = {0, 0};
-      const heed::cuda::BinaryFn<K, T> fn{error};
+      const heed::BinaryFn<K, T> fn{error};
       for (size_t i = 0; i < xs.size(); ++i) {
-        INFO(heed::cuda::binary_kind_name(K) << " of " << heed::dtype_name(heed::dtype_of<T>::value) << " " << +xs[i]
+        INFO(heed::binary_op_name(K) << " of " << heed::dtype_name(heed::dtype_of<T>::value) << " " << +xs[i]
                                              << " and " << +ys[i]);
-        CHECK(same<Out>(fn(xs[i], ys[i]), want[i], K == BinaryKind::Pow && std::is_same_v<T, float>));
+        CHECK(same<Out>(fn(xs[i], ys[i]), want[i], K == BinaryOp::Pow && std::is_same_v<T, float>));
       }
-      CHECK(error[0] == heed::cuda::kNoError);
+      CHECK(error[0] == heed::kNoError);
     }
   });
 }
@@ -412,7 +412,7 @@ void check_binary(BinaryKind kind) {
 template <class T>
 void check_every_binary() {
   for (int i = 0; i < kBinaryCount; ++i)
-    if (heed::cuda::binary_defined<T>(static_cast<BinaryKind>(i))) check_binary<T>(static_cast<BinaryKind>(i));
+    if (heed::binary_defined<T>(static_cast<BinaryOp>(i))) check_binary<T>(static_cast<BinaryOp>(i));
 }
 
 // Samples of S that the CPU converts to D without undefined behaviour.
@@ -437,7 +437,7 @@ void check_cast() {
   const std::vector<D> want = read<D>(out);
   for (size_t i = 0; i < x.size(); ++i) {
     INFO(heed::dtype_name(heed::dtype_of<S>::value) << " " << +x[i] << " to " << heed::dtype_name(heed::dtype_of<D>::value));
-    CHECK(same<D>(heed::cuda::cast_value<D>(x[i]), want[i], false));
+    CHECK(same<D>(heed::cast_value<D>(x[i]), want[i], false));
   }
 }
 
@@ -460,28 +460,28 @@ TEST_CASE("cuda elementwise formulas: the ops defined per dtype are the CPU's", 
                          const heed::DType dt = heed::dtype_of<T>::value;
                          heed::Tensor x = heed::zeros({3}, dt);
                          for (int i = 0; i < kUnaryCount; ++i) {
-                           const auto kind = static_cast<UnaryKind>(i);
-                           const bool to_bool = heed::cuda::unary_writes_bool(kind);
+                           const auto kind = static_cast<UnaryOp>(i);
+                           const bool to_bool = heed::unary_writes_bool(kind);
                            heed::Tensor out = heed::empty({3}, to_bool ? heed::DType::Bool : dt);
-                           INFO("unary " << heed::cuda::unary_kind_name(kind) << " of " << heed::dtype_name(dt));
-                           if (heed::cuda::unary_defined<T>(kind)) {
+                           INFO("unary " << heed::unary_op_name(kind) << " of " << heed::dtype_name(dt));
+                           if (heed::unary_defined<T>(kind)) {
                              CHECK_NOTHROW(cpu().unary(heed_op(kind), x, 1, 2, out));
                            } else {
                              CHECK_THROWS_WITH(cpu().unary(heed_op(kind), x, 1, 2, out),
-                                               Catch::Contains(heed::cuda::unary_kind_name(kind)));
+                                               Catch::Contains(heed::unary_op_name(kind)));
                            }
                          }
                          heed::Tensor y = heed::ones({3}, dt);
                          for (int i = 0; i < kBinaryCount; ++i) {
-                           const auto kind = static_cast<BinaryKind>(i);
-                           const bool to_bool = heed::cuda::binary_writes_bool(kind);
+                           const auto kind = static_cast<BinaryOp>(i);
+                           const bool to_bool = heed::binary_writes_bool(kind);
                            heed::Tensor out = heed::empty({3}, to_bool ? heed::DType::Bool : dt);
-                           INFO("binary " << heed::cuda::binary_kind_name(kind) << " of " << heed::dtype_name(dt));
-                           if (heed::cuda::binary_defined<T>(kind)) {
+                           INFO("binary " << heed::binary_op_name(kind) << " of " << heed::dtype_name(dt));
+                           if (heed::binary_defined<T>(kind)) {
                              CHECK_NOTHROW(cpu().binary(heed_op(kind), x, y, out));
                            } else {
                              CHECK_THROWS_WITH(cpu().binary(heed_op(kind), x, y, out),
-                                               Catch::Contains(heed::cuda::binary_kind_name(kind)));
+                                               Catch::Contains(heed::binary_op_name(kind)));
                            }
                          }
                        });
@@ -512,7 +512,7 @@ TEST_CASE("cuda elementwise formulas: casts give the CPU copy's values", "[cuda]
 }
 
 TEST_CASE("cuda elementwise formulas: where reads the mask as bytes", "[cuda][elementwise]") {
-  const heed::cuda::WhereFn<float> fn;
+  const heed::WhereFn<float> fn;
   CHECK(fn(0, 1.0f, 2.0f) == 2.0f);
   CHECK(fn(1, 1.0f, 2.0f) == 1.0f);
   CHECK(fn(255, 1.0f, 2.0f) == 1.0f);  // a uint8 mask: any non-zero byte
@@ -520,34 +520,34 @@ TEST_CASE("cuda elementwise formulas: where reads the mask as bytes", "[cuda][el
 
 TEST_CASE("cuda elementwise formulas: integer faults go to the error cell", "[cuda][elementwise]") {
   int64_t error[2] = {0, 0};
-  const heed::cuda::BinaryFn<BinaryKind::Div, int64_t> div{error};
+  const heed::BinaryFn<BinaryOp::Div, int64_t> div{error};
   CHECK(div(7, -2) == -3);  // toward zero
   CHECK(div(std::numeric_limits<int64_t>::min(), -1) == std::numeric_limits<int64_t>::min());  // wraps
-  CHECK(error[0] == heed::cuda::kNoError);
+  CHECK(error[0] == heed::kNoError);
   CHECK(div(5, 0) == 0);
-  CHECK(error[0] == heed::cuda::kDivisionByZero);
+  CHECK(error[0] == heed::kDivisionByZero);
   // The CPU refuses the same division.
   CHECK_THROWS_WITH(cpu().binary(heed::BinaryOp::Div, make<int64_t>({5}), make<int64_t>({0}),
                                  heed::empty({1}, heed::DType::Int64)),
                     Catch::Contains("division by zero"));
 
   int64_t error8[2] = {0, 0};
-  const heed::cuda::BinaryFn<BinaryKind::Div, uint8_t> div8{error8};
+  const heed::BinaryFn<BinaryOp::Div, uint8_t> div8{error8};
   CHECK(div8(200, 0) == 0);
-  CHECK(error8[0] == heed::cuda::kDivisionByZero);
+  CHECK(error8[0] == heed::kDivisionByZero);
 
   int64_t perror[2] = {0, 0};
-  const heed::cuda::BinaryFn<BinaryKind::Pow, int64_t> pow{perror};
+  const heed::BinaryFn<BinaryOp::Pow, int64_t> pow{perror};
   CHECK(pow(3, 4) == 81);
   CHECK(pow(2, 64) == 0);  // wraps
-  CHECK(perror[0] == heed::cuda::kNoError);
+  CHECK(perror[0] == heed::kNoError);
   CHECK(pow(2, -3) == 0);
-  CHECK(perror[0] == heed::cuda::kNegativePower);
+  CHECK(perror[0] == heed::kNegativePower);
   CHECK(perror[1] == -3);
-  CHECK(heed::cuda::binary_may_fail<int64_t>(BinaryKind::Pow));
-  CHECK_FALSE(heed::cuda::binary_may_fail<uint8_t>(BinaryKind::Pow));
-  CHECK(heed::cuda::binary_may_fail<uint8_t>(BinaryKind::Div));
-  CHECK_FALSE(heed::cuda::binary_may_fail<float>(BinaryKind::Div));
+  CHECK(heed::binary_may_fail<int64_t>(BinaryOp::Pow));
+  CHECK_FALSE(heed::binary_may_fail<uint8_t>(BinaryOp::Pow));
+  CHECK(heed::binary_may_fail<uint8_t>(BinaryOp::Div));
+  CHECK_FALSE(heed::binary_may_fail<float>(BinaryOp::Div));
 }
 
 // ---- bfloat16: float32's formulas on widened values, rounded once -------------------
@@ -563,13 +563,13 @@ bool same_value(float got, float want) {
 }
 
 // The bfloat16 formula of op K is exactly the float32 one on the widened input, rounded.
-template <UnaryKind K>
+template <UnaryOp K>
 void check_bf16_unary_as_float(double a, double b) {
-  using Fn = heed::cuda::UnaryFn<K, bfloat16>;
-  const auto fn = heed::cuda::make_unary_fn<K, bfloat16>(a, b);
-  const auto fn32 = heed::cuda::make_unary_fn<K, float>(a, b);
+  using Fn = heed::UnaryFn<K, bfloat16>;
+  const auto fn = heed::make_unary_fn<K, bfloat16>(a, b);
+  const auto fn32 = heed::make_unary_fn<K, float>(a, b);
   for (bfloat16 x : samples<bfloat16>()) {
-    INFO(heed::cuda::unary_kind_name(K) << " of bfloat16 " << float(x) << " (a " << a << ", b " << b << ")");
+    INFO(heed::unary_op_name(K) << " of bfloat16 " << float(x) << " (a " << a << ", b " << b << ")");
     if constexpr (std::is_same_v<typename Fn::Out, bool>) {
       CHECK(fn(x) == fn32(float(x)));
     } else {
@@ -578,14 +578,14 @@ void check_bf16_unary_as_float(double a, double b) {
   }
 }
 
-template <BinaryKind K>
+template <BinaryOp K>
 void check_bf16_binary_as_float() {
-  using Fn = heed::cuda::BinaryFn<K, bfloat16>;
+  using Fn = heed::BinaryFn<K, bfloat16>;
   const Fn fn{nullptr};
-  const heed::cuda::BinaryFn<K, float> fn32{nullptr};
+  const heed::BinaryFn<K, float> fn32{nullptr};
   for (bfloat16 p : samples<bfloat16>())
     for (bfloat16 q : samples<bfloat16>()) {
-      INFO(heed::cuda::binary_kind_name(K) << " of bfloat16 " << float(p) << " and " << float(q));
+      INFO(heed::binary_op_name(K) << " of bfloat16 " << float(p) << " and " << float(q));
       if constexpr (std::is_same_v<typename Fn::Out, bool>) {
         CHECK(fn(p, q) == fn32(float(p), float(q)));
       } else {
@@ -625,14 +625,14 @@ bool cpu_has_bf16_elementwise() {
 TEST_CASE("cuda elementwise formulas: bfloat16 is float32's formula on the widened value, rounded once",
           "[cuda][elementwise][bfloat16]") {
   for (int i = 0; i < kUnaryCount; ++i) {
-    const auto kind = static_cast<UnaryKind>(i);
-    CHECK(heed::cuda::unary_defined<bfloat16>(kind) == heed::cuda::unary_defined<float>(kind));
-    heed::cuda::dispatch_unary(kind, [&](auto k) {
-      constexpr UnaryKind K = decltype(k)::value;
-      if constexpr (heed::cuda::unary_defined<bfloat16>(K)) {
-        if (K == UnaryKind::PowScalar) {
+    const auto kind = static_cast<UnaryOp>(i);
+    CHECK(heed::unary_defined<bfloat16>(kind) == heed::unary_defined<float>(kind));
+    heed::dispatch_unary(kind, [&](auto k) {
+      constexpr UnaryOp K = decltype(k)::value;
+      if constexpr (heed::unary_defined<bfloat16>(K)) {
+        if (K == UnaryOp::PowScalar) {
           for (double e : {2.0, 1.0, 0.5, 3.0, -1.0, 0.0}) check_bf16_unary_as_float<K>(e, 0);
-        } else if (K == UnaryKind::Clamp) {
+        } else if (K == UnaryOp::Clamp) {
           check_bf16_unary_as_float<K>(-1.5, 2.5);
           check_bf16_unary_as_float<K>(0.1, 100);  // 0.1 is a float bound, not a bfloat16 one (as on the CPU)
         } else {
@@ -643,27 +643,27 @@ TEST_CASE("cuda elementwise formulas: bfloat16 is float32's formula on the widen
     });
   }
   for (int i = 0; i < kBinaryCount; ++i) {
-    const auto kind = static_cast<BinaryKind>(i);
-    CHECK(heed::cuda::binary_defined<bfloat16>(kind) == heed::cuda::binary_defined<float>(kind));
-    CHECK_FALSE(heed::cuda::binary_may_fail<bfloat16>(kind));
-    heed::cuda::dispatch_binary(kind, [&](auto k) {
-      constexpr BinaryKind K = decltype(k)::value;
-      if constexpr (heed::cuda::binary_defined<bfloat16>(K)) check_bf16_binary_as_float<K>();
+    const auto kind = static_cast<BinaryOp>(i);
+    CHECK(heed::binary_defined<bfloat16>(kind) == heed::binary_defined<float>(kind));
+    CHECK_FALSE(heed::binary_may_fail<bfloat16>(kind));
+    heed::dispatch_binary(kind, [&](auto k) {
+      constexpr BinaryOp K = decltype(k)::value;
+      if constexpr (heed::binary_defined<bfloat16>(K)) check_bf16_binary_as_float<K>();
     });
   }
   // One rounding, not two: 1 + 2^-8 is a tie in bfloat16 (rounds to even, 1),
   // 1 + 2^-8 + 2^-20 is just above it (rounds up).
-  const heed::cuda::BinaryFn<BinaryKind::Add, bfloat16> add{nullptr};
+  const heed::BinaryFn<BinaryOp::Add, bfloat16> add{nullptr};
   CHECK(float(add(bfloat16(1.0f), bfloat16(0x1p-8f))) == 1.0f);
   CHECK(float(add(bfloat16(1.0f), bfloat16(0x1p-8f + 0x1p-15f))) == 1.0078125f);
   // Comparisons compare the bfloat16 values, exactly.
-  const heed::cuda::BinaryFn<BinaryKind::Lt, bfloat16> lt{nullptr};
+  const heed::BinaryFn<BinaryOp::Lt, bfloat16> lt{nullptr};
   CHECK(lt(bfloat16(1.0f), bfloat16(1.0078125f)));
   CHECK_FALSE(lt(bfloat16(1.0f), bfloat16(1.001f)));  // 1.001 rounds to 1
 }
 
 TEST_CASE("cuda elementwise formulas: bfloat16 casts", "[cuda][elementwise][bfloat16]") {
-  using heed::cuda::cast_value;
+  using heed::cast_value;
   for (bfloat16 v : samples<bfloat16>()) {
     const float f = v;
     INFO("bfloat16 " << f);
@@ -768,9 +768,9 @@ void check_close(const heed::Tensor& gpu_out, const heed::Tensor& cpu_out, bool 
   }
 }
 
-bool transcendental(UnaryKind k) {
-  return approximated_on_cpu(k) || k == UnaryKind::Log || k == UnaryKind::Sin || k == UnaryKind::Cos ||
-         k == UnaryKind::PowScalar;
+bool transcendental(UnaryOp k) {
+  return approximated_on_cpu(k) || k == UnaryOp::Log || k == UnaryOp::Sin || k == UnaryOp::Cos ||
+         k == UnaryOp::PowScalar;
 }
 
 template <class T>
@@ -779,15 +779,15 @@ void check_unary_on_gpu() {
     const heed::Tensor base = tiled<T>(v.base, 0);
     const heed::Tensor x_cpu = v.view(base), x_gpu = v.view(base.to(heed::kCUDA));
     for (int i = 0; i < kUnaryCount; ++i) {
-      const auto kind = static_cast<UnaryKind>(i);
-      if (!heed::cuda::unary_defined<T>(kind)) continue;
-      const double a = kind == UnaryKind::Clamp ? -1.5 : (kind == UnaryKind::PowScalar ? 3.0 : 2.5);
+      const auto kind = static_cast<UnaryOp>(i);
+      if (!heed::unary_defined<T>(kind)) continue;
+      const double a = kind == UnaryOp::Clamp ? -1.5 : (kind == UnaryOp::PowScalar ? 3.0 : 2.5);
       const double b = 2.5;
-      heed::cuda::dispatch_unary(kind, [&](auto k) {
-        constexpr UnaryKind K = decltype(k)::value;
-        if constexpr (heed::cuda::unary_defined<T>(K)) {
-          using Out = typename heed::cuda::UnaryFn<K, T>::Out;
-          INFO(heed::cuda::unary_kind_name(K) << " of a " << v.name << " " << heed::dtype_name(heed::dtype_of<T>::value)
+      heed::dispatch_unary(kind, [&](auto k) {
+        constexpr UnaryOp K = decltype(k)::value;
+        if constexpr (heed::unary_defined<T>(K)) {
+          using Out = typename heed::UnaryFn<K, T>::Out;
+          INFO(heed::unary_op_name(K) << " of a " << v.name << " " << heed::dtype_name(heed::dtype_of<T>::value)
                                               << " tensor");
           heed::Tensor out_cpu = heed::empty(kViewShape, heed::dtype_of<Out>::value);
           heed::Tensor out_gpu = heed::empty(kViewShape, heed::dtype_of<Out>::value, heed::kCUDA);
@@ -804,26 +804,26 @@ template <class T>
 void check_binary_on_gpu() {
   // y avoids what integer div and pow refuse (tested on its own below).
   std::vector<T> y_values = samples<T>();
-  if constexpr (heed::cuda::kIsInteger<T>) y_values = {1, 2, 3, 5, 7, 100};
+  if constexpr (heed::kIsInteger<T>) y_values = {1, 2, 3, 5, 7, 100};
   for (const ViewCase& vx : kViews)
     for (const ViewCase& vy : kViews) {
       const heed::Tensor bx = tiled<T>(vx.base, 0), by = tiled<T>(vy.base, 3, y_values);
       const heed::Tensor x_cpu = vx.view(bx), x_gpu = vx.view(bx.to(heed::kCUDA));
       const heed::Tensor y_cpu = vy.view(by), y_gpu = vy.view(by.to(heed::kCUDA));
       for (int i = 0; i < kBinaryCount; ++i) {
-        const auto kind = static_cast<BinaryKind>(i);
-        if (!heed::cuda::binary_defined<T>(kind)) continue;
-        heed::cuda::dispatch_binary(kind, [&](auto k) {
-          constexpr BinaryKind K = decltype(k)::value;
-          if constexpr (heed::cuda::binary_defined<T>(K)) {
-            using Out = typename heed::cuda::BinaryFn<K, T>::Out;
-            INFO(heed::cuda::binary_kind_name(K) << " of " << vx.name << " and " << vy.name << " "
+        const auto kind = static_cast<BinaryOp>(i);
+        if (!heed::binary_defined<T>(kind)) continue;
+        heed::dispatch_binary(kind, [&](auto k) {
+          constexpr BinaryOp K = decltype(k)::value;
+          if constexpr (heed::binary_defined<T>(K)) {
+            using Out = typename heed::BinaryFn<K, T>::Out;
+            INFO(heed::binary_op_name(K) << " of " << vx.name << " and " << vy.name << " "
                                                  << heed::dtype_name(heed::dtype_of<T>::value) << " tensors");
             heed::Tensor out_cpu = heed::empty(kViewShape, heed::dtype_of<Out>::value);
             heed::Tensor out_gpu = heed::empty(kViewShape, heed::dtype_of<Out>::value, heed::kCUDA);
             cpu().binary(heed_op(K), x_cpu, y_cpu, out_cpu);
             gpu().binary(heed_op(K), x_gpu, y_gpu, out_gpu);
-            check_close<Out>(out_gpu, out_cpu, K == BinaryKind::Pow);
+            check_close<Out>(out_gpu, out_cpu, K == BinaryOp::Pow);
           }
         });
       }

@@ -68,6 +68,11 @@ Tensor counting_flat(const Shape& shape, DType dtype) {
       for (int64_t i = 0; i < n; ++i) v[i] = i % 3 == 0;
       return to_dtype(from_vector<uint8_t>(v), DType::Bool);
     }
+    case DType::BFloat16: {  // exact in bf16: halves from -3.25 up to 60
+      std::vector<bfloat16> v(n);
+      for (int64_t i = 0; i < n; ++i) v[i] = 0.5f * static_cast<float>(i % 128) - 3.25f;
+      return from_vector<bfloat16>(v);
+    }
   }
   return Tensor();
 }
@@ -90,7 +95,8 @@ std::string fixture(const std::string& name) { return std::string(HEED_TEST_DATA
 TEST_CASE("hdf5: every dtype at ranks 0 to 4 round-trips with its shape", "[hdf5]") {
   TempDir dir;
   const std::string path = dir.file("roundtrip.h5");
-  const std::vector<DType> dtypes{DType::Float32, DType::Float64, DType::Int64, DType::UInt8, DType::Bool};
+  const std::vector<DType> dtypes{DType::Float32, DType::Float64, DType::BFloat16, DType::Int64, DType::UInt8,
+                                  DType::Bool};
   const std::vector<Shape> shapes{{}, {5}, {2, 3}, {2, 1, 4}, {3, 2, 1, 2}, {2, 0, 3}};
   {
     h5::File f = h5::File::create(path);

@@ -82,9 +82,8 @@ template <class T>
 inline void add_into(T* d, T v) {
   if constexpr (is_floating_type_v<T>) {
     *d += v;
-  } else {  // wraps instead of overflowing
-    using U = std::make_unsigned_t<T>;
-    *d = static_cast<T>(static_cast<U>(static_cast<U>(*d) + static_cast<U>(v)));
+  } else {
+    *d = wrap_add(*d, v);  // wraps instead of overflowing (tensor/elementwise_formulas.h)
   }
 }
 

@@ -16,8 +16,11 @@
 //
 // Included by the CPU kernels only; every element is computed alone, so the
 // results are the same for any thread count.
+#include <cmath>
 #include <cstdint>
 #include <cstring>
+
+#include "tensor/elementwise_formulas.h"
 
 namespace heed::cpu {
 
@@ -134,5 +137,18 @@ inline float gelu_tanh_f32(float x) {
   const float k = 0.79788456080286535588f;
   return 0.5f * x * (1.0f + tanh_f32(k * (x + 0.044715f * x * x * x)));
 }
+
+// The Math policy of tensor/elementwise_formulas.h on the CPU: float32's exp,
+// tanh and erf through the vectorisable functions above (so sigmoid and the
+// GELUs, written with them there, vectorise too), the rest and float64
+// through the C library (float64 serves gradient checks, not speed).
+struct VecMath : LibMath {
+  static float exp(float v) { return exp_f32(v); }
+  static double exp(double v) { return std::exp(v); }
+  static float tanh(float v) { return tanh_f32(v); }
+  static double tanh(double v) { return std::tanh(v); }
+  static float erf(float v) { return erf_f32(v); }
+  static double erf(double v) { return std::erf(v); }
+};
 
 }  // namespace heed::cpu

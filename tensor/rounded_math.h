@@ -5,9 +5,11 @@
 // default, which rounds once and changes the last bits. The _rn intrinsics are
 // never contracted, so kernels that must match the CPU bit for bit (adam_step,
 // random, softmax, layer norm, reductions) use these.
+#include <math.h>
+
 #include "cuda/hd.h"
 
-namespace heed::cuda {
+namespace heed {
 
 HEED_HD inline float mul_rn(float a, float b) {
 #ifdef __CUDA_ARCH__
@@ -80,4 +82,4 @@ HEED_HD inline double sqrt_rn(double a) {
 #endif
 }
 
-}  // namespace heed::cuda
+}  // namespace heed

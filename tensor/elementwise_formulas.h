@@ -1,26 +1,29 @@
 #pragma once
-// The per-element formulas of the CUDA elementwise kernels (cuda/elementwise.cu):
-// the dtype cast of copy, every unary and binary op, where. They are HEED_HD
-// templates so that tests/cuda_strided_test.cpp can run the very same code on
-// the CPU and compare it with the CPU backend (tensor/cpu/cpu_elementwise.cpp),
-// whose semantics they reproduce:
+// The per-element formulas of both backends' elementwise kernels, written
+// once: the dtype cast of copy, every unary and binary op, where and fill.
+// The CPU (tensor/cpu/cpu_elementwise.cpp) and the GPU (cuda/elementwise.cu)
+// run these very functors over their strided loops; HEED_HD makes them
+// compile for both. The rules:
 //  - float32 math in float, float64 in double; integers wrap on overflow like
 //    two's complement; bool is a byte holding 0 or 1;
 //  - bfloat16 is a float stored in 16 bits (tensor/bfloat16.h): each element
 //    is widened to float, the float32 formula runs, and the result is rounded
 //    once on store; comparisons compare the (exactly widened) values;
 //  - casting to bool is "!= 0" (NaN gives true); float to an integer truncates
-//    toward zero;
+//    toward zero (through int64, so uint8 wraps the same way on both sides);
 //  - Maximum/Minimum, Clamp, Relu and Sign let NaN through;
 //  - comparisons, LogicalNot and IsNonFinite write bool;
 //  - integer division truncates toward zero and integer pow is by squaring,
 //    both wrapping; a zero divisor or a negative exponent cannot throw on the
-//    GPU, so the formula records it in an error cell the launcher reads back.
-// float32 exp/tanh/erf/sigmoid/GELU use CUDA's own functions (a few ulp, as the
-// CPU's vectorised ones), in the same formulas; exp flushes results below the
-// smallest normal (x < -87.3) to 0 as the CPU does.
+//    GPU, so the formula records it in an error cell the launcher reads back
+//    (the CPU checks its operands before the pass instead).
+// The transcendental functions come from a Math policy: LibMath (the C
+// library's, and CUDA's own on the device: a few ulp) by default, the CPU's
+// vectorisable float32 ones (tensor/cpu/vec_math.h) on the CPU. exp flushes
+// results below the smallest normal (x < -87.3) to 0 in both.
 //
-// No heed headers here but tensor/bfloat16.h, which nvcc compiles on its own.
+// No heed headers here but hd.h and tensor/bfloat16.h, which nvcc compiles on
+// their own.
 #include <math.h>
 
 #include <cstddef>
@@ -32,16 +35,25 @@
 #include "cuda/hd.h"
 #include "tensor/bfloat16.h"
 
-namespace heed::cuda {
+namespace heed {
 
-// The ops of heed::UnaryOp and heed::BinaryOp (tensor/backend.h), for code
-// that cannot include heed headers; cuda/elementwise.cpp maps one to the other.
-enum class UnaryKind {
+// The elementwise ops of the op table (tensor/backend.h's unary and binary
+// kernels); their scalars a, b are the kernel's arguments.
+enum class UnaryOp {
   Neg, Exp, Log, Sqrt, Rsqrt, Tanh, Sigmoid, Relu, GeluErf, GeluTanh, Abs, Sign, Erf, Sin, Cos,
-  Reciprocal, Square, AddScalar, MulScalar, PowScalar, Clamp, LogicalNot, IsNonFinite,
+  Reciprocal, Square,
+  AddScalar,   // x + a
+  MulScalar,   // x * a
+  PowScalar,   // x ^ a
+  Clamp,       // min(max(x, a), b)
+  LogicalNot,  // bool -> bool
+  IsNonFinite, // any -> bool: NaN or +-inf
 };
-enum class BinaryKind {
-  Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge, LogicalAnd, LogicalOr,
+
+enum class BinaryOp {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  Eq, Ne, Lt, Le, Gt, Ge,  // out is bool
+  LogicalAnd, LogicalOr,   // bool x bool -> bool
 };
 
 template <class T>
@@ -52,54 +64,54 @@ inline constexpr bool kIsFloat = std::is_floating_point_v<T> || std::is_same_v<T
 template <class T>
 inline constexpr bool kIsInteger = std::is_integral_v<T> && !kIsBool<T>;
 
-HEED_HD constexpr bool unary_writes_bool(UnaryKind k) { return k == UnaryKind::LogicalNot || k == UnaryKind::IsNonFinite; }
-HEED_HD constexpr bool binary_writes_bool(BinaryKind k) { return k >= BinaryKind::Eq; }
+HEED_HD constexpr bool unary_writes_bool(UnaryOp k) { return k == UnaryOp::LogicalNot || k == UnaryOp::IsNonFinite; }
+HEED_HD constexpr bool binary_writes_bool(BinaryOp k) { return k >= BinaryOp::Eq; }
 
 // Whether the CPU backend defines op k for dtype T (it throws otherwise).
 template <class T>
-HEED_HD constexpr bool unary_defined(UnaryKind k) {
+HEED_HD constexpr bool unary_defined(UnaryOp k) {
   if constexpr (kIsBool<T>) {
-    return k == UnaryKind::LogicalNot || k == UnaryKind::IsNonFinite;
+    return k == UnaryOp::LogicalNot || k == UnaryOp::IsNonFinite;
   } else if constexpr (kIsFloat<T>) {
-    return k != UnaryKind::LogicalNot;
+    return k != UnaryOp::LogicalNot;
   } else {
-    return k == UnaryKind::Neg || k == UnaryKind::Abs || k == UnaryKind::Sign || k == UnaryKind::Square ||
-           k == UnaryKind::AddScalar || k == UnaryKind::MulScalar || k == UnaryKind::Clamp ||
-           k == UnaryKind::IsNonFinite;
+    return k == UnaryOp::Neg || k == UnaryOp::Abs || k == UnaryOp::Sign || k == UnaryOp::Square ||
+           k == UnaryOp::AddScalar || k == UnaryOp::MulScalar || k == UnaryOp::Clamp ||
+           k == UnaryOp::IsNonFinite;
   }
 }
 
 template <class T>
-HEED_HD constexpr bool binary_defined(BinaryKind k) {
-  if (k >= BinaryKind::Eq && k <= BinaryKind::Ge) return true;  // every dtype compares
+HEED_HD constexpr bool binary_defined(BinaryOp k) {
+  if (k >= BinaryOp::Eq && k <= BinaryOp::Ge) return true;  // every dtype compares
   if constexpr (kIsBool<T>) {
-    return k == BinaryKind::LogicalAnd || k == BinaryKind::LogicalOr || k == BinaryKind::Maximum ||
-           k == BinaryKind::Minimum;
+    return k == BinaryOp::LogicalAnd || k == BinaryOp::LogicalOr || k == BinaryOp::Maximum ||
+           k == BinaryOp::Minimum;
   } else {
-    return k <= BinaryKind::Minimum;
+    return k <= BinaryOp::Minimum;
   }
 }
 
 // Whether op k on dtype T can record an error (integer Div and Pow), so the
 // caller must pass an error cell and read it back.
 template <class T>
-HEED_HD constexpr bool binary_may_fail(BinaryKind k) {
-  return kIsInteger<T> && (k == BinaryKind::Div || (k == BinaryKind::Pow && std::is_signed_v<T>));
+HEED_HD constexpr bool binary_may_fail(BinaryOp k) {
+  return kIsInteger<T> && (k == BinaryOp::Div || (k == BinaryOp::Pow && std::is_signed_v<T>));
 }
 
 // The ops' names, as the CPU backend's error messages spell them.
-inline const char* unary_kind_name(UnaryKind k) {
+inline const char* unary_op_name(UnaryOp k) {
   constexpr const char* kNames[] = {"neg", "exp", "log", "sqrt", "rsqrt", "tanh", "sigmoid", "relu",
                                     "gelu_erf", "gelu_tanh", "abs", "sign", "erf", "sin", "cos", "reciprocal",
                                     "square", "add_scalar", "mul_scalar", "pow_scalar", "clamp", "logical_not",
                                     "is_non_finite"};
-  static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(UnaryKind::IsNonFinite) + 1);
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(UnaryOp::IsNonFinite) + 1);
   return kNames[static_cast<int>(k)];
 }
-inline const char* binary_kind_name(BinaryKind k) {
+inline const char* binary_op_name(BinaryOp k) {
   constexpr const char* kNames[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq",
                                     "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"};
-  static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(BinaryKind::LogicalOr) + 1);
+  static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(BinaryOp::LogicalOr) + 1);
   return kNames[static_cast<int>(k)];
 }
 
@@ -183,6 +195,19 @@ HEED_HD inline double math_abs(double v) { return ::fabs(v); }
 HEED_HD inline float math_pow(float v, float e) { return ::powf(v, e); }
 HEED_HD inline double math_pow(double v, double e) { return ::pow(v, e); }
 
+// The default Math policy of the formulas: the functions above.
+struct LibMath {
+  template <class T> static HEED_HD T exp(T v) { return math_exp(v); }
+  template <class T> static HEED_HD T log(T v) { return math_log(v); }
+  template <class T> static HEED_HD T sqrt(T v) { return math_sqrt(v); }
+  template <class T> static HEED_HD T tanh(T v) { return math_tanh(v); }
+  template <class T> static HEED_HD T erf(T v) { return math_erf(v); }
+  template <class T> static HEED_HD T sin(T v) { return math_sin(v); }
+  template <class T> static HEED_HD T cos(T v) { return math_cos(v); }
+  template <class T> static HEED_HD T abs(T v) { return math_abs(v); }
+  template <class T> static HEED_HD T pow(T v, T e) { return math_pow(v, e); }
+};
+
 // The error cell of a binary kernel: [0] is what went wrong (0: nothing), [1] a value to report.
 enum BinaryError : int64_t { kNoError = 0, kDivisionByZero = 1, kNegativePower = 2 };
 
@@ -211,7 +236,7 @@ HEED_HD T integer_pow(T base, T n, int64_t* error) {
 // out = op(x) for one element; a and b are the op's scalars (make_unary_fn sets them).
 // C is the type the formula computes in (compute_t: float for bfloat16, whose
 // elements are widened on load and the result rounded once on return).
-template <UnaryKind K, class T>
+template <UnaryOp K, class T, class M = LibMath>
 struct UnaryFn {
   static_assert(unary_defined<T>(K), "this op is not defined for this dtype");
   using C = compute_t<T>;
@@ -219,7 +244,7 @@ struct UnaryFn {
   C a{}, b{};
 
   HEED_HD Out operator()(T x) const {
-    if constexpr (K == UnaryKind::IsNonFinite) {
+    if constexpr (K == UnaryOp::IsNonFinite) {
       if constexpr (kIsFloat<T>) {
         const C v = static_cast<C>(x);
         return !(v - v == C(0));  // x - x is 0 exactly when x is finite
@@ -237,38 +262,38 @@ struct UnaryFn {
 
  private:
   HEED_HD C floating(C v) const {
-    if constexpr (K == UnaryKind::Neg) return -v;
-    else if constexpr (K == UnaryKind::Exp) return math_exp(v);
-    else if constexpr (K == UnaryKind::Log) return math_log(v);
-    else if constexpr (K == UnaryKind::Sqrt) return math_sqrt(v);
-    else if constexpr (K == UnaryKind::Rsqrt) return C(1) / math_sqrt(v);
-    else if constexpr (K == UnaryKind::Tanh) return math_tanh(v);
-    else if constexpr (K == UnaryKind::Sigmoid) {
+    if constexpr (K == UnaryOp::Neg) return -v;
+    else if constexpr (K == UnaryOp::Exp) return M::exp(v);
+    else if constexpr (K == UnaryOp::Log) return M::log(v);
+    else if constexpr (K == UnaryOp::Sqrt) return M::sqrt(v);
+    else if constexpr (K == UnaryOp::Rsqrt) return C(1) / M::sqrt(v);
+    else if constexpr (K == UnaryOp::Tanh) return M::tanh(v);
+    else if constexpr (K == UnaryOp::Sigmoid) {
       // 1 / (1 + e) for x >= 0, e / (1 + e) for x < 0, e = exp(-|x|) never overflows.
-      const C e = math_exp(-math_abs(v));
+      const C e = M::exp(-M::abs(v));
       const C s = C(1) / (C(1) + e);
       return v >= C(0) ? s : (v < C(0) ? e * s : v);  // the last case is NaN
-    } else if constexpr (K == UnaryKind::Relu) {
+    } else if constexpr (K == UnaryOp::Relu) {
       return (v > C(0) || v != v) ? v : C(0);  // NaN stays NaN
-    } else if constexpr (K == UnaryKind::GeluErf) {
-      return C(0.5) * v * (C(1) + math_erf(v * C(0.70710678118654752440)));
-    } else if constexpr (K == UnaryKind::GeluTanh) {
+    } else if constexpr (K == UnaryOp::GeluErf) {
+      return C(0.5) * v * (C(1) + M::erf(v * C(0.70710678118654752440)));
+    } else if constexpr (K == UnaryOp::GeluTanh) {
       const C k = C(0.79788456080286535588);  // sqrt(2 / pi)
-      return C(0.5) * v * (C(1) + math_tanh(k * (v + C(0.044715) * v * v * v)));
-    } else if constexpr (K == UnaryKind::Abs) return math_abs(v);
-    else if constexpr (K == UnaryKind::Sign) return v != v ? v : C((v > C(0)) - (v < C(0)));  // NaN stays NaN
-    else if constexpr (K == UnaryKind::Erf) return math_erf(v);
-    else if constexpr (K == UnaryKind::Sin) return math_sin(v);
-    else if constexpr (K == UnaryKind::Cos) return math_cos(v);
-    else if constexpr (K == UnaryKind::Reciprocal) return C(1) / v;
-    else if constexpr (K == UnaryKind::Square) return v * v;
-    else if constexpr (K == UnaryKind::AddScalar) return v + a;
-    else if constexpr (K == UnaryKind::MulScalar) return v * a;
-    else if constexpr (K == UnaryKind::PowScalar) {
+      return C(0.5) * v * (C(1) + M::tanh(k * (v + C(0.044715) * v * v * v)));
+    } else if constexpr (K == UnaryOp::Abs) return M::abs(v);
+    else if constexpr (K == UnaryOp::Sign) return v != v ? v : C((v > C(0)) - (v < C(0)));  // NaN stays NaN
+    else if constexpr (K == UnaryOp::Erf) return M::erf(v);
+    else if constexpr (K == UnaryOp::Sin) return M::sin(v);
+    else if constexpr (K == UnaryOp::Cos) return M::cos(v);
+    else if constexpr (K == UnaryOp::Reciprocal) return C(1) / v;
+    else if constexpr (K == UnaryOp::Square) return v * v;
+    else if constexpr (K == UnaryOp::AddScalar) return v + a;
+    else if constexpr (K == UnaryOp::MulScalar) return v * a;
+    else if constexpr (K == UnaryOp::PowScalar) {
       // x*x is what pow(x, 2) rounds to anyway, and much cheaper (the CPU's special cases).
       if (a == C(2)) return v * v;
       if (a == C(1)) return v;
-      return math_pow(v, a);
+      return M::pow(v, a);
     } else {  // Clamp: max before min, x first, so NaN propagates
       v = v < a ? a : v;
       return v > b ? b : v;
@@ -276,12 +301,12 @@ struct UnaryFn {
   }
 
   HEED_HD T integer(T v) const {
-    if constexpr (K == UnaryKind::Neg) return wrap_sub(T(0), v);
-    else if constexpr (K == UnaryKind::Abs) return is_negative(v) ? wrap_sub(T(0), v) : v;
-    else if constexpr (K == UnaryKind::Sign) return T((v > T(0)) - is_negative(v));
-    else if constexpr (K == UnaryKind::Square) return wrap_mul(v, v);
-    else if constexpr (K == UnaryKind::AddScalar) return wrap_add(v, a);
-    else if constexpr (K == UnaryKind::MulScalar) return wrap_mul(v, a);
+    if constexpr (K == UnaryOp::Neg) return wrap_sub(T(0), v);
+    else if constexpr (K == UnaryOp::Abs) return is_negative(v) ? wrap_sub(T(0), v) : v;
+    else if constexpr (K == UnaryOp::Sign) return T((v > T(0)) - is_negative(v));
+    else if constexpr (K == UnaryOp::Square) return wrap_mul(v, v);
+    else if constexpr (K == UnaryOp::AddScalar) return wrap_add(v, a);
+    else if constexpr (K == UnaryOp::MulScalar) return wrap_mul(v, a);
     else {  // Clamp to [a, b], the integer bounds make_unary_fn rounded inwards
       v = v < a ? a : v;
       return v > b ? b : v;
@@ -292,17 +317,17 @@ struct UnaryFn {
 // The functor of op K for dtype T with the op's scalars converted as the CPU
 // does: to the compute type for floats (float for bfloat16); truncated through int64 for integer Add/MulScalar;
 // rounded inwards and saturated for integer Clamp.
-template <UnaryKind K, class T>
-UnaryFn<K, T> make_unary_fn(double a, double b) {
-  UnaryFn<K, T> fn;
+template <UnaryOp K, class T, class M = LibMath>
+UnaryFn<K, T, M> make_unary_fn(double a, double b) {
+  UnaryFn<K, T, M> fn;
   if constexpr (kIsFloat<T>) {
     fn.a = static_cast<compute_t<T>>(a);
     fn.b = static_cast<compute_t<T>>(b);
   } else if constexpr (kIsInteger<T>) {
-    if constexpr (K == UnaryKind::Clamp) {
+    if constexpr (K == UnaryOp::Clamp) {
       fn.a = saturate_to<T>(::ceil(a));
       fn.b = saturate_to<T>(::floor(b));
-    } else if constexpr (K == UnaryKind::AddScalar || K == UnaryKind::MulScalar) {
+    } else if constexpr (K == UnaryOp::AddScalar || K == UnaryOp::MulScalar) {
       fn.a = static_cast<T>(static_cast<int64_t>(a));
     }
   }
@@ -315,7 +340,7 @@ UnaryFn<K, T> make_unary_fn(double a, double b) {
 // used by integer Div and Pow.
 // bfloat16 operands are widened to float (exactly), so comparisons compare
 // their values and arithmetic rounds once, on return.
-template <BinaryKind K, class T>
+template <BinaryOp K, class T, class M = LibMath>
 struct BinaryFn {
   static_assert(binary_defined<T>(K), "this op is not defined for this dtype");
   using Out = std::conditional_t<binary_writes_bool(K), bool, T>;
@@ -331,28 +356,28 @@ struct BinaryFn {
 
  private:
   HEED_HD Out apply(T p, T q) const {
-    if constexpr (K == BinaryKind::Eq) return p == q;
-    else if constexpr (K == BinaryKind::Ne) return p != q;
-    else if constexpr (K == BinaryKind::Lt) return p < q;
-    else if constexpr (K == BinaryKind::Le) return p <= q;
-    else if constexpr (K == BinaryKind::Gt) return p > q;
-    else if constexpr (K == BinaryKind::Ge) return p >= q;
+    if constexpr (K == BinaryOp::Eq) return p == q;
+    else if constexpr (K == BinaryOp::Ne) return p != q;
+    else if constexpr (K == BinaryOp::Lt) return p < q;
+    else if constexpr (K == BinaryOp::Le) return p <= q;
+    else if constexpr (K == BinaryOp::Gt) return p > q;
+    else if constexpr (K == BinaryOp::Ge) return p >= q;
     else if constexpr (kIsBool<T>) {
-      if constexpr (K == BinaryKind::LogicalAnd || K == BinaryKind::Minimum) return p && q;
+      if constexpr (K == BinaryOp::LogicalAnd || K == BinaryOp::Minimum) return p && q;
       else return p || q;  // LogicalOr, Maximum
     } else if constexpr (kIsFloat<T>) {
-      if constexpr (K == BinaryKind::Add) return p + q;
-      else if constexpr (K == BinaryKind::Sub) return p - q;
-      else if constexpr (K == BinaryKind::Mul) return p * q;
-      else if constexpr (K == BinaryKind::Div) return p / q;
-      else if constexpr (K == BinaryKind::Pow) return math_pow(p, q);
-      else if constexpr (K == BinaryKind::Maximum) return (p > q || p != p) ? p : q;  // NaN in either propagates
+      if constexpr (K == BinaryOp::Add) return p + q;
+      else if constexpr (K == BinaryOp::Sub) return p - q;
+      else if constexpr (K == BinaryOp::Mul) return p * q;
+      else if constexpr (K == BinaryOp::Div) return p / q;
+      else if constexpr (K == BinaryOp::Pow) return M::pow(p, q);
+      else if constexpr (K == BinaryOp::Maximum) return (p > q || p != p) ? p : q;  // NaN in either propagates
       else return (p < q || p != p) ? p : q;                                        // Minimum
     } else {
-      if constexpr (K == BinaryKind::Add) return wrap_add(p, q);
-      else if constexpr (K == BinaryKind::Sub) return wrap_sub(p, q);
-      else if constexpr (K == BinaryKind::Mul) return wrap_mul(p, q);
-      else if constexpr (K == BinaryKind::Div) {  // truncates toward zero, like C++
+      if constexpr (K == BinaryOp::Add) return wrap_add(p, q);
+      else if constexpr (K == BinaryOp::Sub) return wrap_sub(p, q);
+      else if constexpr (K == BinaryOp::Mul) return wrap_mul(p, q);
+      else if constexpr (K == BinaryOp::Div) {  // truncates toward zero, like C++
         if (q == T(0)) {
           error[0] = kDivisionByZero;
           return T(0);
@@ -361,9 +386,9 @@ struct BinaryFn {
           if (q == T(-1)) return wrap_sub(T(0), p);  // INT64_MIN / -1 would trap
         }
         return static_cast<T>(p / q);
-      } else if constexpr (K == BinaryKind::Pow) {
+      } else if constexpr (K == BinaryOp::Pow) {
         return integer_pow(p, q, error);
-      } else if constexpr (K == BinaryKind::Maximum) {
+      } else if constexpr (K == BinaryOp::Maximum) {
         return p > q ? p : q;
       } else {
         return p < q ? p : q;  // Minimum
@@ -394,10 +419,10 @@ struct FillFn {
 
 // ---- run-time op to compile-time op ----------------------------------------------
 
-// Calls f(std::integral_constant<UnaryKind, k>{}): one instantiation per op.
+// Calls f(std::integral_constant<UnaryOp, k>{}): one instantiation per op.
 template <class F>
-decltype(auto) dispatch_unary(UnaryKind k, F&& f) {
-  using K = UnaryKind;
+decltype(auto) dispatch_unary(UnaryOp k, F&& f) {
+  using K = UnaryOp;
 #define HEED_UNARY_CASE(name) \
   case K::name: return f(std::integral_constant<K, K::name>{});
   switch (k) {
@@ -409,13 +434,13 @@ decltype(auto) dispatch_unary(UnaryKind k, F&& f) {
     HEED_UNARY_CASE(IsNonFinite)
   }
 #undef HEED_UNARY_CASE
-  throw std::logic_error("heed::cuda::dispatch_unary: unknown op");
+  throw std::logic_error("heed::dispatch_unary: unknown op");
 }
 
-// Calls f(std::integral_constant<BinaryKind, k>{}).
+// Calls f(std::integral_constant<BinaryOp, k>{}).
 template <class F>
-decltype(auto) dispatch_binary(BinaryKind k, F&& f) {
-  using K = BinaryKind;
+decltype(auto) dispatch_binary(BinaryOp k, F&& f) {
+  using K = BinaryOp;
 #define HEED_BINARY_CASE(name) \
   case K::name: return f(std::integral_constant<K, K::name>{});
   switch (k) {
@@ -425,7 +450,7 @@ decltype(auto) dispatch_binary(BinaryKind k, F&& f) {
     HEED_BINARY_CASE(LogicalAnd) HEED_BINARY_CASE(LogicalOr)
   }
 #undef HEED_BINARY_CASE
-  throw std::logic_error("heed::cuda::dispatch_binary: unknown op");
+  throw std::logic_error("heed::dispatch_binary: unknown op");
 }
 
-}  // namespace heed::cuda
+}  // namespace heed
