@@ -47,8 +47,10 @@ int64_t layer_norm_backward_workspace(int64_t rows, int64_t d);
 }  // namespace heed::cuda
 
 // ---- matmul / index / optim helper: cuda/index.cu, cuda/optim.cu, cuda/random.cu ----
-// The argument structs are in cuda/index_math.h and cuda/optim_math.h.
+// The argument structs are in cuda/index_math.h and tensor/adam_rule.h.
 #include <cstddef>
+
+#include "tensor/adam_rule.h"  // AdamScalars (standalone)
 
 namespace heed::cuda {
 
@@ -57,8 +59,6 @@ struct IndexSelectArgs;
 struct GatherArgs;
 struct ScatterAddArgs;
 struct IndexAddArgs;
-template <class T>
-struct AdamScalars;
 
 // Checks every entry of an index tensor of `numel` entries (a.walk over its
 // shape): *first_bad becomes the smallest row-major position of an entry
