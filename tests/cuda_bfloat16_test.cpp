@@ -21,25 +21,11 @@
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
+#include "tests/test_devices.h"
 
 using namespace heed;
 
 namespace {
-
-std::string no_gpu_reason() {
-  if (!cuda::built_with_cuda()) return "heed was built without CUDA (HEED_CUDA=OFF, or no nvcc was found)";
-  if (backend(DeviceType::CUDA).device_count() == 0) return "no GPU visible";
-  return "";
-}
-
-#define SKIP_WITHOUT_GPU()         \
-  do {                             \
-    const std::string why = no_gpu_reason(); \
-    if (!why.empty()) {            \
-      WARN("[skip] " << why);      \
-      return;                      \
-    }                              \
-  } while (0)
 
 const Backend& cpu() { return backend(DeviceType::CPU); }
 const Backend& gpu() { return backend(DeviceType::CUDA); }
@@ -147,7 +133,7 @@ double wavy(int64_t i) { return std::sin(double(i) * 0.37) * 3 + 0.01 * double(i
 }  // namespace
 
 TEST_CASE("cuda bfloat16: unary, binary, where and fill are float32's kernels rounded", "[cuda][bfloat16]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const UnaryOp unary_ops[] = {UnaryOp::Neg,   UnaryOp::Exp,     UnaryOp::Log,       UnaryOp::Sqrt,
                                UnaryOp::Rsqrt, UnaryOp::Tanh,    UnaryOp::Sigmoid,   UnaryOp::Relu,
                                UnaryOp::GeluErf, UnaryOp::GeluTanh, UnaryOp::Abs,    UnaryOp::Sign,
@@ -212,7 +198,7 @@ TEST_CASE("cuda bfloat16: unary, binary, where and fill are float32's kernels ro
 }
 
 TEST_CASE("cuda bfloat16: copies to and from every dtype, on the device and across", "[cuda][bfloat16]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   // Values every dtype holds, plus fractions and negatives for the float ones.
   for (DType other : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8, DType::Bool, DType::BFloat16}) {
     const bool small = other == DType::UInt8 || other == DType::Bool;
@@ -261,7 +247,7 @@ TEST_CASE("cuda bfloat16: copies to and from every dtype, on the device and acro
 }
 
 TEST_CASE("cuda bfloat16: reductions are float32's, rounded, and match the CPU", "[cuda][bfloat16]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const Tensor base = make({5, 3, 40}, DType::BFloat16, [](int64_t i) { return i == 17 ? NAN : wavy(i) * 10; });
   const Tensor clean = make({5, 3, 40}, DType::BFloat16, [](int64_t i) { return wavy(i) * 10; });
   for (const Tensor* b : {&base, &clean}) {
@@ -301,7 +287,7 @@ TEST_CASE("cuda bfloat16: reductions are float32's, rounded, and match the CPU",
 }
 
 TEST_CASE("cuda bfloat16: softmax and layer norm, forward and backward, compute in float32", "[cuda][bfloat16]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const double inf = INFINITY;
   for (int64_t n : {1, 7, 33, 768, 5000}) {
     INFO("n " << n);
@@ -367,7 +353,7 @@ TEST_CASE("cuda bfloat16: softmax and layer norm, forward and backward, compute 
 }
 
 TEST_CASE("cuda bfloat16: matmul through cuBLAS with float32 accumulation", "[cuda][bfloat16]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const int64_t B = 3, M = 37, K = 300, N = 41;
   const Tensor a = to_device(make({B, M, K}, DType::BFloat16, wavy), kCUDA);
   const Tensor at = to_device(make({B, K, M}, DType::BFloat16, wavy), kCUDA);  // read transposed
@@ -405,7 +391,7 @@ TEST_CASE("cuda bfloat16: matmul through cuBLAS with float32 accumulation", "[cu
 }
 
 TEST_CASE("cuda bfloat16: index_select, gather, scatter_add and index_add", "[cuda][bfloat16]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const Tensor x = permute(to_device(make({6, 5}, DType::BFloat16, wavy), kCUDA), {1, 0});  // [5, 6], strided
   const Tensor idx = to_device(make({4}, DType::Int64, [](int64_t i) { return double((i * 3) % 5); }), kCUDA);
   Tensor sel = empty({4, 6}, DType::BFloat16, kCUDA), sel32 = empty({4, 6}, DType::Float32, kCUDA);
@@ -456,7 +442,7 @@ TEST_CASE("cuda bfloat16: index_select, gather, scatter_add and index_add", "[cu
 }
 
 TEST_CASE("cuda bfloat16: adam_step and random draws are float32's, rounded on store", "[cuda][bfloat16]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const int64_t n = 1000;
   auto state = [&](DType t, double scale, int64_t shift) {
     return to_device(make({n}, t, [&](int64_t i) { return scale * std::sin(double(i + shift) * 0.3); }), kCUDA);

@@ -16,6 +16,7 @@
 #include "cuda/optim_math.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
+#include "tests/test_devices.h"
 
 using namespace heed;
 using namespace heed::cuda;
@@ -374,22 +375,6 @@ TEST_CASE("cuda optim math: random_block gives the CPU's samples for every distr
 // ---- on a GPU: the kernels themselves against the CPU -------------------------
 
 namespace {
-
-// Why the device cases cannot run here; empty when they can.
-std::string no_gpu_reason() {
-  if (!has_backend(DeviceType::CUDA)) return "heed was built without CUDA";
-  if (!cuda_is_available()) return "no GPU visible";
-  return "";
-}
-
-#define HEED_SKIP_WITHOUT_GPU()             \
-  do {                                      \
-    const std::string why = no_gpu_reason(); \
-    if (!why.empty()) {                     \
-      WARN("[skip] " << why);               \
-      return;                               \
-    }                                       \
-  } while (0)
 
 Tensor on_gpu(const Tensor& t) { return t.to(kCUDA); }
 Tensor on_cpu(const Tensor& t) { return t.to(kCPU); }

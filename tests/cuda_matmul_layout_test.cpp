@@ -12,6 +12,7 @@
 #include "cuda/matmul.h"
 #include "cuda/matmul_layout.h"
 #include "tensor/ops.h"
+#include "tests/test_devices.h"
 
 using namespace heed;
 using namespace heed::cuda;
@@ -181,12 +182,6 @@ TEST_CASE("cuda matmul: TF32 is off unless asked for, in every build", "[cuda][m
 
 namespace {
 
-std::string no_gpu_reason() {
-  if (!has_backend(DeviceType::CUDA)) return "heed was built without CUDA";
-  if (!cuda_is_available()) return "no GPU visible";
-  return "";
-}
-
 void check_close(const Tensor& got, const Tensor& want, double tol) {
   REQUIRE(got.shape() == want.shape());
   const std::vector<double> g = to_dtype(got.to(kCPU), DType::Float64).to_vector<double>();
@@ -197,11 +192,7 @@ void check_close(const Tensor& got, const Tensor& want, double tol) {
 }  // namespace
 
 TEST_CASE("cuda matmul: cuBLAS agrees with the CPU on every layout, float32 and float64", "[cuda][matmul][device]") {
-  const std::string why = no_gpu_reason();
-  if (!why.empty()) {
-    WARN("[skip] " << why);
-    return;
-  }
+  HEED_SKIP_WITHOUT_GPU();
   for (DType dtype : {DType::Float32, DType::Float64}) {
     CAPTURE(dtype_name(dtype));
     const double tol = dtype == DType::Float32 ? 1e-4 : 1e-12;

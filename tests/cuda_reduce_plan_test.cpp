@@ -22,6 +22,7 @@
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
+#include "tests/test_devices.h"
 
 using namespace heed;
 using heed::cuda::ReducePlan;
@@ -329,21 +330,6 @@ TEST_CASE("cuda arg_merge: any merge tree gives the CPU's first extreme, first N
 
 namespace {
 
-std::string no_gpu_reason() {
-  if (!heed::cuda::built_with_cuda()) return "heed was built without CUDA (HEED_CUDA=OFF, or no nvcc was found)";
-  if (backend(DeviceType::CUDA).device_count() == 0) return "no GPU visible";
-  return "";
-}
-
-#define SKIP_WITHOUT_GPU_HERE()          \
-  do {                                   \
-    const std::string why = no_gpu_reason(); \
-    if (!why.empty()) {                  \
-      WARN("[skip] " << why);            \
-      return;                            \
-    }                                    \
-  } while (0)
-
 Tensor make_cpu(const Shape& shape, DType dtype, const std::function<double(int64_t)>& f) {
   Tensor t = empty(shape, dtype);
   dispatch_dtype(dtype, [&](auto zero) {
@@ -433,7 +419,7 @@ LayerNormBounds layer_norm_f64_bounds(const std::vector<double>& x, const std::v
 }  // namespace
 
 TEST_CASE("cuda reduce: every op, dtype and set of dims of a strided x matches the CPU", "[cuda]") {
-  SKIP_WITHOUT_GPU_HERE();
+  HEED_SKIP_WITHOUT_GPU();
   const Backend& cpu = backend(DeviceType::CPU);
   const Backend& gpu = backend(DeviceType::CUDA);
   const double nan = std::nan("");
@@ -491,7 +477,7 @@ TEST_CASE("cuda reduce: every op, dtype and set of dims of a strided x matches t
 }
 
 TEST_CASE("cuda softmax and layer norm match the CPU, -inf rows give no NaN", "[cuda]") {
-  SKIP_WITHOUT_GPU_HERE();
+  HEED_SKIP_WITHOUT_GPU();
   const Backend& cpu = backend(DeviceType::CPU);
   const Backend& gpu = backend(DeviceType::CUDA);
   const double inf = std::numeric_limits<double>::infinity();

@@ -10,29 +10,13 @@
 #include "cuda/register.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
+#include "tests/test_devices.h"
 
 using heed::DeviceType;
 
 namespace {
 
-// Why the CUDA device tests cannot run here; empty when they can.
-std::string cuda_unavailable_reason() {
-  if (!heed::cuda::built_with_cuda()) return "heed was built without CUDA (HEED_CUDA=OFF, or no nvcc was found)";
-  if (heed::backend(DeviceType::CUDA).device_count() == 0)
-    return "no GPU visible (heed was built with CUDA, but the driver reports no device)";
-  return "";
-}
-
 }  // namespace
-
-#define SKIP_WITHOUT_GPU()                                           \
-  do {                                                               \
-    const std::string why = cuda_unavailable_reason();               \
-    if (!why.empty()) {                                              \
-      WARN("[skip] " << why);                                        \
-      return;                                                        \
-    }                                                                \
-  } while (0)
 
 TEST_CASE("cuda: the backend is registered exactly when heed was built with CUDA", "[cuda]") {
   REQUIRE(heed::has_backend(DeviceType::CUDA) == heed::cuda::built_with_cuda());
@@ -56,7 +40,7 @@ TEST_CASE("cuda: asking for a CUDA tensor without a GPU is a heed::Error", "[cud
 }
 
 TEST_CASE("cuda: the caching allocator reuses freed blocks without cudaMalloc", "[cuda]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const heed::Backend& cuda = heed::backend(DeviceType::CUDA);
   heed::cuda::empty_cache();
   const heed::cuda::MemoryStats before = heed::cuda::memory_stats(0);
@@ -89,7 +73,7 @@ TEST_CASE("cuda: the caching allocator reuses freed blocks without cudaMalloc", 
 }
 
 TEST_CASE("cuda: running out of device memory is a heed::Error naming the sizes", "[cuda]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const heed::Backend& cuda = heed::backend(DeviceType::CUDA);
   const size_t too_much = size_t{1} << 50;  // 1 PiB
   REQUIRE_THROWS_AS(cuda.allocate(too_much, 0), heed::Error);
@@ -103,13 +87,13 @@ TEST_CASE("cuda: running out of device memory is a heed::Error naming the sizes"
 }
 
 TEST_CASE("cuda: a nonexistent device index is a heed::Error", "[cuda]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const heed::Backend& cuda = heed::backend(DeviceType::CUDA);
   REQUIRE_THROWS_WITH(cuda.allocate(16, cuda.device_count()), Catch::Contains("does not exist"));
 }
 
 TEST_CASE("cuda: tensors copy to the device and back", "[cuda]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const std::vector<float> values = {0.5f, -1.0f, 2.0f, 3.25f, -4.0f, 5.0f};
   heed::Tensor host = heed::from_vector(values, {2, 3});
 
@@ -128,7 +112,7 @@ TEST_CASE("cuda: tensors copy to the device and back", "[cuda]") {
 }
 
 TEST_CASE("cuda: fill writes every element on the device", "[cuda]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   heed::Tensor f = heed::empty({1000, 3}, heed::DType::Float32, heed::kCUDA);
   f.fill_(2.5);
   CHECK(f.to(heed::kCPU).to_vector<float>() == std::vector<float>(3000, 2.5f));
@@ -139,7 +123,7 @@ TEST_CASE("cuda: fill writes every element on the device", "[cuda]") {
 }
 
 TEST_CASE("cuda: matmul runs through cuBLAS", "[cuda]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   heed::Tensor a = heed::ones({2, 2}, heed::DType::Float32, heed::kCUDA);
   CHECK(heed::matmul(a, a).to(heed::kCPU).to_vector<float>() == std::vector<float>(4, 2.0f));
 }

@@ -6,6 +6,8 @@
 // The tolerances assume float32 matmuls on the GPU (TF32 off, the default).
 #include <catch2/catch.hpp>
 
+#include "tests/test_devices.h"
+
 #include <cmath>
 #include <filesystem>
 #include <string>
@@ -16,17 +18,6 @@
 using namespace heed;
 
 namespace {
-
-bool gpu_here() { return cuda::built_with_cuda() && device_count(DeviceType::CUDA) > 0; }
-
-#define SKIP_WITHOUT_GPU()                                                                        \
-  do {                                                                                            \
-    if (!gpu_here()) {                                                                            \
-      WARN("[skip] no GPU visible (heed built " << (cuda::built_with_cuda() ? "with" : "without") \
-                                                 << " CUDA)");                                    \
-      return;                                                                                     \
-    }                                                                                             \
-  } while (0)
 
 double max_abs_diff(const Tensor& a, const Tensor& b) {
   return amax(abs(sub(a.to(kCPU).to(DType::Float64), b.to(kCPU).to(DType::Float64)))).item<double>();
@@ -82,7 +73,7 @@ TEST_CASE("nn device paths: clip_grad_norm of order inf is NaN when a gradient i
 // ---- on a GPU --------------------------------------------------------------------------
 
 TEST_CASE("nn on cuda: a GPT trains on the GPU as on the CPU", "[cuda][nn]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   Generator g1(5), g2(5);
   nn::GPT cpu(tiny_gpt(), &g1), gpu(tiny_gpt(), &g2);
   gpu.to(kCUDA);
@@ -119,7 +110,7 @@ TEST_CASE("nn on cuda: a GPT trains on the GPU as on the CPU", "[cuda][nn]") {
 }
 
 TEST_CASE("nn on cuda: optimizer state made before the model moved follows it", "[cuda][nn][optim]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   Generator g(6);
   nn::GPT model(tiny_gpt(), &g);
   optim::AdamW opt(model.named_parameters(), optim::AdamWOptions{});
@@ -137,7 +128,7 @@ TEST_CASE("nn on cuda: optimizer state made before the model moved follows it", 
 
 TEST_CASE("nn on cuda: seq2seq with padding and dropout trains, saves and restores across devices",
           "[cuda][nn][checkpoint]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   Pairs d;
   Tensor src_pad = nn::padding_mask(d.src, 0), tgt_pad = nn::padding_mask(d.tgt_in, 0);
   nn::CrossEntropyOptions ce;
@@ -197,7 +188,7 @@ TEST_CASE("nn on cuda: seq2seq with padding and dropout trains, saves and restor
 }
 
 TEST_CASE("nn on cuda: greedy decoding, beam search and GPT generation give the CPU's tokens", "[cuda][nn]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   Pairs d;
   Generator g1(9), g2(9);
   nn::Seq2SeqTransformer cpu(tiny_seq2seq(0.0), &g1), gpu(tiny_seq2seq(0.0), &g2);
@@ -220,7 +211,7 @@ TEST_CASE("nn on cuda: greedy decoding, beam search and GPT generation give the 
 }
 
 TEST_CASE("nn on cuda: attention masks are made on the scores' device and kept", "[cuda][nn][attention]") {
-  SKIP_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   nn::AttentionOptions o;
   o.causal = true;
   const Tensor m1 = nn::attention_mask(o, 2, 2, 4, 6, kCUDA);

@@ -43,6 +43,17 @@ inline std::vector<Device> test_devices() {
   return devices;
 }
 
+// For a test that needs a GPU: where CUDA cannot be tested it returns at
+// once with a warning starting "[skip]", which ctest reports as skipped.
+#define HEED_SKIP_WITHOUT_GPU()                                        \
+  do {                                                                 \
+    const std::string heed_skip_why_ = heed::test::cuda_unavailable_reason(); \
+    if (!heed_skip_why_.empty()) {                                     \
+      WARN("[skip] " << heed_skip_why_);                               \
+      return;                                                          \
+    }                                                                  \
+  } while (0)
+
 // test_devices(), warning once per test case when CUDA is not among them.
 // Catch re-runs a test case once per section, so "once" is tracked by the
 // test case's name.
