@@ -213,11 +213,23 @@ programs() {
   resumed="$("$bin/lm" train --resume "$work/lm_bf16/last.h5" --out "$work/lm_bf16" --sample-len 0 --device cuda 2>&1)"
   grep -q "precision bf16" <<<"$resumed"
   echo "a bf16 checkpoint resumed in bf16"
+  # Exact resume on the GPU in mixed precision (the kernels are deterministic):
+  # 40 translate steps in one run equal 20, a checkpoint, and 20 more.
+  echo "-- translate --precision bf16 --device cuda: 40 steps vs 20 + resume 20"
+  local tr=(--task reverse --tokenizer word --d-model 64 --heads 4 --encoder-layers 1 --decoder-layers 1 --ff 128
+            --max-tokens 1024 --lr 3e-3 --warmup 10 --steps 40 --eval-every 10 --save-every 10 --beam 1 --show 0
+            --precision bf16 --device cuda)
+  "$bin/translate" train "${tr[@]}" --out "$work/bf16_full" > /dev/null 2>&1
+  "$bin/translate" train "${tr[@]}" --stop-at 20 --out "$work/bf16_half" > /dev/null 2>&1
+  "$bin/translate" train --resume "$work/bf16_half/last.h5" --out "$work/bf16_half" --eval-every 10 --save-every 10 \
+    --beam 1 --show 0 --device cuda > /dev/null 2>&1
+  diff <(cut -d, -f1,3,7-9 "$work/bf16_full/log.csv") <(cut -d, -f1,3,7-9 "$work/bf16_half/log.csv")
+  echo "a bf16 translate run resumed on the GPU equals the uninterrupted one"
 }
 : > "$logs/programs.log"
 phase "programs on the GPU (lm, translate, attention; CPU vs GPU first-step loss)" "$logs/programs.log" \
   "$(allowance 90 100)" -- bash -c "$(declare -f programs); build='$build'; programs"
-grep -E "first-step loss|relative difference|final validation loss|validation loss [0-9]|BLEU greedy|memory: peak|resumed in bf16" \
+grep -E "first-step loss|relative difference|final validation loss|validation loss [0-9]|BLEU greedy|memory: peak|resumed in bf16|resumed on the GPU" \
   "$logs/programs.log" | head -n 16 | sed 's/^/       /' | tee -a "$summary"
 
 # ---- 4. benchmarks ------------------------------------------------------------------------------
