@@ -1,4 +1,6 @@
 // Joining and splitting: cat, stack, split, chunk.
+#include <algorithm>
+
 #include "autograd/record.h"
 #include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
@@ -10,9 +12,10 @@ Tensor cat(const TensorList& tensors_in, int64_t dim) {
   // Under autocast, bfloat16 parts meeting a float32 one are widened to it.
   TensorList tensors = tensors_in;
   if (Autocast::is_enabled()) {
-    for (const Tensor& t : tensors_in)
-      if (t.defined() && t.dtype() == DType::Float32)
-        for (Tensor& u : tensors) u = autocast::widest(u, t);
+    auto f32 = std::find_if(tensors_in.begin(), tensors_in.end(),
+                            [](const Tensor& t) { return t.defined() && t.dtype() == DType::Float32; });
+    if (f32 != tensors_in.end())
+      for (Tensor& u : tensors) u = autocast::widest(u, *f32);
   }
   const Tensor& first = tensors[0];
   detail::check_defined(first, "cat");
