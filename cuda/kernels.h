@@ -27,6 +27,9 @@ void launch_reduce(ReduceKind kind, const T* x, void* out, const ReducePlan& pla
 // Softmax (log = false) or log-softmax over the last dim of contiguous x [rows, n] into out [rows, n].
 template <class T>
 void launch_softmax(const T* x, T* out, int64_t rows, int64_t n, bool log);
+// Its backward from grad and the output y, all contiguous [rows, n] (tensor/backend.h has the rule).
+template <class T>
+void launch_softmax_backward(const T* grad, const T* y, T* grad_x, int64_t rows, int64_t n, bool log);
 
 // Layer norm of contiguous x [rows, d]; weight, bias [d] may be null. Writes
 // out [rows, d], mean [rows], rstd [rows] (mean and rstd in compute_t<T>:

@@ -110,6 +110,25 @@ void softmax(const Tensor& x, bool log, const Tensor& out) {
   });
 }
 
+void softmax_backward(const Tensor& grad, const Tensor& y, bool log, const Tensor& grad_x) {
+  HEED_CHECK(grad.is_contiguous() && y.is_contiguous() && grad_x.is_contiguous(),
+             "cuda softmax_backward: grad, y and grad_x must be contiguous, got grad {}, y {}, grad_x {}", describe(grad),
+             describe(y), describe(grad_x));
+  HEED_CHECK(grad.shape() == y.shape() && grad_x.shape() == y.shape() && grad.dtype() == y.dtype() &&
+                 grad_x.dtype() == y.dtype(),
+             "cuda softmax_backward: grad {}, y {} and grad_x {} must agree", describe(grad), describe(y),
+             describe(grad_x));
+  const int64_t n = y.dim() == 0 ? 1 : y.shape().back();
+  if (y.numel() == 0 || n == 0) return;
+  const int64_t rows = y.numel() / n;
+  DeviceGuard guard(y.device().index);
+  dispatch_floating_or_bf16(y.dtype(), "cuda softmax_backward", [&](auto zero) {
+    using T = decltype(zero);
+    launch_softmax_backward<T>(static_cast<const T*>(grad.raw_data()), static_cast<const T*>(y.raw_data()),
+                               static_cast<T*>(grad_x.raw_data()), rows, n, log);
+  });
+}
+
 template <class T>
 const T* data_or_null(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
@@ -179,6 +198,7 @@ void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weig
 void install_reduction_kernels(Backend& row) {
   row.reduce = reduce;
   row.softmax = softmax;
+  row.softmax_backward = softmax_backward;
   row.layer_norm = layer_norm;
   row.layer_norm_backward = layer_norm_backward;
 }

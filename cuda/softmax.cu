@@ -87,7 +87,54 @@ __global__ void __launch_bounds__(kMaxGroupThreads)
   }
 }
 
+// The backward, one group per row like the forward: s = sum(g * y)
+// (softmax) or sum(g) (log-softmax) in double, the CPU's products rounded to
+// C first, then gx = y * (g - s) or g - exp(y) * s, computed in C.
+template <class T>
+__global__ void __launch_bounds__(kMaxGroupThreads)
+    softmax_backward_kernel(const T* g, const T* y, T* gx, int64_t rows, int64_t n, bool log_softmax) {
+  using C = compute_t<T>;
+  __shared__ double shared_sum[32];
+  const int64_t per_grid = static_cast<int64_t>(gridDim.x) * blockDim.y;
+  for (int64_t base = static_cast<int64_t>(blockIdx.x) * blockDim.y; base < rows; base += per_grid) {
+    const int64_t row = base + threadIdx.y;
+    const bool active = row < rows;
+    const T* gr = g + (active ? row : 0) * n;
+    const T* yr = y + (active ? row : 0) * n;
+    double sum = 0;
+    if (active)
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+        const C gj = static_cast<C>(gr[j]);
+        sum += static_cast<double>(log_softmax ? gj : mul_rn(gj, static_cast<C>(yr[j])));
+      }
+    sum = group_reduce(sum, AddMerge(), shared_sum);
+    if (!active) continue;
+    const C s = static_cast<C>(sum);
+    T* out = gx + row * n;
+    if (log_softmax) {
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+        out[j] = static_cast<T>(static_cast<C>(gr[j]) - mul_rn(exp_of(static_cast<C>(yr[j])), s));
+    } else {
+      for (int64_t j = threadIdx.x; j < n; j += blockDim.x)
+        out[j] = static_cast<T>(mul_rn(static_cast<C>(yr[j]), static_cast<C>(gr[j]) - s));
+    }
+  }
+}
+
 }  // namespace
+
+template <class T>
+void launch_softmax_backward(const T* grad, const T* y, T* grad_x, int64_t rows, int64_t n, bool log) {
+  if (rows <= 0 || n <= 0) return;
+  const RowLaunch l = plan_rows(rows, n);
+  const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
+  softmax_backward_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(grad, y, grad_x, rows, n, log);
+  HEED_CUDA_CHECK(cudaGetLastError());
+}
+
+template void launch_softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t, bool);
+template void launch_softmax_backward<double>(const double*, const double*, double*, int64_t, int64_t, bool);
+template void launch_softmax_backward<bfloat16>(const bfloat16*, const bfloat16*, bfloat16*, int64_t, int64_t, bool);
 
 template <class T>
 void launch_softmax(const T* x, T* out, int64_t rows, int64_t n, bool log) {

@@ -62,6 +62,13 @@ struct Backend {
   // Softmax (or log-softmax) over the last dim of a contiguous x. A row whose
   // entries are all -inf gives zeros (softmax) or -inf (log-softmax), not NaN.
   void (*softmax)(const Tensor& x, bool log, const Tensor& out) = nullptr;
+  // Its backward from the upstream grad and the forward's output y, all
+  // contiguous [R, n] of one dtype, in one pass per row:
+  //   softmax: grad_x = y * (grad - sum(grad * y));  log-softmax: grad_x = grad - exp(y) * sum(grad)
+  // (sums over the row, carried in double). An all-zero softmax row (from an
+  // all -inf input) gives zero grad_x; a log-softmax row of -inf passes grad
+  // through (exp(-inf) = 0), as the rule written in tensor ops does.
+  void (*softmax_backward)(const Tensor& grad, const Tensor& y, bool log, const Tensor& grad_x) = nullptr;
   // Layer norm over the last dim of a contiguous x [R, D]; weight and bias are
   // contiguous [D] or undefined (no affine part). Writes out [R, D] and, for
   // the backward, mean [R] and rstd = 1 / sqrt(biased var + eps) [R], both

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <limits>
 
+#include "autograd/grad_mode.h"
 #include "autograd/record.h"
 #include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
@@ -176,10 +177,17 @@ Tensor softmax_impl(const Tensor& t, int64_t dim, bool log) {
   if (y.numel() > 0) detail::kernel(x.device(), &Backend::softmax, name)(x, log, y);
   Tensor out = contiguous(transpose(y, d, last));
   if (auto* node = record(name, {t}, out)) {
-    node->backward = [so = SavedTensor(out), d, log, name](const Tensor& g) {
+    node->backward = [so = SavedTensor(out), d, last, log, name](const Tensor& g) {
       Tensor yy = so.unpack(name);
-      if (log) return TensorList{sub(g, mul(exp(yy), sum(g, {d}, true)))};
-      return TensorList{mul(yy, sub(g, sum(mul(g, yy), {d}, true)))};
+      if (GradMode::is_enabled()) {  // create_graph: the rule in differentiable ops
+        if (log) return TensorList{sub(g, mul(exp(yy), sum(g, {d}, true)))};
+        return TensorList{mul(yy, sub(g, sum(mul(g, yy), {d}, true)))};
+      }
+      // One fused pass per row (Backend::softmax_backward), no full-size temporaries.
+      Tensor yl = contiguous(transpose(yy, d, last)), gl = contiguous(transpose(g, d, last));
+      Tensor gx = empty(yl.shape(), yl.dtype(), yl.device());
+      if (gx.numel() > 0) detail::kernel(yl.device(), &Backend::softmax_backward, name)(gl, yl, log, gx);
+      return TensorList{contiguous(transpose(gx, d, last))};
     };
   }
   return out;

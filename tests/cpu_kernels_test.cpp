@@ -12,9 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "autograd/engine.h"
 #include "tensor/backend.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/ops.h"
 #include "tensor/philox.h"
 #include "tensor/tensor_impl.h"
 
@@ -501,6 +503,52 @@ TEST_CASE("softmax and log_softmax match double references, -inf rows give no Na
       }
       require_close(values(lp), want_lp, tol);
     }
+  }
+}
+
+TEST_CASE("softmax_backward matches the rule in double, -inf rows included", "[cpu]") {
+  const double inf = std::numeric_limits<double>::infinity();
+  for (DType dtype : {DType::Float32, DType::Float64}) {
+    for (int64_t n : {1, 7, 33, 5000}) {
+      INFO(dtype_name(dtype) << " n = " << n);
+      Tensor x = make({3, n}, dtype, [&](int64_t i) {
+        const int64_t r = i / n, j = i % n;
+        if (r == 1) return -inf;
+        if (r == 2 && j % 3 == 1) return -inf;
+        return std::sin(j * 1.3) * 4;
+      });
+      Tensor g = make({3, n}, dtype, [&](int64_t i) { return std::cos(i * 0.7) * 2; });
+      const std::vector<double> gv = values(g);
+      for (bool log : {false, true}) {
+        INFO((log ? "log_softmax" : "softmax"));
+        Tensor y = empty({3, n}, dtype), gx = empty({3, n}, dtype);
+        kernels().softmax(x, log, y);
+        kernels().softmax_backward(g, y, log, gx);
+        const std::vector<double> yv = values(y);
+        std::vector<double> want;
+        for (int64_t r = 0; r < 3; ++r) {
+          double s = 0;
+          for (int64_t j = 0; j < n; ++j) s += log ? gv[r * n + j] : gv[r * n + j] * yv[r * n + j];
+          for (int64_t j = 0; j < n; ++j) {
+            const double yj = yv[r * n + j], gj = gv[r * n + j];
+            want.push_back(log ? gj - std::exp(yj) * s : yj * (gj - s));
+          }
+        }
+        require_close(values(gx), want, dtype == DType::Float32 ? 2e-5 : 1e-12);
+      }
+    }
+  }
+  // Through autograd, along a dim other than the last: the fused backward
+  // equals the rule written in ops (which create_graph takes).
+  Tensor x = randn({4, 6, 5}).requires_grad_();
+  Tensor w = randn({4, 6, 5});
+  for (bool log : {false, true}) {
+    auto f = [&] { return sum(mul(log ? log_softmax(x, 1) : softmax(x, 1), w)); };
+    Tensor gx = grad({f()}, {x})[0];
+    Tensor gx2 = grad({f()}, {x}, {}, /*create_graph=*/true)[0];  // the rule written in ops
+    REQUIRE(gx.shape() == x.shape());
+    const std::vector<double> a = values(gx), b = values(gx2);
+    for (size_t i = 0; i < a.size(); ++i) REQUIRE(a[i] == Approx(b[i]).margin(1e-6));
   }
 }
 

@@ -498,6 +498,12 @@ TEST_CASE("cuda softmax and layer norm match the CPU, -inf rows give no NaN", "[
         cpu.softmax(x, log, want);
         gpu.softmax(xg, log, got);
         require_close(values_of(got), values_of(want), tol);
+        // The backward from the CPU's y, on both devices.
+        Tensor g = make_cpu({5, n}, dtype, [](int64_t i) { return std::cos(double(i) * 0.7); });
+        Tensor gx_want = empty({5, n}, dtype), gx_got = empty({5, n}, dtype, kCUDA);
+        cpu.softmax_backward(g, want, log, gx_want);
+        gpu.softmax_backward(to_device(g, kCUDA), to_device(want, kCUDA), log, gx_got);
+        require_close(values_of(gx_got), values_of(gx_want), tol * 4);
       }
       // Layer norm forward and backward, with and without the affine part.
       Tensor w = make_cpu({n}, dtype, [](int64_t j) { return 0.5 + 0.01 * double(j % 50); });

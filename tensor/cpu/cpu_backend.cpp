@@ -132,6 +132,7 @@ void register_cpu_backend() {
   row.reduce = &reduce;
   row.matmul = &matmul;
   row.softmax = &softmax;
+  row.softmax_backward = &softmax_backward;
   row.layer_norm = &layer_norm;
   row.layer_norm_backward = &layer_norm_backward;
   row.index_select = &index_select;

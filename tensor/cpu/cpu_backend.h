@@ -36,6 +36,7 @@ void reduce(ReduceOp op, const Tensor& x, const Tensor& out);
 
 // cpu_softmax.cpp
 void softmax(const Tensor& x, bool log, const Tensor& out);
+void softmax_backward(const Tensor& grad, const Tensor& y, bool log, const Tensor& grad_x);
 
 // cpu_norm.cpp
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,

@@ -103,6 +103,10 @@ void p_softmax(const Tensor& x, bool log, const Tensor& out) {
   Timed t(log ? "log_softmax" : "softmax");
   softmax(x, log, out);
 }
+void p_softmax_backward(const Tensor& g, const Tensor& y, bool log, const Tensor& gx) {
+  Timed t(log ? "log_softmax_backward" : "softmax_backward");
+  softmax_backward(g, y, log, gx);
+}
 void p_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& out, const Tensor& mean,
                   const Tensor& rstd) {
   Timed t("layer_norm");
@@ -174,6 +178,7 @@ void maybe_profile(Backend& row) {
   row.reduce = &p_reduce;
   row.matmul = &p_matmul;
   row.softmax = &p_softmax;
+  row.softmax_backward = &p_softmax_backward;
   row.layer_norm = &p_layer_norm;
   row.layer_norm_backward = &p_layer_norm_backward;
   row.index_select = &p_index_select;

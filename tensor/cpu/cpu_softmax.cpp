@@ -74,7 +74,60 @@ void softmax_row(const T* x, T* out, int64_t n, bool log) {
   }
 }
 
+// One row of the backward: softmax  gx = y * (g - sum(g * y)),
+//                          log-softmax gx = g - exp(y) * sum(g).
+template <class T>
+void softmax_backward_row(const T* g, const T* y, T* gx, int64_t n, bool log) {
+  double lanes[kLanes] = {};
+  int64_t i = 0;
+  if (log) {
+    for (; i + kLanes <= n; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(g[i + j]);
+    for (int j = 0; i < n; ++i, ++j) lanes[j] += static_cast<double>(g[i]);
+  } else {
+    for (; i + kLanes <= n; i += kLanes)
+      for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(g[i + j] * y[i + j]);
+    for (int j = 0; i < n; ++i, ++j) lanes[j] += static_cast<double>(g[i] * y[i]);
+  }
+  double s = 0;
+  for (int j = 0; j < kLanes; ++j) s += lanes[j];
+  const T sum = static_cast<T>(s);
+  if (log) {
+    // exp(-inf) = 0: a row of -inf (an all -inf input) passes g through, as the composed rule does.
+    for (int64_t k = 0; k < n; ++k) gx[k] = g[k] - row_exp(y[k]) * sum;
+  } else {
+    for (int64_t k = 0; k < n; ++k) gx[k] = y[k] * (g[k] - sum);
+  }
+}
+
 }  // namespace
+
+void softmax_backward(const Tensor& grad, const Tensor& y, bool log, const Tensor& grad_x) {
+  HEED_CHECK(grad.is_contiguous() && y.is_contiguous() && grad_x.is_contiguous(),
+             "cpu softmax_backward: grad, y and grad_x must be contiguous");
+  HEED_CHECK(grad.shape() == y.shape() && grad_x.shape() == y.shape() && grad.dtype() == y.dtype() &&
+                 grad_x.dtype() == y.dtype(),
+             "cpu softmax_backward: grad {} {}, y {} {} and grad_x {} {} must agree", shape_str(grad.shape()),
+             dtype_name(grad.dtype()), shape_str(y.shape()), dtype_name(y.dtype()), shape_str(grad_x.shape()),
+             dtype_name(grad_x.dtype()));
+  const int64_t n = y.dim() == 0 ? 1 : y.shape().back();
+  if (y.numel() == 0 || n == 0) return;
+  if (y.dtype() == DType::BFloat16) {
+    Tensor gx32 = float32_like(grad_x);
+    softmax_backward(widened(grad), widened(y), log, gx32);
+    return store_rounded(gx32, grad_x);
+  }
+  const int64_t rows = y.numel() / n;
+  dispatch_floating(y.dtype(), "cpu softmax_backward", [&](auto zero) {
+    using T = decltype(zero);
+    const T* pg = static_cast<const T*>(grad.raw_data());
+    const T* py = static_cast<const T*>(y.raw_data());
+    T* po = static_cast<T*>(grad_x.raw_data());
+    parallel_for(0, rows, std::max<int64_t>(1, kRowWork / n), [&](int64_t rb, int64_t re) {
+      for (int64_t r = rb; r < re; ++r) softmax_backward_row(pg + r * n, py + r * n, po + r * n, n, log);
+    });
+  });
+}
 
 void softmax(const Tensor& x, bool log, const Tensor& out) {
   HEED_CHECK(x.is_contiguous() && out.is_contiguous(), "cpu softmax: x and out must be contiguous");
