@@ -31,6 +31,16 @@ void launch_softmax(const T* x, T* out, int64_t rows, int64_t n, bool log);
 template <class T>
 void launch_softmax_backward(const T* grad, const T* y, T* grad_x, int64_t rows, int64_t n, bool log);
 
+// Fused cross-entropy of contiguous logits x [rows, n] against target [rows]
+// (cuda/cross_entropy.cu; tensor/backend.h has the rule): loss [rows], lse [rows].
+template <class T>
+void launch_cross_entropy(const T* x, const int64_t* target, int64_t ignore_index, double smoothing, T* loss,
+                          compute_t<T>* lse, int64_t rows, int64_t n);
+// Its backward from grad [rows] into grad_x [rows, n].
+template <class T>
+void launch_cross_entropy_backward(const T* grad, const T* x, const int64_t* target, const compute_t<T>* lse,
+                                   int64_t ignore_index, double smoothing, T* grad_x, int64_t rows, int64_t n);
+
 // Layer norm of contiguous x [rows, d]; weight, bias [d] may be null. Writes
 // out [rows, d], mean [rows], rstd [rows] (mean and rstd in compute_t<T>:
 // float for bfloat16). T is float, double or bfloat16, for softmax too.

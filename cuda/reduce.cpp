@@ -129,6 +129,42 @@ void softmax_backward(const Tensor& grad, const Tensor& y, bool log, const Tenso
   });
 }
 
+void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& target) {
+  HEED_CHECK(logits.dim() == 2 && logits.is_contiguous(), "cuda {}: logits must be a contiguous [N, C], got {}", op,
+             describe(logits));
+  HEED_CHECK(target.dtype() == DType::Int64 && target.dim() == 1 && target.size(0) == logits.size(0) &&
+                 target.is_contiguous(),
+             "cuda {}: target must be a contiguous int64 [{}], got {}", op, logits.size(0), describe(target));
+}
+
+void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double smoothing,
+                   const Tensor& loss, const Tensor& lse) {
+  check_cross_entropy("cross_entropy", logits, target);
+  DeviceGuard guard(logits.device().index);
+  dispatch_floating_or_bf16(logits.dtype(), "cuda cross_entropy", [&](auto zero) {
+    using T = decltype(zero);
+    launch_cross_entropy<T>(static_cast<const T*>(logits.raw_data()), static_cast<const int64_t*>(target.raw_data()),
+                            ignore_index, smoothing, static_cast<T*>(loss.raw_data()),
+                            static_cast<compute_t<T>*>(lse.raw_data()), logits.size(0), logits.size(1));
+  });
+}
+
+void cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
+                            int64_t ignore_index, double smoothing, const Tensor& grad_logits) {
+  check_cross_entropy("cross_entropy_backward", logits, target);
+  HEED_CHECK(grad.is_contiguous() && grad_logits.is_contiguous() && grad_logits.shape() == logits.shape(),
+             "cuda cross_entropy_backward: grad {} and grad_logits {} must be contiguous, grad_logits as logits {}",
+             describe(grad), describe(grad_logits), describe(logits));
+  DeviceGuard guard(logits.device().index);
+  dispatch_floating_or_bf16(logits.dtype(), "cuda cross_entropy_backward", [&](auto zero) {
+    using T = decltype(zero);
+    launch_cross_entropy_backward<T>(static_cast<const T*>(grad.raw_data()), static_cast<const T*>(logits.raw_data()),
+                                     static_cast<const int64_t*>(target.raw_data()),
+                                     static_cast<const compute_t<T>*>(lse.raw_data()), ignore_index, smoothing,
+                                     static_cast<T*>(grad_logits.raw_data()), logits.size(0), logits.size(1));
+  });
+}
+
 template <class T>
 const T* data_or_null(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.raw_data()) : nullptr;
@@ -199,6 +235,8 @@ void install_reduction_kernels(Backend& row) {
   row.reduce = reduce;
   row.softmax = softmax;
   row.softmax_backward = softmax_backward;
+  row.cross_entropy = cross_entropy;
+  row.cross_entropy_backward = cross_entropy_backward;
   row.layer_norm = layer_norm;
   row.layer_norm_backward = layer_norm_backward;
 }

@@ -2,7 +2,7 @@
 // The CUDA row of the op table is filled in parts, one per group of kernels,
 // each part in its own file next to the kernels it installs:
 //   cuda/elementwise.cpp  copy (strided, casting), fill, unary, binary, where
-//   cuda/reduce.cpp       reduce, softmax, softmax_backward, layer_norm, layer_norm_backward
+//   cuda/reduce.cpp       reduce, softmax, softmax_backward, cross_entropy (and backward), layer_norm, layer_norm_backward
 //   cuda/matmul.cpp       matmul through cuBLAS
 //   cuda/index.cpp        index_select, gather, scatter_add, index_add
 //   cuda/optim.cpp        adam_step, random

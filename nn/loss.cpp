@@ -2,9 +2,12 @@
 
 #include <vector>
 
+#include "autograd/grad_mode.h"
+#include "autograd/record.h"
 #include "tensor/autocast.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
+#include "tensor/op_helpers.h"
 #include "tensor/shape.h"
 
 namespace heed::nn {
@@ -14,6 +17,7 @@ namespace {
 // A classification loss's inputs flattened to rows, checked.
 struct Rows {
   Tensor scores;       // [N, C] logits or log-probabilities
+  Tensor flat_target;  // [N] int64, ignore_index included
   Tensor safe_target;  // [N] int64; ignored rows read class 0 so that no gather leaves [0, C)
   Tensor counted;      // [N] bool: target != ignore_index
   Shape target_shape;  // the caller's target shape, for Reduction::None
@@ -52,6 +56,7 @@ Rows to_rows(const char* fn, const char* what, const Tensor& scores, const Tenso
   Tensor flat_target = reshape(target, {n});
   rows.counted = ne(flat_target, scalar_tensor(static_cast<double>(ignore_index), DType::Int64, target.device()));
   rows.safe_target = where(rows.counted, flat_target, scalar_tensor(0, DType::Int64, target.device()));
+  rows.flat_target = contiguous(flat_target);
   rows.target_shape = target.shape();
   return rows;
 }
@@ -81,20 +86,48 @@ Tensor zero_where_ignored(const Tensor& per_row, const Rows& rows) {
   return where(rows.counted, per_row, scalar_tensor(0, per_row.dtype(), per_row.device()));
 }
 
+// Every row's smoothed cross-entropy [N] in one fused kernel (tensor/backend.h
+// has the rule), 0 in ignored rows, recorded as one graph node: the forward
+// keeps only the row log-sum-exps, the backward writes the logits' gradient
+// in one pass. With create_graph the backward is the same rule in
+// differentiable ops.
+Tensor fused_rows(const Rows& rows, int64_t ignore_index, double e) {
+  const Tensor& scores = rows.scores;  // [N, C]
+  Tensor x = contiguous(scores.detach());
+  const int64_t n = x.size(0);
+  Tensor loss = empty({n}, x.dtype(), x.device());
+  Tensor lse = empty({n}, compute_dtype(x.dtype()), x.device());
+  if (n > 0)
+    detail::kernel(x.device(), &Backend::cross_entropy, "cross_entropy")(x, rows.flat_target, ignore_index, e, loss, lse);
+  if (auto* node = record("cross_entropy", {scores}, loss)) {
+    node->backward = [sx = SavedTensor(scores), target = rows.flat_target, safe = rows.safe_target,
+                      counted = rows.counted, lse, ignore_index, e](const Tensor& g) {
+      Tensor xs = sx.unpack("cross_entropy");
+      const int64_t classes = xs.size(1);
+      if (GradMode::is_enabled()) {
+        Tensor pick = mul(one_hot(safe, classes, xs.dtype()), 1.0 - e);
+        Tensor per_class = add(sub(softmax(xs, -1), pick), -e / static_cast<double>(classes));
+        Tensor gx = mul(unsqueeze(g, 1), per_class);
+        return TensorList{where(unsqueeze(counted, 1), gx, scalar_tensor(0, gx.dtype(), gx.device()))};
+      }
+      Tensor gx = empty(xs.shape(), xs.dtype(), xs.device());
+      if (gx.numel() > 0)
+        detail::kernel(xs.device(), &Backend::cross_entropy_backward, "cross_entropy backward")(
+            contiguous(g), contiguous(xs), target, lse, ignore_index, e, gx);
+      return TensorList{gx};
+    };
+  }
+  return loss;
+}
+
 }  // namespace
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, const CrossEntropyOptions& options) {
   const double e = options.label_smoothing;
   HEED_CHECK(e >= 0.0 && e <= 1.0, "cross_entropy: label_smoothing must be in [0, 1], got {}", e);
   Rows rows = to_rows("cross_entropy", "logits", logits, target, options.ignore_index);
-  Tensor log_probs = log_softmax(rows.scores, -1);  // [N, C]
-  Tensor per_row = picked_nll(log_probs, rows);     // [N]
-  if (e > 0) {
-    const double classes = static_cast<double>(rows.scores.size(1));
-    Tensor uniform_nll = neg(sum(log_probs, {1}));  // [N]: sum over c of -log p[c]
-    per_row = add(mul(per_row, 1.0 - e), mul(uniform_nll, e / classes));
-  }
-  return reduce(zero_where_ignored(per_row, rows), rows, options.reduction);
+  // (1 - e) * -log p[target] + e * mean over c of -log p[c], in one kernel; 0 in ignored rows.
+  return reduce(fused_rows(rows, options.ignore_index, e), rows, options.reduction);
 }
 
 Tensor nll_loss(const Tensor& log_probs, const Tensor& target, const NLLLossOptions& options) {

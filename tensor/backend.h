@@ -69,6 +69,19 @@ struct Backend {
   // all -inf input) gives zero grad_x; a log-softmax row of -inf passes grad
   // through (exp(-inf) = 0), as the rule written in tensor ops does.
   void (*softmax_backward)(const Tensor& grad, const Tensor& y, bool log, const Tensor& grad_x) = nullptr;
+  // Cross-entropy with label smoothing e of each row of contiguous logits
+  // x [N, C] against target [N] (int64; each id in [0, C) or ignore_index:
+  // the op layer has checked them), in one pass per row:
+  //   lse[n] = log sum_c exp(x[n, c])                     (compute_dtype(x), kept for the backward)
+  //   loss[n] = (1 - e) (lse - x[n, t]) + e (lse - mean_c x[n, c]),   0 where t == ignore_index
+  // with sums in double. loss is [N] of x's dtype.
+  void (*cross_entropy)(const Tensor& logits, const Tensor& target, int64_t ignore_index, double smoothing,
+                        const Tensor& loss, const Tensor& lse) = nullptr;
+  // Its backward from grad [N] (x's dtype) into grad_logits [N, C]:
+  //   grad_logits[n, c] = grad[n] (p[n, c] - (1 - e) [c == t] - e / C),  p = exp(x - lse)
+  // (p = 0 in a row whose lse is -inf); rows with t == ignore_index get 0.
+  void (*cross_entropy_backward)(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
+                                 int64_t ignore_index, double smoothing, const Tensor& grad_logits) = nullptr;
   // Layer norm over the last dim of a contiguous x [R, D]; weight and bias are
   // contiguous [D] or undefined (no affine part). Writes out [R, D] and, for
   // the backward, mean [R] and rstd = 1 / sqrt(biased var + eps) [R], both

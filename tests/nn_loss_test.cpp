@@ -186,3 +186,49 @@ TEST_CASE("cross_entropy and nll_loss name the bad target, the class count and t
   REQUIRE_THROWS_WITH(nn::nll_loss(logits, from_vector<int64_t>({0, 7, 2}, {3})),
                       Contains("nll_loss") && Contains("target 7"));
 }
+
+TEST_CASE("cross_entropy's fused kernel: large vocabularies, float32 and bfloat16, -inf rows, its gradient", "[loss]") {
+  const int64_t N = 6, C = 3000;
+  Generator gen(7);
+  Tensor logits = mul(randn({N, C}, &gen), 3.0);
+  Tensor target = from_vector<int64_t>({5, -100, 2999, 0, 1234, 17});
+  const std::vector<double> x = to_dtype(logits, DType::Float64).to_vector<double>();
+  const std::vector<int64_t> t = target.to_vector<int64_t>();
+  for (double e : {0.0, 0.1}) {
+    INFO("label_smoothing " << e);
+    nn::CrossEntropyOptions o;
+    o.label_smoothing = e;
+    o.reduction = nn::Reduction::None;
+    const std::vector<double> want = formula_rows(x, t, C, -100, e);
+    require_close(to_dtype(nn::cross_entropy(logits, target, o), DType::Float64).to_vector<double>(), want, 2e-5);
+    // bfloat16 logits: the float32 kernel on the widened values, the loss rounded once.
+    Tensor l16 = to_dtype(logits, DType::BFloat16);
+    const std::vector<double> x16 = to_dtype(l16, DType::Float64).to_vector<double>();
+    const std::vector<double> want16 = formula_rows(x16, t, C, -100, e);
+    const std::vector<double> got16 = to_dtype(nn::cross_entropy(l16, target, o), DType::Float64).to_vector<double>();
+    for (size_t i = 0; i < got16.size(); ++i) REQUIRE(got16[i] == Approx(want16[i]).epsilon(1.0 / 128).margin(1e-6));
+    // The gradient: softmax - (1 - e) one_hot - e / C, times the row's weight, 0 in the ignored row.
+    Tensor xr = logits.detach().requires_grad_();
+    o.reduction = nn::Reduction::Sum;
+    nn::cross_entropy(xr, target, o).backward();
+    const std::vector<double> g = to_dtype(xr.grad(), DType::Float64).to_vector<double>();
+    for (int64_t n = 0; n < N; ++n) {
+      double mx = -INFINITY, se = 0;
+      for (int64_t c = 0; c < C; ++c) mx = std::max(mx, x[n * C + c]);
+      for (int64_t c = 0; c < C; ++c) se += std::exp(x[n * C + c] - mx);
+      for (int64_t c = 0; c < C; c += 97) {
+        const double p = std::exp(x[n * C + c] - mx) / se;
+        const double want_g = t[n] == -100 ? 0.0 : p - (c == t[n] ? 1 - e : 0) - e / C;
+        REQUIRE(g[n * C + c] == Approx(want_g).margin(1e-6));
+      }
+    }
+  }
+  // A row with every logit -inf: the loss is inf (no probability anywhere), its gradient finite.
+  Tensor bad = from_vector<float>({-INFINITY, -INFINITY, -INFINITY, 1, 2, 3}, {2, 3}).requires_grad_();
+  nn::CrossEntropyOptions o;
+  o.reduction = nn::Reduction::None;
+  Tensor loss = nn::cross_entropy(bad, from_vector<int64_t>({1, 2}), o);
+  REQUIRE(std::isinf(loss.to_vector<float>()[0]));
+  sum(mul(loss, from_vector<float>({0, 1}))).backward();
+  for (float v : bad.grad().to_vector<float>()) REQUIRE(std::isfinite(v));
+}

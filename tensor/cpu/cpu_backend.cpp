@@ -133,6 +133,8 @@ void register_cpu_backend() {
   row.matmul = &matmul;
   row.softmax = &softmax;
   row.softmax_backward = &softmax_backward;
+  row.cross_entropy = &cross_entropy;
+  row.cross_entropy_backward = &cross_entropy_backward;
   row.layer_norm = &layer_norm;
   row.layer_norm_backward = &layer_norm_backward;
   row.index_select = &index_select;

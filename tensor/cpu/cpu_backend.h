@@ -37,6 +37,10 @@ void reduce(ReduceOp op, const Tensor& x, const Tensor& out);
 // cpu_softmax.cpp
 void softmax(const Tensor& x, bool log, const Tensor& out);
 void softmax_backward(const Tensor& grad, const Tensor& y, bool log, const Tensor& grad_x);
+void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double smoothing,
+                   const Tensor& loss, const Tensor& lse);
+void cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
+                            int64_t ignore_index, double smoothing, const Tensor& grad_logits);
 
 // cpu_norm.cpp
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,

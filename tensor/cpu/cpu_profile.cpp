@@ -107,6 +107,15 @@ void p_softmax_backward(const Tensor& g, const Tensor& y, bool log, const Tensor
   Timed t(log ? "log_softmax_backward" : "softmax_backward");
   softmax_backward(g, y, log, gx);
 }
+void p_cross_entropy(const Tensor& x, const Tensor& t, int64_t ignore, double e, const Tensor& loss, const Tensor& lse) {
+  Timed timed("cross_entropy");
+  cross_entropy(x, t, ignore, e, loss, lse);
+}
+void p_cross_entropy_backward(const Tensor& g, const Tensor& x, const Tensor& t, const Tensor& lse, int64_t ignore,
+                              double e, const Tensor& gx) {
+  Timed timed("cross_entropy_backward");
+  cross_entropy_backward(g, x, t, lse, ignore, e, gx);
+}
 void p_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& out, const Tensor& mean,
                   const Tensor& rstd) {
   Timed t("layer_norm");
@@ -179,6 +188,8 @@ void maybe_profile(Backend& row) {
   row.matmul = &p_matmul;
   row.softmax = &p_softmax;
   row.softmax_backward = &p_softmax_backward;
+  row.cross_entropy = &p_cross_entropy;
+  row.cross_entropy_backward = &p_cross_entropy_backward;
   row.layer_norm = &p_layer_norm;
   row.layer_norm_backward = &p_layer_norm_backward;
   row.index_select = &p_index_select;
