@@ -18,16 +18,6 @@ namespace heed::cuda {
 
 namespace {
 
-__device__ inline float exp_of(float v) { return expf(v); }
-__device__ inline double exp_of(double v) { return exp(v); }
-
-struct MaxOf {
-  template <class V>
-  __device__ V operator()(V a, V b) const {
-    return b > a ? b : a;
-  }
-};
-
 // Block (group threads, rows per block), grid (blocks); x [rows, n], target, loss, lse [rows].
 template <class T>
 __global__ void __launch_bounds__(kMaxGroupThreads)
@@ -49,7 +39,7 @@ __global__ void __launch_bounds__(kMaxGroupThreads)
         const C v = static_cast<C>(xr[j]);
         m = v > m ? v : m;
       }
-    m = group_reduce(m, MaxOf(), shared_max);
+    m = group_reduce(m, MaxSkippingNaN(), shared_max);
     double sum = 0, xsum = 0;
     if (active)
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {

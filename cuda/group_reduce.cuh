@@ -82,4 +82,17 @@ struct AddMerge {
   }
 };
 
+// The CPU's row max: b > a ? b : a never takes a NaN (the row kernels'
+// max before exp: softmax, cross_entropy).
+struct MaxSkippingNaN {
+  template <class T>
+  __device__ T operator()(T a, T b) const {
+    return b > a ? b : a;
+  }
+};
+
+// exp by type: CUDA's expf for float, exp for double.
+__device__ inline float exp_of(float v) { return expf(v); }
+__device__ inline double exp_of(double v) { return exp(v); }
+
 }  // namespace heed::cuda

@@ -29,17 +29,6 @@ namespace heed::cuda {
 
 namespace {
 
-__device__ inline float exp_of(float v) { return expf(v); }
-__device__ inline double exp_of(double v) { return exp(v); }
-
-// The CPU's row max: v > m ? v : m never takes a NaN.
-struct MaxSkippingNaN {
-  template <class T>
-  __device__ T operator()(T a, T b) const {
-    return b > a ? b : a;
-  }
-};
-
 // Block (group threads, rows per block), grid (blocks); x, out: [rows, n].
 template <class T>
 __global__ void __launch_bounds__(kMaxGroupThreads)
