@@ -1,11 +1,16 @@
 // Forward + backward time and peak memory of one attention configuration,
 // printed as one JSON object:
 //
-//   attention_bench --impl softmax|softmax_causal|linear|linear_causal --T 1024
-//                   [--B 1] [--H 4] [--d 64] [--threads 2] [--min-time 1.0] [--max-reps 20]
+//   attention_bench --impl IMPL --T 1024 [--B 1] [--H 4] [--d 64] [--window 256]
+//                   [--threads 2] [--min-time 1.0] [--max-reps 20]
 //
-// softmax is the composed form (scores = q k^T * scale, softmax, @ v; the
-// causal one masks j > i with -inf first); linear is nn::linear_attention.
+// IMPL is one of
+//   softmax, softmax_causal, softmax_window   the composed form (scores = q k^T * scale,
+//       masked with -inf (causal: j > i; window: causal and j <= i - window), softmax, @ v),
+//       what nn::scaled_dot_product_attention runs with AttentionImpl::Composed;
+//   fused, fused_causal, fused_window   nn::scaled_dot_product_attention with
+//       AttentionImpl::Fused (FlashAttention-2; the window is a pattern the kernel skips tiles by);
+//   linear, linear_causal   nn::linear_attention.
 // Every tensor is float32, q, k, v [B, H, T, d] require grad, and one step is
 // out = attention(q, k, v); out.backward(g) with a fixed upstream gradient g.
 //
@@ -25,6 +30,7 @@
 #include <limits>
 #include <string>
 
+#include "nn/attention.h"
 #include "nn/linear_attention.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
@@ -53,7 +59,7 @@ heed::Tensor softmax_attention(const heed::Tensor& q, const heed::Tensor& k, con
 
 struct Args {
   std::string impl = "linear";
-  int64_t B = 1, H = 4, T = 1024, d = 64;
+  int64_t B = 1, H = 4, T = 1024, d = 64, window = 256;
   int threads = 2;
   double min_time = 1.0;
   int max_reps = 20;
@@ -70,13 +76,17 @@ Args parse(int argc, char** argv) {
     else if (key == "--H") a.H = std::stoll(val);
     else if (key == "--T") a.T = std::stoll(val);
     else if (key == "--d") a.d = std::stoll(val);
+    else if (key == "--window") a.window = std::stoll(val);
     else if (key == "--threads") a.threads = std::stoi(val);
     else if (key == "--min-time") a.min_time = std::stod(val);
     else if (key == "--max-reps") a.max_reps = std::stoi(val);
     else throw std::runtime_error("unknown option " + key);
   }
-  if (a.impl != "softmax" && a.impl != "softmax_causal" && a.impl != "linear" && a.impl != "linear_causal")
-    throw std::runtime_error("--impl must be softmax, softmax_causal, linear or linear_causal, got " + a.impl);
+  const char* impls[] = {"softmax", "softmax_causal", "softmax_window", "fused", "fused_causal",
+                         "fused_window", "linear", "linear_causal"};
+  if (std::find(std::begin(impls), std::end(impls), a.impl) == std::end(impls))
+    throw std::runtime_error("--impl must be softmax[_causal|_window], fused[_causal|_window] or linear[_causal], got " +
+                             a.impl);
   return a;
 }
 
@@ -93,17 +103,20 @@ int main(int argc, char** argv) {
     heed::Tensor k = heed::randn({a.B, a.H, a.T, a.d}, &gen).requires_grad_();
     heed::Tensor v = heed::randn({a.B, a.H, a.T, a.d}, &gen).requires_grad_();
     heed::Tensor g = heed::randn({a.B, a.H, a.T, a.d}, &gen);
-    heed::Tensor causal_mask;  // bool [T, T], true above the diagonal (key j > query i)
-    if (a.impl == "softmax_causal") {
-      heed::Tensor idx = heed::arange(a.T);
-      causal_mask = heed::gt(heed::unsqueeze(idx, 0), heed::unsqueeze(idx, 1));
-    }
+    heed::Tensor causal_mask;  // bool [T, T], true where key j may not be attended by query i
+    if (a.impl == "softmax_causal") causal_mask = heed::nn::causal_mask(a.T);
+    if (a.impl == "softmax_window") causal_mask = heed::nn::sliding_window_mask(a.T, a.T, a.window, true);
+    heed::nn::AttentionOptions fused;
+    fused.impl = heed::nn::AttentionImpl::Fused;
+    fused.causal = a.impl == "fused_causal" || a.impl == "fused_window";
+    if (a.impl == "fused_window") fused.window = a.window;
 
     auto step = [&] {
       for (heed::Tensor* t : {&q, &k, &v}) t->zero_grad();
-      heed::Tensor out = a.impl == "linear"          ? heed::nn::linear_attention(q, k, v, false)
-                         : a.impl == "linear_causal" ? heed::nn::linear_attention(q, k, v, true)
-                                                     : softmax_attention(q, k, v, causal_mask);
+      heed::Tensor out = a.impl == "linear"                ? heed::nn::linear_attention(q, k, v, false)
+                         : a.impl == "linear_causal"       ? heed::nn::linear_attention(q, k, v, true)
+                         : a.impl.compare(0, 5, "fused") == 0 ? heed::nn::scaled_dot_product_attention(q, k, v, fused).output
+                                                           : softmax_attention(q, k, v, causal_mask);
       out.backward(g);
     };
 
@@ -120,10 +133,11 @@ int main(int argc, char** argv) {
     }
     const double peak = status_bytes("VmHWM:") - rss0;
     std::printf(
-        "{\"impl\": \"%s\", \"B\": %lld, \"H\": %lld, \"T\": %lld, \"d\": %lld, \"threads\": %d, \"reps\": %d, "
-        "\"ms\": %.3f, \"peak_mib\": %.1f}\n",
+        "{\"impl\": \"%s\", \"B\": %lld, \"H\": %lld, \"T\": %lld, \"d\": %lld, \"window\": %lld, "
+        "\"threads\": %d, \"reps\": %d, \"ms\": %.3f, \"peak_mib\": %.1f}\n",
         a.impl.c_str(), static_cast<long long>(a.B), static_cast<long long>(a.H), static_cast<long long>(a.T),
-        static_cast<long long>(a.d), a.threads, reps, best * 1e3, peak / (1024.0 * 1024.0));
+        static_cast<long long>(a.d), static_cast<long long>(a.window), a.threads, reps, best * 1e3,
+        peak / (1024.0 * 1024.0));
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attention_bench: %s\n", e.what());

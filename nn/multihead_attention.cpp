@@ -126,12 +126,21 @@ AttentionOutput MultiheadAttention::forward(const Tensor& query, const Tensor& k
   }
   if (recording_) {
     if (heads.weights.requires_grad()) heads.weights.retain_grad();
-    recorded_ = heads.weights;
+    // On the fused path the weights are recomputed beside the output, so
+    // their gradient needs the output's (attention_weights_grad).
+    if (heads.fused && heads.output.requires_grad()) heads.output.retain_grad();
+    recorded_ = heads;
+    recorded_values_ = v;
   }
   AttentionOutput result;
   result.output = out_proj->forward(heads.output.transpose(1, 2).reshape({B, T, D}));
   if (call.need_weights || recording_) result.weights = heads.weights;
   return result;
+}
+
+Tensor MultiheadAttention::recorded_weights_grad() const {
+  if (!recorded_.weights.defined()) return Tensor();
+  return attention_weights_grad(recorded_, recorded_values_);
 }
 
 int64_t set_attention_recording(Module& model, bool on) {
@@ -146,8 +155,7 @@ std::vector<RecordedAttention> recorded_attention(Module& model) {
   for (auto& [path, m] : model.named_modules()) {
     auto* mha = dynamic_cast<MultiheadAttention*>(m);
     if (!mha || !mha->recorded_weights().defined()) continue;
-    const Tensor& w = mha->recorded_weights();
-    out.push_back({path, w, w.requires_grad() ? w.grad() : Tensor()});
+    out.push_back({path, mha->recorded_weights(), mha->recorded_weights_grad()});
   }
   return out;
 }

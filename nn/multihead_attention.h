@@ -69,12 +69,15 @@ class MultiheadAttention : public Module {
   }
 
   // Recording for studying attention: while on, every forward keeps its
-  // weights [B, H, T, S] (the very tensor that multiplies the values) with
-  // retain_grad, so after backward recorded_weights().grad() is the gradient
-  // of the loss with respect to the weights.
+  // weights [B, H, T, S] (the weights that multiplied the values), and after
+  // backward recorded_weights_grad() is the gradient of the loss with respect
+  // to them. The fused path recomputes the weights from the saved
+  // log-sum-exp; its gradient is assembled from the output's (see
+  // nn::attention_weights_grad).
   void set_recording(bool on) { recording_ = on; }
   bool is_recording() const { return recording_; }
-  const Tensor& recorded_weights() const { return recorded_; }
+  const Tensor& recorded_weights() const { return recorded_.weights; }
+  Tensor recorded_weights_grad() const;
   // Applied to the per-head weights [B, H, T, S] before they multiply the
   // values, in every forward (see AttentionOptions::weights_hook); an empty
   // function removes it.
@@ -93,7 +96,8 @@ class MultiheadAttention : public Module {
   Generator* gen_;
   std::shared_ptr<RotaryEmbedding> rotary_;  // a function of the options: not a parameter or buffer
   bool recording_ = false;
-  Tensor recorded_;
+  AttentionOutput recorded_;  // the last recorded call
+  Tensor recorded_values_;    // its v [B, Hkv, S, dh]
   std::function<Tensor(const Tensor&)> weights_hook_;
 };
 

@@ -17,6 +17,7 @@
 #include <cstdint>
 
 #include "tensor/adam_rule.h"
+#include "tensor/attention_args.h"
 #include "tensor/elementwise_formulas.h"
 #include "tensor/tensor.h"
 
@@ -82,6 +83,30 @@ struct Backend {
   // (p = 0 in a row whose lse is -inf); rows with t == ignore_index get 0.
   void (*cross_entropy_backward)(const Tensor& grad, const Tensor& logits, const Tensor& target, const Tensor& lse,
                                  int64_t ignore_index, double smoothing, const Tensor& grad_logits) = nullptr;
+  // Fused attention (FlashAttention-2; the op is nn::flash_attention):
+  //   q [B, Hq, T, d], k [B, Hkv, S, d], v [B, Hkv, S, dv], Hq a multiple of
+  //   Hkv (query head h reads kv head h / (Hq / Hkv)); each has unit stride on
+  //   its last dim, any strides elsewhere. out [B, Hq, T, dv] (q's dtype) and
+  //   lse [B, Hq, T] (compute_dtype) are contiguous:
+  //     s = q k^T * scale, masked pairs -inf (args.pattern, tensor/attention_pattern.h)
+  //     lse = log sum_j exp(s),  out = (exp(s - lse) * keep / (1 - p)) v
+  //   without ever holding a T x S matrix. A row with every key masked gets
+  //   lse = -inf and a zero output. keep is the dropout mask when
+  //   args.dropout_p > 0 (attention_dropout_keep: the same bits as
+  //   nn::dropout on the [B, Hq, T, S] weights).
+  void (*attention_forward)(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionArgs& args,
+                            const Tensor& out, const Tensor& lse) = nullptr;
+  // Its backward from grad_out [B, Hq, T, dv] (contiguous) and what the
+  // forward saved (out, lse), recomputing the probabilities tile by tile:
+  //   P = exp(s - lse) (0 where masked or lse = -inf), Pd = P * keep / (1 - p)
+  //   grad_v = Pd^T grad_out,  dP = (grad_out v^T) * keep / (1 - p)
+  //   dS = P * (dP - rowsum(grad_out * out)),  grad_q = dS k * scale,  grad_k = dS^T q * scale
+  // grad_k and grad_v sum over the Hq / Hkv query heads of their group. All
+  // three are contiguous, of q's dtype, written in full, and the same bits
+  // for any thread count (no atomics).
+  void (*attention_backward)(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                             const Tensor& out, const Tensor& lse, const AttentionArgs& args, const Tensor& grad_q,
+                             const Tensor& grad_k, const Tensor& grad_v) = nullptr;
   // Layer norm over the last dim of a contiguous x [R, D]; weight and bias are
   // contiguous [D] or undefined (no affine part). Writes out [R, D] and, for
   // the backward, mean [R] and rstd = 1 / sqrt(biased var + eps) [R], both

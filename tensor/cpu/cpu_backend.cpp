@@ -135,6 +135,8 @@ void register_cpu_backend() {
   row.softmax_backward = &softmax_backward;
   row.cross_entropy = &cross_entropy;
   row.cross_entropy_backward = &cross_entropy_backward;
+  row.attention_forward = &attention_forward;
+  row.attention_backward = &attention_backward;
   row.layer_norm = &layer_norm;
   row.layer_norm_backward = &layer_norm_backward;
   row.index_select = &index_select;

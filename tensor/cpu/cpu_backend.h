@@ -43,6 +43,12 @@ void cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tens
                             int64_t ignore_index, double smoothing, const Tensor& grad_logits);
 
 // cpu_norm.cpp
+// Fused attention (cpu_attention.cpp).
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionArgs& args, const Tensor& out,
+                       const Tensor& lse);
+void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        const Tensor& lse, const AttentionArgs& args, const Tensor& grad_q, const Tensor& grad_k,
+                        const Tensor& grad_v);
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                 const Tensor& mean, const Tensor& rstd);
 void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weight, const Tensor& mean,

@@ -1,0 +1,383 @@
+// Fused attention on the CPU: FlashAttention-2 with the GEMM's micro-kernel
+// doing every tile product (docs/attention.md walks through it).
+//
+// Forward: one task per (batch, query head, tile of kQueryTile queries). The
+// task keeps, per query row, the running max m and sum l of exp(s - m) and an
+// unnormalised output row, and visits the key tiles in order:
+//   S = Q_i K_j^T * scale                        (gemm, kQueryTile x kKeyTile)
+//   masked pairs -> -inf;  m' = max(m, rowmax S)
+//   P = exp(S - m');  l = l e^(m - m') + rowsum P;  O = O e^(m - m') + P V_j   (gemm)
+// and finishes with O / l and lse = m + log l. Working memory: one S tile and
+// one O tile per task, never a T x S matrix.
+//
+// Backward: one task per (batch, key/value head). For each key tile j, each
+// query head of the group and each query tile i it recomputes
+//   P = exp(Q_i K_j^T * scale - lse_i)
+// from the saved row log-sum-exp, then
+//   dV_j += P^T dO_i,  dP = dO_i V_j^T,  dS = P (dP - D_i),
+//   dQ_i += dS K_j * scale,  dK_j += dS^T Q_i * scale
+// with D_i = rowsum(dO_i * O_i). The task owns every row of grad_q, grad_k
+// and grad_v it writes, and visits its tiles in a fixed order, so the result
+// is the same bits for any number of threads, without atomics.
+//
+// Tiles that the pattern's structure masks entirely (AttentionPatternView::
+// tile_state: past the causal diagonal, outside a sliding window, a false
+// block of a layout) are skipped in both directions; a tile whose free-form
+// mask turns out to hide every pair skips its products too.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/cpu_bfloat16.h"
+#include "tensor/cpu/gemm.h"
+#include "tensor/cpu/parallel.h"
+#include "tensor/cpu/vec_math.h"
+#include "tensor/error.h"
+
+namespace heed::cpu {
+namespace {
+
+constexpr int64_t kQueryTile = 64;
+constexpr int64_t kKeyTile = 64;
+
+inline float exp_any(float x) { return exp_f32(x); }
+inline double exp_any(double x) { return std::exp(x); }
+
+// ---- the per-score loops ------------------------------------------------------
+// Everything outside the tile products runs once per score, so these loops
+// decide whether the kernel is GEMM-bound. Each keeps kLanes independent
+// partial results so that it vectorises without reassociating a sum, and the
+// float versions are compiled for AVX-512, AVX2 and baseline x86-64, the best
+// chosen when the library loads (target_clones), so vec_math's exp runs at
+// the CPU's full vector width although the library is built for any x86-64.
+// The lane structure is fixed, so results never depend on the thread count.
+constexpr int kLanes = 16;
+
+template <class T>
+__attribute__((always_inline)) inline T max_of(const T* x, int64_t n) {
+  T lanes[kLanes];
+  for (auto& l : lanes) l = -std::numeric_limits<T>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
+  for (int j = 0; i < n; ++i, ++j) lanes[j] = x[i] > lanes[j] ? x[i] : lanes[j];
+  T m = lanes[0];
+  for (int j = 1; j < kLanes; ++j) m = lanes[j] > m ? lanes[j] : m;
+  return m;
+}
+
+// x = exp(x - m); returns the sum (lanes in T, combined in double).
+template <class T>
+__attribute__((always_inline)) inline double exp_shifted_sum(T* x, int64_t n, T m) {
+  T lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const T e = exp_any(x[i + j] - m);
+      x[i + j] = e;
+      lanes[j] += e;
+    }
+  for (int j = 0; i < n; ++i, ++j) {
+    const T e = exp_any(x[i] - m);
+    x[i] = e;
+    lanes[j] += e;
+  }
+  double sum = 0;
+  for (int j = 0; j < kLanes; ++j) sum += static_cast<double>(lanes[j]);
+  return sum;
+}
+
+// x = exp(x - m) (the backward's P from the saved log-sum-exp).
+template <class T>
+__attribute__((always_inline)) inline void exp_shifted(T* x, int64_t n, T m) {
+  for (int64_t i = 0; i < n; ++i) x[i] = exp_any(x[i] - m);
+}
+
+// dp = p * (dp - di): the softmax's rule, row by row.
+template <class T>
+__attribute__((always_inline)) inline void softmax_grad(const T* p, T* dp, int64_t n, T di) {
+  for (int64_t i = 0; i < n; ++i) dp[i] = p[i] * (dp[i] - di);
+}
+
+template <class T>
+__attribute__((always_inline)) inline void scale(T* x, int64_t n, T a) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= a;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define HEED_ROW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define HEED_ROW_CLONES
+#endif
+
+HEED_ROW_CLONES float row_max(const float* x, int64_t n) { return max_of(x, n); }
+HEED_ROW_CLONES double row_exp_sum(float* x, int64_t n, float m) { return exp_shifted_sum(x, n, m); }
+HEED_ROW_CLONES void row_exp(float* x, int64_t n, float m) { exp_shifted(x, n, m); }
+HEED_ROW_CLONES void row_softmax_grad(const float* p, float* dp, int64_t n, float di) { softmax_grad(p, dp, n, di); }
+HEED_ROW_CLONES void row_scale(float* x, int64_t n, float a) { scale(x, n, a); }
+double row_max(const double* x, int64_t n) { return max_of(x, n); }
+double row_exp_sum(double* x, int64_t n, double m) { return exp_shifted_sum(x, n, m); }
+void row_exp(double* x, int64_t n, double m) { exp_shifted(x, n, m); }
+void row_softmax_grad(const double* p, double* dp, int64_t n, double di) { softmax_grad(p, dp, n, di); }
+void row_scale(double* x, int64_t n, double a) { scale(x, n, a); }
+
+// A [B, H, L, w] operand with unit stride on w.
+template <class T>
+struct Heads {
+  const T* data;
+  int64_t sb, sh, sl;
+  explicit Heads(const Tensor& t)
+      : data(static_cast<const T*>(t.raw_data())), sb(t.stride(0)), sh(t.stride(1)), sl(t.stride(2)) {}
+  const T* row(int64_t b, int64_t h, int64_t l) const { return data + b * sb + h * sh + l * sl; }
+};
+
+struct Dims {
+  int64_t B, Hq, Hkv, G, T, S, d, dv;
+  explicit Dims(const Tensor& q, const Tensor& k, const Tensor& v)
+      : B(q.size(0)), Hq(q.size(1)), Hkv(k.size(1)), G(q.size(1) / k.size(1)), T(q.size(2)), S(k.size(2)),
+        d(q.size(3)), dv(v.size(3)) {}
+  int64_t query_tiles() const { return (T + kQueryTile - 1) / kQueryTile; }
+  int64_t key_tiles() const { return (S + kKeyTile - 1) / kKeyTile; }
+};
+
+// The dropout factors of one row of a tile: z[c] = keep ? 1 / (1 - p) : 0 for
+// the weights (bi, h, i, j0 + c), one Philox block per four of them.
+template <class T>
+void dropout_factors(const AttentionArgs& a, uint64_t first_idx, int64_t n, T* z) {
+  const double keep_prob = 1.0 - a.dropout_p;
+  const T inv = static_cast<T>(1.0 / keep_prob);
+  for (int64_t c = 0; c < n;) {
+    const uint64_t idx = first_idx + static_cast<uint64_t>(c);
+    const Philox4x32 block = philox_block(a.seed, a.offset + idx / 4);
+    for (uint64_t w = idx % 4; w < 4 && c < n; ++w, ++c) z[c] = bernoulli_from(&block.w[w], keep_prob) ? inv : T(0);
+  }
+}
+
+// The scores tile S = Q_i K_j^T * scale with masked pairs at -inf. Returns
+// false when every pair of the tile is masked (nothing to compute).
+template <class T>
+bool scores_tile(const Heads<T>& q, const Heads<T>& k, const AttentionPatternView& pat, TileState state, int64_t b,
+                 int64_t h, int64_t hk, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int64_t d, T scale, T* s) {
+  gemm(rows, cols, d, scale, q.row(b, h, i0), q.sl, 1, k.row(b, hk, j0), 1, k.sl, T(0), s, kKeyTile, 1);
+  if (state == TileState::Full && !pat.has_free_form()) return true;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  bool any = false;
+  for (int64_t r = 0; r < rows; ++r) {
+    T* sr = s + r * kKeyTile;
+    for (int64_t c = 0; c < cols; ++c) {
+      const bool masked = state == TileState::Full ? pat.free_form_masked(b, h, i0 + r, j0 + c)
+                                                   : pat.masked(b, h, i0 + r, j0 + c);
+      if (masked) sr[c] = ninf;
+      else any = true;
+    }
+  }
+  return any;
+}
+
+TileState tile_of(const AttentionPatternView& pat, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  return pat.tile_state(i0, i1, j0, j1, pat.has_global(i0 + pat.shift, i1 + pat.shift), pat.has_global(j0, j1));
+}
+
+template <class T>
+void forward_impl(const Tensor& qt, const Tensor& kt, const Tensor& vt, const AttentionArgs& args, const Tensor& outt,
+                  const Tensor& lset) {
+  const Dims D(qt, kt, vt);
+  const Heads<T> q(qt), k(kt), v(vt);
+  T* out = static_cast<T*>(outt.raw_data());
+  T* lse = static_cast<T*>(lset.raw_data());
+  const AttentionPatternView pat = attention_pattern_view(args, D.T, D.S);
+  const T scale = static_cast<T>(args.scale);
+  const bool dropout = args.dropout_p > 0;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  const int64_t tasks = D.B * D.Hq * D.query_tiles();
+
+  parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
+    std::vector<T> s(kQueryTile * kKeyTile), o(kQueryTile * D.dv), z(kKeyTile);
+    std::vector<T> m(kQueryTile);
+    std::vector<double> l(kQueryTile);
+    for (int64_t task = tb; task < te; ++task) {
+      const int64_t it = task % D.query_tiles(), bh = task / D.query_tiles();
+      const int64_t b = bh / D.Hq, h = bh % D.Hq, hk = h / D.G;
+      const int64_t i0 = it * kQueryTile, rows = std::min(kQueryTile, D.T - i0);
+      std::fill(m.begin(), m.end(), ninf);
+      std::fill(l.begin(), l.end(), 0.0);
+      std::fill(o.begin(), o.end(), T(0));
+      for (int64_t j0 = 0; j0 < D.S; j0 += kKeyTile) {
+        const int64_t cols = std::min(kKeyTile, D.S - j0);
+        const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
+        if (state == TileState::Empty) continue;
+        if (!scores_tile(q, k, pat, state, b, h, hk, i0, rows, j0, cols, D.d, scale, s.data())) continue;
+        for (int64_t r = 0; r < rows; ++r) {
+          T* sr = s.data() + r * kKeyTile;
+          const T m_new = std::max(m[r], static_cast<T>(row_max(sr, cols)));
+          if (m_new == ninf) {  // nothing unmasked in this row yet: P = 0
+            std::fill(sr, sr + cols, T(0));
+            continue;
+          }
+          const double sum = row_exp_sum(sr, cols, m_new);
+          const T rescale = exp_any(m[r] - m_new);  // 0 on the row's first unmasked tile
+          l[r] = l[r] * static_cast<double>(rescale) + sum;
+          m[r] = m_new;
+          if (rescale != T(1)) row_scale(o.data() + r * D.dv, D.dv, rescale);
+          if (dropout) {
+            const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
+            dropout_factors(args, idx, cols, z.data());
+            for (int64_t c = 0; c < cols; ++c) sr[c] *= z[c];
+          }
+        }
+        gemm(rows, D.dv, cols, T(1), s.data(), kKeyTile, 1, v.row(b, hk, j0), v.sl, 1, T(1), o.data(), D.dv, 1);
+      }
+      for (int64_t r = 0; r < rows; ++r) {
+        T* dst = out + ((b * D.Hq + h) * D.T + i0 + r) * D.dv;
+        T* lse_r = lse + (b * D.Hq + h) * D.T + i0 + r;
+        if (l[r] == 0) {  // every key masked
+          std::fill(dst, dst + D.dv, T(0));
+          *lse_r = ninf;
+          continue;
+        }
+        const T inv = static_cast<T>(1.0 / l[r]);
+        const T* orow = o.data() + r * D.dv;
+        for (int64_t c = 0; c < D.dv; ++c) dst[c] = orow[c] * inv;
+        *lse_r = static_cast<T>(static_cast<double>(m[r]) + std::log(l[r]));
+      }
+    }
+  });
+}
+
+template <class T>
+void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const Tensor& vt, const Tensor& outt,
+                   const Tensor& lset, const AttentionArgs& args, const Tensor& gqt, const Tensor& gkt,
+                   const Tensor& gvt) {
+  const Dims D(qt, kt, vt);
+  const Heads<T> q(qt), k(kt), v(vt);
+  const T* gout = static_cast<const T*>(got.raw_data());
+  const T* out = static_cast<const T*>(outt.raw_data());
+  const T* lse = static_cast<const T*>(lset.raw_data());
+  T* gq = static_cast<T*>(gqt.raw_data());
+  T* gk = static_cast<T*>(gkt.raw_data());
+  T* gv = static_cast<T*>(gvt.raw_data());
+  const AttentionPatternView pat = attention_pattern_view(args, D.T, D.S);
+  const T scale = static_cast<T>(args.scale);
+  const bool dropout = args.dropout_p > 0;
+  const T ninf = -std::numeric_limits<T>::infinity();
+
+  parallel_for(0, D.B * D.Hkv, 1, [&](int64_t tb, int64_t te) {
+    std::vector<T> s(kQueryTile * kKeyTile), dp(kQueryTile * kKeyTile), z(kKeyTile), delta(D.G * D.T);
+    for (int64_t task = tb; task < te; ++task) {
+      const int64_t b = task / D.Hkv, hk = task % D.Hkv;
+      // Each task owns its rows of the three gradients: clear them, then accumulate.
+      for (int64_t g = 0; g < D.G; ++g) {
+        const int64_t h = hk * D.G + g;
+        std::fill(gq + (b * D.Hq + h) * D.T * D.d, gq + (b * D.Hq + h + 1) * D.T * D.d, T(0));
+        for (int64_t i = 0; i < D.T; ++i) {  // D_i = rowsum(dO * O), in double
+          const T* go = gout + ((b * D.Hq + h) * D.T + i) * D.dv;
+          const T* o = out + ((b * D.Hq + h) * D.T + i) * D.dv;
+          double acc = 0;
+          for (int64_t c = 0; c < D.dv; ++c) acc += static_cast<double>(go[c]) * static_cast<double>(o[c]);
+          delta[g * D.T + i] = static_cast<T>(acc);
+        }
+      }
+      T* gk_head = gk + (b * D.Hkv + hk) * D.S * D.d;
+      T* gv_head = gv + (b * D.Hkv + hk) * D.S * D.dv;
+      std::fill(gk_head, gk_head + D.S * D.d, T(0));
+      std::fill(gv_head, gv_head + D.S * D.dv, T(0));
+
+      for (int64_t j0 = 0; j0 < D.S; j0 += kKeyTile) {
+        const int64_t cols = std::min(kKeyTile, D.S - j0);
+        for (int64_t g = 0; g < D.G; ++g) {
+          const int64_t h = hk * D.G + g;
+          for (int64_t i0 = 0; i0 < D.T; i0 += kQueryTile) {
+            const int64_t rows = std::min(kQueryTile, D.T - i0);
+            const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
+            if (state == TileState::Empty) continue;
+            if (!scores_tile(q, k, pat, state, b, h, hk, i0, rows, j0, cols, D.d, scale, s.data())) continue;
+            const T* lse_i = lse + (b * D.Hq + h) * D.T + i0;
+            const T* go_i = gout + ((b * D.Hq + h) * D.T + i0) * D.dv;
+            // P (in s) and, with dropout, the dropped P (in dp, for dV).
+            for (int64_t r = 0; r < rows; ++r) {
+              T* sr = s.data() + r * kKeyTile;
+              if (lse_i[r] == ninf) {
+                std::fill(sr, sr + cols, T(0));
+              } else {
+                row_exp(sr, cols, lse_i[r]);
+              }
+              if (dropout) {
+                const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
+                dropout_factors(args, idx, cols, z.data());
+                T* dr = dp.data() + r * kKeyTile;
+                for (int64_t c = 0; c < cols; ++c) dr[c] = sr[c] * z[c];
+              }
+            }
+            // dV_j += P^T dO_i  (P dropped when dropout is on)
+            const T* p_used = dropout ? dp.data() : s.data();
+            gemm(cols, D.dv, rows, T(1), p_used, 1, kKeyTile, go_i, D.dv, 1, T(1), gv_head + j0 * D.dv, D.dv, 1);
+            // dP = dO_i V_j^T
+            gemm(rows, cols, D.dv, T(1), go_i, D.dv, 1, v.row(b, hk, j0), 1, v.sl, T(0), dp.data(), kKeyTile, 1);
+            // dS = P (dP z - D_i), into dp
+            for (int64_t r = 0; r < rows; ++r) {
+              const T* sr = s.data() + r * kKeyTile;
+              T* dr = dp.data() + r * kKeyTile;
+              const T di = delta[g * D.T + i0 + r];
+              if (dropout) {
+                const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
+                dropout_factors(args, idx, cols, z.data());
+                for (int64_t c = 0; c < cols; ++c) dr[c] = sr[c] * (dr[c] * z[c] - di);
+              } else {
+                row_softmax_grad(sr, dr, cols, di);
+              }
+            }
+            // dQ_i += dS K_j * scale;  dK_j += dS^T Q_i * scale
+            gemm(rows, D.d, cols, scale, dp.data(), kKeyTile, 1, k.row(b, hk, j0), k.sl, 1, T(1),
+                 gq + ((b * D.Hq + h) * D.T + i0) * D.d, D.d, 1);
+            gemm(cols, D.d, rows, scale, dp.data(), 1, kKeyTile, q.row(b, h, i0), q.sl, 1, T(1), gk_head + j0 * D.d,
+                 D.d, 1);
+          }
+        }
+      }
+    }
+  });
+}
+
+void check_operands(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
+  HEED_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4 && q.stride(3) == 1 && k.stride(3) == 1 &&
+                 v.stride(3) == 1,
+             "cpu {}: q, k, v must be 4-D with unit stride on the last dim", op);
+}
+
+}  // namespace
+
+void attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionArgs& args, const Tensor& out,
+                       const Tensor& lse) {
+  check_operands("attention_forward", q, k, v);
+  if (q.dtype() == DType::BFloat16) {  // lse is float32 already
+    Tensor out32 = float32_like(out);
+    attention_forward(widened(q), widened(k), widened(v), args, out32, lse);
+    return store_rounded(out32, out);
+  }
+  if (out.numel() == 0) return;
+  dispatch_floating(q.dtype(), "cpu attention_forward",
+                    [&](auto zero) { forward_impl<decltype(zero)>(q, k, v, args, out, lse); });
+}
+
+void attention_backward(const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                        const Tensor& lse, const AttentionArgs& args, const Tensor& grad_q, const Tensor& grad_k,
+                        const Tensor& grad_v) {
+  check_operands("attention_backward", q, k, v);
+  if (q.dtype() == DType::BFloat16) {
+    Tensor gq32 = float32_like(grad_q), gk32 = float32_like(grad_k), gv32 = float32_like(grad_v);
+    attention_backward(widened(grad_out), widened(q), widened(k), widened(v), widened(out), lse, args, gq32, gk32,
+                       gv32);
+    store_rounded(gq32, grad_q);
+    store_rounded(gk32, grad_k);
+    return store_rounded(gv32, grad_v);
+  }
+  if (grad_q.numel() + grad_k.numel() + grad_v.numel() == 0) return;
+  dispatch_floating(q.dtype(), "cpu attention_backward", [&](auto zero) {
+    backward_impl<decltype(zero)>(grad_out, q, k, v, out, lse, args, grad_q, grad_k, grad_v);
+  });
+}
+
+}  // namespace heed::cpu
