@@ -70,6 +70,22 @@ struct AttentionPatternView {
     return structural_masked(i, j) || free_form_masked(bi, h, i, j);
   }
 
+  // Causal and window alone leave each query one interval of keys: then
+  // row_band gives it, [lo, hi) (empty when lo >= hi), so a kernel can mask a
+  // row with two fills instead of testing each element.
+  HEED_HD bool is_band() const { return global == nullptr && layout == nullptr; }
+  HEED_HD void row_band(int64_t i, int64_t* lo, int64_t* hi) const {
+    const int64_t p = i + shift;
+    int64_t a = 0, b = S;
+    if (causal && p + 1 < b) b = p + 1;
+    if (window > 0) {
+      if (p - window + 1 > a) a = p - window + 1;
+      if (!causal && p + window < b) b = p + window;
+    }
+    *lo = a;
+    *hi = b;
+  }
+
   // The structural verdict on queries [i0, i1) x keys [j0, j1) (both
   // non-empty). rows_global / cols_global: whether any query position in the
   // tile / key in the tile is global (the caller knows its tiles; see

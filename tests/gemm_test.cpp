@@ -396,3 +396,50 @@ TEST_CASE("parallel_for works in a child made by fork()", "[gemm][parallel]") {
   REQUIRE(WEXITSTATUS(status) == 0);
 }
 #endif
+
+TEST_CASE("gemm_packed_b multiplies by blocks of a packed B for every kernel", "[gemm]") {
+  RestoreSettings restore;
+  auto check = [](auto zero, Layout la, Layout lb) {
+    using T = decltype(zero);
+    std::mt19937 rng(7);
+    const int64_t KB = 150, NB = 200;  // the packed operand
+    auto B = make_operand<T>(KB, NB, lb, rng);
+    heed::cpu::PackedB<T> packed;
+    packed.pack(KB, NB, B.data(), B.rs, B.cs);
+    REQUIRE(packed.rows() == KB);
+    REQUIRE(packed.cols() == NB);
+    struct Block {
+      int64_t M, N, K, k0, j0;
+    };
+    for (Block s : {Block{13, 70, 40, 0, 0}, Block{96, 128, 64, 64, 64}, Block{1, 5, 150, 0, 192},
+                    Block{7, 136, 23, 127, 64}, Block{100, 200, 150, 0, 0}}) {
+      INFO("M=" << s.M << " N=" << s.N << " K=" << s.K << " k0=" << s.k0 << " j0=" << s.j0);
+      auto A = make_operand<T>(s.M, s.K, la, rng);
+      auto C = make_operand<T>(s.M, s.N, Layout::row_major, rng);
+      Operand<T> Bs;  // the block as an operand of its own, for the reference
+      Bs.rows = s.K, Bs.cols = s.N, Bs.rs = B.rs, Bs.cs = B.cs;
+      Bs.buffer.assign(B.buffer.begin() + s.k0 * B.rs + s.j0 * B.cs, B.buffer.end());
+      for (T beta : {T(0), T(0.5)}) {
+        const auto C0 = C;
+        auto out = C;
+        heed::cpu::gemm_packed_b(s.M, s.N, s.K, T(1.5), A.data(), A.rs, A.cs, packed, s.k0, s.j0, beta, out.data(),
+                                 out.rs, out.cs);
+        check_against_reference(A, Bs, C0, out, T(1.5), beta);
+      }
+    }
+    T c = 0, a = 1;
+    REQUIRE_THROWS_AS(heed::cpu::gemm_packed_b(1, 1, 1, T(1), &a, 1, 1, packed, 0, 32, T(0), &c, 1, 1),
+                      std::invalid_argument);  // j0 not a multiple of 64
+    REQUIRE_THROWS_AS(heed::cpu::gemm_packed_b(1, 1, 2, T(1), &a, 1, 1, packed, 149, 0, T(0), &c, 1, 1),
+                      std::invalid_argument);  // rows past the end
+  };
+  for (const auto& kernel : kernels_to_test()) {
+    heed::cpu::set_gemm_kernel(kernel);
+    INFO("kernel " << kernel);
+    for (Layout la : {Layout::row_major, Layout::col_major})
+      for (Layout lb : {Layout::row_major, Layout::col_major, Layout::sliced}) {
+        check(float{}, la, lb);
+        check(double{}, la, lb);
+      }
+  }
+}

@@ -40,8 +40,9 @@
 namespace heed::cpu {
 namespace {
 
-constexpr int64_t kQueryTile = 64;
-constexpr int64_t kKeyTile = 64;
+constexpr int64_t kQueryTile = 96;
+constexpr int64_t kKeyTile = 128;
+constexpr int64_t kQueryBlock = 8;  // query tiles per forward task
 
 inline float exp_any(float x) { return exp_f32(x); }
 inline double exp_any(double x) { return std::exp(x); }
@@ -159,11 +160,25 @@ void dropout_factors(const AttentionArgs& a, uint64_t first_idx, int64_t n, T* z
 // The scores tile S = Q_i K_j^T * scale with masked pairs at -inf. Returns
 // false when every pair of the tile is masked (nothing to compute).
 template <class T>
-bool scores_tile(const Heads<T>& q, const Heads<T>& k, const AttentionPatternView& pat, TileState state, int64_t b,
-                 int64_t h, int64_t hk, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int64_t d, T scale, T* s) {
-  gemm(rows, cols, d, scale, q.row(b, h, i0), q.sl, 1, k.row(b, hk, j0), 1, k.sl, T(0), s, kKeyTile, 1);
+bool scores_tile(const Heads<T>& q, const PackedB<T>& keys_t, const AttentionPatternView& pat, TileState state,
+                 int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int64_t d, T scale, T* s) {
+  gemm_packed_b(rows, cols, d, scale, q.row(b, h, i0), q.sl, int64_t{1}, keys_t, 0, j0, T(0), s, kKeyTile, 1);
   if (state == TileState::Full && !pat.has_free_form()) return true;
   const T ninf = -std::numeric_limits<T>::infinity();
+  if (pat.is_band() && !pat.has_free_form()) {  // the diagonal tiles of causal / sliding-window attention
+    bool any = false;
+    for (int64_t r = 0; r < rows; ++r) {
+      int64_t lo, hi;
+      pat.row_band(i0 + r, &lo, &hi);
+      const int64_t c_lo = std::min(cols, std::max<int64_t>(0, lo - j0));
+      const int64_t c_hi = std::max(c_lo, std::min(cols, hi - j0));
+      T* sr = s + r * kKeyTile;
+      std::fill(sr, sr + c_lo, ninf);
+      std::fill(sr + c_hi, sr + cols, ninf);
+      any = any || c_lo < c_hi;
+    }
+    return any;
+  }
   bool any = false;
   for (int64_t r = 0; r < rows; ++r) {
     T* sr = s + r * kKeyTile;
@@ -181,6 +196,27 @@ TileState tile_of(const AttentionPatternView& pat, int64_t i0, int64_t i1, int64
   return pat.tile_state(i0, i1, j0, j1, pat.has_global(i0 + pat.shift, i1 + pat.shift), pat.has_global(j0, j1));
 }
 
+// Buffers a thread keeps between calls: packing into fresh memory every time
+// would page-fault it in again and leave the allocator holding the peaks.
+template <class T>
+struct Workspace {
+  PackedB<T> keys_t, values;  // the backward packs V^T into `values`
+  PackedB<T> query_tile, grad_tile;
+  std::vector<T> s, dp, o, z, m, delta;
+  std::vector<double> l;
+};
+
+template <class T>
+Workspace<T>& workspace() {
+  thread_local Workspace<T> w;
+  return w;
+}
+
+template <class T>
+void grow(std::vector<T>& v, int64_t n) {
+  if (static_cast<int64_t>(v.size()) < n) v.resize(static_cast<size_t>(n));
+}
+
 template <class T>
 void forward_impl(const Tensor& qt, const Tensor& kt, const Tensor& vt, const AttentionArgs& args, const Tensor& outt,
                   const Tensor& lset) {
@@ -192,57 +228,76 @@ void forward_impl(const Tensor& qt, const Tensor& kt, const Tensor& vt, const At
   const T scale = static_cast<T>(args.scale);
   const bool dropout = args.dropout_p > 0;
   const T ninf = -std::numeric_limits<T>::infinity();
-  const int64_t tasks = D.B * D.Hq * D.query_tiles();
+  // A task: one kv head of one batch row, every query head of its group, and
+  // a block of kQueryBlock query tiles. It packs K^T [d, S] and V [S, dv]
+  // once for all of those tiles, so packing is a small share of its work,
+  // and long sequences still give every thread tasks.
+  const int64_t blocks = (D.query_tiles() + kQueryBlock - 1) / kQueryBlock;
+  const int64_t tasks = D.B * D.Hkv * blocks;
 
   parallel_for(0, tasks, 1, [&](int64_t tb, int64_t te) {
-    std::vector<T> s(kQueryTile * kKeyTile), o(kQueryTile * D.dv), z(kKeyTile);
-    std::vector<T> m(kQueryTile);
-    std::vector<double> l(kQueryTile);
+    Workspace<T>& w = workspace<T>();
+    grow(w.s, kQueryTile * kKeyTile);
+    grow(w.o, kQueryTile * D.dv);
+    grow(w.z, kKeyTile);
+    grow(w.m, kQueryTile);
+    grow(w.l, kQueryTile);
+    T* s = w.s.data();
+    T* o = w.o.data();
+    T* m = w.m.data();
+    double* l = w.l.data();
     for (int64_t task = tb; task < te; ++task) {
-      const int64_t it = task % D.query_tiles(), bh = task / D.query_tiles();
-      const int64_t b = bh / D.Hq, h = bh % D.Hq, hk = h / D.G;
-      const int64_t i0 = it * kQueryTile, rows = std::min(kQueryTile, D.T - i0);
-      std::fill(m.begin(), m.end(), ninf);
-      std::fill(l.begin(), l.end(), 0.0);
-      std::fill(o.begin(), o.end(), T(0));
-      for (int64_t j0 = 0; j0 < D.S; j0 += kKeyTile) {
-        const int64_t cols = std::min(kKeyTile, D.S - j0);
-        const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
-        if (state == TileState::Empty) continue;
-        if (!scores_tile(q, k, pat, state, b, h, hk, i0, rows, j0, cols, D.d, scale, s.data())) continue;
-        for (int64_t r = 0; r < rows; ++r) {
-          T* sr = s.data() + r * kKeyTile;
-          const T m_new = std::max(m[r], static_cast<T>(row_max(sr, cols)));
-          if (m_new == ninf) {  // nothing unmasked in this row yet: P = 0
-            std::fill(sr, sr + cols, T(0));
-            continue;
+      const int64_t block = task % blocks, bhk = task / blocks;
+      const int64_t b = bhk / D.Hkv, hk = bhk % D.Hkv;
+      w.keys_t.pack(D.d, D.S, k.row(b, hk, 0), 1, k.sl);
+      w.values.pack(D.S, D.dv, v.row(b, hk, 0), v.sl, 1);
+      const int64_t it_end = std::min(D.query_tiles(), (block + 1) * kQueryBlock);
+      for (int64_t g = 0; g < D.G; ++g)
+        for (int64_t it = block * kQueryBlock; it < it_end; ++it) {
+          const int64_t h = hk * D.G + g;
+          const int64_t i0 = it * kQueryTile, rows = std::min(kQueryTile, D.T - i0);
+          std::fill(m, m + rows, ninf);
+          std::fill(l, l + rows, 0.0);
+          std::fill(o, o + rows * D.dv, T(0));
+          for (int64_t j0 = 0; j0 < D.S; j0 += kKeyTile) {
+            const int64_t cols = std::min(kKeyTile, D.S - j0);
+            const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
+            if (state == TileState::Empty) continue;
+            if (!scores_tile(q, w.keys_t, pat, state, b, h, i0, rows, j0, cols, D.d, scale, s)) continue;
+            for (int64_t r = 0; r < rows; ++r) {
+              T* sr = s + r * kKeyTile;
+              const T m_new = std::max(m[r], static_cast<T>(row_max(sr, cols)));
+              if (m_new == ninf) {  // nothing unmasked in this row yet: P = 0
+                std::fill(sr, sr + cols, T(0));
+                continue;
+              }
+              const double sum = row_exp_sum(sr, cols, m_new);
+              const T rescale = exp_any(m[r] - m_new);  // 0 on the row's first unmasked tile
+              l[r] = l[r] * static_cast<double>(rescale) + sum;
+              m[r] = m_new;
+              if (rescale != T(1)) row_scale(o + r * D.dv, D.dv, rescale);
+              if (dropout) {
+                const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
+                dropout_factors(args, idx, cols, w.z.data());
+                for (int64_t c = 0; c < cols; ++c) sr[c] *= w.z[c];
+              }
+            }
+            gemm_packed_b(rows, D.dv, cols, T(1), s, kKeyTile, int64_t{1}, w.values, j0, 0, T(1), o, D.dv, 1);
           }
-          const double sum = row_exp_sum(sr, cols, m_new);
-          const T rescale = exp_any(m[r] - m_new);  // 0 on the row's first unmasked tile
-          l[r] = l[r] * static_cast<double>(rescale) + sum;
-          m[r] = m_new;
-          if (rescale != T(1)) row_scale(o.data() + r * D.dv, D.dv, rescale);
-          if (dropout) {
-            const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
-            dropout_factors(args, idx, cols, z.data());
-            for (int64_t c = 0; c < cols; ++c) sr[c] *= z[c];
+          for (int64_t r = 0; r < rows; ++r) {
+            T* dst = out + ((b * D.Hq + h) * D.T + i0 + r) * D.dv;
+            T* lse_r = lse + (b * D.Hq + h) * D.T + i0 + r;
+            if (l[r] == 0) {  // every key masked
+              std::fill(dst, dst + D.dv, T(0));
+              *lse_r = ninf;
+              continue;
+            }
+            const T inv = static_cast<T>(1.0 / l[r]);
+            const T* orow = o + r * D.dv;
+            for (int64_t c = 0; c < D.dv; ++c) dst[c] = orow[c] * inv;
+            *lse_r = static_cast<T>(static_cast<double>(m[r]) + std::log(l[r]));
           }
         }
-        gemm(rows, D.dv, cols, T(1), s.data(), kKeyTile, 1, v.row(b, hk, j0), v.sl, 1, T(1), o.data(), D.dv, 1);
-      }
-      for (int64_t r = 0; r < rows; ++r) {
-        T* dst = out + ((b * D.Hq + h) * D.T + i0 + r) * D.dv;
-        T* lse_r = lse + (b * D.Hq + h) * D.T + i0 + r;
-        if (l[r] == 0) {  // every key masked
-          std::fill(dst, dst + D.dv, T(0));
-          *lse_r = ninf;
-          continue;
-        }
-        const T inv = static_cast<T>(1.0 / l[r]);
-        const T* orow = o.data() + r * D.dv;
-        for (int64_t c = 0; c < D.dv; ++c) dst[c] = orow[c] * inv;
-        *lse_r = static_cast<T>(static_cast<double>(m[r]) + std::log(l[r]));
-      }
     }
   });
 }
@@ -265,9 +320,25 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
   const T ninf = -std::numeric_limits<T>::infinity();
 
   parallel_for(0, D.B * D.Hkv, 1, [&](int64_t tb, int64_t te) {
-    std::vector<T> s(kQueryTile * kKeyTile), dp(kQueryTile * kKeyTile), z(kKeyTile), delta(D.G * D.T);
+    Workspace<T>& w = workspace<T>();
+    grow(w.s, kQueryTile * kKeyTile);
+    grow(w.dp, kQueryTile * kKeyTile);
+    grow(w.z, kKeyTile);
+    grow(w.delta, D.G * D.T);
+    T* s = w.s.data();
+    T* dp = w.dp.data();
+    T* z = w.z.data();
+    T* delta = w.delta.data();
+    // The operands the task's tile products read, each packed once: K^T
+    // [d, S] and V^T [dv, S] per task, Q_i and dO_i per query tile. (K for
+    // dQ is packed per tile by the plain GEMM: a 1% cost, and 4 d S bytes
+    // less per thread.)
+    PackedB<T>& keys_t = w.keys_t;
+    PackedB<T>& values_t = w.values;
     for (int64_t task = tb; task < te; ++task) {
       const int64_t b = task / D.Hkv, hk = task % D.Hkv;
+      keys_t.pack(D.d, D.S, k.row(b, hk, 0), 1, k.sl);
+      values_t.pack(D.dv, D.S, v.row(b, hk, 0), 1, v.sl);
       // Each task owns its rows of the three gradients: clear them, then accumulate.
       for (int64_t g = 0; g < D.G; ++g) {
         const int64_t h = hk * D.G + g;
@@ -285,20 +356,24 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
       std::fill(gk_head, gk_head + D.S * D.d, T(0));
       std::fill(gv_head, gv_head + D.S * D.dv, T(0));
 
-      for (int64_t j0 = 0; j0 < D.S; j0 += kKeyTile) {
-        const int64_t cols = std::min(kKeyTile, D.S - j0);
-        for (int64_t g = 0; g < D.G; ++g) {
-          const int64_t h = hk * D.G + g;
-          for (int64_t i0 = 0; i0 < D.T; i0 += kQueryTile) {
-            const int64_t rows = std::min(kQueryTile, D.T - i0);
+      // Every dK_j, dV_j sums its (head, query tile) terms in the same order
+      // as every dQ_i sums its key tiles: ascending, whatever the threads.
+      for (int64_t g = 0; g < D.G; ++g) {
+        const int64_t h = hk * D.G + g;
+        for (int64_t i0 = 0; i0 < D.T; i0 += kQueryTile) {
+          const int64_t rows = std::min(kQueryTile, D.T - i0);
+          const T* go_i = gout + ((b * D.Hq + h) * D.T + i0) * D.dv;
+          w.query_tile.pack(rows, D.d, q.row(b, h, i0), q.sl, 1);
+          w.grad_tile.pack(rows, D.dv, go_i, D.dv, 1);
+          for (int64_t j0 = 0; j0 < D.S; j0 += kKeyTile) {
+            const int64_t cols = std::min(kKeyTile, D.S - j0);
             const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
             if (state == TileState::Empty) continue;
-            if (!scores_tile(q, k, pat, state, b, h, hk, i0, rows, j0, cols, D.d, scale, s.data())) continue;
+            if (!scores_tile(q, keys_t, pat, state, b, h, i0, rows, j0, cols, D.d, scale, s)) continue;
             const T* lse_i = lse + (b * D.Hq + h) * D.T + i0;
-            const T* go_i = gout + ((b * D.Hq + h) * D.T + i0) * D.dv;
             // P (in s) and, with dropout, the dropped P (in dp, for dV).
             for (int64_t r = 0; r < rows; ++r) {
-              T* sr = s.data() + r * kKeyTile;
+              T* sr = s + r * kKeyTile;
               if (lse_i[r] == ninf) {
                 std::fill(sr, sr + cols, T(0));
               } else {
@@ -306,34 +381,35 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
               }
               if (dropout) {
                 const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
-                dropout_factors(args, idx, cols, z.data());
-                T* dr = dp.data() + r * kKeyTile;
+                dropout_factors(args, idx, cols, z);
+                T* dr = dp + r * kKeyTile;
                 for (int64_t c = 0; c < cols; ++c) dr[c] = sr[c] * z[c];
               }
             }
             // dV_j += P^T dO_i  (P dropped when dropout is on)
-            const T* p_used = dropout ? dp.data() : s.data();
-            gemm(cols, D.dv, rows, T(1), p_used, 1, kKeyTile, go_i, D.dv, 1, T(1), gv_head + j0 * D.dv, D.dv, 1);
+            const T* p_used = dropout ? dp : s;
+            gemm_packed_b(cols, D.dv, rows, T(1), p_used, int64_t{1}, kKeyTile, w.grad_tile, 0, 0, T(1),
+                          gv_head + j0 * D.dv, D.dv, 1);
             // dP = dO_i V_j^T
-            gemm(rows, cols, D.dv, T(1), go_i, D.dv, 1, v.row(b, hk, j0), 1, v.sl, T(0), dp.data(), kKeyTile, 1);
+            gemm_packed_b(rows, cols, D.dv, T(1), go_i, D.dv, int64_t{1}, values_t, 0, j0, T(0), dp, kKeyTile, 1);
             // dS = P (dP z - D_i), into dp
             for (int64_t r = 0; r < rows; ++r) {
-              const T* sr = s.data() + r * kKeyTile;
-              T* dr = dp.data() + r * kKeyTile;
+              const T* sr = s + r * kKeyTile;
+              T* dr = dp + r * kKeyTile;
               const T di = delta[g * D.T + i0 + r];
               if (dropout) {
                 const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
-                dropout_factors(args, idx, cols, z.data());
+                dropout_factors(args, idx, cols, z);
                 for (int64_t c = 0; c < cols; ++c) dr[c] = sr[c] * (dr[c] * z[c] - di);
               } else {
                 row_softmax_grad(sr, dr, cols, di);
               }
             }
             // dQ_i += dS K_j * scale;  dK_j += dS^T Q_i * scale
-            gemm(rows, D.d, cols, scale, dp.data(), kKeyTile, 1, k.row(b, hk, j0), k.sl, 1, T(1),
+            gemm(rows, D.d, cols, scale, dp, kKeyTile, 1, k.row(b, hk, j0), k.sl, 1, T(1),
                  gq + ((b * D.Hq + h) * D.T + i0) * D.d, D.d, 1);
-            gemm(cols, D.d, rows, scale, dp.data(), 1, kKeyTile, q.row(b, h, i0), q.sl, 1, T(1), gk_head + j0 * D.d,
-                 D.d, 1);
+            gemm_packed_b(cols, D.d, rows, scale, dp, int64_t{1}, kKeyTile, w.query_tile, 0, 0, T(1),
+                          gk_head + j0 * D.d, D.d, 1);
           }
         }
       }

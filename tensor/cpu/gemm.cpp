@@ -19,6 +19,8 @@
 #include <cstdlib>
 #include <new>
 #include <stdexcept>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #if defined(__linux__)
@@ -406,6 +408,132 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_
                                                                             args...);
                    });
 }
+
+// ---- PackedB ---------------------------------------------------------------------
+// Panel p of a packed B (columns [p*NR, p*NR + NR), every row) starts at
+// data + p*NR*K; element (k, j) of it is at k*NR + j. Depth is not blocked:
+// the products it serves are small (K is a head width or a tile).
+
+namespace {
+
+template <typename T>
+KernelSpec<T> spec_for(int isa);
+template <>
+KernelSpecF32 spec_for<float>(int isa) {
+  switch (static_cast<Isa>(isa)) {
+    case Isa::avx512: return avx512_kernel_f32();
+    case Isa::avx2: return avx2_kernel_f32();
+    default: return portable_kernel_f32();
+  }
+}
+template <>
+KernelSpecF64 spec_for<double>(int) {
+  return portable_kernel_f64();
+}
+template <typename T>
+int isa_for() {
+  return std::is_same<T, float>::value ? static_cast<int>(current_isa()) : static_cast<int>(Isa::portable);
+}
+
+template <typename T, int MR, int NR>
+void pack_b_with(const KernelSpec<T>& spec, T* dst, int64_t K, int64_t N, const T* b, int64_t rsb, int64_t csb) {
+  pack_b_panels<T, NR>(spec, dst, b, rsb, csb, N, 0, ceil_div(N, NR), K);
+}
+
+thread_local PackBuffer t_packed_b_a;  // gemm_packed_b's A panels
+
+template <typename T, int MR, int NR>
+void multiply_packed_b(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa,
+                       int64_t csa, const T* bdata, int64_t bK, int64_t k0, int64_t j0, T beta, T* C, int64_t rsc,
+                       int64_t csc) {
+  T* apack = static_cast<T*>(t_packed_b_a.get(sizeof(T) * round_up(M, MR) * K));
+  pack_a_panels<T, MR>(spec, apack, A, rsa, csa, M, 0, ceil_div(M, MR), K);
+  for (int64_t jr = 0; jr < N; jr += NR) {
+    const T* bp = bdata + (j0 + jr) * bK + k0 * NR;  // panel (j0 + jr) / NR, from row k0
+    const int64_t cols = std::min<int64_t>(NR, N - jr);
+    for (int64_t ir = 0; ir < M; ir += MR) {
+      const int64_t rows = std::min<int64_t>(MR, M - ir);
+      const T* ap = apack + ir * K;
+      T* c = C + ir * rsc + jr * csc;
+      if (rows == MR && cols == NR && csc == 1) {
+        spec.run(K, ap, bp, c, rsc, alpha, beta);
+        continue;
+      }
+      alignas(64) T tile[MR * NR] = {};
+      if (beta != T(0))
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t q = 0; q < cols; ++q) tile[r * NR + q] = c[r * rsc + q * csc];
+      spec.run(K, ap, bp, tile, NR, alpha, beta);
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t q = 0; q < cols; ++q) c[r * rsc + q * csc] = tile[r * NR + q];
+    }
+  }
+}
+
+// Calls f.template operator()<MR, NR>() for the kernel `isa` of T.
+template <typename T, typename F>
+void with_tile(int isa, F&& f) {
+  if (std::is_same<T, double>::value) return f(std::integral_constant<int, kPortableRowsF64>(),
+                                               std::integral_constant<int, kPortableColsF64>());
+  switch (static_cast<Isa>(isa)) {
+    case Isa::avx512:
+      return f(std::integral_constant<int, kAvx512Rows>(), std::integral_constant<int, kAvx512Cols>());
+    case Isa::avx2: return f(std::integral_constant<int, kAvx2Rows>(), std::integral_constant<int, kAvx2Cols>());
+    default:
+      return f(std::integral_constant<int, kPortableRowsF32>(), std::integral_constant<int, kPortableColsF32>());
+  }
+}
+
+}  // namespace
+
+template <typename T>
+void PackedB<T>::Free::operator()(T* p) const {
+  std::free(p);
+}
+
+template <typename T>
+void PackedB<T>::pack(int64_t K, int64_t N, const T* b, int64_t rsb, int64_t csb) {
+  if (K < 0 || N < 0) throw std::invalid_argument("heed::cpu::PackedB: negative size");
+  isa_ = isa_for<T>();
+  const KernelSpec<T> spec = spec_for<T>(isa_);
+  nr_ = spec.nr;
+  K_ = K, N_ = N;
+  const size_t need = static_cast<size_t>(round_up(std::max<int64_t>(N, 1), nr_) * std::max<int64_t>(K, 1));
+  if (need > capacity_) {
+    void* p = std::aligned_alloc(64, (sizeof(T) * need + 63) / 64 * 64);
+    if (p == nullptr) throw std::bad_alloc();
+    data_.reset(static_cast<T*>(p));
+    capacity_ = need;
+  }
+  if (K == 0 || N == 0) return;
+  with_tile<T>(isa_, [&](auto mr, auto nr) {
+    pack_b_with<T, decltype(mr)::value, decltype(nr)::value>(spec, data_.get(), K, N, b, rsb, csb);
+  });
+}
+
+template <typename T>
+void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa, int64_t csa,
+                   const PackedB<T>& B, int64_t k0, int64_t j0, T beta, T* C, int64_t rsc, int64_t csc) {
+  if (M < 0 || N < 0 || K < 0 || k0 < 0 || j0 < 0 || j0 % 64 != 0 || k0 + K > B.K_ || j0 + N > B.N_)
+    throw std::invalid_argument("heed::cpu::gemm_packed_b: the block [" + std::to_string(k0) + ", " +
+                                std::to_string(k0 + K) + ") x [" + std::to_string(j0) + ", " + std::to_string(j0 + N) +
+                                ") does not lie in the packed " + std::to_string(B.K_) + " x " +
+                                std::to_string(B.N_) + " (j0 must be a multiple of 64)");
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == T(0)) return scale_c(M, N, beta, C, rsc, csc);
+  const KernelSpec<T> spec = spec_for<T>(B.isa_);
+  with_tile<T>(B.isa_, [&](auto mr, auto nr) {
+    multiply_packed_b<T, decltype(mr)::value, decltype(nr)::value>(spec, M, N, K, alpha, A, rsa, csa, B.data_.get(),
+                                                                   B.K_, k0, j0, beta, C, rsc, csc);
+  });
+}
+
+template class PackedB<float>;
+template class PackedB<double>;
+template void gemm_packed_b<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t,
+                                   const PackedB<float>&, int64_t, int64_t, float, float*, int64_t, int64_t);
+template void gemm_packed_b<double>(int64_t, int64_t, int64_t, double, const double*, int64_t, int64_t,
+                                    const PackedB<double>&, int64_t, int64_t, double, double*, int64_t, int64_t);
 
 const char* gemm_kernel_name() { return isa_name(current_isa()); }
 

@@ -9,6 +9,7 @@
 // gemm may be called from several threads at once, and from inside a
 // parallel_for chunk (it then runs on that thread alone).
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -26,6 +27,42 @@ void gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t 
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsa,
           int64_t csa, const double* B, int64_t rsb, int64_t csb, double beta, double* C,
           int64_t rsc, int64_t csc);
+
+// ---- a B operand packed once, multiplied many times ---------------------------
+// Kernels made of many small products that share an operand (fused attention
+// multiplies every query tile by the same keys and values) pack it once into
+// the micro-kernel's column panels instead of on every call. Not thread-safe
+// to pack; any number of threads may multiply by a packed operand at once.
+template <typename T>
+class PackedB {
+ public:
+  // Packs B[k, j] = b[k*rsb + j*csb] for 0 <= k < K, 0 <= j < N, with the
+  // micro-kernel gemm would use now.
+  void pack(int64_t K, int64_t N, const T* b, int64_t rsb, int64_t csb);
+  int64_t rows() const { return K_; }
+  int64_t cols() const { return N_; }
+
+ private:
+  template <typename U>
+  friend void gemm_packed_b(int64_t, int64_t, int64_t, U, const U*, int64_t, int64_t, const PackedB<U>&, int64_t,
+                            int64_t, U, U*, int64_t, int64_t);
+  struct Free {
+    void operator()(T* p) const;
+  };
+  std::unique_ptr<T, Free> data_;
+  size_t capacity_ = 0;  // elements
+  int64_t K_ = 0, N_ = 0;
+  int isa_ = 0, nr_ = 0;
+};
+
+// C[i,j] = alpha * sum_{k<K} A[i,k] * B[k0+k, j0+j] + beta * C[i,j]  (i < M, j < N)
+// with B packed; A and C as for gemm. j0 must be a multiple of 64 (every
+// kernel's panel width divides 64), and k0 + K, j0 + N must lie within B.
+// Runs on the calling thread alone, with the kernel B was packed for; the
+// sum over k is the micro-kernel's, so results do not depend on threads.
+template <typename T>
+void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa, int64_t csa,
+                   const PackedB<T>& B, int64_t k0, int64_t j0, T beta, T* C, int64_t rsc, int64_t csc);
 
 // The float micro-kernel gemm uses: "avx512", "avx2" or "portable". The default
 // is the best one this CPU supports; the environment variable
