@@ -5,6 +5,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include "cuda/attention.h"
 #include "cuda/caching_allocator.h"
 #include "cuda/check.h"
 #include "cuda/device.h"
@@ -54,6 +55,7 @@ Backend make_row() {
   install_matmul_kernel(row);
   install_index_kernels(row);
   install_optim_kernels(row);
+  install_attention_kernels(row);
   return row;
 }
 

@@ -41,7 +41,10 @@ namespace heed::cpu {
 namespace {
 
 constexpr int64_t kQueryTile = 96;
-constexpr int64_t kKeyTile = 128;
+constexpr int64_t kKeyTile = 128;  // also the row stride of the score tiles
+// A sliding window's band crosses tiles diagonally; narrower key tiles there
+// waste less of each tile on masked pairs.
+constexpr int64_t kWindowKeyTile = 64, kWindowQueryTile = 48;
 constexpr int64_t kQueryBlock = 8;  // query tiles per forward task
 
 inline float exp_any(float x) { return exp_f32(x); }
@@ -140,8 +143,9 @@ struct Dims {
   explicit Dims(const Tensor& q, const Tensor& k, const Tensor& v)
       : B(q.size(0)), Hq(q.size(1)), Hkv(k.size(1)), G(q.size(1) / k.size(1)), T(q.size(2)), S(k.size(2)),
         d(q.size(3)), dv(v.size(3)) {}
-  int64_t query_tiles() const { return (T + kQueryTile - 1) / kQueryTile; }
-  int64_t key_tiles() const { return (S + kKeyTile - 1) / kKeyTile; }
+  int64_t query_tile = kQueryTile;  // at most kQueryTile
+  int64_t query_tiles() const { return (T + query_tile - 1) / query_tile; }
+  int64_t key_tile = kKeyTile;
 };
 
 // The dropout factors of one row of a tile: z[c] = keep ? 1 / (1 - p) : 0 for
@@ -159,10 +163,13 @@ void dropout_factors(const AttentionArgs& a, uint64_t first_idx, int64_t n, T* z
 
 // The scores tile S = Q_i K_j^T * scale with masked pairs at -inf. Returns
 // false when every pair of the tile is masked (nothing to compute).
+// keys_t holds K^T of the keys from key_base on.
 template <class T>
-bool scores_tile(const Heads<T>& q, const PackedB<T>& keys_t, const AttentionPatternView& pat, TileState state,
-                 int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int64_t d, T scale, T* s) {
-  gemm_packed_b(rows, cols, d, scale, q.row(b, h, i0), q.sl, int64_t{1}, keys_t, 0, j0, T(0), s, kKeyTile, 1);
+bool scores_tile(const Heads<T>& q, const PackedB<T>& keys_t, int64_t key_base, const AttentionPatternView& pat,
+                 TileState state, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int64_t d,
+                 T scale, T* s) {
+  gemm_packed_b(rows, cols, d, scale, q.row(b, h, i0), q.sl, int64_t{1}, keys_t, 0, j0 - key_base, T(0), s, kKeyTile,
+                1);
   if (state == TileState::Full && !pat.has_free_form()) return true;
   const T ninf = -std::numeric_limits<T>::infinity();
   if (pat.is_band() && !pat.has_free_form()) {  // the diagonal tiles of causal / sliding-window attention
@@ -220,7 +227,8 @@ void grow(std::vector<T>& v, int64_t n) {
 template <class T>
 void forward_impl(const Tensor& qt, const Tensor& kt, const Tensor& vt, const AttentionArgs& args, const Tensor& outt,
                   const Tensor& lset) {
-  const Dims D(qt, kt, vt);
+  Dims D(qt, kt, vt);
+  if (args.window > 0) D.key_tile = kWindowKeyTile, D.query_tile = kWindowQueryTile;
   const Heads<T> q(qt), k(kt), v(vt);
   T* out = static_cast<T*>(outt.raw_data());
   T* lse = static_cast<T*>(lset.raw_data());
@@ -249,21 +257,33 @@ void forward_impl(const Tensor& qt, const Tensor& kt, const Tensor& vt, const At
     for (int64_t task = tb; task < te; ++task) {
       const int64_t block = task % blocks, bhk = task / blocks;
       const int64_t b = bhk / D.Hkv, hk = bhk % D.Hkv;
-      w.keys_t.pack(D.d, D.S, k.row(b, hk, 0), 1, k.sl);
-      w.values.pack(D.S, D.dv, v.row(b, hk, 0), v.sl, 1);
       const int64_t it_end = std::min(D.query_tiles(), (block + 1) * kQueryBlock);
+      // Only the keys some tile of the block attends are packed: a sliding
+      // window's block reads O(window) keys, not all S.
+      int64_t k_lo = D.S, k_hi = 0;
+      for (int64_t it = block * kQueryBlock; it < it_end; ++it) {
+        const int64_t i0 = it * D.query_tile, i1 = std::min(D.T, i0 + D.query_tile);
+        for (int64_t j0 = 0; j0 < D.S; j0 += D.key_tile)
+          if (tile_of(pat, i0, i1, j0, std::min(D.S, j0 + D.key_tile)) != TileState::Empty) {
+            k_lo = std::min(k_lo, j0);
+            k_hi = std::max(k_hi, std::min(D.S, j0 + D.key_tile));
+          }
+      }
+      if (k_lo >= k_hi) k_lo = k_hi = 0;  // nothing attended: rows finish as fully masked
+      w.keys_t.pack(D.d, k_hi - k_lo, k.row(b, hk, k_lo), 1, k.sl);
+      w.values.pack(k_hi - k_lo, D.dv, v.row(b, hk, k_lo), v.sl, 1);
       for (int64_t g = 0; g < D.G; ++g)
         for (int64_t it = block * kQueryBlock; it < it_end; ++it) {
           const int64_t h = hk * D.G + g;
-          const int64_t i0 = it * kQueryTile, rows = std::min(kQueryTile, D.T - i0);
+          const int64_t i0 = it * D.query_tile, rows = std::min(D.query_tile, D.T - i0);
           std::fill(m, m + rows, ninf);
           std::fill(l, l + rows, 0.0);
           std::fill(o, o + rows * D.dv, T(0));
-          for (int64_t j0 = 0; j0 < D.S; j0 += kKeyTile) {
-            const int64_t cols = std::min(kKeyTile, D.S - j0);
+          for (int64_t j0 = k_lo; j0 < k_hi; j0 += D.key_tile) {
+            const int64_t cols = std::min(D.key_tile, D.S - j0);
             const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
             if (state == TileState::Empty) continue;
-            if (!scores_tile(q, w.keys_t, pat, state, b, h, i0, rows, j0, cols, D.d, scale, s)) continue;
+            if (!scores_tile(q, w.keys_t, k_lo, pat, state, b, h, i0, rows, j0, cols, D.d, scale, s)) continue;
             for (int64_t r = 0; r < rows; ++r) {
               T* sr = s + r * kKeyTile;
               const T m_new = std::max(m[r], static_cast<T>(row_max(sr, cols)));
@@ -282,7 +302,7 @@ void forward_impl(const Tensor& qt, const Tensor& kt, const Tensor& vt, const At
                 for (int64_t c = 0; c < cols; ++c) sr[c] *= w.z[c];
               }
             }
-            gemm_packed_b(rows, D.dv, cols, T(1), s, kKeyTile, int64_t{1}, w.values, j0, 0, T(1), o, D.dv, 1);
+            gemm_packed_b(rows, D.dv, cols, T(1), s, kKeyTile, int64_t{1}, w.values, j0 - k_lo, 0, T(1), o, D.dv, 1);
           }
           for (int64_t r = 0; r < rows; ++r) {
             T* dst = out + ((b * D.Hq + h) * D.T + i0 + r) * D.dv;
@@ -306,7 +326,8 @@ template <class T>
 void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const Tensor& vt, const Tensor& outt,
                    const Tensor& lset, const AttentionArgs& args, const Tensor& gqt, const Tensor& gkt,
                    const Tensor& gvt) {
-  const Dims D(qt, kt, vt);
+  Dims D(qt, kt, vt);
+  if (args.window > 0) D.key_tile = kWindowKeyTile, D.query_tile = kWindowQueryTile;
   const Heads<T> q(qt), k(kt), v(vt);
   const T* gout = static_cast<const T*>(got.raw_data());
   const T* out = static_cast<const T*>(outt.raw_data());
@@ -360,16 +381,16 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
       // as every dQ_i sums its key tiles: ascending, whatever the threads.
       for (int64_t g = 0; g < D.G; ++g) {
         const int64_t h = hk * D.G + g;
-        for (int64_t i0 = 0; i0 < D.T; i0 += kQueryTile) {
-          const int64_t rows = std::min(kQueryTile, D.T - i0);
+        for (int64_t i0 = 0; i0 < D.T; i0 += D.query_tile) {
+          const int64_t rows = std::min(D.query_tile, D.T - i0);
           const T* go_i = gout + ((b * D.Hq + h) * D.T + i0) * D.dv;
           w.query_tile.pack(rows, D.d, q.row(b, h, i0), q.sl, 1);
           w.grad_tile.pack(rows, D.dv, go_i, D.dv, 1);
-          for (int64_t j0 = 0; j0 < D.S; j0 += kKeyTile) {
-            const int64_t cols = std::min(kKeyTile, D.S - j0);
+          for (int64_t j0 = 0; j0 < D.S; j0 += D.key_tile) {
+            const int64_t cols = std::min(D.key_tile, D.S - j0);
             const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
             if (state == TileState::Empty) continue;
-            if (!scores_tile(q, keys_t, pat, state, b, h, i0, rows, j0, cols, D.d, scale, s)) continue;
+            if (!scores_tile(q, keys_t, 0, pat, state, b, h, i0, rows, j0, cols, D.d, scale, s)) continue;
             const T* lse_i = lse + (b * D.Hq + h) * D.T + i0;
             // P (in s) and, with dropout, the dropped P (in dp, for dV).
             for (int64_t r = 0; r < rows; ++r) {
