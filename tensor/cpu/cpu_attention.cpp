@@ -149,20 +149,41 @@ struct Dims {
 };
 
 // The dropout factors of one row of a tile: z[c] = keep ? 1 / (1 - p) : 0 for
-// the weights (bi, h, i, j0 + c), one Philox block per four of them.
+// the weights (bi, h, i, j0 + c), flat index first_idx + c. keep is
+// bernoulli_from's test u < 1 - p on u = (w >> 8) 2^-24, done exactly on the
+// integer, (w >> 8) < ceil((1 - p) 2^24), so the loop over Philox blocks
+// vectorises and the bits equal nn::dropout's.
 template <class T>
-void dropout_factors(const AttentionArgs& a, uint64_t first_idx, int64_t n, T* z) {
-  const double keep_prob = 1.0 - a.dropout_p;
-  const T inv = static_cast<T>(1.0 / keep_prob);
-  for (int64_t c = 0; c < n;) {
-    const uint64_t idx = first_idx + static_cast<uint64_t>(c);
-    const Philox4x32 block = philox_block(a.seed, a.offset + idx / 4);
-    for (uint64_t w = idx % 4; w < 4 && c < n; ++w, ++c) z[c] = bernoulli_from(&block.w[w], keep_prob) ? inv : T(0);
+__attribute__((always_inline)) inline void keep_factors(uint64_t seed, uint64_t block0, int64_t blocks,
+                                                        uint32_t threshold, T inv, T* z) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const Philox4x32 r = philox_block(seed, block0 + static_cast<uint64_t>(b));
+    for (int w = 0; w < 4; ++w) z[b * 4 + w] = (r.w[w] >> 8) < threshold ? inv : T(0);
   }
 }
+HEED_ROW_CLONES void row_keep_factors(uint64_t seed, uint64_t block0, int64_t blocks, uint32_t threshold, float inv,
+                                      float* z) {
+  keep_factors(seed, block0, blocks, threshold, inv, z);
+}
+void row_keep_factors(uint64_t seed, uint64_t block0, int64_t blocks, uint32_t threshold, double inv, double* z) {
+  keep_factors(seed, block0, blocks, threshold, inv, z);
+}
 
-// The scores tile S = Q_i K_j^T * scale with masked pairs at -inf. Returns
-// false when every pair of the tile is masked (nothing to compute).
+template <class T>
+void dropout_factors(const AttentionArgs& a, uint64_t first_idx, int64_t n, T* z) {
+  if (n <= 0) return;
+  const double keep_prob = 1.0 - a.dropout_p;
+  const auto threshold = static_cast<uint32_t>(std::ceil(keep_prob * 16777216.0));
+  const T inv = static_cast<T>(1.0 / keep_prob);
+  // Whole Philox blocks covering [first_idx, first_idx + n), into a scratch
+  // row aligned to them, then the n wanted factors.
+  const uint64_t block0 = first_idx / 4, last = (first_idx + static_cast<uint64_t>(n) - 1) / 4;
+  const int64_t blocks = static_cast<int64_t>(last - block0 + 1);
+  T scratch[4 * (kKeyTile / 4 + 2)];
+  row_keep_factors(a.seed, a.offset + block0, blocks, threshold, inv, scratch);
+  std::copy(scratch + first_idx % 4, scratch + first_idx % 4 + n, z);
+}
+
 // keys_t holds K^T of the keys from key_base on.
 template <class T>
 bool scores_tile(const Heads<T>& q, const PackedB<T>& keys_t, int64_t key_base, const AttentionPatternView& pat,
@@ -344,7 +365,7 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
     Workspace<T>& w = workspace<T>();
     grow(w.s, kQueryTile * kKeyTile);
     grow(w.dp, kQueryTile * kKeyTile);
-    grow(w.z, kKeyTile);
+    grow(w.z, kQueryTile * kKeyTile);  // the tile's dropout factors, for dV and dS
     grow(w.delta, D.G * D.T);
     T* s = w.s.data();
     T* dp = w.dp.data();
@@ -402,9 +423,10 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
               }
               if (dropout) {
                 const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
-                dropout_factors(args, idx, cols, z);
+                T* zr = z + r * kKeyTile;
+                dropout_factors(args, idx, cols, zr);
                 T* dr = dp + r * kKeyTile;
-                for (int64_t c = 0; c < cols; ++c) dr[c] = sr[c] * z[c];
+                for (int64_t c = 0; c < cols; ++c) dr[c] = sr[c] * zr[c];
               }
             }
             // dV_j += P^T dO_i  (P dropped when dropout is on)
@@ -419,9 +441,8 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
               T* dr = dp + r * kKeyTile;
               const T di = delta[g * D.T + i0 + r];
               if (dropout) {
-                const uint64_t idx = static_cast<uint64_t>(((b * D.Hq + h) * D.T + i0 + r) * D.S + j0);
-                dropout_factors(args, idx, cols, z);
-                for (int64_t c = 0; c < cols; ++c) dr[c] = sr[c] * (dr[c] * z[c] - di);
+                const T* zr = z + r * kKeyTile;
+                for (int64_t c = 0; c < cols; ++c) dr[c] = sr[c] * (dr[c] * zr[c] - di);
               } else {
                 row_softmax_grad(sr, dr, cols, di);
               }
