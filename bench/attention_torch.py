@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """PyTorch twin of attention_bench: one configuration per process, one JSON line.
 
-    /usr/bin/python3 bench/attention_torch.py --impl softmax|softmax_causal|linear|linear_causal
-        --T 1024 [--B 1] [--H 4] [--d 64] [--threads 2] [--min-time 1.0] [--max-reps 20]
+    /usr/bin/python3 bench/attention_torch.py --impl softmax|softmax_causal|softmax_window|linear|linear_causal
+        --T 1024 [--B 1] [--H 4] [--d 64] [--window 256] [--threads 2] [--min-time 1.0] [--max-reps 20]
 
 The same computations as heed's, written with the same ops: softmax attention
 composed as q k^T * scale (masked for causal), softmax, @ v (PyTorch 1.13 has
-no fused scaled_dot_product_attention); linear attention with phi = elu + 1,
+no fused scaled_dot_product_attention; softmax_window masks keys outside the causal
+window p - window < j <= p, as nn::sliding_window_mask); linear attention with phi = elu + 1,
 the non-causal form regrouped as phi(q) (phi(k)^T v), the causal one in
 chunks of 64 rows with a carried [d, dv] state, as nn::linear_attention.
 Peak memory is VmHWM minus the resident set before the inputs were made.
@@ -65,11 +66,12 @@ def linear_attention(q, k, v, causal, eps=1e-6):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--impl", required=True, choices=["softmax", "softmax_causal", "linear", "linear_causal"])
+    ap.add_argument("--impl", required=True, choices=["softmax", "softmax_causal", "softmax_window", "linear", "linear_causal"])
     ap.add_argument("--B", type=int, default=1)
     ap.add_argument("--H", type=int, default=4)
     ap.add_argument("--T", type=int, default=1024)
     ap.add_argument("--d", type=int, default=64)
+    ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--min-time", type=float, default=1.0)
     ap.add_argument("--max-reps", type=int, default=20)
@@ -82,9 +84,11 @@ def main():
     q, k, v = (torch.randn(shape, requires_grad=True) for _ in range(3))
     g = torch.randn(shape)
     causal_mask = None
+    idx = torch.arange(a.T)
     if a.impl == "softmax_causal":
-        idx = torch.arange(a.T)
         causal_mask = idx[None, :] > idx[:, None]
+    if a.impl == "softmax_window":
+        causal_mask = (idx[None, :] > idx[:, None]) | (idx[None, :] <= idx[:, None] - a.window)
 
     def step():
         for t in (q, k, v):
@@ -105,7 +109,8 @@ def main():
         total += s
         reps += 1
     peak = status_bytes("VmHWM:") - rss0
-    print(json.dumps({"impl": a.impl, "B": a.B, "H": a.H, "T": a.T, "d": a.d, "threads": a.threads, "reps": reps,
+    print(json.dumps({"impl": a.impl, "B": a.B, "H": a.H, "T": a.T, "d": a.d, "window": a.window,
+                      "threads": a.threads, "reps": reps,
                       "ms": round(best * 1e3, 3), "peak_mib": round(peak / 2**20, 1), "torch": torch.__version__}),
           flush=True)
 
