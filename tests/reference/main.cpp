@@ -21,6 +21,7 @@
 #include "autograd/engine.h"
 #include "autograd/grad_mode.h"
 #include "cuda/register.h"
+#include "nn/attention.h"
 #include "tests/reference/case.h"
 #include "tests/reference/compare.h"
 
@@ -133,12 +134,15 @@ std::vector<std::string> files_of(const std::string& arg, std::vector<std::strin
 
 int usage(std::FILE* to, int code) {
   std::fprintf(to,
-               "usage: heed_reference [--device DEVICE] [DIR or FILE ...]\n"
+               "usage: heed_reference [--device DEVICE] [--attention fused|composed] [DIR or FILE ...]\n"
                "  Checks heed against PyTorch reference files (*.h5). With no file argument,\n"
                "  reads the folder named by $HEED_REFERENCE_DIR.\n"
                "  --device DEVICE  where the ops run: cpu, cuda or cuda:N (default\n"
                "                   $HEED_REFERENCE_DEVICE, else cpu). Exits with %d when that\n"
-               "                   device cannot be used here.\n",
+               "                   device cannot be used here.\n"
+               "  --attention IMPL scaled dot-product attention's implementation: fused\n"
+               "                   (FlashAttention-2) or composed (default $HEED_ATTENTION, else\n"
+               "                   fused where it applies).\n",
                kExitSkipped);
   return code;
 }
@@ -162,6 +166,22 @@ int main(int argc, char** argv) {
       device_text = argv[++i];
     } else if (a.rfind("--device=", 0) == 0) {
       device_text = a.substr(9);
+    } else if (a == "--attention" || a.rfind("--attention=", 0) == 0) {
+      std::string impl;
+      if (a == "--attention") {
+        if (i + 1 == argc) {
+          std::fprintf(stderr, "heed_reference: --attention needs a value (fused or composed)\n");
+          return usage(stderr, 2);
+        }
+        impl = argv[++i];
+      } else {
+        impl = a.substr(12);
+      }
+      if (impl != "fused" && impl != "composed") {
+        std::fprintf(stderr, "heed_reference: --attention must be fused or composed, got '%s'\n", impl.c_str());
+        return usage(stderr, 2);
+      }
+      nn::set_default_attention_impl(impl == "fused" ? nn::AttentionImpl::Fused : nn::AttentionImpl::Composed);
     } else {
       args.push_back(a);
     }
@@ -211,7 +231,8 @@ int main(int argc, char** argv) {
     for (const std::string& p : c.problems) std::printf("      %s\n", p.c_str());
     (c.ok() ? passed : failed) += 1;
   }
-  std::printf("%d passed, %d failed (on %s)\n", passed, failed, device.str().c_str());
+  std::printf("%d passed, %d failed (on %s, %s attention)\n", passed, failed, device.str().c_str(),
+              nn::default_attention_impl() == nn::AttentionImpl::Composed ? "composed" : "fused");
   if (files.empty()) std::fprintf(stderr, "heed_reference: no reference file was read\n");
   return failed == 0 && errors.empty() && !files.empty() ? 0 : 1;
 }
