@@ -114,6 +114,9 @@ AttentionOutput MultiheadAttention::forward(const Tensor& query, const Tensor& k
   attention.key_padding_mask = call.key_padding_mask;
   attention.causal = call.causal;
   attention.window = call.window;
+  attention.global_positions = call.global_positions;
+  attention.block_layout = call.block_layout;
+  attention.block_size = call.block_size;
   attention.need_weights = call.need_weights || recording_;
   attention.dropout_p = is_training() ? options_.dropout : 0.0;
   attention.generator = gen_;

@@ -48,6 +48,10 @@ struct MultiheadAttentionCall {
   Tensor attn_mask;         // Bool, broadcastable to [B, H, T, S]; true = masked
   bool causal = false;      // with a cache: the new queries are the last T of S positions
   int64_t window = 0;       // sliding-window width (0: none)
+  // Structure the fused kernel skips tiles by (AttentionOptions has the rules).
+  std::vector<int64_t> global_positions;  // with window: Longformer's global tokens
+  Tensor block_layout;                    // block-sparse layout, blocks of block_size
+  int64_t block_size = 0;
   bool need_weights = false;
   KVCache* cache = nullptr;
   // Cross-attention cache: project key/value only when the cache is empty,

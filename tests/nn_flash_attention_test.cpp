@@ -314,3 +314,19 @@ TEST_CASE("Pattern options and the dense mask builders mask the same pairs", "[a
   require_close(nn::scaled_dot_product_attention(q, k, v, lp).output.to(DType::Float64),
                 nn::scaled_dot_product_attention(q, k, v, ld).output.to(DType::Float64), 1e-6, "block-sparse");
 }
+
+TEST_CASE("MultiheadAttention passes patterns through to the kernel", "[attention][flash][mha]") {
+  Generator g(12);
+  nn::MultiheadAttention mha({16, 4}, &g);
+  Tensor x = randn({2, 33, 16}, &g);
+  Tensor layout = gt(rand({3, 3}, &g), scalar_tensor(0.3));
+  nn::MultiheadAttentionCall pattern, dense;
+  pattern.block_layout = layout;
+  pattern.block_size = 12;
+  pattern.window = 5;
+  pattern.global_positions = {0, 20};
+  dense.attn_mask = logical_or(nn::block_sparse_mask(layout, 33, 33, 12), nn::local_global_mask(33, 5, {0, 20}));
+  // The structural parts combine by "or" of masked pairs on both sides.
+  require_close(mha.forward(x, pattern).output.to(DType::Float64), mha.forward(x, dense).output.to(DType::Float64),
+                1e-6, "block layout + window + globals");
+}
