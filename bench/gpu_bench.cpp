@@ -2,7 +2,7 @@
 // (bench/gpu_torch.py measures PyTorch the same way, bench/run_gpu.sh runs both
 // and writes bench/RESULTS.md):
 //
-//   gpu_bench [--device N] [--section all|matmul|rows] [--peak-gbs X] [--quick]
+//   gpu_bench [--device N] [--section all|matmul|rows|attention] [--peak-gbs X] [--quick]
 //
 // device  the GPU: name, SM count, memory, and its peak memory bandwidth
 //         (2 x memory clock x bus width, or --peak-gbs).
@@ -18,6 +18,12 @@
 //         least traffic the op needs (forward: read x, write y; backward: read
 //         y or x and dy, write dx; cross_entropy forward reads the logits, its
 //         backward reads them and writes their gradient), against the peak.
+// attention  the fused attention kernel (nn::scaled_dot_product_attention,
+//         AttentionImpl::Fused), forward + backward through autograd, q, k, v
+//         [B 4, H 16, T, d] for d 64 and 128, T 1024 .. 8192, causal and not,
+//         in bfloat16, float32 and float32 with the TF32 switch; TFLOP/s
+//         counted as FlashAttention does (forward 4 B H T^2 d, halved when
+//         causal, backward 2.5x the forward).
 //
 // Timing: cudaEvents on the default stream around n calls after warm-up, n
 // chosen so a measurement lasts about 0.2 s; the figure is the mean per call,
@@ -39,6 +45,7 @@
 
 #include "autograd/grad_mode.h"
 #include "cuda/matmul.h"
+#include "nn/attention.h"
 #include "nn/loss.h"
 #include "tensor/ops.h"
 #include "tensor/random.h"
@@ -94,8 +101,8 @@ Args parse(int argc, char** argv) {
     else if (key == "--peak-gbs") a.peak_gbs = std::stod(val);
     else throw std::runtime_error("unknown option " + key);
   }
-  if (a.section != "all" && a.section != "matmul" && a.section != "rows")
-    throw std::runtime_error("--section must be all, matmul or rows, got " + a.section);
+  if (a.section != "all" && a.section != "matmul" && a.section != "rows" && a.section != "attention")
+    throw std::runtime_error("--section must be all, matmul, rows or attention, got " + a.section);
   return a;
 }
 
@@ -260,6 +267,50 @@ void matmul_section(const Args& a, heed::Device device, heed::Generator& gen) {
   cublasDestroy(handle);
 }
 
+// ---- fused attention -------------------------------------------------------------
+
+void attention_case(const std::string& dtype_name, int64_t d, int64_t T, bool causal, heed::Device device, Timer& timer,
+                    heed::Generator& gen) {
+  const int64_t B = 4, H = 16;
+  const bool tf32 = dtype_name == "tf32";
+  const heed::DType dtype = dtype_name == "bf16" ? heed::DType::BFloat16 : heed::DType::Float32;
+  const double flops = 3.5 * 4.0 * B * H * static_cast<double>(T) * T * d * (causal ? 0.5 : 1.0);
+  std::string prefix =
+      fmt::format("{{"impl": "heed", "kind": "attention", "dtype": "{}", "B": {}, "H": {}, "T": {}, "
+                  ""d": {}, "causal": {}",
+                  dtype_name, B, H, T, d, causal ? "true" : "false");
+  try {
+    auto leaf = [&] { return heed::randn({B, H, T, d}, &gen, heed::DType::Float32, device).to(dtype).requires_grad_(); };
+    Tensor q = leaf(), k = leaf(), v = leaf();
+    Tensor g = heed::randn({B, H, T, d}, &gen, heed::DType::Float32, device).to(dtype);
+    heed::nn::AttentionOptions o;
+    o.causal = causal;
+    o.impl = heed::nn::AttentionImpl::Fused;
+    set_tf32(tf32);
+    const double ms = timer.ms([&] {
+      for (Tensor* t : {&q, &k, &v}) t->zero_grad();
+      heed::nn::scaled_dot_product_attention(q, k, v, o).output.backward(g);
+    });
+    set_tf32(false);
+    std::printf("%s, \"ms\": %.4f, \"tflops\": %.2f}\n", prefix.c_str(), ms, flops / ms / 1e9);
+  } catch (const std::exception& e) {
+    set_tf32(false);
+    std::printf("%s, \"error\": \"%s\"}\n", prefix.c_str(), json_escape(e.what()).c_str());
+  }
+  std::fflush(stdout);
+}
+
+void attention_section(const Args& a, heed::Device device, heed::Generator& gen) {
+  Timer timer(a.quick);
+  for (const char* dtype : {"bf16", "fp32", "tf32"})
+    for (int64_t d : {64, 128})
+      for (int64_t T : {1024, 2048, 4096, 8192})
+        for (bool causal : {false, true}) {
+          if (a.quick && T > 2048) continue;
+          attention_case(dtype, d, T, causal, device, timer, gen);
+        }
+}
+
 // ---- row kernels ---------------------------------------------------------------
 
 struct RowCase {
@@ -343,6 +394,7 @@ int main(int argc, char** argv) {
     heed::Generator gen(7);
     if (a.section == "all" || a.section == "matmul") matmul_section(a, device, gen);
     if (a.section == "all" || a.section == "rows") rows_section(a, device, gen);
+    if (a.section == "all" || a.section == "attention") attention_section(a, device, gen);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "gpu_bench: %s\n", e.what());

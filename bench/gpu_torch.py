@@ -2,7 +2,7 @@
 """PyTorch twin of gpu_bench: the same matmuls and row ops on a GPU, eager
 mode, timed the same way, one JSON line each (bench/run_gpu.sh compares).
 
-    python3 bench/gpu_torch.py [--device 0] [--section all|matmul|rows] [--quick]
+    python3 bench/gpu_torch.py [--device 0] [--section all|matmul|rows|attention] [--quick]
 
 matmul: torch.matmul on the shapes of gpu_bench.cpp, float32 with TF32 off
 (torch's default), then TF32 on for the same rows gpu_bench times in TF32.
@@ -109,10 +109,37 @@ def row_case(op, rows, cols, fwd_bytes, bwd_bytes, device, quick):
     print(json.dumps(line), flush=True)
 
 
+def attention_case(dtype, d, T, causal, device, quick):
+    """F.scaled_dot_product_attention forward + backward, as gpu_bench.cpp's
+    attention cases (bf16: its flash kernel; fp32: its memory-efficient one;
+    tf32: fp32 with TF32 matmuls allowed)."""
+    B, H = 4, 16
+    line = {"impl": "torch", "kind": "attention", "dtype": dtype, "B": B, "H": H, "T": T, "d": d, "causal": causal}
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = dtype == "tf32"
+        dt = torch.bfloat16 if dtype == "bf16" else torch.float32
+        q, k, v = (torch.randn(B, H, T, d, device=device, dtype=dt, requires_grad=True) for _ in range(3))
+        g = torch.randn(B, H, T, d, device=device, dtype=dt)
+
+        def step():
+            for t in (q, k, v):
+                t.grad = None
+            F.scaled_dot_product_attention(q, k, v, is_causal=causal).backward(g)
+
+        ms = timed_ms(step, quick)
+        flops = 3.5 * 4.0 * B * H * T * T * d * (0.5 if causal else 1.0)
+        line.update(ms=round(ms, 4), tflops=round(flops / ms / 1e9, 2))
+    except Exception as e:  # noqa: BLE001 - one failed measurement must not stop the others
+        line["error"] = str(e)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = False
+    print(json.dumps(line), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", type=int, default=0)
-    ap.add_argument("--section", choices=["all", "matmul", "rows"], default="all")
+    ap.add_argument("--section", choices=["all", "matmul", "rows", "attention"], default="all")
     ap.add_argument("--quick", action="store_true")
     a = ap.parse_args()
     if not torch.cuda.is_available():
@@ -138,6 +165,14 @@ def main():
         for op, rows, cols, fwd_n, bwd_n in (("softmax", 4096 // q, 32768, 2, 3), ("layer_norm", 16384 // q, 4096, 2, 3),
                                              ("cross_entropy", 8192 // q, 32768, 1, 2)):
             row_case(op, rows, cols, fwd_n * f * rows * cols, bwd_n * f * rows * cols, device, a.quick)
+    if a.section in ("all", "attention"):
+        for dtype in ("bf16", "fp32", "tf32"):
+            for d in (64, 128):
+                for T in (1024, 2048, 4096, 8192):
+                    for causal in (False, True):
+                        if a.quick and T > 2048:
+                            continue
+                        attention_case(dtype, d, T, causal, device, a.quick)
 
 
 if __name__ == "__main__":

@@ -253,6 +253,28 @@ if rows_heed:
                      f"{gbs(r['bwd_gbs'])} | {gbs(t and t['bwd_gbs'])} | {fmt(speed, '.2f')} |")
     lines.append("")
 
+# ---- fused attention
+at_heed = pick(heed, "attention")
+at_torch = {(r["dtype"], r["d"], r["T"], r["causal"]): r for r in pick(torch, "attention")}
+if at_heed:
+    lines += ["### Fused attention: heed's kernel vs torch's F.scaled_dot_product_attention", "",
+              "Forward + backward through autograd, q, k, v [B 4, H 16, T, d]; TFLOP/s counted as FlashAttention "
+              "does (forward 4 B H T^2 d, halved when causal, backward 2.5x). bf16: torch's flash kernel; fp32: "
+              "its memory-efficient kernel; tf32: float32 with TF32 matmuls allowed on both sides. Targets "
+              "(issue 12): bf16 at least 0.6x torch's TFLOP/s, float32 at least 1.0x.", "",
+              "| dtype | d | T | causal | heed ms | heed TFLOP/s | torch TFLOP/s | heed / torch speed |",
+              "|---|---:|---:|---|---:|---:|---:|---:|"]
+    for r in at_heed:
+        t = at_torch.get((r["dtype"], r["d"], r["T"], r["causal"]))
+        t = t if t and "error" not in t else None
+        head = f"| {r['dtype']} | {r['d']} | {r['T']} | {'yes' if r['causal'] else 'no'} |"
+        if err(r):
+            lines.append(f"{head} {err(r)} | | {fmt(t and t['tflops'])} | |")
+            continue
+        lines.append(f"{head} {r['ms']:.3f} | {r['tflops']:.1f} | {fmt(t and t['tflops'])} | "
+                     f"{fmt(t and t['ms'] / r['ms'], '.2f')} |")
+    lines.append("")
+
 # ---- training
 def precision_of(r):
     return r.get("precision") or ("tf32" if r.get("tf32") else "fp32")

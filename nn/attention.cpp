@@ -1,5 +1,6 @@
 #include "nn/attention.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
@@ -227,7 +228,8 @@ Tensor attention_mask(const AttentionOptions& o, int64_t B, int64_t H, int64_t T
 
 namespace {
 
-std::atomic<int> g_default_impl{-1};  // -1: not read from the environment yet
+std::atomic<int> g_default_impl{-1};
+constexpr int64_t kMaxFusedHeadDim = 256;  // cuda/attention.h's kAttentionMaxHeadDim  // -1: not read from the environment yet
 
 AttentionImpl impl_from_env() {
   const char* e = std::getenv("HEED_ATTENTION");
@@ -387,7 +389,14 @@ AttentionOutput scaled_dot_product_attention(const Tensor& q, const Tensor& k, c
                                              const AttentionOptions& o) {
   const Sizes z = check_operands(q, k, v);
   const double scale = o.scale != 0 ? o.scale : 1.0 / std::sqrt(static_cast<double>(z.d));
-  if (resolve_attention_impl(o, q.device()) == AttentionImpl::Fused) return fused_attention(q, k, v, o, z, scale);
+  AttentionImpl impl = resolve_attention_impl(o, q.device());
+  // The GPU kernels keep a row of q and of the output per thread group: head
+  // widths past kMaxFusedHeadDim run composed there unless fused was demanded
+  // (then the kernel's own error names the limit).
+  if (impl == AttentionImpl::Fused && o.impl == AttentionImpl::Auto && !q.device().is_cpu() &&
+      std::max(z.d, z.dv) > kMaxFusedHeadDim)
+    impl = AttentionImpl::Composed;
+  if (impl == AttentionImpl::Fused) return fused_attention(q, k, v, o, z, scale);
   return composed_attention(q, k, v, o, z, scale);
 }
 
