@@ -425,6 +425,11 @@ TEST_CASE("gemm_packed_b multiplies by blocks of a packed B for every kernel", "
         heed::cpu::gemm_packed_b(s.M, s.N, s.K, T(1.5), A.data(), A.rs, A.cs, packed, s.k0, s.j0, beta, out.data(),
                                  out.rs, out.cs);
         check_against_reference(A, Bs, C0, out, T(1.5), beta);
+        heed::cpu::PackedA<T> pa;  // the same product with A packed as well
+        pa.pack(s.M, s.K, A.data(), A.rs, A.cs);
+        auto out_ab = C;
+        heed::cpu::gemm_packed_ab(s.N, T(1.5), pa, packed, s.k0, s.j0, beta, out_ab.data(), out_ab.rs, out_ab.cs);
+        REQUIRE(out_ab.buffer == out.buffer);  // bit for bit: the same panels, the same kernel
       }
     }
     T c = 0, a = 1;

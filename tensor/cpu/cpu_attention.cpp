@@ -184,13 +184,12 @@ void dropout_factors(const AttentionArgs& a, uint64_t first_idx, int64_t n, T* z
   std::copy(scratch + first_idx % 4, scratch + first_idx % 4 + n, z);
 }
 
-// keys_t holds K^T of the keys from key_base on.
+// queries: Q_i packed; keys_t: K^T of the keys from key_base on.
 template <class T>
-bool scores_tile(const Heads<T>& q, const PackedB<T>& keys_t, int64_t key_base, const AttentionPatternView& pat,
-                 TileState state, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols, int64_t d,
-                 T scale, T* s) {
-  gemm_packed_b(rows, cols, d, scale, q.row(b, h, i0), q.sl, int64_t{1}, keys_t, 0, j0 - key_base, T(0), s, kKeyTile,
-                1);
+bool scores_tile(const PackedA<T>& queries, const PackedB<T>& keys_t, int64_t key_base, const AttentionPatternView& pat,
+                 TileState state, int64_t b, int64_t h, int64_t i0, int64_t rows, int64_t j0, int64_t cols, T scale,
+                 T* s) {
+  gemm_packed_ab(cols, scale, queries, keys_t, 0, j0 - key_base, T(0), s, kKeyTile, 1);
   if (state == TileState::Full && !pat.has_free_form()) return true;
   const T ninf = -std::numeric_limits<T>::infinity();
   if (pat.is_band() && !pat.has_free_form()) {  // the diagonal tiles of causal / sliding-window attention
@@ -230,6 +229,7 @@ template <class T>
 struct Workspace {
   PackedB<T> keys_t, values;  // the backward packs V^T into `values`
   PackedB<T> query_tile, grad_tile;
+  PackedA<T> query_a, grad_a;  // the same tiles as A operands
   std::vector<T> s, dp, o, z, m, delta;
   std::vector<double> l;
 };
@@ -297,6 +297,7 @@ void forward_impl(const Tensor& qt, const Tensor& kt, const Tensor& vt, const At
         for (int64_t it = block * kQueryBlock; it < it_end; ++it) {
           const int64_t h = hk * D.G + g;
           const int64_t i0 = it * D.query_tile, rows = std::min(D.query_tile, D.T - i0);
+          w.query_a.pack(rows, D.d, q.row(b, h, i0), q.sl, 1);
           std::fill(m, m + rows, ninf);
           std::fill(l, l + rows, 0.0);
           std::fill(o, o + rows * D.dv, T(0));
@@ -304,7 +305,7 @@ void forward_impl(const Tensor& qt, const Tensor& kt, const Tensor& vt, const At
             const int64_t cols = std::min(D.key_tile, D.S - j0);
             const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
             if (state == TileState::Empty) continue;
-            if (!scores_tile(q, w.keys_t, k_lo, pat, state, b, h, i0, rows, j0, cols, D.d, scale, s)) continue;
+            if (!scores_tile(w.query_a, w.keys_t, k_lo, pat, state, b, h, i0, rows, j0, cols, scale, s)) continue;
             for (int64_t r = 0; r < rows; ++r) {
               T* sr = s + r * kKeyTile;
               const T m_new = std::max(m[r], static_cast<T>(row_max(sr, cols)));
@@ -407,11 +408,13 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
           const T* go_i = gout + ((b * D.Hq + h) * D.T + i0) * D.dv;
           w.query_tile.pack(rows, D.d, q.row(b, h, i0), q.sl, 1);
           w.grad_tile.pack(rows, D.dv, go_i, D.dv, 1);
+          w.query_a.pack(rows, D.d, q.row(b, h, i0), q.sl, 1);
+          w.grad_a.pack(rows, D.dv, go_i, D.dv, 1);
           for (int64_t j0 = 0; j0 < D.S; j0 += D.key_tile) {
             const int64_t cols = std::min(D.key_tile, D.S - j0);
             const TileState state = tile_of(pat, i0, i0 + rows, j0, j0 + cols);
             if (state == TileState::Empty) continue;
-            if (!scores_tile(q, keys_t, 0, pat, state, b, h, i0, rows, j0, cols, D.d, scale, s)) continue;
+            if (!scores_tile(w.query_a, keys_t, 0, pat, state, b, h, i0, rows, j0, cols, scale, s)) continue;
             const T* lse_i = lse + (b * D.Hq + h) * D.T + i0;
             // P (in s) and, with dropout, the dropped P (in dp, for dV).
             for (int64_t r = 0; r < rows; ++r) {
@@ -434,7 +437,7 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
             gemm_packed_b(cols, D.dv, rows, T(1), p_used, int64_t{1}, kKeyTile, w.grad_tile, 0, 0, T(1),
                           gv_head + j0 * D.dv, D.dv, 1);
             // dP = dO_i V_j^T
-            gemm_packed_b(rows, cols, D.dv, T(1), go_i, D.dv, int64_t{1}, values_t, 0, j0, T(0), dp, kKeyTile, 1);
+            gemm_packed_ab(cols, T(1), w.grad_a, values_t, 0, j0, T(0), dp, kKeyTile, 1);
             // dS = P (dP z - D_i), into dp
             for (int64_t r = 0; r < rows; ++r) {
               const T* sr = s + r * kKeyTile;

@@ -442,12 +442,11 @@ void pack_b_with(const KernelSpec<T>& spec, T* dst, int64_t K, int64_t N, const 
 
 thread_local PackBuffer t_packed_b_a;  // gemm_packed_b's A panels
 
+// The micro-tiles of C from A panels (apack: panel p at apack + p*MR*K) and
+// the packed B's panels from row k0, column j0 on.
 template <typename T, int MR, int NR>
-void multiply_packed_b(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa,
-                       int64_t csa, const T* bdata, int64_t bK, int64_t k0, int64_t j0, T beta, T* C, int64_t rsc,
-                       int64_t csc) {
-  T* apack = static_cast<T*>(t_packed_b_a.get(sizeof(T) * round_up(M, MR) * K));
-  pack_a_panels<T, MR>(spec, apack, A, rsa, csa, M, 0, ceil_div(M, MR), K);
+void multiply_panels(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T alpha, const T* apack,
+                     const T* bdata, int64_t bK, int64_t k0, int64_t j0, T beta, T* C, int64_t rsc, int64_t csc) {
   for (int64_t jr = 0; jr < N; jr += NR) {
     const T* bp = bdata + (j0 + jr) * bK + k0 * NR;  // panel (j0 + jr) / NR, from row k0
     const int64_t cols = std::min<int64_t>(NR, N - jr);
@@ -468,6 +467,15 @@ void multiply_packed_b(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t 
         for (int64_t q = 0; q < cols; ++q) c[r * rsc + q * csc] = tile[r * NR + q];
     }
   }
+}
+
+template <typename T, int MR, int NR>
+void multiply_packed_b(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa,
+                       int64_t csa, const T* bdata, int64_t bK, int64_t k0, int64_t j0, T beta, T* C, int64_t rsc,
+                       int64_t csc) {
+  T* apack = static_cast<T*>(t_packed_b_a.get(sizeof(T) * round_up(M, MR) * K));
+  pack_a_panels<T, MR>(spec, apack, A, rsa, csa, M, 0, ceil_div(M, MR), K);
+  multiply_panels<T, MR, NR>(spec, M, N, K, alpha, apack, bdata, bK, k0, j0, beta, C, rsc, csc);
 }
 
 // Calls f.template operator()<MR, NR>() for the kernel `isa` of T.
@@ -528,6 +536,57 @@ void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t
   });
 }
 
+template <typename T>
+void PackedA<T>::Free::operator()(T* p) const {
+  std::free(p);
+}
+
+template <typename T>
+void PackedA<T>::pack(int64_t M, int64_t K, const T* a, int64_t rsa, int64_t csa) {
+  if (M < 0 || K < 0) throw std::invalid_argument("heed::cpu::PackedA: negative size");
+  isa_ = isa_for<T>();
+  const KernelSpec<T> spec = spec_for<T>(isa_);
+  M_ = M, K_ = K;
+  const size_t need = static_cast<size_t>(round_up(std::max<int64_t>(M, 1), spec.mr) * std::max<int64_t>(K, 1));
+  if (need > capacity_) {
+    void* p = std::aligned_alloc(64, (sizeof(T) * need + 63) / 64 * 64);
+    if (p == nullptr) throw std::bad_alloc();
+    data_.reset(static_cast<T*>(p));
+    capacity_ = need;
+  }
+  if (M == 0 || K == 0) return;
+  with_tile<T>(isa_, [&](auto mr, auto) {
+    constexpr int MR = decltype(mr)::value;
+    pack_a_panels<T, MR>(spec, data_.get(), a, rsa, csa, M, 0, ceil_div(M, MR), K);
+  });
+}
+
+template <typename T>
+void gemm_packed_ab(int64_t N, T alpha, const PackedA<T>& A, const PackedB<T>& B, int64_t k0, int64_t j0, T beta, T* C,
+                    int64_t rsc, int64_t csc) {
+  const int64_t M = A.M_, K = A.K_;
+  if (A.isa_ != B.isa_)
+    throw std::invalid_argument("heed::cpu::gemm_packed_ab: A and B were packed for different kernels");
+  if (N < 0 || k0 < 0 || j0 < 0 || j0 % 64 != 0 || k0 + K > B.K_ || j0 + N > B.N_)
+    throw std::invalid_argument("heed::cpu::gemm_packed_ab: the block [" + std::to_string(k0) + ", " +
+                                std::to_string(k0 + K) + ") x [" + std::to_string(j0) + ", " + std::to_string(j0 + N) +
+                                ") does not lie in the packed " + std::to_string(B.K_) + " x " +
+                                std::to_string(B.N_) + " (j0 must be a multiple of 64)");
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == T(0)) return scale_c(M, N, beta, C, rsc, csc);
+  const KernelSpec<T> spec = spec_for<T>(B.isa_);
+  with_tile<T>(B.isa_, [&](auto mr, auto nr) {
+    multiply_panels<T, decltype(mr)::value, decltype(nr)::value>(spec, M, N, K, alpha, A.data_.get(), B.data_.get(),
+                                                                 B.K_, k0, j0, beta, C, rsc, csc);
+  });
+}
+
+template class PackedA<float>;
+template class PackedA<double>;
+template void gemm_packed_ab<float>(int64_t, float, const PackedA<float>&, const PackedB<float>&, int64_t, int64_t,
+                                    float, float*, int64_t, int64_t);
+template void gemm_packed_ab<double>(int64_t, double, const PackedA<double>&, const PackedB<double>&, int64_t, int64_t,
+                                     double, double*, int64_t, int64_t);
 template class PackedB<float>;
 template class PackedB<double>;
 template void gemm_packed_b<float>(int64_t, int64_t, int64_t, float, const float*, int64_t, int64_t,

@@ -34,6 +34,9 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_
 // the micro-kernel's column panels instead of on every call. Not thread-safe
 // to pack; any number of threads may multiply by a packed operand at once.
 template <typename T>
+class PackedA;
+
+template <typename T>
 class PackedB {
  public:
   // Packs B[k, j] = b[k*rsb + j*csb] for 0 <= k < K, 0 <= j < N, with the
@@ -46,6 +49,9 @@ class PackedB {
   template <typename U>
   friend void gemm_packed_b(int64_t, int64_t, int64_t, U, const U*, int64_t, int64_t, const PackedB<U>&, int64_t,
                             int64_t, U, U*, int64_t, int64_t);
+  template <typename U>
+  friend void gemm_packed_ab(int64_t, U, const PackedA<U>&, const PackedB<U>&, int64_t, int64_t, U, U*, int64_t,
+                             int64_t);
   struct Free {
     void operator()(T* p) const;
   };
@@ -53,6 +59,29 @@ class PackedB {
   size_t capacity_ = 0;  // elements
   int64_t K_ = 0, N_ = 0;
   int isa_ = 0, nr_ = 0;
+};
+
+// An A operand packed once into the micro-kernel's row panels, for an A
+// that several products read (a query tile against every key tile).
+template <typename T>
+class PackedA {
+ public:
+  // Packs A[i, k] = a[i*rsa + k*csa] for 0 <= i < M, 0 <= k < K.
+  void pack(int64_t M, int64_t K, const T* a, int64_t rsa, int64_t csa);
+  int64_t rows() const { return M_; }
+  int64_t cols() const { return K_; }
+
+ private:
+  template <typename U>
+  friend void gemm_packed_ab(int64_t, U, const PackedA<U>&, const PackedB<U>&, int64_t, int64_t, U, U*, int64_t,
+                             int64_t);
+  struct Free {
+    void operator()(T* p) const;
+  };
+  std::unique_ptr<T, Free> data_;
+  size_t capacity_ = 0;
+  int64_t M_ = 0, K_ = 0;
+  int isa_ = 0;
 };
 
 // C[i,j] = alpha * sum_{k<K} A[i,k] * B[k0+k, j0+j] + beta * C[i,j]  (i < M, j < N)
@@ -63,6 +92,12 @@ class PackedB {
 template <typename T>
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa, int64_t csa,
                    const PackedB<T>& B, int64_t k0, int64_t j0, T beta, T* C, int64_t rsc, int64_t csc);
+
+// The same with A packed too: M = A.rows(), K = A.cols(). Both must have been
+// packed for the same kernel (std::invalid_argument otherwise).
+template <typename T>
+void gemm_packed_ab(int64_t N, T alpha, const PackedA<T>& A, const PackedB<T>& B, int64_t k0, int64_t j0, T beta, T* C,
+                    int64_t rsc, int64_t csc);
 
 // The float micro-kernel gemm uses: "avx512", "avx2" or "portable". The default
 // is the best one this CPU supports; the environment variable
