@@ -276,8 +276,8 @@ void attention_case(const std::string& dtype_name, int64_t d, int64_t T, bool ca
   const heed::DType dtype = dtype_name == "bf16" ? heed::DType::BFloat16 : heed::DType::Float32;
   const double flops = 3.5 * 4.0 * B * H * static_cast<double>(T) * T * d * (causal ? 0.5 : 1.0);
   std::string prefix =
-      fmt::format("{{"impl": "heed", "kind": "attention", "dtype": "{}", "B": {}, "H": {}, "T": {}, "
-                  ""d": {}, "causal": {}",
+      fmt::format("{{\"impl\": \"heed\", \"kind\": \"attention\", \"dtype\": \"{}\", \"B\": {}, \"H\": {}, \"T\": {}, "
+                  "\"d\": {}, \"causal\": {}",
                   dtype_name, B, H, T, d, causal ? "true" : "false");
   try {
     auto leaf = [&] { return heed::randn({B, H, T, d}, &gen, heed::DType::Float32, device).to(dtype).requires_grad_(); };

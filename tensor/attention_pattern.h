@@ -55,7 +55,8 @@ struct AttentionPatternView {
   HEED_HD bool structural_masked(int64_t i, int64_t j) const {
     const int64_t p = i + shift;
     if (causal && j > p) return true;
-    if (window > 0 && outside_window(p, j) && !(global && (global[p] || global[j]))) return true;
+    // p < 0 only when T > S (no causal mask then): such a query is no position, so never global.
+    if (window > 0 && outside_window(p, j) && !(global && ((p >= 0 && global[p]) || global[j]))) return true;
     if (layout && !layout[(i / block) * layout_cols + j / block]) return true;
     return false;
   }

@@ -43,6 +43,10 @@ std::vector<Case> cases() {
                  o.window = 8;
                  o.global_positions = {0, 70, 139};
                }});
+  c.push_back({"window with global tokens, more queries than keys", 1, 2, 2, 40, 30, 8, 8, [](auto& o, auto&, Device) {
+                 o.window = 6;  // queries 0..9 sit before the first key position: never global
+                 o.global_positions = {0, 25};
+               }});
   c.push_back({"block-sparse layout", 1, 2, 2, 100, 130, 8, 8, [](auto& o, auto&, Device dev) {
                  // blocks of 16: [7, 9]; a diagonal band plus the first key block
                  std::vector<uint8_t> l(7 * 9, 0);
