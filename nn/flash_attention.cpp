@@ -102,7 +102,9 @@ Tensor attention_weights_from_lse(const Tensor& q, const Tensor& k, const Tensor
     w = exp(sub(weights(q, k), safe_lse.to(q.dtype()).unsqueeze(-1)));
     if (args.dropout_p > 0) z = dropout_factors(args, w.shape(), w.dtype(), w.device());
   }
-  Tensor out = z.defined() ? mul(w, z) : w;
+  // A new tensor, not w itself: the backward keeps w, and w carrying this
+  // node as its grad_fn would be a cycle that is never freed.
+  Tensor out = z.defined() ? mul(w, z) : w.detach();
   if (auto* node = record("attention_weights", {q, k}, out)) {
     node->backward = [sq = SavedTensor(q), sk = SavedTensor(k), w, z, args, weights](const Tensor& g) {
       Tensor q = sq.unpack("attention_weights"), k = sk.unpack("attention_weights");
