@@ -25,6 +25,7 @@
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
 #include "examples/common/train_log.h"
+#include "examples/common/training_length.h"
 #include "nn/checkpoint.h"
 #include "tensor/cpu/parallel.h"
 
@@ -40,7 +41,11 @@ struct Settings {
   int64_t vocab_size = 2000;
   int64_t d_model = 256, nhead = 4, layers = 4, block = 128, batch = 16;
   double dropout = 0.1, lr = 1e-3, min_lr = 1e-4, weight_decay = 0.1, clip = 1.0, valid_fraction = 0.05;
-  int64_t warmup = 200, steps = 3000, seed = 1;
+  int64_t warmup = 200, seed = 1;
+  // The run's length: fitted to a time budget of training (examples/common/
+  // training_length.h), or a fixed number of steps (--steps; 0 = fitted).
+  int64_t steps = 0;
+  double time_budget = 600;
   std::string precision = "fp32";  // fp32 | tf32 | bf16 (examples/common/precision.h)
 };
 
@@ -51,7 +56,8 @@ Config to_config(const Settings& s, int64_t vocab) {
   c.set("d_model", s.d_model), c.set("nhead", s.nhead), c.set("layers", s.layers), c.set("block", s.block);
   c.set("batch", s.batch), c.set("dropout", s.dropout), c.set("lr", s.lr), c.set("min_lr", s.min_lr);
   c.set("weight_decay", s.weight_decay), c.set("clip", s.clip), c.set("valid_fraction", s.valid_fraction);
-  c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("seed", s.seed), c.set("vocab", vocab);
+  c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("time_budget", s.time_budget);
+  c.set("seed", s.seed), c.set("vocab", vocab);
   c.set("precision", s.precision);
   return c;
 }
@@ -64,6 +70,7 @@ Settings from_config(const Config& c) {
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.valid_fraction = c.real("valid_fraction"), s.warmup = c.integer("warmup"), s.steps = c.integer("steps");
   s.seed = c.integer("seed");
+  s.time_budget = c.has("time_budget") ? c.real("time_budget") : 0.0;  // checkpoints from before the budget: fixed
   s.precision = c.has("precision") ? c.str("precision") : "fp32";  // checkpoints from before the flag: fp32
   return s;
 }
@@ -189,11 +196,15 @@ int run_train(Settings s, const RunOptions& r) {
   optim::AdamWOptions ao;
   ao.lr = s.lr, ao.beta1 = 0.9, ao.beta2 = 0.99, ao.weight_decay = s.weight_decay;
   optim::AdamW opt(model.named_parameters(), ao);
-  optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, s.steps});
+  examples::TrainingLength length = resumed ? examples::TrainingLength::restore(Config(resumed->config), s.warmup)
+                                            : examples::TrainingLength(s.steps, s.time_budget, s.warmup);
+  optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, length.schedule_steps(s.warmup)});
   Config config = to_config(s, tok->vocab_size());
   config.set("tokenizer_kind", tok->kind());
   if (!r.export_data.empty()) {
     HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
+    HEED_CHECK(s.steps > 0, "--export-data writes the batches of every step, so it needs --steps (a run with a "
+               "--time-budget learns its length while training)");
     export_data(r.export_data, config, *tok, train_ids, valid_ids, s);
     examples::write_initial_parameters(r.export_data, model.named_parameters());
     fmt::print(stderr, "exported the data and the windows of the first {} batches to {}\n", s.steps, r.export_data);
@@ -206,6 +217,7 @@ int run_train(Settings s, const RunOptions& r) {
   }
   auto save = [&](const std::string& name) {
     Checkpoint c = capture(model, &opt, &schedule, &default_generator());
+    length.save(config);
     c.config = config.values();
     c.texts["tokenizer"] = tok->serialize();
     c.training["step"] = step;
@@ -216,7 +228,7 @@ int run_train(Settings s, const RunOptions& r) {
                          {"step", "train_loss", "lr", "tokens_per_s", "elapsed_s", "valid_loss", "valid_bits_per_token"},
                          resumed.has_value());
   examples::Curve train_curve{"train loss", {}, {}}, valid_curve{"validation loss", {}, {}};
-  examples::Progress progress(s.steps, r.time_limit, 50);
+  examples::Progress progress(length.steps(), r.time_limit, 50);
   double window = 0, best = INFINITY, last_valid = NAN;
   int64_t window_steps = 0;
   // Time in training steps alone (no evaluation or checkpoints), for comparisons with other frameworks.
@@ -224,7 +236,7 @@ int run_train(Settings s, const RunOptions& r) {
   int64_t train_tokens = 0, train_steps = 0;
   double first_loss = NAN;
   model.train();
-  while (step < s.steps) {
+  while (length.more(step)) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
       progress.message(fmt::format("time limit reached at step {}", step));
       break;
@@ -243,12 +255,18 @@ int run_train(Settings s, const RunOptions& r) {
     opt.step();
     ++step;
     const double l = loss.item<double>();
-    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    train_seconds += step_seconds;
+    if (const int64_t total = length.record(step, step_seconds)) {
+      schedule.set_total_steps(total);
+      progress.set_total_steps(total);
+      progress.message(length.fit_message());
+    }
     train_tokens += b.y.numel(), ++train_steps;
     if (train_steps == 1) first_loss = l;
     window += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.y.numel());
-    if (step % r.eval_every == 0 || step == s.steps) {
+    if (step % r.eval_every == 0 || step == length.steps()) {
       last_valid = evaluate(model, valid, r.eval_batches, device);
       progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.3f} bits/token)", step,
                                    window / window_steps, last_valid, last_valid / std::log(2.0)));
@@ -321,7 +339,13 @@ int main(int argc, char** argv) {
   train->add_option("--lr", s.lr)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--warmup", s.warmup)->check(CLI::NonNegativeNumber)->capture_default_str();
-  train->add_option("--steps", s.steps)->check(CLI::PositiveNumber)->capture_default_str();
+  CLI::Option* steps_flag =
+      train->add_option("--steps", s.steps, "optimizer steps (instead of --time-budget)")->check(CLI::PositiveNumber);
+  CLI::Option* budget_flag =
+      train->add_option("--time-budget", s.time_budget,
+                        "seconds of training to fit the run's length to: the warmup is timed, then the schedule is "
+                        "set to end with the budget (the default, unless --steps is given)")
+          ->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--seed", s.seed)->capture_default_str();
   train->add_option("--precision", s.precision,
                     "fp32, tf32 (GPU: TF32 tensor-core matmuls) or bf16 (mixed precision: bf16 matmuls, float32 "
@@ -355,7 +379,10 @@ int main(int argc, char** argv) {
   sample->add_option("--device", device)->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
-    if (*train) return run_train(s, r);
+    if (*train) {
+      examples::resolve_steps_or_budget(steps_flag->count() > 0, budget_flag->count() > 0, s.steps, s.time_budget);
+      return run_train(s, r);
+    }
     return run_sample(checkpoint, prompt, max_new, temperature, top_k, top_p, seed, device);
   } catch (const std::exception& e) {
     fmt::print(stderr, "lm: error: {}\n", e.what());

@@ -32,6 +32,7 @@
 #include "examples/common/run_config.h"
 #include "examples/common/seq2seq_config.h"
 #include "examples/common/train_log.h"
+#include "examples/common/training_length.h"
 #include "nn/checkpoint.h"
 #include "tensor/cpu/cpu_profile.h"
 #include "tensor/cpu/parallel.h"
@@ -64,7 +65,11 @@ struct TrainSettings {
   bool tie_output = false;    // the output layer reuses the target embedding table
   double dropout = 0.0, label_smoothing = 0.1;
   double lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
-  int64_t warmup = 200, steps = 1600, max_tokens = 2048, max_len = 48;
+  int64_t warmup = 200, max_tokens = 2048, max_len = 48;
+  // The run's length: fitted to a time budget of training (examples/common/
+  // training_length.h), or a fixed number of steps (--steps; 0 = fitted).
+  int64_t steps = 0;
+  double time_budget = 600;
   double valid_fraction = 0.04, test_fraction = 0.05;
   int64_t seed = 1;
   std::string precision = "fp32";  // fp32 | tf32 | bf16 (examples/common/precision.h)
@@ -81,7 +86,8 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("shared_vocab", int64_t{s.shared_vocab}), c.set("tie_output", int64_t{s.tie_output});
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
   c.set("lr", s.lr), c.set("min_lr", s.min_lr), c.set("weight_decay", s.weight_decay), c.set("clip", s.clip);
-  c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
+  c.set("warmup", s.warmup), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
+  c.set("steps", s.steps), c.set("time_budget", s.time_budget);
   c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction), c.set("seed", s.seed);
   c.set("src_vocab", src_vocab), c.set("tgt_vocab", tgt_vocab);
   c.set("precision", s.precision);
@@ -99,6 +105,7 @@ TrainSettings from_config(const Config& c) {
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
+  s.time_budget = c.has("time_budget") ? c.real("time_budget") : 0.0;  // checkpoints from before the budget: fixed
   s.max_len = c.integer("max_len"), s.valid_fraction = c.real("valid_fraction");
   s.test_fraction = c.real("test_fraction"), s.seed = c.integer("seed");
   s.precision = c.has("precision") ? c.str("precision") : "fp32";  // checkpoints from before the flag: fp32
@@ -333,6 +340,8 @@ int run_train(TrainSettings s, const RunOptions& r) {
 
   if (!r.export_data.empty()) {
     HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
+    HEED_CHECK(s.steps > 0, "--export-data writes the batches of every step, so it needs --steps (a run with a "
+               "--time-budget learns its length while training)");
     export_data(r.export_data, s, corpus, encode(corpus.splits.train, corpus), encode(corpus.splits.valid, corpus));
     fmt::print(stderr, "exported the data and the first {} batches to {}\n", s.steps, r.export_data);
   }
@@ -353,7 +362,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
   optim::AdamWOptions ao;
   ao.lr = s.lr, ao.beta1 = 0.9, ao.beta2 = 0.98, ao.eps = 1e-9, ao.weight_decay = s.weight_decay;
   optim::AdamW opt(model.named_parameters(), ao);
-  optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, s.steps});
+  examples::TrainingLength length = resumed ? examples::TrainingLength::restore(Config(resumed->config), s.warmup)
+                                            : examples::TrainingLength(s.steps, s.time_budget, s.warmup);
+  optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, length.schedule_steps(s.warmup)});
 
   Config config = to_config(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
   config.set("src_tokenizer_kind", corpus.src_tok->kind());
@@ -368,6 +379,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   }
   auto save = [&](const std::string& name) {
     Checkpoint c = capture(model, &opt, &schedule, &default_generator());
+    length.save(config);
     c.config = config.values();
     c.config["best_valid_loss"] = fmt::format("{:.17g}", best_valid);
     c.texts["src_tokenizer"] = corpus.src_tok->serialize();
@@ -383,7 +395,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
                           "valid_bleu"},
                          resumed.has_value());
   examples::Curve train_curve{"train loss (label-smoothed)", {}, {}}, valid_curve{"validation loss", {}, {}};
-  examples::Progress progress(s.steps, r.time_limit, 50);
+  examples::Progress progress(length.steps(), r.time_limit, 50);
   const auto valid_src = sides(corpus.splits.valid, true, r.bleu_subset);
   const auto valid_ref = sides(corpus.splits.valid, false, r.bleu_subset);
   nn::CrossEntropyOptions loss_opts;
@@ -416,7 +428,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
       save("best.h5");
     }
   };
-  while (step < s.steps) {
+  while (length.more(step)) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
       progress.message(fmt::format("time limit of {} reached at step {}", examples::format_duration(r.time_limit), step));
       break;
@@ -436,12 +448,18 @@ int run_train(TrainSettings s, const RunOptions& r) {
     opt.step();
     ++step;
     const double l = loss.item<double>();
-    train_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    train_seconds += step_seconds;
+    if (const int64_t total = length.record(step, step_seconds)) {
+      schedule.set_total_steps(total);
+      progress.set_total_steps(total);
+      progress.message(length.fit_message());
+    }
     train_tokens += b.num_tgt_tokens, ++train_steps;
     if (train_steps == 1) first_loss = l;
     window_loss += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.num_tgt_tokens);
-    const bool last = step == s.steps;
+    const bool last = step == length.steps();
     if (step % r.eval_every == 0 || last) evaluate_now();
     if (step % r.save_every == 0 || last) save("last.h5");
   }
@@ -570,7 +588,13 @@ int main(int argc, char** argv) {
   train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--warmup", s.warmup, "warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train->add_option("--steps", s.steps, "optimizer steps")->check(CLI::PositiveNumber)->capture_default_str();
+  CLI::Option* steps_flag =
+      train->add_option("--steps", s.steps, "optimizer steps (instead of --time-budget)")->check(CLI::PositiveNumber);
+  CLI::Option* budget_flag =
+      train->add_option("--time-budget", s.time_budget,
+                        "seconds of training to fit the run's length to: the warmup is timed, then the schedule is "
+                        "set to end with the budget (the default, unless --steps is given)")
+          ->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--max-tokens", s.max_tokens, "padded tokens per batch")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--max-len", s.max_len, "longest sentence in tokens (longer training pairs are dropped)")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--seed", s.seed)->capture_default_str();
@@ -615,7 +639,10 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   try {
-    if (*train) return run_train(s, r);
+    if (*train) {
+      examples::resolve_steps_or_budget(steps_flag->count() > 0, budget_flag->count() > 0, s.steps, s.time_budget);
+      return run_train(s, r);
+    }
     if (*bleu) return run_bleu(hyp_file, ref_file);
     return run_decode(checkpoint, sentences, file, beam, length_penalty, device);
   } catch (const std::exception& e) {

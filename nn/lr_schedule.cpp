@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
 
 #include "tensor/error.h"
 
@@ -96,6 +97,75 @@ NoamSchedule::NoamSchedule(Optimizer& optimizer, const NoamOptions& options)
 
 WarmupCosineSchedule::WarmupCosineSchedule(Optimizer& optimizer, const WarmupCosineOptions& options)
     : LRScheduler(optimizer), options_(checked(options)) {}
+
+void WarmupCosineSchedule::set_total_steps(int64_t total_steps) {
+  HEED_CHECK(last_step() <= options_.warmup_steps,
+             "WarmupCosineSchedule::set_total_steps: the schedule is at step {}, past its warmup of {} steps, so "
+             "learning rates already set depended on the old total",
+             last_step(), options_.warmup_steps);
+  WarmupCosineOptions o = options_;
+  o.total_steps = total_steps;
+  options_ = checked(o);
+}
+
+StepBudget::StepBudget(double budget_s, int64_t fit_step) : budget_s_(budget_s), fit_step_(fit_step) {
+  HEED_CHECK(budget_s > 0 && std::isfinite(budget_s), "StepBudget: the budget must be a positive number of seconds, got {}",
+             budget_s);
+  HEED_CHECK(fit_step >= 2, "StepBudget: the steps timed before the fit must be at least 2, got {}", fit_step);
+}
+
+int64_t StepBudget::record(int64_t step, double seconds) {
+  HEED_CHECK(step == last_step_ + 1, "StepBudget::record: expected step {}, got {}", last_step_ + 1, step);
+  HEED_CHECK(seconds >= 0 && std::isfinite(seconds), "StepBudget::record: a step cannot take {} seconds", seconds);
+  last_step_ = step;
+  spent_s_ += seconds;
+  if (fitted()) return 0;
+  if (step > fit_step_ / 2) paced_s_ += seconds, ++paced_steps_;
+  if (step < fit_step_) return 0;
+  total_steps_ = fit_total_steps(budget_s_, spent_s_, step, seconds_per_step());
+  return total_steps_;
+}
+
+double StepBudget::seconds_per_step() const {
+  return paced_steps_ > 0 ? paced_s_ / static_cast<double>(paced_steps_) : 0.0;
+}
+
+std::map<std::string, double> StepBudget::state() const {
+  return {{"spent_s", spent_s_},
+          {"paced_s", paced_s_},
+          {"paced_steps", static_cast<double>(paced_steps_)},
+          {"last_step", static_cast<double>(last_step_)},
+          {"total_steps", static_cast<double>(total_steps_)}};
+}
+
+void StepBudget::load_state(const std::map<std::string, double>& state) {
+  const char* keys[] = {"spent_s", "paced_s", "paced_steps", "last_step", "total_steps"};
+  for (const char* key : keys)
+    HEED_CHECK(state.count(key), "StepBudget::load_state: missing '{}'", key);
+  HEED_CHECK(state.size() == std::size(keys), "StepBudget::load_state: expected exactly the keys spent_s, paced_s, "
+             "paced_steps, last_step and total_steps, got {}", state.size());
+  auto whole = [&](const char* key) {
+    const double v = state.at(key);
+    HEED_CHECK(v >= 0 && v == std::floor(v) && v < 9.0e15, "StepBudget::load_state: {} must be a whole number >= 0, got {}",
+               key, v);
+    return static_cast<int64_t>(v);
+  };
+  auto seconds = [&](const char* key) {
+    const double v = state.at(key);
+    HEED_CHECK(v >= 0 && std::isfinite(v), "StepBudget::load_state: {} must be >= 0 seconds, got {}", key, v);
+    return v;
+  };
+  spent_s_ = seconds("spent_s"), paced_s_ = seconds("paced_s");
+  paced_steps_ = whole("paced_steps"), last_step_ = whole("last_step"), total_steps_ = whole("total_steps");
+}
+
+int64_t fit_total_steps(double budget_s, double spent_s, int64_t steps_done, double seconds_per_step) {
+  HEED_CHECK(seconds_per_step > 0 && std::isfinite(seconds_per_step),
+             "fit_total_steps: the pace must be a positive number of seconds per step, got {}", seconds_per_step);
+  const double left = std::floor((budget_s - spent_s) / seconds_per_step);
+  const double most = 1e12;  // a budget of years at nanoseconds per step: still a sane count
+  return steps_done + static_cast<int64_t>(std::clamp(left, 1.0, most));
+}
 
 ConstantSchedule::ConstantSchedule(Optimizer& optimizer, const ConstantOptions& options)
     : LRScheduler(optimizer), options_(checked(options)) {}

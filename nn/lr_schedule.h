@@ -92,6 +92,11 @@ class WarmupCosineSchedule : public LRScheduler {
   WarmupCosineSchedule(Optimizer& optimizer, const WarmupCosineOptions& options);
   double lr_at(int64_t step) const override { return warmup_cosine_lr(options_, step); }
   const WarmupCosineOptions& options() const { return options_; }
+  // Changes where the cosine ends (a run fitted to a time budget learns its
+  // length during the warmup). Only while the schedule is still in its
+  // warmup, where no lr set so far depended on the total: throws otherwise,
+  // or when total_steps <= warmup_steps.
+  void set_total_steps(int64_t total_steps);
 
  private:
   WarmupCosineOptions options_;
@@ -106,5 +111,50 @@ class ConstantSchedule : public LRScheduler {
  private:
   ConstantOptions options_;
 };
+
+// ---- fitting a run's length to a time budget ------------------------------------
+//
+// "Train for 10 minutes" with a schedule that still decays to its end: the
+// steps up to `fit_step` (the warmup, whose learning rates do not depend on the
+// total) are timed, and at fit_step the total is fixed so that the remaining
+// steps fill the budget at the pace measured over the later half of the timed
+// steps (the first ones are slow while caches warm up). From then on the total
+// is a plain number: kept in the checkpoint it makes a resumed run continue
+// the same schedule, and a run given that number as its step count repeats
+// the budgeted run bit for bit. Only the fit depends on the clock.
+//
+//   optim::StepBudget budget(600.0, warmup);
+//   ... after each step:  if (int64_t n = budget.record(step, seconds)) schedule.set_total_steps(n);
+class StepBudget {
+ public:
+  // budget_s > 0 seconds of training steps; fit_step >= 2.
+  StepBudget(double budget_s, int64_t fit_step);
+  // Adds the duration of the step just taken (1-based `step`, in order).
+  // Returns the fitted total at step == fit_step, 0 at every other step.
+  int64_t record(int64_t step, double seconds);
+  bool fitted() const { return total_steps_ > 0; }
+  int64_t total_steps() const { return total_steps_; }  // 0 until fitted
+  double budget_s() const { return budget_s_; }
+  int64_t fit_step() const { return fit_step_; }
+  double spent_s() const { return spent_s_; }
+  // The pace the fit used (or would use now): seconds per step over the timed half.
+  double seconds_per_step() const;
+
+  // Checkpoint state, so that a run interrupted before the fit resumes its timing:
+  // {"spent_s", "paced_s", "paced_steps", "last_step", "total_steps"}.
+  std::map<std::string, double> state() const;
+  void load_state(const std::map<std::string, double>& state);
+
+ private:
+  double budget_s_;
+  int64_t fit_step_;
+  double spent_s_ = 0, paced_s_ = 0;
+  int64_t paced_steps_ = 0, last_step_ = 0, total_steps_ = 0;
+};
+
+// The total number of steps that fills `budget_s` when `steps_done` steps took
+// `spent_s` and each further one takes `seconds_per_step`: steps_done plus the
+// whole steps that fit in what is left, at least steps_done + 1.
+int64_t fit_total_steps(double budget_s, double spent_s, int64_t steps_done, double seconds_per_step);
 
 }  // namespace heed::optim

@@ -433,3 +433,69 @@ TEST_CASE("A schedule's state round-trips and is validated", "[optim]") {
   REQUIRE_THROWS_WITH(restored.load_state({{"last_step", 1}, {"lr", 2}}), Contains("unexpected key 'lr'"));
   REQUIRE_THROWS_WITH(restored.load_state({{"last_step", -1}}), Contains("whole number"));
 }
+
+TEST_CASE("A time budget fits the run's length: warmup timed, cosine fitted to end with the budget", "[optim]") {
+  // 20 warmup steps: the first ten are slow (caches warming up) and not used
+  // for the pace; the next ten take 0.125 s each. Budget 100 s.
+  optim::StepBudget budget(100.0, 20);
+  for (int64_t s = 1; s < 20; ++s) REQUIRE(budget.record(s, s <= 10 ? 0.5 : 0.125) == 0);
+  REQUIRE_FALSE(budget.fitted());
+  const int64_t total = budget.record(20, 0.125);
+  // 6.25 s spent (10 x 0.5 + 10 x 0.125); 93.75 s left at 0.125 s per step = 750 more steps.
+  REQUIRE(budget.seconds_per_step() == 0.125);
+  REQUIRE(total == 770);
+  REQUIRE(budget.total_steps() == 770);
+  REQUIRE(budget.record(21, 3.0) == 0);  // fitted once; later steps only add to the time spent
+  REQUIRE(budget.total_steps() == 770);
+
+  // The schedule built before the fit (any total) gives the same warmup, and
+  // once fitted it runs from base_lr at the end of warmup to min_lr at the end of the budget.
+  Tensor p = param(kStart);
+  optim::Adam opt({p});
+  optim::WarmupCosineSchedule schedule(opt, {1e-3, 1e-5, 20, 21});
+  std::vector<double> warmup_lrs;
+  for (int64_t s = 1; s <= 20; ++s) {
+    schedule.step();
+    p.set_grad(ones({3}, DType::Float64));
+    opt.step();
+    warmup_lrs.push_back(opt.lr());
+    REQUIRE(opt.lr() == optim::warmup_cosine_lr({1e-3, 1e-5, 20, 770}, s));
+  }
+  schedule.set_total_steps(total);
+  REQUIRE(warmup_lrs.back() == 1e-3);                                     // start of the decay
+  REQUIRE(schedule.lr_at(395) == Approx(1e-5 + 0.5 * (1e-3 - 1e-5)));    // the middle of the budget
+  REQUIRE(schedule.lr_at(769) > 1e-5);
+  REQUIRE(schedule.lr_at(770) == 1e-5);                                   // the end of the budget
+  schedule.step();
+  REQUIRE(opt.lr() == optim::warmup_cosine_lr({1e-3, 1e-5, 20, 770}, 21));
+  // Past the warmup the total can no longer change: learning rates already set depended on it.
+  REQUIRE_THROWS_WITH(schedule.set_total_steps(2000), Contains("past its warmup"));
+  optim::WarmupCosineSchedule fresh(opt, {1e-3, 1e-5, 20, 21});
+  REQUIRE_THROWS_WITH(fresh.set_total_steps(20), Contains("warmup_steps < total_steps"));
+}
+
+TEST_CASE("A time budget interrupted before its fit resumes its timing from its state", "[optim]") {
+  optim::StepBudget whole(10.0, 8), first(10.0, 8);
+  for (int64_t s = 1; s <= 5; ++s) whole.record(s, 0.05 * s), first.record(s, 0.05 * s);
+  optim::StepBudget resumed(10.0, 8);
+  resumed.load_state(first.state());
+  for (int64_t s = 6; s <= 8; ++s) {
+    const int64_t a = whole.record(s, 0.05 * s), b = resumed.record(s, 0.05 * s);
+    REQUIRE(a == b);
+  }
+  REQUIRE(resumed.fitted());
+  REQUIRE(resumed.total_steps() == whole.total_steps());
+  REQUIRE(resumed.state() == whole.state());
+  // The steps come in order; the state is checked.
+  REQUIRE_THROWS_WITH(resumed.record(10, 0.1), Contains("expected step 9"));
+  REQUIRE_THROWS_WITH(resumed.load_state({{"spent_s", 1}}), Contains("missing 'paced_s'"));
+  auto bad = whole.state();
+  bad["paced_steps"] = 1.5;
+  REQUIRE_THROWS_WITH(resumed.load_state(bad), Contains("whole number"));
+  REQUIRE_THROWS_WITH(optim::StepBudget(0.0, 8), Contains("positive number of seconds"));
+  REQUIRE_THROWS_WITH(optim::StepBudget(10.0, 1), Contains("at least 2"));
+  // A budget already spent still takes one step past the fit; a slow pace is not a crash.
+  REQUIRE(optim::fit_total_steps(1.0, 5.0, 20, 0.1) == 21);
+  REQUIRE(optim::fit_total_steps(100.0, 0.0, 20, 0.125) == 820);
+  REQUIRE_THROWS_WITH(optim::fit_total_steps(100.0, 0.0, 20, 0.0), Contains("positive number of seconds per step"));
+}

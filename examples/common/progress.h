@@ -14,6 +14,8 @@ class Progress {
   Progress(int64_t total_steps, double time_limit_s, int64_t every = 50);
   // Call once per optimizer step.
   void update(int64_t step, double loss, double lr, int64_t tokens);
+  // The run's length once it is known (a time-budgeted run learns it after its warmup).
+  void set_total_steps(int64_t total_steps) { total_steps_ = total_steps; }
   // Prints a message on its own line (the bar is redrawn after it).
   void message(const std::string& text);
   void finish();

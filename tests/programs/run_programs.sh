@@ -74,6 +74,28 @@ check "resumed losses equal the uninterrupted run's" 0 "" -- bash -c \
 needs "resumed parameters and optimizer state equal the uninterrupted run's, bit for bit" h5diff &&
   check "resumed parameters and optimizer state equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
     "h5diff -d 0 '$WORK/full/last.h5' '$WORK/half/last.h5' /model && h5diff -d 0 '$WORK/full/last.h5' '$WORK/half/last.h5' /optimizer"
+# A time budget: the warmup is timed, the run's length is fitted to the
+# budget and kept in the checkpoint; a resumed budgeted run continues the same
+# schedule, and --steps with the fitted count repeats the run bit for bit.
+BUDGET=(--task reverse "${TINY[@]}" --eval-every 1000 --save-every 1000 --beam 1 --show 0)
+check "translate --time-budget fits the run's length after the warmup, then stops as asked" 0 "fitted to [0-9]+ steps" -- \
+  bash -c "'$T' train ${BUDGET[*]} --time-budget 3 --stop-at 30 --out '$WORK/budget' 2>&1 | tee '$WORK/budget.out'"
+FITTED=$(grep -oE "fitted to [0-9]+ steps" "$WORK/budget.out" | grep -oE "[0-9]+" || echo 0)
+check "the fitted length is more than the stop" 0 "^more" -- bash -c "(( $FITTED > 30 )) && echo more"
+check "translate: a budgeted run resumes to its fitted length" 0 "resuming" -- "$T" train --resume "$WORK/budget/last.h5" \
+  --out "$WORK/budget" --eval-every 1000 --save-every 1000 --beam 1 --show 0
+check "translate --steps with the fitted count" 0 "BLEU" -- "$T" train "${BUDGET[@]}" --steps "$FITTED" --out "$WORK/budget_steps"
+check "the budgeted run's final validation equals that of --steps with its fitted count" 0 "" -- bash -c \
+  "diff <(tail -1 '$WORK/budget/log.csv' | cut -d, -f1,7-9) <(tail -1 '$WORK/budget_steps/log.csv' | cut -d, -f1,7-9)"
+needs "the budgeted run's parameters equal those of --steps with its fitted count, bit for bit" h5diff &&
+  check "the budgeted run's parameters equal those of --steps with its fitted count, bit for bit" 0 "" -- \
+    h5diff -d 0 "$WORK/budget/last.h5" "$WORK/budget_steps/last.h5" /model
+check "translate: --steps and --time-budget together are refused" 1 "give --steps or --time-budget, not both" -- \
+  "$T" train --task copy "${TINY[@]}" --steps 5 --time-budget 3 --out "$WORK/x"
+check "translate: a time budget needs warmup steps to time" 1 "needs --warmup of at least 10" -- \
+  "$T" train --task copy "${TINY[@]}" --time-budget 3 --warmup 4 --out "$WORK/x"
+check "translate: --export-data needs --steps" 1 "needs --steps" -- \
+  "$T" train --task copy "${TINY[@]}" --export-data "$WORK/x.h5" --out "$WORK/x"
 # Mixed precision: kept in the checkpoint and honoured on resume, exactly.
 check "translate --precision bf16: 40 steps in one run" 0 "precision bf16" -- "$T" train "${RESUME[@]}" \
   --precision bf16 --out "$WORK/bf16_full"
@@ -143,6 +165,9 @@ L="$BIN/lm"
 for i in $(seq 1 300); do echo "the cat sat on the mat and the dog ran to the cat $((i % 7))"; done > "$WORK/text.txt"
 check "lm train on a small text" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 \
   --block 16 --batch 8 --steps 40 --warmup 5 --eval-every 20 --save-every 20 --sample-len 20 --out "$WORK/lm"
+check "lm train --time-budget fits its length after the warmup and trains to it" 0 "fitted to [0-9]+ steps" -- "$L" train \
+  --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --time-budget 2 --warmup 10 \
+  --eval-every 100000 --save-every 100000 --sample-len 0 --out "$WORK/lm_budget"
 exists "lm writes checkpoints, the log and the plot" "$WORK/lm/best.h5" "$WORK/lm/last.h5" "$WORK/lm/log.csv" "$WORK/lm/loss.svg"
 check "lm train --precision bf16" 0 "precision bf16" -- "$L" train --text "$WORK/text.txt" --d-model 32 --heads 2 \
   --layers 1 --block 16 --batch 8 --steps 10 --warmup 2 --eval-every 10 --sample-len 5 --precision bf16 --out "$WORK/lm_bf16"

@@ -1,0 +1,51 @@
+#pragma once
+// How long a training program trains: a fixed --steps, or a --time-budget of
+// seconds that the run's length is fitted to (optim::StepBudget): the warmup
+// steps are timed, and at the end of the warmup the total is fixed so that the
+// cosine decay ends when the budget does. The fitted total is stored in the
+// configuration ("steps") like a given one; a run interrupted before the fit
+// keeps its timing in the configuration ("time_budget_*") and resumes it.
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "examples/common/run_config.h"
+#include "nn/lr_schedule.h"
+
+namespace heed::examples {
+
+class TrainingLength {
+ public:
+  // Exactly one of steps > 0 (fixed) and budget_s > 0 (fitted at step `warmup`,
+  // which must then be at least kMinTimedSteps).
+  TrainingLength(int64_t steps, double budget_s, int64_t warmup);
+  static constexpr int64_t kMinTimedSteps = 10;
+
+  bool budgeted() const { return budget_.has_value(); }
+  // The total number of steps: given, fitted, or 0 while not yet fitted.
+  int64_t steps() const { return steps_; }
+  // The total a schedule is built with before the fit (warmup + 1: any total
+  // gives the same warmup learning rates).
+  int64_t schedule_steps(int64_t warmup) const { return steps_ > 0 ? steps_ : warmup + 1; }
+  bool more(int64_t step) const { return steps_ == 0 || step < steps_; }
+  // After each step: its 1-based number and duration. Returns the total when
+  // this step fixed it, else 0.
+  int64_t record(int64_t step, double seconds);
+  // A line for the log: how the fit came out.
+  std::string fit_message() const;
+
+  // The configuration keys: "steps", "time_budget" and the timing so far.
+  void save(Config& config) const;
+  // Reads what save wrote (a configuration with no "time_budget" is a fixed run).
+  static TrainingLength restore(const Config& config, int64_t warmup);
+
+ private:
+  int64_t steps_ = 0;
+  std::optional<optim::StepBudget> budget_;
+};
+
+// The steps/--time-budget pair of a command line: an explicit --steps turns the
+// budget off; giving both is an error naming them.
+void resolve_steps_or_budget(bool steps_given, bool budget_given, int64_t& steps, double& budget_s);
+
+}  // namespace heed::examples
