@@ -284,7 +284,7 @@ int run_train(Settings s, const RunOptions& r) {
   if (train_steps > 0)
     fmt::print(stderr, "training steps alone: {} steps, {} tokens in {:.1f} s = {:.0f} tokens/s; first-step loss {:.5f}\n",
                train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
-  if (device.is_cuda()) fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
+  fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});

@@ -476,7 +476,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     fmt::print(stderr, "training steps alone: {} steps, {} target tokens in {:.1f} s = {:.0f} target tokens/s; "
                "first-step loss {:.5f}\n",
                train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
-  if (device.is_cuda()) fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
+  fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "translate: loss", "step", "nats per token",
                            {train_curve, valid_curve});

@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <limits>
@@ -796,6 +797,9 @@ TEST_CASE("cpu allocator keeps large freed blocks for reuse, aligned, and gives 
   WARN("AddressSanitizer build: the block cache is off");
   return;
 #endif
+  const size_t limit_before = cpu::cache_limit();
+  cpu::set_cache_limit(size_t(64) << 20);
+  REQUIRE(cpu::cache_limit() == (size_t(64) << 20));
   cpu::empty_cache();
   REQUIRE(cpu::cached_bytes() == 0);
   const size_t big = (size_t(3) << 20) + 100;  // 3 MiB and a bit: cached
@@ -816,8 +820,40 @@ TEST_CASE("cpu allocator keeps large freed blocks for reuse, aligned, and gives 
   const size_t before = cpu::cached_bytes();
   cpu::deallocate(small, 1000, 0);
   REQUIRE(cpu::cached_bytes() == before);
+  // Lowering the limit gives back what is over it at once; nothing is kept past it.
+  REQUIRE(cpu::cached_bytes() > 0);
+  cpu::set_cache_limit(0);
+  REQUIRE(cpu::cached_bytes() == 0);
+  void* d = cpu::allocate(big, 0);
+  cpu::deallocate(d, big, 0);
+  REQUIRE(cpu::cached_bytes() == 0);
+  cpu::set_cache_limit(limit_before);
   cpu::empty_cache();
   REQUIRE(cpu::cached_bytes() == 0);
+}
+
+TEST_CASE("cpu memory stats count what tensors hold and its peak", "[cpu]") {
+  cpu::reset_peak_stats();
+  const cpu::MemoryStats before = cpu::memory_stats();
+  REQUIRE(before.peak_allocated == before.allocated);
+  {
+    Tensor t = empty({1 << 20}, DType::Float32);  // 4 MiB: one block of exactly its size class
+    const cpu::MemoryStats during = cpu::memory_stats();
+    REQUIRE(during.allocated == before.allocated + (size_t(4) << 20));
+    REQUIRE(during.peak_allocated >= during.allocated);
+    REQUIRE(during.peak_reserved >= during.peak_allocated);
+  }
+  const cpu::MemoryStats after = cpu::memory_stats();
+  REQUIRE(after.allocated == before.allocated);
+  REQUIRE(after.peak_allocated >= before.allocated + (size_t(4) << 20));
+  cpu::reset_peak_stats();
+  REQUIRE(cpu::memory_stats().peak_allocated == after.allocated);
+#if defined(__GLIBC__) && !defined(__SANITIZE_ADDRESS__)
+  // Unless the process set malloc's thresholds itself, heed raised them (cpu_memory.h).
+  if (!std::getenv("MALLOC_MMAP_THRESHOLD_") && !std::getenv("MALLOC_TRIM_THRESHOLD_") &&
+      !std::getenv("HEED_CPU_MALLOC_TUNING"))
+    REQUIRE(after.malloc_tuned);
+#endif
 }
 
 TEST_CASE("random: every sample across chunks follows the documented mapping", "[cpu]") {

@@ -4,6 +4,7 @@
 
 #include "cuda/memory.h"
 #include "cuda/register.h"
+#include "tensor/cpu/cpu_memory.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 
@@ -32,7 +33,15 @@ Device device_from_flag(const std::string& flag) {
 }
 
 std::string device_memory_summary(Device device) {
-  if (!device.is_cuda()) return "";
+  if (!device.is_cuda()) {
+    const cpu::MemoryStats s = cpu::memory_stats();
+    const double mib = 1024.0 * 1024.0;
+    return fmt::format("cpu memory: peak {:.1f} MiB in tensors, peak {:.1f} MiB with the allocator's cache (limit "
+                       "{:.0f} MiB; {} blocks from malloc{})",
+                       static_cast<double>(s.peak_allocated) / mib, static_cast<double>(s.peak_reserved) / mib,
+                       static_cast<double>(s.cache_limit) / mib, s.system_allocs,
+                       s.malloc_tuned ? ", its mmap threshold raised" : "");
+  }
   const cuda::MemoryStats s = cuda::memory_stats(device.index);
   const double mib = 1024.0 * 1024.0;
   const double allocations = static_cast<double>(s.device_mallocs + s.cache_hits);

@@ -14,7 +14,7 @@ namespace heed::examples {
 Device device_from_flag(const std::string& flag);
 
 // "cuda:0 memory: peak 812.4 MiB in tensors, 1024.0 MiB reserved (23 cudaMalloc
-// calls, 99.1% of allocations from the cache)"; "" for the CPU.
+// calls, 99.1% of allocations from the cache)", or the CPU allocator's peaks.
 std::string device_memory_summary(Device device);
 
 }  // namespace heed::examples

@@ -7,22 +7,17 @@
 #include <cstdint>
 
 #include "tensor/backend.h"
+#include "tensor/cpu/cpu_memory.h"
 
 namespace heed::cpu {
 
 // Registers the "cpu" row with heed::register_backend; called once by tensor/backend.cpp.
 void register_cpu_backend();
 
-// cpu_backend.cpp: 64-byte aligned memory. Blocks of 1 MiB and more are
-// rounded up to one of 8 size classes per power of two and kept for reuse
-// when freed (up to 2 GiB of free blocks), so the large tensors of a training
-// step do not go back to the system and fault their pages in again each step.
+// cpu_allocator.cpp: 64-byte aligned memory, large blocks kept for reuse
+// (tensor/cpu/cpu_memory.h has the stats, the cache limit and empty_cache).
 void* allocate(size_t nbytes, int device_index);
 void deallocate(void* ptr, size_t nbytes, int device_index);
-// Bytes held in freed blocks kept for reuse.
-size_t cached_bytes();
-// Gives every kept block back to the system.
-void empty_cache();
 
 // cpu_elementwise.cpp
 void copy(const Tensor& src, const Tensor& dst);
