@@ -257,11 +257,7 @@ int run_train(Settings s, const RunOptions& r) {
     const double l = loss.item<double>();
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
     train_seconds += step_seconds;
-    if (const int64_t total = length.record(step, step_seconds)) {
-      schedule.set_total_steps(total);
-      progress.set_total_steps(total);
-      progress.message(length.fit_message());
-    }
+    length.record(step, step_seconds, schedule, progress);
     train_tokens += b.y.numel(), ++train_steps;
     if (train_steps == 1) first_loss = l;
     window += l, ++window_steps;
@@ -339,13 +335,7 @@ int main(int argc, char** argv) {
   train->add_option("--lr", s.lr)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--warmup", s.warmup)->check(CLI::NonNegativeNumber)->capture_default_str();
-  CLI::Option* steps_flag =
-      train->add_option("--steps", s.steps, "optimizer steps (instead of --time-budget)")->check(CLI::PositiveNumber);
-  CLI::Option* budget_flag =
-      train->add_option("--time-budget", s.time_budget,
-                        "seconds of training to fit the run's length to: the warmup is timed, then the schedule is "
-                        "set to end with the budget (the default, unless --steps is given)")
-          ->check(CLI::PositiveNumber)->capture_default_str();
+  const examples::LengthFlags length_flags(*train, s.steps, s.time_budget);
   train->add_option("--seed", s.seed)->capture_default_str();
   train->add_option("--precision", s.precision,
                     "fp32, tf32 (GPU: TF32 tensor-core matmuls) or bf16 (mixed precision: bf16 matmuls, float32 "
@@ -380,7 +370,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     if (*train) {
-      examples::resolve_steps_or_budget(steps_flag->count() > 0, budget_flag->count() > 0, s.steps, s.time_budget);
+      length_flags.resolve();
       return run_train(s, r);
     }
     return run_sample(checkpoint, prompt, max_new, temperature, top_k, top_p, seed, device);

@@ -21,46 +21,17 @@
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
+#include "tests/host_values.h"
 #include "tests/test_devices.h"
 
 using namespace heed;
+using heed::test::host_tensor;
+using heed::test::values_of;
 
 namespace {
 
 const Backend& cpu() { return backend(DeviceType::CPU); }
 const Backend& gpu() { return backend(DeviceType::CUDA); }
-
-// A CPU tensor of `dtype` with element i = f(i), written directly (a bfloat16
-// element is f(i) rounded through float), so no CPU kernel is needed.
-Tensor make(const Shape& shape, DType dtype, const std::function<double(int64_t)>& f) {
-  Tensor t = empty(shape, dtype);
-  dispatch_dtype(dtype, [&](auto zero) {
-    using T = decltype(zero);
-    T* p = static_cast<T*>(t.raw_data());
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      if constexpr (std::is_same_v<T, bfloat16>) p[i] = bfloat16(static_cast<float>(f(i)));
-      else p[i] = static_cast<T>(f(i));
-    }
-  });
-  return t;
-}
-
-// The values of any tensor (read on the host, contiguous order), as double.
-std::vector<double> values_of(const Tensor& t_any) {
-  Tensor t = t_any;
-  if (t.device().is_cuda()) {
-    t = empty(t_any.shape(), t_any.dtype());
-    gpu().copy(t_any, t);  // gathered on the GPU, then the bytes: no CPU bfloat16 kernel needed
-  }
-  REQUIRE(t.is_contiguous());
-  std::vector<double> out;
-  dispatch_dtype(t.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T* p = static_cast<const T*>(t.raw_data());
-    for (int64_t i = 0; i < t.numel(); ++i) out.push_back(static_cast<double>(static_cast<compute_t<T>>(p[i])));
-  });
-  return out;
-}
 
 // x widened to float32 on the GPU, same shape and strides (the widening is exact).
 Tensor widened(const Tensor& x_gpu) {
@@ -144,7 +115,7 @@ TEST_CASE("cuda bfloat16: unary, binary, where and fill are float32's kernels ro
                                  BinaryOp::Pow, BinaryOp::Maximum, BinaryOp::Minimum};
   const BinaryOp compare_ops[] = {BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt, BinaryOp::Ge};
   for (const View& vx : kViews) {
-    const Tensor bx = make(vx.base, DType::BFloat16, [](int64_t i) { return i == 5 ? NAN : wavy(i); });
+    const Tensor bx = host_tensor(vx.base, DType::BFloat16, [](int64_t i) { return i == 5 ? NAN : wavy(i); });
     const Tensor x = vx.of(to_device(bx, kCUDA)), x32 = widened(x);
     for (UnaryOp op : unary_ops) {
       INFO("unary " << int(op) << " of a " << vx.name << " bfloat16 tensor");
@@ -159,7 +130,7 @@ TEST_CASE("cuda bfloat16: unary, binary, where and fill are float32's kernels ro
     gpu().unary(UnaryOp::IsNonFinite, x32, 0, 0, flags32);
     REQUIRE(values_of(flags) == values_of(flags32));
     for (const View& vy : kViews) {
-      const Tensor by = make(vy.base, DType::BFloat16, [](int64_t i) { return wavy(i + 11) * (i % 4 == 0 ? 0 : 1); });
+      const Tensor by = host_tensor(vy.base, DType::BFloat16, [](int64_t i) { return wavy(i + 11) * (i % 4 == 0 ? 0 : 1); });
       const Tensor y = vy.of(to_device(by, kCUDA)), y32 = widened(y);
       for (BinaryOp op : binary_ops) {
         INFO("binary " << int(op) << " of " << vx.name << " and " << vy.name);
@@ -174,7 +145,7 @@ TEST_CASE("cuda bfloat16: unary, binary, where and fill are float32's kernels ro
         gpu().binary(op, x32, y32, flags32);
         REQUIRE(values_of(flags) == values_of(flags32));
       }
-      const Tensor mask = expand(to_device(make({1, 4, 1}, DType::Bool, [](int64_t i) { return i % 2; }), kCUDA), kShape);
+      const Tensor mask = expand(to_device(host_tensor({1, 4, 1}, DType::Bool, [](int64_t i) { return i % 2; }), kCUDA), kShape);
       Tensor got = empty(kShape, DType::BFloat16, kCUDA), want = empty(kShape, DType::Float32, kCUDA);
       gpu().where(mask, x, y, got);
       gpu().where(mask, x32, y32, want);
@@ -189,7 +160,7 @@ TEST_CASE("cuda bfloat16: unary, binary, where and fill are float32's kernels ro
   for (size_t i = 0; i < v.size(); ++i)
     REQUIRE(v[i] == ((i / 40) % 2 == 0 && (i % 10) % 2 == 1 ? rounded(0.1) : 0.0));
   // And the CPU's bfloat16 unary, where it has one.
-  const Tensor xc = make(kShape, DType::BFloat16, wavy);
+  const Tensor xc = host_tensor(kShape, DType::BFloat16, wavy);
   Tensor want = empty(kShape, DType::BFloat16), got = empty(kShape, DType::BFloat16, kCUDA);
   if (cpu_runs(want, [&] { cpu().unary(UnaryOp::GeluTanh, xc, 0, 0, want); })) {
     gpu().unary(UnaryOp::GeluTanh, to_device(xc, kCUDA), 0, 0, got);
@@ -205,7 +176,7 @@ TEST_CASE("cuda bfloat16: copies to and from every dtype, on the device and acro
     auto f = [&](int64_t i) { return small ? double(i % 3) : wavy(i) * 40; };
     for (const View& v : kViews) {
       INFO("bfloat16 <-> " << dtype_name(other) << ", " << v.name << " source");
-      const Tensor src16 = v.of(to_device(make(v.base, DType::BFloat16, f), kCUDA));
+      const Tensor src16 = v.of(to_device(host_tensor(v.base, DType::BFloat16, f), kCUDA));
       // bfloat16 -> other, on the device, into a permuted destination: element by element as the formula says.
       Tensor dst = empty({5, 4, 3}, other, kCUDA);
       gpu().copy(src16, permute(dst, {2, 1, 0}));
@@ -219,7 +190,7 @@ TEST_CASE("cuda bfloat16: copies to and from every dtype, on the device and acro
         REQUIRE(d[i] == want);
       }
       // other -> bfloat16, device to device, host to device and device to host.
-      const Tensor src = v.of(to_device(make(v.base, other, f), kCUDA));
+      const Tensor src = v.of(to_device(host_tensor(v.base, other, f), kCUDA));
       const std::vector<double> sv = values_of(src);
       std::vector<double> want(sv.size());
       for (size_t i = 0; i < sv.size(); ++i) want[i] = rounded(sv[i]);
@@ -240,7 +211,7 @@ TEST_CASE("cuda bfloat16: copies to and from every dtype, on the device and acro
     }
   }
   // A double rounds through float: 1 + 2^-8 + 2^-30 becomes the float 1 + 2^-8, a tie, then 1.
-  const Tensor d = make({1}, DType::Float64, [](int64_t) { return 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30); });
+  const Tensor d = host_tensor({1}, DType::Float64, [](int64_t) { return 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -30); });
   Tensor b = empty({1}, DType::BFloat16, kCUDA);
   gpu().copy(to_device(d, kCUDA), b);
   REQUIRE(values_of(b)[0] == 1.0);
@@ -248,8 +219,8 @@ TEST_CASE("cuda bfloat16: copies to and from every dtype, on the device and acro
 
 TEST_CASE("cuda bfloat16: reductions are float32's, rounded, and match the CPU", "[cuda][bfloat16]") {
   HEED_SKIP_WITHOUT_GPU();
-  const Tensor base = make({5, 3, 40}, DType::BFloat16, [](int64_t i) { return i == 17 ? NAN : wavy(i) * 10; });
-  const Tensor clean = make({5, 3, 40}, DType::BFloat16, [](int64_t i) { return wavy(i) * 10; });
+  const Tensor base = host_tensor({5, 3, 40}, DType::BFloat16, [](int64_t i) { return i == 17 ? NAN : wavy(i) * 10; });
+  const Tensor clean = host_tensor({5, 3, 40}, DType::BFloat16, [](int64_t i) { return wavy(i) * 10; });
   for (const Tensor* b : {&base, &clean}) {
     const Tensor x = permute(to_device(*b, kCUDA), {2, 0, 1}), x32 = widened(x);  // [40, 5, 3], strided
     for (unsigned mask = 1; mask < 8; ++mask) {
@@ -275,7 +246,7 @@ TEST_CASE("cuda bfloat16: reductions are float32's, rounded, and match the CPU",
     }
   }
   // A long sum (in double, rounded once) and the CPU's, where it has bfloat16 sums.
-  const Tensor big = make({4, 100000}, DType::BFloat16, [](int64_t i) { return 1.0 + 0.001 * double(i % 1000); });
+  const Tensor big = host_tensor({4, 100000}, DType::BFloat16, [](int64_t i) { return 1.0 + 0.001 * double(i % 1000); });
   Tensor got = empty({4, 1}, DType::BFloat16, kCUDA), want32 = empty({4, 1}, DType::Float32, kCUDA);
   const Tensor big_g = to_device(big, kCUDA);
   gpu().reduce(ReduceOp::Sum, big_g, got);
@@ -291,7 +262,7 @@ TEST_CASE("cuda bfloat16: softmax and layer norm, forward and backward, compute 
   const double inf = INFINITY;
   for (int64_t n : {1, 7, 33, 768, 5000}) {
     INFO("n " << n);
-    const Tensor x = make({5, n}, DType::BFloat16, [&](int64_t i) {
+    const Tensor x = host_tensor({5, n}, DType::BFloat16, [&](int64_t i) {
       const int64_t r = i / n, j = i % n;
       if (r == 1) return -inf;
       if (r == 2 && j % 3 == 0) return -inf;
@@ -310,10 +281,10 @@ TEST_CASE("cuda bfloat16: softmax and layer norm, forward and backward, compute 
     }
 
     // Layer norm: rows of mean 0 to 4000 (bfloat16 spacing there is 16 to 32, so x is coarse but exact).
-    const Tensor xf = make({5, n}, DType::BFloat16, [&](int64_t i) { return std::sin(double(i)) * 40 + 1000.0 * (i / n); });
-    const Tensor w = make({n}, DType::BFloat16, [](int64_t j) { return 0.5 + 0.01 * double(j % 50); });
-    const Tensor b = make({n}, DType::BFloat16, [](int64_t j) { return 0.1 * double(j % 7) - 0.3; });
-    const Tensor g = make({5, n}, DType::BFloat16, [](int64_t i) { return std::cos(double(i) * 0.7); });
+    const Tensor xf = host_tensor({5, n}, DType::BFloat16, [&](int64_t i) { return std::sin(double(i)) * 40 + 1000.0 * (i / n); });
+    const Tensor w = host_tensor({n}, DType::BFloat16, [](int64_t j) { return 0.5 + 0.01 * double(j % 50); });
+    const Tensor b = host_tensor({n}, DType::BFloat16, [](int64_t j) { return 0.1 * double(j % 7) - 0.3; });
+    const Tensor g = host_tensor({5, n}, DType::BFloat16, [](int64_t i) { return std::cos(double(i) * 0.7); });
     const Tensor xfg = to_device(xf, kCUDA), wg = to_device(w, kCUDA), bg = to_device(b, kCUDA), gg = to_device(g, kCUDA);
     const Tensor xf32 = widened(xfg), w32 = widened(wg), b32 = widened(bg), g32 = widened(gg);
     for (bool affine : {false, true}) {
@@ -355,10 +326,10 @@ TEST_CASE("cuda bfloat16: softmax and layer norm, forward and backward, compute 
 TEST_CASE("cuda bfloat16: matmul through cuBLAS with float32 accumulation", "[cuda][bfloat16]") {
   HEED_SKIP_WITHOUT_GPU();
   const int64_t B = 3, M = 37, K = 300, N = 41;
-  const Tensor a = to_device(make({B, M, K}, DType::BFloat16, wavy), kCUDA);
-  const Tensor at = to_device(make({B, K, M}, DType::BFloat16, wavy), kCUDA);  // read transposed
-  const Tensor b = to_device(make({1, K, N}, DType::BFloat16, [](int64_t i) { return wavy(i + 5); }), kCUDA);
-  const Tensor bs = to_device(make({B, K, 2 * N}, DType::BFloat16, [](int64_t i) { return wavy(i + 9); }), kCUDA);
+  const Tensor a = to_device(host_tensor({B, M, K}, DType::BFloat16, wavy), kCUDA);
+  const Tensor at = to_device(host_tensor({B, K, M}, DType::BFloat16, wavy), kCUDA);  // read transposed
+  const Tensor b = to_device(host_tensor({1, K, N}, DType::BFloat16, [](int64_t i) { return wavy(i + 5); }), kCUDA);
+  const Tensor bs = to_device(host_tensor({B, K, 2 * N}, DType::BFloat16, [](int64_t i) { return wavy(i + 9); }), kCUDA);
   struct Operands {
     const char* name;
     Tensor a, b;
@@ -392,13 +363,13 @@ TEST_CASE("cuda bfloat16: matmul through cuBLAS with float32 accumulation", "[cu
 
 TEST_CASE("cuda bfloat16: index_select, gather, scatter_add and index_add", "[cuda][bfloat16]") {
   HEED_SKIP_WITHOUT_GPU();
-  const Tensor x = permute(to_device(make({6, 5}, DType::BFloat16, wavy), kCUDA), {1, 0});  // [5, 6], strided
-  const Tensor idx = to_device(make({4}, DType::Int64, [](int64_t i) { return double((i * 3) % 5); }), kCUDA);
+  const Tensor x = permute(to_device(host_tensor({6, 5}, DType::BFloat16, wavy), kCUDA), {1, 0});  // [5, 6], strided
+  const Tensor idx = to_device(host_tensor({4}, DType::Int64, [](int64_t i) { return double((i * 3) % 5); }), kCUDA);
   Tensor sel = empty({4, 6}, DType::BFloat16, kCUDA), sel32 = empty({4, 6}, DType::Float32, kCUDA);
   gpu().index_select(x, 0, idx, sel);
   gpu().index_select(widened(x), 0, idx, sel32);
   REQUIRE(values_of(sel) == values_of(sel32));  // moves bits: exact
-  const Tensor gidx = to_device(make({5, 3}, DType::Int64, [](int64_t i) { return double((i * 7) % 6); }), kCUDA);
+  const Tensor gidx = to_device(host_tensor({5, 3}, DType::Int64, [](int64_t i) { return double((i * 7) % 6); }), kCUDA);
   Tensor gat = empty({5, 3}, DType::BFloat16, kCUDA), gat32 = empty({5, 3}, DType::Float32, kCUDA);
   gpu().gather(x, 1, gidx, gat);
   gpu().gather(widened(x), 1, gidx, gat32);
@@ -406,36 +377,36 @@ TEST_CASE("cuda bfloat16: index_select, gather, scatter_add and index_add", "[cu
 
   // Sums carried in float32 and rounded once: 1 + 2^-8 + 2^-8 is 1 + 2^-7,
   // where a bfloat16 running sum would stay at 1 (each 1 + 2^-8 is a tie to even).
-  const Tensor small = to_device(make({3, 4}, DType::BFloat16, [](int64_t) { return std::ldexp(1.0, -8); }), kCUDA);
-  const Tensor dup = to_device(make({3}, DType::Int64, [](int64_t i) { return i < 2 ? 1.0 : 0.0; }), kCUDA);
+  const Tensor small = to_device(host_tensor({3, 4}, DType::BFloat16, [](int64_t) { return std::ldexp(1.0, -8); }), kCUDA);
+  const Tensor dup = to_device(host_tensor({3}, DType::Int64, [](int64_t i) { return i < 2 ? 1.0 : 0.0; }), kCUDA);
   Tensor dst = empty({2, 4}, DType::BFloat16, kCUDA);
   gpu().fill(dst, 1);
   gpu().index_add(dst, 0, dup, small);
   // Row 0 gets one 2^-8 (1 + 2^-8 is a tie: 1), row 1 two (1 + 2^-7).
   const std::vector<double> once_rounded = {1, 1, 1, 1, 1.0078125, 1.0078125, 1.0078125, 1.0078125};
   REQUIRE(values_of(dst) == once_rounded);
-  const Tensor dup2 = to_device(make({3, 4}, DType::Int64, [](int64_t i) { return i < 8 ? 1.0 : 0.0; }), kCUDA);
+  const Tensor dup2 = to_device(host_tensor({3, 4}, DType::Int64, [](int64_t i) { return i < 8 ? 1.0 : 0.0; }), kCUDA);
   Tensor dst2 = empty({2, 4}, DType::BFloat16, kCUDA);
   gpu().fill(dst2, 1);
   gpu().scatter_add(dst2, 0, dup2, small);
   REQUIRE(values_of(dst2) == once_rounded);
 
   // Larger, with duplicates and a strided src: float32's kernels on widened tensors, rounded.
-  const Tensor src = permute(to_device(make({7, 50}, DType::BFloat16, wavy), kCUDA), {1, 0});  // [50, 7]
-  const Tensor many = to_device(make({50}, DType::Int64, [](int64_t i) { return double((i * 13) % 9); }), kCUDA);
-  Tensor d16 = to_device(make({9, 7}, DType::BFloat16, [](int64_t i) { return 0.5 * double(i % 3); }), kCUDA);
+  const Tensor src = permute(to_device(host_tensor({7, 50}, DType::BFloat16, wavy), kCUDA), {1, 0});  // [50, 7]
+  const Tensor many = to_device(host_tensor({50}, DType::Int64, [](int64_t i) { return double((i * 13) % 9); }), kCUDA);
+  Tensor d16 = to_device(host_tensor({9, 7}, DType::BFloat16, [](int64_t i) { return 0.5 * double(i % 3); }), kCUDA);
   Tensor d32 = widened(d16);
   gpu().index_add(d16, 0, many, src);
   gpu().index_add(d32, 0, many, widened(src));
   require_rounded(values_of(d16), values_of(d32));
-  const Tensor sidx = to_device(make({50, 7}, DType::Int64, [](int64_t i) { return double((i * 5) % 9); }), kCUDA);
-  Tensor s16 = to_device(make({9, 7}, DType::BFloat16, [](int64_t i) { return 0.25 * double(i % 5); }), kCUDA);
+  const Tensor sidx = to_device(host_tensor({50, 7}, DType::Int64, [](int64_t i) { return double((i * 5) % 9); }), kCUDA);
+  Tensor s16 = to_device(host_tensor({9, 7}, DType::BFloat16, [](int64_t i) { return 0.25 * double(i % 5); }), kCUDA);
   Tensor s32 = widened(s16);
   gpu().scatter_add(s16, 0, sidx, src);
   gpu().scatter_add(s32, 0, sidx, widened(src));
   require_rounded(values_of(s16), values_of(s32));
   // A bad index leaves a bfloat16 dst untouched.
-  const Tensor bad = to_device(make({50, 7}, DType::Int64, [](int64_t i) { return i == 40 ? 9.0 : 0.0; }), kCUDA);
+  const Tensor bad = to_device(host_tensor({50, 7}, DType::Int64, [](int64_t i) { return i == 40 ? 9.0 : 0.0; }), kCUDA);
   const std::vector<double> before = values_of(s16);
   REQUIRE_THROWS_AS(gpu().scatter_add(s16, 0, bad, src), Error);
   REQUIRE(values_of(s16) == before);
@@ -445,13 +416,13 @@ TEST_CASE("cuda bfloat16: adam_step and random draws are float32's, rounded on s
   HEED_SKIP_WITHOUT_GPU();
   const int64_t n = 1000;
   auto state = [&](DType t, double scale, int64_t shift) {
-    return to_device(make({n}, t, [&](int64_t i) { return scale * std::sin(double(i + shift) * 0.3); }), kCUDA);
+    return to_device(host_tensor({n}, t, [&](int64_t i) { return scale * std::sin(double(i + shift) * 0.3); }), kCUDA);
   };
   for (bool decoupled : {false, true}) {
     AdamStepArgs args{1e-3, 0.9, 0.999, 1e-8, decoupled ? 0.0 : 0.01, decoupled ? 0.01 : 0.0, 1 - 0.9 * 0.9,
                       std::sqrt(1 - 0.999 * 0.999), false};
     Tensor p = state(DType::BFloat16, 1, 0), g = state(DType::BFloat16, 0.1, 7);
-    Tensor m = state(DType::BFloat16, 0.01, 3), v = to_device(make({n}, DType::BFloat16, [](int64_t i) {
+    Tensor m = state(DType::BFloat16, 0.01, 3), v = to_device(host_tensor({n}, DType::BFloat16, [](int64_t i) {
                                                   return 1e-4 * double(i % 10);
                                                 }), kCUDA);
     Tensor p32 = widened(p), g32 = widened(g), m32 = widened(m), v32 = widened(v);

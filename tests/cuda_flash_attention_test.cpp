@@ -29,9 +29,12 @@
 #include "tensor/attention_args.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
+#include "tests/host_values.h"
 #include "tests/test_devices.h"
 
 using namespace heed;
+using heed::test::host_tensor;
+using heed::test::values_of;
 
 namespace {
 
@@ -53,37 +56,6 @@ std::vector<double> random_values(int64_t n, uint32_t seed, double r, DType dtyp
   std::uniform_real_distribution<double> u(-r, r);
   std::vector<double> out(static_cast<size_t>(n));
   for (double& x : out) x = in_dtype(u(gen), dtype);
-  return out;
-}
-
-// A CPU tensor of `shape` and `dtype` with element i = f(i).
-Tensor host_tensor(const Shape& shape, DType dtype, const std::function<double(int64_t)>& f) {
-  Tensor t = empty(shape, dtype);
-  dispatch_dtype(dtype, [&](auto zero) {
-    using T = decltype(zero);
-    T* p = static_cast<T*>(t.raw_data());
-    for (int64_t i = 0; i < t.numel(); ++i) {
-      if constexpr (std::is_same_v<T, bfloat16>) p[i] = bfloat16(static_cast<float>(f(i)));
-      else p[i] = static_cast<T>(f(i));
-    }
-  });
-  return t;
-}
-
-// The values of any tensor, read on the host in row-major order, as double.
-std::vector<double> values_of(const Tensor& t_any) {
-  Tensor t = t_any;
-  if (t.device().is_cuda()) {
-    t = empty(t_any.shape(), t_any.dtype());
-    gpu().copy(t_any, t);
-  }
-  REQUIRE(t.is_contiguous());
-  std::vector<double> out;
-  dispatch_dtype(t.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T* p = static_cast<const T*>(t.raw_data());
-    for (int64_t i = 0; i < t.numel(); ++i) out.push_back(static_cast<double>(static_cast<compute_t<T>>(p[i])));
-  });
   return out;
 }
 

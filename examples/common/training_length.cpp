@@ -23,11 +23,14 @@ TrainingLength::TrainingLength(int64_t steps, double budget_s, int64_t warmup) {
   budget_.emplace(budget_s, warmup);
 }
 
-int64_t TrainingLength::record(int64_t step, double seconds) {
-  if (!budget_) return 0;
+void TrainingLength::record(int64_t step, double seconds, optim::WarmupCosineSchedule& schedule, Progress& progress) {
+  if (!budget_) return;
   const int64_t fitted = budget_->record(step, seconds);
-  if (fitted > 0) steps_ = fitted;
-  return fitted;
+  if (fitted == 0) return;
+  steps_ = fitted;
+  schedule.set_total_steps(fitted);
+  progress.set_total_steps(fitted);
+  progress.message(fit_message());
 }
 
 std::string TrainingLength::fit_message() const {
@@ -60,12 +63,24 @@ TrainingLength TrainingLength::restore(const Config& config, int64_t warmup) {
   return length;
 }
 
-void resolve_steps_or_budget(bool steps_given, bool budget_given, int64_t& steps, double& budget_s) {
+LengthFlags::LengthFlags(CLI::App& train, int64_t& steps, double& budget_s)
+    : steps_(steps),
+      budget_s_(budget_s),
+      steps_flag_(train.add_option("--steps", steps, "optimizer steps (instead of --time-budget)")
+                      ->check(CLI::PositiveNumber)),
+      budget_flag_(train.add_option("--time-budget", budget_s,
+                                    "seconds of training to fit the run's length to: the warmup is timed, then the "
+                                    "schedule is set to end with the budget (the default, unless --steps is given)")
+                       ->check(CLI::PositiveNumber)
+                       ->capture_default_str()) {}
+
+void LengthFlags::resolve() const {
+  const bool steps_given = steps_flag_->count() > 0, budget_given = budget_flag_->count() > 0;
   HEED_CHECK(!(steps_given && budget_given),
              "give --steps or --time-budget, not both: --steps fixes the run's length, --time-budget fits it to the "
              "time");
-  if (steps_given) budget_s = 0;
-  else if (budget_s > 0) steps = 0;
+  if (steps_given) budget_s_ = 0;
+  else if (budget_s_ > 0) steps_ = 0;
 }
 
 }  // namespace heed::examples

@@ -9,6 +9,9 @@
 #include <optional>
 #include <string>
 
+#include <CLI/CLI.hpp>
+
+#include "examples/common/progress.h"
 #include "examples/common/run_config.h"
 #include "nn/lr_schedule.h"
 
@@ -28,9 +31,10 @@ class TrainingLength {
   // gives the same warmup learning rates).
   int64_t schedule_steps(int64_t warmup) const { return steps_ > 0 ? steps_ : warmup + 1; }
   bool more(int64_t step) const { return steps_ == 0 || step < steps_; }
-  // After each step: its 1-based number and duration. Returns the total when
-  // this step fixed it, else 0.
-  int64_t record(int64_t step, double seconds);
+  // After each step: its 1-based number and duration. When this step fixes
+  // the total, the schedule's cosine is moved to end there, the progress line
+  // learns it and says how the fit came out.
+  void record(int64_t step, double seconds, optim::WarmupCosineSchedule& schedule, Progress& progress);
   // A line for the log: how the fit came out.
   std::string fit_message() const;
 
@@ -44,8 +48,19 @@ class TrainingLength {
   std::optional<optim::StepBudget> budget_;
 };
 
-// The steps/--time-budget pair of a command line: an explicit --steps turns the
-// budget off; giving both is an error naming them.
-void resolve_steps_or_budget(bool steps_given, bool budget_given, int64_t& steps, double& budget_s);
+// The --steps / --time-budget pair of a program's train command. After
+// parsing, resolve() applies the rule: an explicit --steps turns the budget
+// off; giving both is an error naming them.
+class LengthFlags {
+ public:
+  LengthFlags(CLI::App& train, int64_t& steps, double& budget_s);
+  void resolve() const;
+
+ private:
+  int64_t& steps_;
+  double& budget_s_;
+  CLI::Option* steps_flag_;
+  CLI::Option* budget_flag_;
+};
 
 }  // namespace heed::examples
