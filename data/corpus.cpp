@@ -1,6 +1,7 @@
 // Readers for the text corpora and the seeded train/valid/test split.
 #include "data/corpus.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <set>
@@ -94,45 +95,100 @@ void replace_all(std::string& s, const std::string& from, const std::string& to)
     s.replace(pos, from.size(), to);
 }
 
-}  // namespace
+// One entry line's alternatives ("German :: English", split on " | " and
+// paired by position; a line whose sides have different counts gives
+// nothing), sorted into the sentences read_ding_pairs keeps and the words and
+// phrases read_ding_phrases keeps (each side's first synonym). Both are
+// normalised the same way (labels, apostrophes).
+struct DingLine {
+  std::vector<SentencePair> sentences, phrases;
+};
 
-std::vector<SentencePair> read_ding_pairs(const std::string& path, const DingOptions& options) {
-  HEED_CHECK(options.min_words >= 1, "read_ding_pairs: min_words must be >= 1, got {}", options.min_words);
-  HEED_CHECK(options.max_words == 0 || options.max_words >= options.min_words,
-             "read_ding_pairs: max_words ({}) is below min_words ({})", options.max_words, options.min_words);
-  std::ifstream in = open_text(path, "read_ding_pairs");
-  std::vector<SentencePair> pairs;
-  std::set<std::pair<std::string, std::string>> seen;
-  std::string line;
-  auto fits = [&](const std::string& s) {
-    int64_t n = count_words(s);
-    return n >= options.min_words && (options.max_words == 0 || n <= options.max_words) && ends_sentence(s);
+DingLine parse_ding_line(const std::string& line, const DingOptions& options) {
+  DingLine out;
+  size_t sep = line.find(" :: ");
+  if (line.empty() || line[0] == '#' || sep == std::string::npos) return out;
+  std::vector<std::string> de = split_on(line.substr(0, sep), " | ");
+  std::vector<std::string> en = split_on(line.substr(sep + 4), " | ");
+  if (de.size() != en.size()) return out;  // alternatives would pair up wrongly
+  auto fits = [&](const std::string& side) {
+    int64_t n = count_words(side);
+    return n >= options.min_words && (options.max_words == 0 || n <= options.max_words) && ends_sentence(side);
   };
-  while (std::getline(in, line)) {
-    drop_cr(line);
-    if (line.empty() || line[0] == '#') continue;
-    size_t sep = line.find(" :: ");
-    if (sep == std::string::npos) continue;
-    std::vector<std::string> de = split_on(line.substr(0, sep), " | ");
-    std::vector<std::string> en = split_on(line.substr(sep + 4), " | ");
-    if (de.size() != en.size()) continue;  // alternatives would pair up wrongly
-    for (size_t i = 0; i < de.size(); ++i) {
-      SentencePair p{strip_trailing_labels(de[i]), strip_trailing_labels(en[i])};
-      if (!fits(p.src) || !fits(p.tgt)) continue;
+  auto normalise = [&](SentencePair& p) {
+    if (options.plain_apostrophes) {
+      replace_all(p.src, "\xE2\x80\x99", "'");
+      replace_all(p.tgt, "\xE2\x80\x99", "'");
+    }
+  };
+  for (size_t i = 0; i < de.size(); ++i) {
+    SentencePair p{strip_trailing_labels(de[i]), strip_trailing_labels(en[i])};
+    if (fits(p.src) && fits(p.tgt)) {
       if (options.strip_inner_labels) {
         p.src = strip_all_labels(p.src);
         p.tgt = strip_all_labels(p.tgt);
       }
-      if (options.plain_apostrophes) {
-        replace_all(p.src, "\xE2\x80\x99", "'");
-        replace_all(p.tgt, "\xE2\x80\x99", "'");
-      }
-      if (p.src.empty() || p.tgt.empty()) continue;
-      if (!seen.insert({p.src, p.tgt}).second) continue;
-      pairs.push_back(std::move(p));
+      normalise(p);
+      if (!p.src.empty() && !p.tgt.empty()) out.sentences.push_back(std::move(p));
+      continue;
     }
+    // "Abholort {m}; Abholstelle {f}" :: "collection location; pickup location"
+    // -> "Abholort" / "collection location": synonyms do not pair up by
+    // position, the first of each side is the entry's headword.
+    SentencePair phrase{trim(split_on(strip_all_labels(de[i]), "; ").front()),
+                        trim(split_on(strip_all_labels(en[i]), "; ").front())};
+    normalise(phrase);
+    if (!phrase.src.empty() && !phrase.tgt.empty()) out.phrases.push_back(std::move(phrase));
+  }
+  return out;
+}
+
+void check_ding_options(const DingOptions& options, const char* fn) {
+  HEED_CHECK(options.min_words >= 1, "{}: min_words must be >= 1, got {}", fn, options.min_words);
+  HEED_CHECK(options.max_words == 0 || options.max_words >= options.min_words,
+             "{}: max_words ({}) is below min_words ({})", fn, options.max_words, options.min_words);
+}
+
+}  // namespace
+
+std::vector<SentencePair> read_ding_pairs(const std::string& path, const DingOptions& options) {
+  check_ding_options(options, "read_ding_pairs");
+  std::ifstream in = open_text(path, "read_ding_pairs");
+  std::vector<SentencePair> pairs;
+  std::set<std::pair<std::string, std::string>> seen;
+  std::string line;
+  while (std::getline(in, line)) {
+    drop_cr(line);
+    for (SentencePair& p : parse_ding_line(line, options).sentences)
+      if (seen.insert({p.src, p.tgt}).second) pairs.push_back(std::move(p));
   }
   return pairs;
+}
+
+std::vector<SentencePair> read_ding_phrases(const std::string& path, const std::vector<SentencePair>& held_out,
+                                            const DingOptions& options) {
+  check_ding_options(options, "read_ding_phrases");
+  std::set<std::string> held_src, held_tgt;
+  for (const auto& p : held_out) held_src.insert(p.src), held_tgt.insert(p.tgt);
+  std::ifstream in = open_text(path, "read_ding_phrases");
+  std::vector<SentencePair> phrases;
+  std::set<std::pair<std::string, std::string>> seen;
+  std::string line;
+  while (std::getline(in, line)) {
+    drop_cr(line);
+    DingLine entry = parse_ding_line(line, options);
+    // A held-out sentence's line is skipped whole: its headword and
+    // sibling examples would teach the test sentence's words in its context.
+    const bool holds_held_out = std::any_of(entry.sentences.begin(), entry.sentences.end(), [&](const SentencePair& p) {
+      return held_src.count(p.src) || held_tgt.count(p.tgt);
+    });
+    if (holds_held_out) continue;
+    for (SentencePair& p : entry.phrases) {
+      if (held_src.count(p.src) || held_tgt.count(p.tgt)) continue;
+      if (seen.insert({p.src, p.tgt}).second) phrases.push_back(std::move(p));
+    }
+  }
+  return phrases;
 }
 
 std::vector<SentencePair> read_tsv_pairs(const std::string& path) {

@@ -28,6 +28,16 @@ struct DingOptions {
   bool plain_apostrophes = true;
 };
 std::vector<SentencePair> read_ding_pairs(const std::string& path = "/usr/share/trans/de-en", const DingOptions& = {});
+// The rest of the dictionary: every alternative that read_ding_pairs does not
+// keep as a sentence (words and phrases: "Abholort {m}; Abholstelle {f}" ::
+// "collection location; pickup location"), as the first synonym of each side
+// with all labels stripped ("Abholort" / "collection location"), deduplicated.
+// Extra training pairs that teach the words the sentences rarely show. Lines
+// holding a sentence of `held_out` (on either side) are skipped whole, and so
+// are phrases equal to one of its sides, so nothing from a validation or test
+// sentence's entry reaches training.
+std::vector<SentencePair> read_ding_phrases(const std::string& path, const std::vector<SentencePair>& held_out,
+                                            const DingOptions& = {});
 // "src<TAB>tgt" per line (empty lines skipped, a trailing '\r' dropped); a line
 // without exactly one tab -> heed::Error naming the file and line number.
 std::vector<SentencePair> read_tsv_pairs(const std::string& path);

@@ -108,6 +108,12 @@ std::unique_ptr<data::Tokenizer> train_tokenizer(const Settings& s, const std::s
   throw Error(fmt::format("unknown --tokenizer {} (expected char or bpe)", s.tokenizer));
 }
 
+// Characters (UTF-8 code points) in a text: bits per character is the one
+// figure that compares across tokenizers (a BPE token spans several characters).
+int64_t count_characters(const std::string& text) {
+  return std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; });
+}
+
 // Mean cross-entropy per token over (at most max_batches) validation windows.
 double evaluate(nn::GPT& model, const data::LMBatcher& valid, int64_t max_batches, Device device) {
   NoGradGuard no_grad;
@@ -186,6 +192,9 @@ int run_train(Settings s, const RunOptions& r) {
              text.size(), tok->kind(), tok->vocab_size(), train_ids.size(), valid_ids.size());
   data::LMBatcher train(train_ids, s.batch, s.block, static_cast<uint64_t>(s.seed));
   data::LMBatcher valid(valid_ids, s.batch, s.block, 0);
+  // nats/token -> bits/char: the validation split's tokens per character (1 for the char tokenizer).
+  const double tokens_per_char = static_cast<double>(valid_ids.size()) / static_cast<double>(count_characters(valid_text));
+  const auto bits_per_char = [&](double nats_per_token) { return nats_per_token * tokens_per_char / std::log(2.0); };
 
   nn::GPT model(model_options(s, tok->vocab_size()));
   model.to(device);
@@ -225,7 +234,8 @@ int run_train(Settings s, const RunOptions& r) {
     save_checkpoint((fs::path(r.out) / name).string(), c);
   };
   examples::TrainLog log((fs::path(r.out) / r.log).string(),
-                         {"step", "train_loss", "lr", "tokens_per_s", "elapsed_s", "valid_loss", "valid_bits_per_token"},
+                         {"step", "train_loss", "lr", "tokens_per_s", "elapsed_s", "valid_loss", "valid_bits_per_token",
+                          "valid_bits_per_char"},
                          resumed.has_value());
   examples::Curve train_curve{"train loss", {}, {}}, valid_curve{"validation loss", {}, {}};
   examples::Progress progress(length.steps(), r.time_limit, 50);
@@ -264,11 +274,13 @@ int run_train(Settings s, const RunOptions& r) {
     progress.update(step, l, opt.lr(), b.y.numel());
     if (step % r.eval_every == 0 || step == length.steps()) {
       last_valid = evaluate(model, valid, r.eval_batches, device);
-      progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.3f} bits/token)", step,
-                                   window / window_steps, last_valid, last_valid / std::log(2.0)));
+      progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.3f} bits/token, {:.3f} bits/char)",
+                                   step, window / window_steps, last_valid, last_valid / std::log(2.0),
+                                   bits_per_char(last_valid)));
       log.write({{"step", double(step)}, {"train_loss", window / window_steps}, {"lr", opt.lr()},
                  {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
-                 {"valid_loss", last_valid}, {"valid_bits_per_token", last_valid / std::log(2.0)}});
+                 {"valid_loss", last_valid}, {"valid_bits_per_token", last_valid / std::log(2.0)},
+                 {"valid_bits_per_char", bits_per_char(last_valid)}});
       train_curve.x.push_back(step), train_curve.y.push_back(window / window_steps);
       valid_curve.x.push_back(step), valid_curve.y.push_back(last_valid);
       window = 0, window_steps = 0;
@@ -285,8 +297,8 @@ int run_train(Settings s, const RunOptions& r) {
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});
   const double final_valid = evaluate(model, valid, 0, device);
-  fmt::print("validation loss {:.4f} nats/token = {:.3f} bits/token over the whole validation split\n", final_valid,
-             final_valid / std::log(2.0));
+  fmt::print("validation loss {:.4f} nats/token = {:.3f} bits/token = {:.3f} bits/char over the whole validation split\n",
+             final_valid, final_valid / std::log(2.0), bits_per_char(final_valid));
   Generator gen(static_cast<uint64_t>(s.seed));
   auto prompt = tok->encode("And");
   auto sample = nn::generate(model, prompt, r.sample_len, {0.8, 0, 0.95}, &gen);

@@ -63,6 +63,9 @@ struct TrainSettings {
   bool norm_first = true;  // pre-norm layers (LayerNorm before each block)
   bool shared_vocab = false;  // one tokenizer and one embedding table for both languages
   bool tie_output = false;    // the output layer reuses the target embedding table
+  // The Ding dictionary's word and phrase entries join the training pairs
+  // (data::read_ding_phrases); the tokenizers still learn from sentences only.
+  bool dictionary_phrases = false;
   double dropout = 0.0, label_smoothing = 0.1;
   double lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
   int64_t warmup = 200, max_tokens = 2048, max_len = 48;
@@ -84,6 +87,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("decoder_layers", s.decoder_layers), c.set("dim_feedforward", s.ff);
   c.set("norm_first", int64_t{s.norm_first});
   c.set("shared_vocab", int64_t{s.shared_vocab}), c.set("tie_output", int64_t{s.tie_output});
+  c.set("dictionary_phrases", int64_t{s.dictionary_phrases});
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
   c.set("lr", s.lr), c.set("min_lr", s.min_lr), c.set("weight_decay", s.weight_decay), c.set("clip", s.clip);
   c.set("warmup", s.warmup), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
@@ -102,6 +106,7 @@ TrainSettings from_config(const Config& c) {
   s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.encoder_layers = c.integer("encoder_layers");
   s.decoder_layers = c.integer("decoder_layers"), s.ff = c.integer("dim_feedforward");
   s.norm_first = c.flag("norm_first"), s.shared_vocab = c.flag("shared_vocab"), s.tie_output = c.flag("tie_output");
+  s.dictionary_phrases = c.has("dictionary_phrases") && c.flag("dictionary_phrases");  // older checkpoints: none
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
@@ -123,6 +128,8 @@ struct Corpus {
   std::unique_ptr<data::Tokenizer> src_tok, tgt_tok;
 };
 
+bool is_tsv(const std::string& path) { return path.size() > 4 && path.substr(path.size() - 4) == ".tsv"; }
+
 std::vector<data::SentencePair> read_pairs(const TrainSettings& s) {
   if (!s.task.empty()) {
     data::SyntheticTask task = s.task == "copy"      ? data::SyntheticTask::Copy
@@ -133,8 +140,7 @@ std::vector<data::SentencePair> read_pairs(const TrainSettings& s) {
   }
   HEED_CHECK(fs::exists(s.data), "--data {}: no such file{}", s.data,
              s.data == "/usr/share/trans/de-en" ? " (install the Debian package trans-de-en)" : "");
-  const bool tsv = s.data.size() > 4 && s.data.substr(s.data.size() - 4) == ".tsv";
-  return tsv ? data::read_tsv_pairs(s.data) : data::read_ding_pairs(s.data);
+  return is_tsv(s.data) ? data::read_tsv_pairs(s.data) : data::read_ding_pairs(s.data);
 }
 
 std::unique_ptr<data::Tokenizer> train_tokenizer(const TrainSettings& s, const std::vector<std::string>& texts,
@@ -337,16 +343,26 @@ int run_train(TrainSettings s, const RunOptions& r) {
   }
   fmt::print(stderr, "{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
              corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
+  std::vector<data::EncodedPair> train_pairs = encode(corpus.splits.train, corpus);
+  if (s.dictionary_phrases) {
+    HEED_CHECK(s.task.empty() && !is_tsv(s.data),
+               "--dictionary-phrases reads the Ding dictionary's entries: it needs --data to be the Ding file, not "
+               "a .tsv or a --task");
+    std::vector<data::SentencePair> held_out = corpus.splits.valid;
+    held_out.insert(held_out.end(), corpus.splits.test.begin(), corpus.splits.test.end());
+    const auto phrases = encode(data::read_ding_phrases(s.data, held_out), corpus);
+    train_pairs.insert(train_pairs.end(), phrases.begin(), phrases.end());
+    fmt::print(stderr, "dictionary words and phrases: {} more training pairs\n", phrases.size());
+  }
 
   if (!r.export_data.empty()) {
     HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
     HEED_CHECK(s.steps > 0, "--export-data writes the batches of every step, so it needs --steps (a run with a "
                "--time-budget learns its length while training)");
-    export_data(r.export_data, s, corpus, encode(corpus.splits.train, corpus), encode(corpus.splits.valid, corpus));
+    export_data(r.export_data, s, corpus, train_pairs, encode(corpus.splits.valid, corpus));
     fmt::print(stderr, "exported the data and the first {} batches to {}\n", s.steps, r.export_data);
   }
-  data::TranslationBatcher train(encode(corpus.splits.train, corpus), s.max_tokens, static_cast<uint64_t>(s.seed), true,
-                                 s.max_len);
+  data::TranslationBatcher train(std::move(train_pairs), s.max_tokens, static_cast<uint64_t>(s.seed), true, s.max_len);
   auto valid_batches =
       data::TranslationBatcher(encode(corpus.splits.valid, corpus), s.max_tokens, 0, false, s.max_len).all_batches();
   const std::vector<int64_t> valid_words = words_per_target(corpus.splits.valid);
@@ -579,6 +595,9 @@ int main(int argc, char** argv) {
                   "one tokenizer trained on both languages, and one embedding table for source and target");
   train->add_flag("--tie-output,!--untied-output", s.tie_output,
                   "the output layer is the target embedding table (no separate output weights)");
+  train->add_flag("--dictionary-phrases,!--no-dictionary-phrases", s.dictionary_phrases,
+                  "train on the Ding dictionary's word and phrase entries too, not only its example sentences "
+                  "(entries of validation and test sentences left out)");
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();

@@ -79,6 +79,47 @@ TEST_CASE("read_ding_pairs parses entries, alternatives and labels", "[data][cor
   REQUIRE_THROWS_WITH(read_ding_pairs(ding.path, bad), Contains("min_words must be >= 1"));
 }
 
+TEST_CASE("read_ding_phrases keeps words and phrases, none from a held-out entry", "[data][corpus]") {
+  TempFile ding("ding_phrases.txt",
+                "# Version :: 1.9\n"
+                "Hund {m} | Das ist mein Hund. [ugs.] :: dog | That is my dog.\n"
+                "Katze {f} | Wo ist die Katze? :: cat | Where is the cat?\n"
+                "Abholort {m}; Abholstelle {f} :: collection location; pickup location\n"
+                "kurz | Zu kurz. :: short | Too short.\n"
+                "Hund {m} :: dog\n"
+                "eins | zwei :: one\n"
+                "sich etw. ansehen [ugs.] :: to have a look at sth. {v}\n"
+                "Es ist nicht zu Ende. :: It is not over yet\n");
+  const std::vector<SentencePair> held_out{{"Wo ist die Katze?", "Where is the cat?"}, {"Zu kurz.", "Too short."}};
+  std::vector<SentencePair> phrases = read_ding_phrases(ding.path, held_out);
+  // Kept: each entry's headword (first synonym, labels gone, once despite the
+  // repeated Hund line) and an alternative that is no sentence (its English
+  // side has no end mark). Dropped: the sentences themselves, the whole Katze
+  // line (it holds a held-out sentence), a phrase equal to a held-out side
+  // ("Zu kurz."), a line whose sides have different counts, comments.
+  CHECK(has_pair(phrases, "Hund", "dog"));
+  CHECK(has_pair(phrases, "Abholort", "collection location"));
+  CHECK(has_pair(phrases, "kurz", "short"));
+  CHECK(has_pair(phrases, "sich etw. ansehen", "to have a look at sth."));
+  CHECK(has_pair(phrases, "Es ist nicht zu Ende.", "It is not over yet"));
+  CHECK(phrases.size() == 5);
+  CHECK_FALSE(has_pair(phrases, "Katze", "cat"));
+  CHECK_FALSE(has_pair(phrases, "Zu kurz.", "Too short."));
+
+  std::vector<SentencePair> all = read_ding_phrases(ding.path, {});
+  CHECK(has_pair(all, "Katze", "cat"));
+  CHECK(has_pair(all, "Zu kurz.", "Too short."));
+  CHECK(all.size() == 7);
+  for (const auto& p : all) CHECK_FALSE(has_pair(read_ding_pairs(ding.path), p.src, p.tgt));
+
+  REQUIRE_THROWS_WITH(read_ding_phrases("/nonexistent/de-en", {}),
+                      Contains("read_ding_phrases: cannot open '/nonexistent/de-en'"));
+  DingOptions bad;
+  bad.max_words = 0;
+  bad.min_words = -1;
+  REQUIRE_THROWS_WITH(read_ding_phrases(ding.path, {}, bad), Contains("read_ding_phrases: min_words must be >= 1"));
+}
+
 TEST_CASE("read_ding_pairs on Debian's trans-de-en gives about 18,750 pairs", "[data][corpus]") {
   const std::string path = "/usr/share/trans/de-en";
   if (!std::filesystem::exists(path)) {

@@ -120,6 +120,17 @@ check "translate decode --beam 3 from a file" 0 "^[a-z]" -- bash -c "printf 'a b
 check "translate: a bad flag value is refused" 1 "d-model" -- "$T" train --d-model -4
 check "translate: an unknown flag is refused" 1 "bogus" -- "$T" train --bogus
 check "translate: a missing corpus is named" 1 "no such file" -- "$T" train --data "$WORK/nope.tsv" --steps 1 --out "$WORK/x"
+# The Ding format with its word entries: --dictionary-phrases adds them to the training pairs, but
+# not those of the 7 lines whose sentence went to the validation or test split.
+for i in $(seq 1 80); do
+  echo "Wort$i {n} | Der Hund $i läuft heute schnell. :: word$i | The dog $i runs fast today."
+done > "$WORK/ding.txt"
+check "translate --dictionary-phrases trains on the Ding file's words too" 0 \
+  "dictionary words and phrases: 73 more training pairs" -- "$T" train --data "$WORK/ding.txt" --dictionary-phrases \
+  "${TINY[@]}" --steps 12 --eval-every 12 --save-every 12 --out "$WORK/dict"
+check "translate: --dictionary-phrases with a .tsv is refused" 1 "needs --data to be the Ding file" -- bash -c \
+  "printf 'a b\tc d\n%.0s' \$(seq 1 40) > '$WORK/small.tsv' && '$T' train --data '$WORK/small.tsv' --dictionary-phrases \
+   ${TINY[*]} --steps 2 --out '$WORK/x'"
 check "translate decode: a missing checkpoint is named" 1 "nope.h5" -- "$T" decode -c "$WORK/nope.h5" "a"
 check "translate decode: a corrupt checkpoint is an error" 1 "error" -- bash -c "head -c 3000 '$WORK/tr/best.h5' > '$WORK/cut.h5' && '$T' decode -c '$WORK/cut.h5' a"
 
@@ -165,6 +176,8 @@ L="$BIN/lm"
 for i in $(seq 1 300); do echo "the cat sat on the mat and the dog ran to the cat $((i % 7))"; done > "$WORK/text.txt"
 check "lm train on a small text" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 \
   --block 16 --batch 8 --steps 40 --warmup 5 --eval-every 20 --save-every 20 --sample-len 20 --out "$WORK/lm"
+check "lm: with the char tokenizer bits/char equals bits/token" 0 "^equal" -- bash -c \
+  "tail -1 '$WORK/lm/log.csv' | awk -F, '{ print (\$7 == \$8 && \$8 > 0 ? \"equal\" : \"differ\"), \$7, \$8 }'"
 check "lm train --time-budget fits its length after the warmup and trains to it" 0 "fitted to [0-9]+ steps" -- "$L" train \
   --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --time-budget 2 --warmup 10 \
   --eval-every 100000 --save-every 100000 --sample-len 0 --out "$WORK/lm_budget"
@@ -174,6 +187,8 @@ check "lm train --precision bf16" 0 "precision bf16" -- "$L" train --text "$WORK
 check "lm sample" 0 "the" -- "$L" sample -c "$WORK/lm/best.h5" --prompt "the" --max-new 20 --top-k 5 --top-p 0.9
 check "lm train with BPE tokens" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --tokenizer bpe --vocab-size 300 --warmup 2 \
   --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --eval-every 10 --sample-len 5 --out "$WORK/lm_bpe"
+check "lm: a BPE token spans several characters, so bits/char is below bits/token" 0 "^below" -- bash -c \
+  "tail -1 '$WORK/lm_bpe/log.csv' | awk -F, '{ print (\$8 < \$7 ? \"below\" : \"not below\"), \$7, \$8 }'"
 check "lm train --export-data" 0 "exported the data and the windows of the first 10 batches" -- "$L" train --text "$WORK/text.txt" \
   --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --warmup 2 --eval-every 10 --sample-len 0 \
   --out "$WORK/lm_export" --export-data "$WORK/lm_export.h5"
