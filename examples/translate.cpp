@@ -13,6 +13,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
 #include <optional>
@@ -24,6 +25,7 @@
 #include "data/batching.h"
 #include "data/bleu.h"
 #include "data/corpus.h"
+#include "data/random.h"
 #include "data/tokenizer.h"
 #include "examples/common/device.h"
 #include "examples/common/precision.h"
@@ -63,9 +65,10 @@ struct TrainSettings {
   bool norm_first = true;  // pre-norm layers (LayerNorm before each block)
   bool shared_vocab = false;  // one tokenizer and one embedding table for both languages
   bool tie_output = false;    // the output layer reuses the target embedding table
-  // The Ding dictionary's word and phrase entries join the training pairs
-  // (data::read_ding_phrases); the tokenizers still learn from sentences only.
-  bool dictionary_phrases = false;
+  // This many of the Ding dictionary's word and phrase entries (a seeded
+  // sample; -1: all) join the training pairs (data::read_ding_phrases); the
+  // tokenizers still learn from sentences only.
+  int64_t dictionary_phrases = 0;
   double dropout = 0.0, label_smoothing = 0.1;
   double lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
   int64_t warmup = 200, max_tokens = 2048, max_len = 48;
@@ -87,7 +90,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("decoder_layers", s.decoder_layers), c.set("dim_feedforward", s.ff);
   c.set("norm_first", int64_t{s.norm_first});
   c.set("shared_vocab", int64_t{s.shared_vocab}), c.set("tie_output", int64_t{s.tie_output});
-  c.set("dictionary_phrases", int64_t{s.dictionary_phrases});
+  c.set("dictionary_phrases", s.dictionary_phrases);
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
   c.set("lr", s.lr), c.set("min_lr", s.min_lr), c.set("weight_decay", s.weight_decay), c.set("clip", s.clip);
   c.set("warmup", s.warmup), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
@@ -106,7 +109,7 @@ TrainSettings from_config(const Config& c) {
   s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.encoder_layers = c.integer("encoder_layers");
   s.decoder_layers = c.integer("decoder_layers"), s.ff = c.integer("dim_feedforward");
   s.norm_first = c.flag("norm_first"), s.shared_vocab = c.flag("shared_vocab"), s.tie_output = c.flag("tie_output");
-  s.dictionary_phrases = c.has("dictionary_phrases") && c.flag("dictionary_phrases");  // older checkpoints: none
+  s.dictionary_phrases = c.has("dictionary_phrases") ? c.integer("dictionary_phrases") : 0;  // older checkpoints: none
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
@@ -344,13 +347,19 @@ int run_train(TrainSettings s, const RunOptions& r) {
   fmt::print(stderr, "{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
              corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
   std::vector<data::EncodedPair> train_pairs = encode(corpus.splits.train, corpus);
-  if (s.dictionary_phrases) {
+  if (s.dictionary_phrases != 0) {
     HEED_CHECK(s.task.empty() && !is_tsv(s.data),
                "--dictionary-phrases reads the Ding dictionary's entries: it needs --data to be the Ding file, not "
                "a .tsv or a --task");
     std::vector<data::SentencePair> held_out = corpus.splits.valid;
     held_out.insert(held_out.end(), corpus.splits.test.begin(), corpus.splits.test.end());
-    const auto phrases = encode(data::read_ding_phrases(s.data, held_out), corpus);
+    std::vector<data::SentencePair> entries = data::read_ding_phrases(s.data, held_out);
+    if (s.dictionary_phrases > 0 && s.dictionary_phrases < static_cast<int64_t>(entries.size())) {
+      data::SplitMix64 rng(static_cast<uint64_t>(s.seed));
+      data::seeded_shuffle(entries, rng);
+      entries.resize(static_cast<size_t>(s.dictionary_phrases));
+    }
+    const auto phrases = encode(entries, corpus);
     train_pairs.insert(train_pairs.end(), phrases.begin(), phrases.end());
     fmt::print(stderr, "dictionary words and phrases: {} more training pairs\n", phrases.size());
   }
@@ -595,9 +604,11 @@ int main(int argc, char** argv) {
                   "one tokenizer trained on both languages, and one embedding table for source and target");
   train->add_flag("--tie-output,!--untied-output", s.tie_output,
                   "the output layer is the target embedding table (no separate output weights)");
-  train->add_flag("--dictionary-phrases,!--no-dictionary-phrases", s.dictionary_phrases,
-                  "train on the Ding dictionary's word and phrase entries too, not only its example sentences "
-                  "(entries of validation and test sentences left out)");
+  train->add_option("--dictionary-phrases", s.dictionary_phrases,
+                    "train on this many of the Ding dictionary's word and phrase entries too (a seeded sample; -1: "
+                    "all), not only its example sentences (entries of validation and test sentences left out)")
+      ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()))
+      ->capture_default_str();
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();

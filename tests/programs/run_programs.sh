@@ -126,10 +126,14 @@ for i in $(seq 1 80); do
   echo "Wort$i {n} | Der Hund $i läuft heute schnell. :: word$i | The dog $i runs fast today."
 done > "$WORK/ding.txt"
 check "translate --dictionary-phrases trains on the Ding file's words too" 0 \
-  "dictionary words and phrases: 73 more training pairs" -- "$T" train --data "$WORK/ding.txt" --dictionary-phrases \
+  "dictionary words and phrases: 73 more training pairs" -- "$T" train --data "$WORK/ding.txt" --dictionary-phrases -1 \
   "${TINY[@]}" --steps 12 --eval-every 12 --save-every 12 --out "$WORK/dict"
+check "translate --dictionary-phrases 20 trains on a seeded sample of 20 of them" 0 \
+  "dictionary words and phrases: 20 more training pairs" -- "$T" train --data "$WORK/ding.txt" --dictionary-phrases 20 \
+  "${TINY[@]}" --steps 12 --eval-every 12 --save-every 12 --out "$WORK/dict20"
+check "translate: --dictionary-phrases below -1 is refused" 1 "dictionary-phrases" -- "$T" train --dictionary-phrases -2
 check "translate: --dictionary-phrases with a .tsv is refused" 1 "needs --data to be the Ding file" -- bash -c \
-  "printf 'a b\tc d\n%.0s' \$(seq 1 40) > '$WORK/small.tsv' && '$T' train --data '$WORK/small.tsv' --dictionary-phrases \
+  "printf 'a b\tc d\n%.0s' \$(seq 1 40) > '$WORK/small.tsv' && '$T' train --data '$WORK/small.tsv' --dictionary-phrases 5 \
    ${TINY[*]} --steps 2 --out '$WORK/x'"
 check "translate decode: a missing checkpoint is named" 1 "nope.h5" -- "$T" decode -c "$WORK/nope.h5" "a"
 check "translate decode: a corrupt checkpoint is an error" 1 "error" -- bash -c "head -c 3000 '$WORK/tr/best.h5' > '$WORK/cut.h5' && '$T' decode -c '$WORK/cut.h5' a"
