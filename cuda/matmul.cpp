@@ -93,9 +93,9 @@ cublasHandle_t handle_for(int device) {
 }
 
 template <class T>
-void run_gemm(cublasHandle_t handle, const GemmPlan& p, const T* a, const T* b, T* out) {
+void run_gemm(cublasHandle_t handle, const GemmPlan& p, const T* a, const T* b, T* out, bool accumulate) {
   // The scaling type follows the compute type: float for bfloat16's COMPUTE_32F.
-  const compute_t<T> alpha = 1, beta = 0;
+  const compute_t<T> alpha = 1, beta = accumulate ? 1 : 0;
   cudaDataType_t type;
   cublasComputeType_t compute;
   if constexpr (std::is_same_v<T, bfloat16>) {
@@ -114,7 +114,7 @@ void run_gemm(cublasHandle_t handle, const GemmPlan& p, const T* a, const T* b, 
       p.ld_out, p.stride_out, p.batch, compute, CUBLAS_GEMM_DEFAULT));
 }
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   HEED_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3,
              "cuda matmul: expected a [B, M, K], b [B, K, N], out [B, M, N], got {}, {}, {}", shape_str(a.shape()),
              shape_str(b.shape()), shape_str(out.shape()));
@@ -131,7 +131,10 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   DeviceGuard guard(device);
   dispatch_floating_or_bf16(a.dtype(), "cuda matmul", [&](auto zero) {
     using T = decltype(zero);
-    if (k == 0) return launch_fill<T>(static_cast<T*>(out.raw_data()), out.numel(), T(0.0f));  // empty sums
+    if (k == 0) {  // empty sums
+      if (!accumulate) launch_fill<T>(static_cast<T*>(out.raw_data()), out.numel(), T(0.0f));
+      return;
+    }
     Tensor a_in = a, b_in = b;
     GemmPlan plan = plan_gemm(a.shape().data(), a.strides().data(), b.shape().data(), b.strides().data());
     if (!plan.a.ok || !plan.b.ok) {
@@ -142,7 +145,7 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
                  describe(b_in));
     }
     run_gemm<T>(handle_for(device), plan, static_cast<const T*>(a_in.raw_data()),
-                static_cast<const T*>(b_in.raw_data()), static_cast<T*>(out.raw_data()));
+                static_cast<const T*>(b_in.raw_data()), static_cast<T*>(out.raw_data()), accumulate);
   });
 }
 

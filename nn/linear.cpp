@@ -2,7 +2,6 @@
 
 #include <cmath>
 
-#include "tensor/autocast.h"
 #include "tensor/error.h"
 #include "tensor/shape.h"
 
@@ -27,13 +26,22 @@ Linear::Linear(const LinearOptions& options, Generator* gen)
                                                              bound_for(options), gen))
                         : no_bias_) {}
 
-Tensor Linear::forward(const Tensor& x) const {
+Tensor Linear::forward(const Tensor& x) const { return forward(x, LinearActivation::None); }
+
+Tensor Linear::forward(const Tensor& x, LinearActivation act) const {
+  check_input(x);
+  return linear(x, weight, bias, act);
+}
+
+Tensor Linear::forward_add(const Tensor& x, const Tensor& residual) const {
+  check_input(x);
+  return linear(x, weight, bias, LinearActivation::None, residual);
+}
+
+void Linear::check_input(const Tensor& x) const {
   HEED_CHECK(x.dim() >= 1 && x.size(-1) == options_.in_features,
              "Linear: expected input with last dimension {} (in_features), got shape {}", options_.in_features,
              shape_str(x.shape()));
-  Tensor y = matmul(x, transpose(weight, 0, 1));
-  if (bias.defined()) y = add(y, autocast::lower(bias));  // under autocast the bias is added in bf16 too
-  return y;
 }
 
 }  // namespace heed::nn

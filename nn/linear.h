@@ -20,10 +20,17 @@ class Linear : public Module {
 
   // x [..., in] -> [..., out].
   Tensor forward(const Tensor& x) const;
+  // act(x W^T + b), the activation fused into the op (heed::linear).
+  Tensor forward(const Tensor& x, LinearActivation act) const;
+  // x W^T + b + residual, the add fused into the op; an undefined residual
+  // adds nothing. A transformer block's residual connection, when no dropout
+  // stands between the layer and the add.
+  Tensor forward_add(const Tensor& x, const Tensor& residual) const;
 
   const LinearOptions& options() const { return options_; }
 
  private:
+  void check_input(const Tensor& x) const;
   LinearOptions options_;
 
  public:

@@ -136,7 +136,7 @@ AttentionOutput MultiheadAttention::forward(const Tensor& query, const Tensor& k
     recorded_values_ = v;
   }
   AttentionOutput result;
-  result.output = out_proj->forward(heads.output.transpose(1, 2).reshape({B, T, D}));
+  result.output = out_proj->forward_add(heads.output.transpose(1, 2).reshape({B, T, D}), call.residual);
   if (call.need_weights || recording_) result.weights = heads.weights;
   return result;
 }

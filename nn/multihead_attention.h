@@ -57,6 +57,9 @@ struct MultiheadAttentionCall {
   // Cross-attention cache: project key/value only when the cache is empty,
   // then reuse it (key and value may be undefined on later steps).
   bool static_kv = false;
+  // Added to the output inside out_proj (heed::linear's fused residual):
+  // output = residual + out_proj(heads). Undefined: nothing is added.
+  Tensor residual;
 };
 
 class MultiheadAttention : public Module {

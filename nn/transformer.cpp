@@ -41,11 +41,32 @@ void check_width(const char* layer, const char* name, const Tensor& x, int64_t d
              x.defined() ? shape_str(x.shape()) : std::string("undefined"));
 }
 
-// linear2(dropout(act(linear1(x)))), shared by FeedForward and the layers,
-// which own linear1/linear2 directly so their names match PyTorch's.
+LinearActivation fused(Activation a) { return a == Activation::ReLU ? LinearActivation::ReLU : LinearActivation::GELU; }
+
+// residual + dropout_out(linear2(dropout(act(linear1(x))))), shared by
+// FeedForward (no output dropout, no residual) and the layers, which own
+// linear1/linear2 directly so their names match PyTorch's. The activation is
+// fused into linear1, and the residual add into linear2 whenever no dropout
+// stands between them (p = 0, or evaluation).
 Tensor feed_forward(const Tensor& x, const Linear& linear1, const Linear& linear2, Activation act, double p,
-                    bool training, Generator* gen) {
-  return linear2.forward(dropout(activate(linear1.forward(x), act), p, training, gen));
+                    bool training, Generator* gen, bool output_dropout = false, const Tensor& residual = {}) {
+  Tensor h = dropout(linear1.forward(x, fused(act)), p, training, gen);
+  if (!(output_dropout && p > 0 && training)) return linear2.forward_add(h, residual);
+  Tensor y = dropout(linear2.forward(h), p, training, gen);
+  return residual.defined() ? add(residual, y) : y;
+}
+
+// residual + dropout(attention output): the add fused into out_proj when
+// dropout is off (MultiheadAttentionCall::residual).
+Tensor attention_block(MultiheadAttention& attention, const Tensor& query, const Tensor& key_value,
+                       MultiheadAttentionCall call, double p, bool training, Generator* gen,
+                       const Tensor& residual) {
+  const bool fuse = !(p > 0 && training);
+  if (fuse) call.residual = residual;
+  Tensor y = attention.forward(query, key_value, key_value, call).output;
+  if (fuse) return y;
+  y = dropout(y, p, training, gen);
+  return residual.defined() ? add(residual, y) : y;
 }
 
 }  // namespace
@@ -84,31 +105,30 @@ TransformerEncoderLayer::TransformerEncoderLayer(const TransformerLayerOptions& 
   norm2 = register_module("norm2", std::make_shared<LayerNorm>(LayerNormOptions{D, options_.layer_norm_eps}));
 }
 
-Tensor TransformerEncoderLayer::sa_block(const Tensor& x, const EncoderLayerCall& call) {
+Tensor TransformerEncoderLayer::sa_block(const Tensor& x, const EncoderLayerCall& call, const Tensor& residual) {
   MultiheadAttentionCall a;
   a.key_padding_mask = call.key_padding_mask;
   a.attn_mask = call.attn_mask;
   a.causal = call.causal;
   a.window = call.window;
   a.cache = call.cache;
-  return dropout(self_attn->forward(x, a).output, options_.dropout, is_training(), gen_);
+  return attention_block(*self_attn, x, x, a, options_.dropout, is_training(), gen_, residual);
 }
 
-Tensor TransformerEncoderLayer::ff_block(const Tensor& x) {
-  const double p = options_.dropout;
-  return dropout(feed_forward(x, *linear1, *linear2, options_.activation, p, is_training(), gen_), p, is_training(),
-                 gen_);
+Tensor TransformerEncoderLayer::ff_block(const Tensor& x, const Tensor& residual) {
+  return feed_forward(x, *linear1, *linear2, options_.activation, options_.dropout, is_training(), gen_, true,
+                      residual);
 }
 
 Tensor TransformerEncoderLayer::forward(const Tensor& src, const EncoderLayerCall& call) {
   check_width("TransformerEncoderLayer", "src", src, options_.d_model);
   Tensor x = src;
   if (options_.norm_first) {
-    x = add(x, sa_block(norm1->forward(x), call));
-    return add(x, ff_block(norm2->forward(x)));
+    x = sa_block(norm1->forward(x), call, x);
+    return ff_block(norm2->forward(x), x);
   }
-  x = norm1->forward(add(x, sa_block(x, call)));
-  return norm2->forward(add(x, ff_block(x)));
+  x = norm1->forward(sa_block(x, call, x));
+  return norm2->forward(ff_block(x, x));
 }
 
 // ---- TransformerDecoderLayer ---------------------------------------------------
@@ -133,35 +153,36 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
   const double p = options_.dropout;
   const bool training = is_training();
 
-  auto sa = [&](const Tensor& h) {
+  // Each returns residual + dropout(sublayer(h)).
+  auto sa = [&](const Tensor& h, const Tensor& residual) {
     MultiheadAttentionCall a;
     a.key_padding_mask = call.tgt_key_padding_mask;
     a.attn_mask = call.tgt_mask;
     a.causal = call.causal;
     a.cache = call.self_cache;
-    return dropout(self_attn->forward(h, a).output, p, training, gen_);
+    return attention_block(*self_attn, h, h, a, p, training, gen_, residual);
   };
-  auto ca = [&](const Tensor& h) {
+  auto ca = [&](const Tensor& h, const Tensor& residual) {
     MultiheadAttentionCall a;
     a.key_padding_mask = call.memory_key_padding_mask;
     a.attn_mask = call.memory_mask;
     a.cache = call.cross_cache;
     a.static_kv = true;
-    return dropout(cross_attn->forward(h, memory, memory, a).output, p, training, gen_);
+    return attention_block(*cross_attn, h, memory, a, p, training, gen_, residual);  // memory: undefined when cached
   };
-  auto ff = [&](const Tensor& h) {
-    return dropout(feed_forward(h, *linear1, *linear2, options_.activation, p, training, gen_), p, training, gen_);
+  auto ff = [&](const Tensor& h, const Tensor& residual) {
+    return feed_forward(h, *linear1, *linear2, options_.activation, p, training, gen_, true, residual);
   };
 
   Tensor x = tgt;
   if (options_.norm_first) {
-    x = add(x, sa(norm1->forward(x)));
-    x = add(x, ca(norm2->forward(x)));
-    return add(x, ff(norm3->forward(x)));
+    x = sa(norm1->forward(x), x);
+    x = ca(norm2->forward(x), x);
+    return ff(norm3->forward(x), x);
   }
-  x = norm1->forward(add(x, sa(x)));
-  x = norm2->forward(add(x, ca(x)));
-  return norm3->forward(add(x, ff(x)));
+  x = norm1->forward(sa(x, x));
+  x = norm2->forward(ca(x, x));
+  return norm3->forward(ff(x, x));
 }
 
 // ---- stacks --------------------------------------------------------------------

@@ -78,8 +78,9 @@ class TransformerEncoderLayer : public Module {
   std::shared_ptr<LayerNorm> norm1, norm2;
 
  private:
-  Tensor sa_block(const Tensor& x, const EncoderLayerCall& call);
-  Tensor ff_block(const Tensor& x);
+  // residual + dropout(sublayer(x))
+  Tensor sa_block(const Tensor& x, const EncoderLayerCall& call, const Tensor& residual);
+  Tensor ff_block(const Tensor& x, const Tensor& residual);
   TransformerLayerOptions options_;
   Generator* gen_;
 };

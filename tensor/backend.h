@@ -59,7 +59,10 @@ struct Backend {
   // ArgMax/ArgMin reduce exactly one dim and write int64.
   void (*reduce)(ReduceOp op, const Tensor& x, const Tensor& out) = nullptr;
   // Batched matrix product: a [B, M, K] x b [B, K, N] -> out [B, M, N], float.
-  void (*matmul)(const Tensor& a, const Tensor& b, const Tensor& out) = nullptr;
+  // With accumulate, out += a b instead (BLAS's beta = 1): a fused linear
+  // layer puts its bias (and residual) into out first, so adding them costs
+  // no pass of its own.
+  void (*matmul)(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) = nullptr;
   // Softmax (or log-softmax) over the last dim of a contiguous x. A row whose
   // entries are all -inf gives zeros (softmax) or -inf (log-softmax), not NaN.
   void (*softmax)(const Tensor& x, bool log, const Tensor& out) = nullptr;

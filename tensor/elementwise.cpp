@@ -238,12 +238,32 @@ Tensor sigmoid(const Tensor& t) {
   return out;
 }
 
+namespace detail {
+
+Tensor relu_backward(const Tensor& g, const Tensor& y) { return mul(g, mask_like(gt(y.detach(), scalar_like(0, y)), y)); }
+
+Tensor gelu_backward(const Tensor& g, const Tensor& x, bool exact) {
+  if (exact) {
+    // Phi(x) + x phi(x)
+    Tensor cdf = mul(add(erf(mul(x, 1.0 / std::sqrt(2.0))), 1.0), 0.5);
+    Tensor pdf = mul(exp(mul(square(x), -0.5)), 1.0 / std::sqrt(2.0 * kPi));
+    return mul(g, add(cdf, mul(x, pdf)));
+  }
+  const double k = std::sqrt(2.0 / kPi), c = 0.044715;
+  Tensor x2 = square(x);
+  Tensor th = tanh(mul(mul(x, add(mul(x2, c), 1.0)), k));
+  Tensor left = mul(add(th, 1.0), 0.5);
+  Tensor right = mul(mul(x, add(neg(square(th)), 1.0)), mul(add(mul(x2, 3 * c), 1.0), 0.5 * k));
+  return mul(g, add(left, right));
+}
+
+}  // namespace detail
+
 Tensor relu(const Tensor& t) {
   Tensor out = float_unary(UnaryOp::Relu, t, "relu");
   if (auto* node = record("relu", {t}, out)) {
     node->backward = [so = SavedTensor(out)](const Tensor& g) {
-      Tensor y = so.unpack("relu");
-      return TensorList{mul(g, mask_like(gt(y.detach(), scalar_like(0, y)), y))};
+      return TensorList{detail::relu_backward(g, so.unpack("relu"))};
     };
   }
   return out;
@@ -254,19 +274,7 @@ Tensor gelu(const Tensor& t, GeluApprox approx) {
   Tensor out = float_unary(exact ? UnaryOp::GeluErf : UnaryOp::GeluTanh, t, "gelu");
   if (auto* node = record("gelu", {t}, out)) {
     node->backward = [st = SavedTensor(t), exact](const Tensor& g) {
-      Tensor x = st.unpack("gelu");
-      if (exact) {
-        // Phi(x) + x phi(x)
-        Tensor cdf = mul(add(erf(mul(x, 1.0 / std::sqrt(2.0))), 1.0), 0.5);
-        Tensor pdf = mul(exp(mul(square(x), -0.5)), 1.0 / std::sqrt(2.0 * kPi));
-        return TensorList{mul(g, add(cdf, mul(x, pdf)))};
-      }
-      const double k = std::sqrt(2.0 / kPi), c = 0.044715;
-      Tensor x2 = square(x);
-      Tensor th = tanh(mul(mul(x, add(mul(x2, c), 1.0)), k));
-      Tensor left = mul(add(th, 1.0), 0.5);
-      Tensor right = mul(mul(x, add(neg(square(th)), 1.0)), mul(add(mul(x2, 3 * c), 1.0), 0.5 * k));
-      return TensorList{mul(g, add(left, right))};
+      return TensorList{detail::gelu_backward(g, st.unpack("gelu"), exact)};
     };
   }
   return out;

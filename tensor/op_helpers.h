@@ -49,4 +49,10 @@ Tensor broadcast_view(const Tensor& t, const Shape& shape);
 // Normalised, sorted, unique dims; empty `dims` means all dims.
 Shape reduction_dims(const Shape& dims, int64_t ndim, const char* op);
 
+// The activations' gradients, written with differentiable ops, shared by
+// relu / gelu and the fused linear (linear.cpp): g * relu'(x) from the
+// output y = relu(x), and g * gelu'(x) from the input x.
+Tensor relu_backward(const Tensor& g, const Tensor& y);
+Tensor gelu_backward(const Tensor& g, const Tensor& x, bool exact);
+
 }  // namespace heed::detail

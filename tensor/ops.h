@@ -169,6 +169,19 @@ void adam_step_(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, 
 // Like torch.matmul: 1-D operands are vectors, leading dims broadcast.
 Tensor matmul(const Tensor& a, const Tensor& b);
 
+// ---- the fused linear layer (linear.cpp) ----
+// What linear applies to x W^T + b before returning it.
+enum class LinearActivation { None, ReLU, GELU };  // GELU: the exact (erf) one
+// y = act(x W^T + b) + residual, as one op: x [..., K], weight [N, K],
+// bias [N] or undefined, residual of y's shape [..., N] or undefined (only
+// with act None). torch.nn.functional.linear with the epilogue fused: the
+// bias and residual are written into y first and the product is added to
+// them (the GEMM's beta = 1), the activation runs in place, and backward
+// saves x, the weight and one [..., N] tensor (y for ReLU, the pre-activation
+// for GELU), never a separate bias-added copy.
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
+              LinearActivation act = LinearActivation::None, const Tensor& residual = {});
+
 // ---- indexing (index.cpp) ----
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);

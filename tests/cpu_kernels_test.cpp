@@ -566,16 +566,23 @@ TEST_CASE("matmul of strided and broadcast operands matches a naive product", "[
       Tensor a = make_view(a0, {batch, m, k}, {0, k, 1}, 0);
       Tensor bt = make({batch, n, k}, dtype, [](int64_t i) { return std::cos(i * 0.3); });
       Tensor b = transposed(bt);
-      Tensor out = empty({batch, m, n}, dtype);
-      kernels().matmul(a, b, out);
-      const std::vector<double> av = values(a), bv = values(b), ov = values(out);
-      for (int64_t q = 0; q < batch; ++q)
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t j = 0; j < n; ++j) {
-            double want = 0;
-            for (int64_t p = 0; p < k; ++p) want += av[(q * m + i) * k + p] * bv[(q * k + p) * n + j];
-            REQUIRE(close(ov[(q * m + i) * n + j], want, dtype == DType::Float32 ? 1e-5 : 1e-12));
-          }
+      for (bool accumulate : {false, true}) {
+        INFO("accumulate " << accumulate);
+        // accumulate adds the product to what out holds; without it out's
+        // contents (NaN here) are never read.
+        Tensor out = make({batch, m, n}, dtype, [&](int64_t i) { return accumulate ? 0.25 * i : std::nan(""); });
+        const std::vector<double> before = values(out);
+        kernels().matmul(a, b, out, accumulate);
+        const std::vector<double> av = values(a), bv = values(b), ov = values(out);
+        for (int64_t q = 0; q < batch; ++q)
+          for (int64_t i = 0; i < m; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+              const int64_t at = (q * m + i) * n + j;
+              double want = accumulate ? before[at] : 0.0;
+              for (int64_t p = 0; p < k; ++p) want += av[(q * m + i) * k + p] * bv[(q * k + p) * n + j];
+              REQUIRE(close(ov[at], want, dtype == DType::Float32 ? 1e-5 : 1e-12));
+            }
+      }
     }
   }
 }
@@ -787,7 +794,7 @@ TEST_CASE("results are bit-identical for 1, 2 and 3 threads", "[cpu]") {
     Tensor a = make({64, 40, 30}, DType::Float32, [](int64_t i) { return std::sin(i * 0.1); });
     Tensor b = make({64, 30, 20}, DType::Float32, [](int64_t i) { return std::cos(i * 0.1); });
     Tensor out = empty({64, 40, 20}, DType::Float32);
-    kernels().matmul(a, b, out);
+    kernels().matmul(a, b, out, false);
     return out;
   });
 }

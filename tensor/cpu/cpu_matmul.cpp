@@ -21,7 +21,7 @@ namespace {
 constexpr int64_t kSmallProduct = 128 * 128 * 128;
 
 template <class T>
-void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out) {
+void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   const Shape& as = a.strides();  // a [B, M, K]
   const Shape& bs = b.strides();  // b [B, K, N]
   const Shape& os = out.strides();  // out [B, M, N]
@@ -31,7 +31,7 @@ void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out) {
   T* po = static_cast<T*>(out.raw_data());
   if (batch == 0 || m == 0 || n == 0) return;
   auto one = [&](int64_t i) {
-    gemm(m, n, k, T(1), pa + i * as[0], as[1], as[2], pb + i * bs[0], bs[1], bs[2], T(0), po + i * os[0], os[1],
+    gemm(m, n, k, T(1), pa + i * as[0], as[1], as[2], pb + i * bs[0], bs[1], bs[2], accumulate ? T(1) : T(0), po + i * os[0], os[1],
          os[2]);
   };
   if (batch > 1 && m * n * k < kSmallProduct) {
@@ -47,7 +47,7 @@ void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out) {
 
 }  // namespace
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   HEED_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3,
              "cpu matmul: expected a [B, M, K], b [B, K, N], out [B, M, N], got {}, {}, {}", shape_str(a.shape()),
              shape_str(b.shape()), shape_str(out.shape()));
@@ -58,11 +58,11 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   HEED_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "cpu matmul: dtypes {}, {}, {} differ",
              dtype_name(a.dtype()), dtype_name(b.dtype()), dtype_name(out.dtype()));
   if (a.dtype() == DType::BFloat16) {  // float32 products and sums, like cuBLAS's bf16 GEMM
-    Tensor out32 = float32_like(out);
-    matmul(widened(a), widened(b), out32);
+    Tensor out32 = accumulate ? widened(out) : float32_like(out);
+    matmul(widened(a), widened(b), out32, accumulate);
     return store_rounded(out32, out);
   }
-  dispatch_floating(a.dtype(), "cpu matmul", [&](auto zero) { batched_gemm<decltype(zero)>(a, b, out); });
+  dispatch_floating(a.dtype(), "cpu matmul", [&](auto zero) { batched_gemm<decltype(zero)>(a, b, out, accumulate); });
 }
 
 }  // namespace heed::cpu

@@ -95,9 +95,9 @@ std::string matmul_name(const Tensor& a, const Tensor& b) {
                      b.shape()[2], shape_str(b.strides()));
 }
 
-void p_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
+void p_matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
   Timed t(matmul_name(a, b));
-  matmul(a, b, out);
+  matmul(a, b, out, accumulate);
 }
 void p_softmax(const Tensor& x, bool log, const Tensor& out) {
   Timed t(log ? "log_softmax" : "softmax");
