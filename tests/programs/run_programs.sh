@@ -178,7 +178,7 @@ check "attention: a translate checkpoint needs --src" 1 "--src" -- "$A" -c "$WOR
 
 L="$BIN/lm"
 for i in $(seq 1 300); do echo "the cat sat on the mat and the dog ran to the cat $((i % 7))"; done > "$WORK/text.txt"
-check "lm train on a small text" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 \
+check "lm train on a small text" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --tokenizer char --d-model 32 --heads 2 --layers 1 \
   --block 16 --batch 8 --steps 40 --warmup 5 --eval-every 20 --save-every 20 --sample-len 20 --out "$WORK/lm"
 check "lm: with the char tokenizer bits/char equals bits/token" 0 "^equal" -- bash -c \
   "tail -1 '$WORK/lm/log.csv' | awk -F, '{ print (\$7 == \$8 && \$8 > 0 ? \"equal\" : \"differ\"), \$7, \$8 }'"
