@@ -18,6 +18,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
+#include "tensor/cpu/philox_blocks.h"
 #include "tensor/philox.h"
 #include "tensor/tensor_impl.h"
 
@@ -863,6 +864,40 @@ TEST_CASE("cpu memory stats count what tensors hold and its peak", "[cpu]") {
 #endif
 }
 
+TEST_CASE("philox_blocks: the SIMD lanes give philox_block's words, block by block", "[cpu]") {
+  // Counts around the vector widths (4 and 8 lanes), first blocks whose low
+  // word wraps inside a vector, and seeds with high bits set.
+  const uint64_t seeds[] = {0, 1, 0xfeedbeefcafef00dull, ~uint64_t{0}};
+  const uint64_t firsts[] = {0, 3, (1ull << 32) - 6, ~uint64_t{0} - 20};
+  std::vector<uint32_t> words(4 * 41);
+  for (uint64_t seed : seeds)
+    for (uint64_t first : firsts)
+      for (int64_t count = 0; count <= 41; ++count) {
+        std::fill(words.begin(), words.end(), 0u);
+        cpu::philox_blocks(seed, first, count, words.data());
+        for (int64_t b = 0; b < count; ++b) {
+          const Philox4x32 want = philox_block(seed, first + static_cast<uint64_t>(b));
+          for (int t = 0; t < 4; ++t) REQUIRE(words[4 * b + t] == want.w[t]);
+        }
+#if defined(__x86_64__)
+        // Each SIMD body on its own (philox_blocks picks the widest this CPU has).
+        using Body = int64_t (*)(uint64_t, uint64_t, int64_t, uint32_t*);
+        std::vector<std::pair<Body, int64_t>> bodies;  // body, lanes
+        if (__builtin_cpu_supports("avx2")) bodies.emplace_back(&cpu::philox_simd::blocks_avx2, 4);
+        if (__builtin_cpu_supports("avx512f")) bodies.emplace_back(&cpu::philox_simd::blocks_avx512, 8);
+        for (const auto& [body, lanes] : bodies) {
+          std::fill(words.begin(), words.end(), 0u);
+          const int64_t done = body(seed, first, count, words.data());
+          REQUIRE(done == count - count % lanes);
+          for (int64_t b = 0; b < done; ++b) {
+            const Philox4x32 want = philox_block(seed, first + static_cast<uint64_t>(b));
+            for (int t = 0; t < 4; ++t) REQUIRE(words[4 * b + t] == want.w[t]);
+          }
+        }
+#endif
+      }
+}
+
 TEST_CASE("random: every sample across chunks follows the documented mapping", "[cpu]") {
   // Several parallel chunks (16384 samples each) and an odd tail, checked
   // against philox_block one by one, for 1, 2 and 4 words a sample.
@@ -881,6 +916,13 @@ TEST_CASE("random: every sample across chunks follows the documented mapping", "
   for (int64_t i = 0; i < n; ++i) {
     const Philox4x32 r = philox_block(seed, offset + i / 2);
     REQUIRE(dv[i] == uniform_from<double>(r.w + 2 * (i % 2), 0.0, 1.0));
+  }
+  Tensor m = empty({n}, DType::Float32);  // a dropout mask's draw
+  kernels().random(RandomDist::Bernoulli, 0.3, 0, seed, offset, m);
+  std::vector<double> mv = values(m);
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t v = philox_block(seed, offset + i / 4).w[i % 4];
+    REQUIRE(mv[i] == ((v >> 8) * 0x1p-24 < 0.3 ? 1.0 : 0.0));
   }
   Tensor z = empty({1000}, DType::Float64);
   kernels().random(RandomDist::Normal, 0, 1, seed, offset, z);

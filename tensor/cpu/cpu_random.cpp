@@ -7,35 +7,58 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/parallel.h"
+#include "tensor/cpu/philox_blocks.h"
 #include "tensor/philox.h"
 
 namespace heed::cpu {
 namespace {
 
 constexpr int64_t kGrain = 16384;  // elements per parallel chunk
+constexpr int64_t kBatchBlocks = 256;  // Philox blocks computed per batch (4 KiB of words, in L1)
+
+using BlocksFn = int64_t (*)(uint64_t, uint64_t, int64_t, uint32_t*);
+
+// The widest SIMD body this CPU runs (null: scalar only).
+BlocksFn simd_blocks() {
+#if defined(__x86_64__) || defined(__i386__)
+  if (__builtin_cpu_supports("avx512f")) return &philox_simd::blocks_avx512;
+  if (__builtin_cpu_supports("avx2")) return &philox_simd::blocks_avx2;
+#endif
+  return nullptr;
+}
 
 // out[i] = sample(words of sample i) over the contiguous out, following the
-// block/word mapping of tensor/philox.h; each chunk computes a block once for
-// the 4 / w samples that share it.
-template <class T, class F>
-void fill_from_philox(const Tensor& out, uint64_t seed, uint64_t offset, int words, F sample) {
+// block/word mapping of tensor/philox.h: sample i reads the w words at
+// position i*w of the stream of words of blocks offset, offset + 1, ...
+// (a sample never straddles two blocks: w divides 4). The blocks are made in
+// batches, several side by side (philox_blocks), then sampled.
+template <class T, int kWords, class F>
+void fill_from_philox(const Tensor& out, uint64_t seed, uint64_t offset, F sample) {
   T* po = static_cast<T*>(out.raw_data());
+  constexpr uint64_t w = kWords;  // a constant, so the sampling loop vectorises
   parallel_for(0, out.numel(), kGrain, [&](int64_t b, int64_t e) {
-    uint64_t cached = ~uint64_t{0};
-    Philox4x32 block{};
-    for (int64_t i = b; i < e; ++i) {
-      const uint64_t q = static_cast<uint64_t>(i) * static_cast<uint64_t>(words);
-      const uint64_t index = offset + q / 4;
-      if (index != cached) {
-        block = philox_block(seed, index);
-        cached = index;
-      }
-      po[i] = sample(block.w + q % 4);
+    alignas(64) uint32_t batch[4 * kBatchBlocks];
+    for (int64_t i = b; i < e;) {
+      const uint64_t block = static_cast<uint64_t>(i) * w / 4;  // relative to offset
+      // The samples whose blocks are block .. block + kBatchBlocks - 1.
+      const int64_t end = std::min<int64_t>(e, static_cast<int64_t>((block + kBatchBlocks) * 4 / w));
+      const int64_t count = static_cast<int64_t>((static_cast<uint64_t>(end - 1) * w / 4) - block + 1);
+      philox_blocks(seed, offset + block, count, batch);
+      for (; i < end; ++i) po[i] = sample(batch + (static_cast<uint64_t>(i) * w - block * 4));
     }
   });
 }
 
 }  // namespace
+
+void philox_blocks(uint64_t seed, uint64_t first, int64_t count, uint32_t* words) {
+  static const BlocksFn simd = simd_blocks();
+  int64_t done = simd != nullptr && count > 0 ? simd(seed, first, count, words) : 0;
+  for (; done < count; ++done) {
+    const Philox4x32 block = philox_block(seed, first + static_cast<uint64_t>(done));
+    for (int t = 0; t < 4; ++t) words[4 * done + t] = block.w[t];
+  }
+}
 
 void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out) {
   HEED_CHECK(out.is_contiguous(), "cpu random: out must be contiguous");
@@ -49,21 +72,18 @@ void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset,
       return dispatch_floating(out.dtype(), "cpu random (uniform)", [&](auto zero) {
         using T = decltype(zero);
         const T lo = static_cast<T>(a), hi = static_cast<T>(b);
-        fill_from_philox<T>(out, seed, offset, philox_words(false, sizeof(T) == 8),
-                            [lo, hi](const uint32_t* v) { return uniform_from<T>(v, lo, hi); });
+        fill_from_philox<T, philox_words(false, sizeof(T) == 8)>(out, seed, offset, [lo, hi](const uint32_t* v) { return uniform_from<T>(v, lo, hi); });
       });
     case RandomDist::Normal:
       return dispatch_floating(out.dtype(), "cpu random (normal)", [&](auto zero) {
         using T = decltype(zero);
         const T mean = static_cast<T>(a), std = static_cast<T>(b);
-        fill_from_philox<T>(out, seed, offset, philox_words(true, sizeof(T) == 8),
-                            [mean, std](const uint32_t* v) { return normal_from<T>(v, mean, std); });
+        fill_from_philox<T, philox_words(true, sizeof(T) == 8)>(out, seed, offset, [mean, std](const uint32_t* v) { return normal_from<T>(v, mean, std); });
       });
     case RandomDist::Bernoulli:
       return dispatch_dtype(out.dtype(), [&](auto zero) {
         using T = decltype(zero);
-        fill_from_philox<T>(out, seed, offset, 1,
-                            [p = a](const uint32_t* v) { return bernoulli_from(v, p) ? T(1) : T(0); });
+        fill_from_philox<T, 1>(out, seed, offset, [p = a](const uint32_t* v) { return bernoulli_from(v, p) ? T(1) : T(0); });
       });
   }
   HEED_FAIL("cpu random: unknown distribution {}", static_cast<int>(dist));
