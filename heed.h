@@ -25,5 +25,6 @@
 #include "nn/hdf5.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
+#include "nn/ema.h"
 #include "nn/lr_schedule.h"
 #include "nn/optim.h"

@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
       auto src_tok = data::deserialize_tokenizer(config.str("src_tokenizer_kind"), ckpt.texts.at("src_tokenizer"));
       auto tgt_tok = data::deserialize_tokenizer(config.str("tgt_tokenizer_kind"), ckpt.texts.at("tgt_tokenizer"));
       nn::Seq2SeqTransformer model(examples::seq2seq_options(config));
-      restore(ckpt, model);
+      restore_for_evaluation(ckpt, model);
       model.to(device);
       model.eval();
       std::vector<int64_t> src_ids = src_tok->encode(src);
@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
       nn::GPTOptions o{config.integer("vocab"), config.integer("block")};
       o.d_model = config.integer("d_model"), o.nhead = config.integer("nhead"), o.num_layers = config.integer("layers");
       nn::GPT model(o);
-      restore(ckpt, model);
+      restore_for_evaluation(ckpt, model);
       model.to(device);
       model.eval();
       std::vector<int64_t> ids = tok->encode(text);

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <optional>
 
 #include <CLI/CLI.hpp>
@@ -47,6 +48,9 @@ struct Settings {
   int64_t vocab_size = 2000;
   int64_t d_model = 256, nhead = 4, layers = 4, block = 128, batch = 16;
   double dropout = 0.0, lr = 2e-3, min_lr = 1e-4, weight_decay = 0.1, clip = 1.0, valid_fraction = 0.05;
+  // Evaluation, best.h5's selection, the final report and the sample use an
+  // exponential moving average of the weights with this decay (nn/ema.h); 0: the weights.
+  double ema = 0;
   int64_t warmup = 200, seed = 1;
   // The run's length: fitted to a time budget of training (examples/common/
   // training_length.h), or a fixed number of steps (--steps; 0 = fitted).
@@ -62,6 +66,7 @@ Config to_config(const Settings& s, int64_t vocab) {
   c.set("d_model", s.d_model), c.set("nhead", s.nhead), c.set("layers", s.layers), c.set("block", s.block);
   c.set("batch", s.batch), c.set("dropout", s.dropout), c.set("lr", s.lr), c.set("min_lr", s.min_lr);
   c.set("weight_decay", s.weight_decay), c.set("clip", s.clip), c.set("valid_fraction", s.valid_fraction);
+  c.set("ema", s.ema);
   c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("time_budget", s.time_budget);
   c.set("seed", s.seed), c.set("vocab", vocab);
   c.set("precision", s.precision);
@@ -76,6 +81,7 @@ Settings from_config(const Config& c) {
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
   s.valid_fraction = c.real("valid_fraction"), s.warmup = c.integer("warmup"), s.steps = c.integer("steps");
   s.seed = c.integer("seed");
+  s.ema = c.has("ema") ? c.real("ema") : 0.0;  // checkpoints from before the flag: none
   s.time_budget = c.has("time_budget") ? c.real("time_budget") : 0.0;  // checkpoints from before the budget: fixed
   s.precision = c.has("precision") ? c.str("precision") : "fp32";  // checkpoints from before the flag: fp32
   return s;
@@ -214,6 +220,8 @@ int run_train(Settings s, const RunOptions& r) {
   examples::TrainingLength length = resumed ? examples::TrainingLength::restore(Config(resumed->config), s.warmup)
                                             : examples::TrainingLength(s.steps, s.time_budget, s.warmup);
   optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, length.schedule_steps(s.warmup)});
+  std::unique_ptr<optim::ExponentialMovingAverage> ema;
+  if (s.ema > 0) ema = std::make_unique<optim::ExponentialMovingAverage>(model.named_parameters(), s.ema);
   Config config = to_config(s, tok->vocab_size());
   config.set("tokenizer_kind", tok->kind());
   if (!r.export_data.empty()) {
@@ -226,12 +234,12 @@ int run_train(Settings s, const RunOptions& r) {
   }
   int64_t step = 0;
   if (resumed) {
-    restore(*resumed, model, &opt, &schedule, &default_generator());
+    restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
     step = resumed->training.at("step");
     train.set_position(resumed->training.at("data_position"));
   }
   auto save = [&](const std::string& name) {
-    Checkpoint c = capture(model, &opt, &schedule, &default_generator());
+    Checkpoint c = capture(model, &opt, &schedule, &default_generator(), ema.get());
     length.save(config);
     c.config = config.values();
     c.texts["tokenizer"] = tok->serialize();
@@ -269,6 +277,7 @@ int run_train(Settings s, const RunOptions& r) {
     nn::clip_grad_norm(model.parameters(), s.clip);
     schedule.step();
     opt.step();
+    if (ema) ema->update();
     ++step;
     const double l = loss.item<double>();
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
@@ -279,7 +288,11 @@ int run_train(Settings s, const RunOptions& r) {
     window += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.y.numel());
     if (step % r.eval_every == 0 || step == length.steps()) {
-      last_valid = evaluate(model, valid, r.eval_batches, device);
+      {
+        std::optional<optim::ExponentialMovingAverage::Swap> averaged;  // with --ema, evaluate the averages
+        if (ema) averaged.emplace(*ema);
+        last_valid = evaluate(model, valid, r.eval_batches, device);
+      }
       progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.3f} bits/token, {:.3f} bits/char)",
                                    step, window / window_steps, last_valid, last_valid / std::log(2.0),
                                    bits_per_char(last_valid)));
@@ -302,9 +315,11 @@ int run_train(Settings s, const RunOptions& r) {
   save("last.h5");
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});
+  if (ema) ema->copy_to_parameters();  // the final report and the sample: the averages with --ema
   const double final_valid = evaluate(model, valid, 0, device);
-  fmt::print("validation loss {:.4f} nats/token = {:.3f} bits/token = {:.3f} bits/char over the whole validation split\n",
-             final_valid, final_valid / std::log(2.0), bits_per_char(final_valid));
+  fmt::print("validation loss {:.4f} nats/token = {:.3f} bits/token = {:.3f} bits/char over the whole validation split{}\n",
+             final_valid, final_valid / std::log(2.0), bits_per_char(final_valid),
+             ema ? fmt::format(" (averaged weights, --ema {})", s.ema) : "");
   Generator gen(static_cast<uint64_t>(s.seed));
   auto prompt = tok->encode("And");
   auto sample = nn::generate(model, prompt, r.sample_len, {0.8, 0, 0.95}, &gen);
@@ -321,7 +336,7 @@ int run_sample(const std::string& checkpoint, const std::string& prompt, int64_t
              config.str("program"));
   auto tok = data::deserialize_tokenizer(config.str("tokenizer_kind"), ckpt.texts.at("tokenizer"));
   nn::GPT model(model_options(from_config(config), config.integer("vocab")));
-  restore(ckpt, model);
+  restore_for_evaluation(ckpt, model);
   model.to(device);
   std::vector<int64_t> ids = tok->encode(prompt.empty() ? "\n" : prompt);
   HEED_CHECK(!ids.empty(), "the prompt encodes to no tokens");
@@ -352,6 +367,11 @@ int main(int argc, char** argv) {
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--lr", s.lr)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--ema", s.ema,
+                    "evaluate, pick best.h5 and sample with an exponential moving average of the weights of this "
+                    "decay (e.g. 0.999; 0 = the weights themselves)")
+      ->check(CLI::Range(0.0, 0.99999))
+      ->capture_default_str();
   train->add_option("--warmup", s.warmup)->check(CLI::NonNegativeNumber)->capture_default_str();
   const examples::LengthFlags length_flags(*train, s.steps, s.time_budget);
   train->add_option("--seed", s.seed)->capture_default_str();

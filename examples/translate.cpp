@@ -71,6 +71,9 @@ struct TrainSettings {
   int64_t dictionary_phrases = 0;
   double dropout = 0.0, label_smoothing = 0.1;
   double lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
+  // Evaluation, best.h5's selection and the test report use an exponential
+  // moving average of the weights with this decay (nn/ema.h); 0: the weights.
+  double ema = 0;
   int64_t warmup = 200, max_tokens = 2048, max_len = 48;
   // The run's length: fitted to a time budget of training (examples/common/
   // training_length.h), or a fixed number of steps (--steps; 0 = fitted).
@@ -93,6 +96,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("dictionary_phrases", s.dictionary_phrases);
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
   c.set("lr", s.lr), c.set("min_lr", s.min_lr), c.set("weight_decay", s.weight_decay), c.set("clip", s.clip);
+  c.set("ema", s.ema);
   c.set("warmup", s.warmup), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
   c.set("steps", s.steps), c.set("time_budget", s.time_budget);
   c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction), c.set("seed", s.seed);
@@ -112,6 +116,7 @@ TrainSettings from_config(const Config& c) {
   s.dictionary_phrases = c.has("dictionary_phrases") ? c.integer("dictionary_phrases") : 0;  // older checkpoints: none
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
   s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
+  s.ema = c.has("ema") ? c.real("ema") : 0.0;  // checkpoints from before the flag: none
   s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
   s.time_budget = c.has("time_budget") ? c.real("time_budget") : 0.0;  // checkpoints from before the budget: fixed
   s.max_len = c.integer("max_len"), s.valid_fraction = c.real("valid_fraction");
@@ -390,6 +395,8 @@ int run_train(TrainSettings s, const RunOptions& r) {
   examples::TrainingLength length = resumed ? examples::TrainingLength::restore(Config(resumed->config), s.warmup)
                                             : examples::TrainingLength(s.steps, s.time_budget, s.warmup);
   optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, length.schedule_steps(s.warmup)});
+  std::unique_ptr<optim::ExponentialMovingAverage> ema;
+  if (s.ema > 0) ema = std::make_unique<optim::ExponentialMovingAverage>(model.named_parameters(), s.ema);
 
   Config config = to_config(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
   config.set("src_tokenizer_kind", corpus.src_tok->kind());
@@ -397,13 +404,13 @@ int run_train(TrainSettings s, const RunOptions& r) {
   int64_t step = 0;
   double best_valid = INFINITY;
   if (resumed) {
-    restore(*resumed, model, &opt, &schedule, &default_generator());
+    restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
     step = resumed->training.at("step");
     train.set_position(resumed->training.at("data_position"));
     if (resumed->config.count("best_valid_loss")) best_valid = std::stod(resumed->config.at("best_valid_loss"));
   }
   auto save = [&](const std::string& name) {
-    Checkpoint c = capture(model, &opt, &schedule, &default_generator());
+    Checkpoint c = capture(model, &opt, &schedule, &default_generator(), ema.get());
     length.save(config);
     c.config = config.values();
     c.config["best_valid_loss"] = fmt::format("{:.17g}", best_valid);
@@ -436,9 +443,14 @@ int run_train(TrainSettings s, const RunOptions& r) {
   // Validation loss and BLEU at the current step, logged and plotted; a new
   // best is saved as best.h5.
   auto evaluate_now = [&] {
+    // With --ema the averages are evaluated, and swapped out again before
+    // best.h5 is saved (a checkpoint holds the weights and the averages apart).
+    std::optional<optim::ExponentialMovingAverage::Swap> averaged;
+    if (ema) averaged.emplace(*ema);
     const ValidationLoss valid = evaluate_loss(model, valid_batches, valid_words, device);
     const double v = valid.per_token;
     const double bleu = data::corpus_bleu(translate(model, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
+    averaged.reset();
     progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} nats/token ({:.3f} nats/word), "
                                  "validation BLEU (greedy, {} sentences) {:.2f}",
                                  step, window_loss / window_steps, v, valid.per_word, valid_src.size(), bleu));
@@ -471,6 +483,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     nn::clip_grad_norm(model.parameters(), s.clip);
     schedule.step();
     opt.step();
+    if (ema) ema->update();
     ++step;
     const double l = loss.item<double>();
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
@@ -503,11 +516,14 @@ int run_train(TrainSettings s, const RunOptions& r) {
                            {train_curve, valid_curve});
 
   // Test set: the best checkpoint's BLEU, greedy and beam, and a handful of translations.
-  if (fs::exists(fs::path(r.out) / "best.h5")) restore(load_checkpoint((fs::path(r.out) / "best.h5").string()), model);
+  // (With --ema: its averaged weights, which validation chose it by.)
+  if (fs::exists(fs::path(r.out) / "best.h5"))
+    restore_for_evaluation(load_checkpoint((fs::path(r.out) / "best.h5").string()), model);
   const auto test_src = sides(corpus.splits.test, true), test_ref = sides(corpus.splits.test, false);
   const auto greedy = translate(model, corpus, test_src, 1, 0, s.max_len, device);
   const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
-  fmt::print("\ntest set ({} sentences), best checkpoint (validation loss {:.3f}):\n", test_src.size(), best_valid);
+  fmt::print("\ntest set ({} sentences), best checkpoint{} (validation loss {:.3f}):\n", test_src.size(),
+             ema ? fmt::format(", averaged weights (--ema {})", s.ema) : "", best_valid);
   fmt::print("  BLEU greedy      {:.2f}\n", bleu_greedy.bleu);
   if (!r.hyp_out.empty()) {
     std::ofstream hyp(r.hyp_out);
@@ -566,7 +582,7 @@ int run_decode(const std::string& checkpoint, std::vector<std::string> sentences
   corpus.src_tok = data::deserialize_tokenizer(config.str("src_tokenizer_kind"), ckpt.texts.at("src_tokenizer"));
   corpus.tgt_tok = data::deserialize_tokenizer(config.str("tgt_tokenizer_kind"), ckpt.texts.at("tgt_tokenizer"));
   nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
-  restore(ckpt, model);
+  restore_for_evaluation(ckpt, model);
   model.to(device);
   if (!file.empty()) {
     auto lines = data::read_lines(file);
@@ -613,6 +629,11 @@ int main(int argc, char** argv) {
   train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--ema", s.ema,
+                    "evaluate, pick best.h5 and translate with an exponential moving average of the weights of this "
+                    "decay (e.g. 0.999; 0 = the weights themselves)")
+      ->check(CLI::Range(0.0, 0.99999))
+      ->capture_default_str();
   train->add_option("--warmup", s.warmup, "warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
   const examples::LengthFlags length_flags(*train, s.steps, s.time_budget);
   train->add_option("--max-tokens", s.max_tokens, "padded tokens per batch")->check(CLI::PositiveNumber)->capture_default_str();

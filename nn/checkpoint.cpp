@@ -184,6 +184,16 @@ Image to_image(const Checkpoint& c) {
     add_dataset(image, "/texts/" + key, bytes_tensor(v), fmt::format("text '{}'", key));
   }
   add_dataset(image, "/history", from_vector<double>(c.history), "history");
+  if (!c.averages.empty()) {  // optional: only a run with an exponential moving average has it
+    image["/averages"] = Object{};
+    image["/averages"].attrs["updates"] = int_attr(c.average_updates);
+    for (const auto& [name, t] : c.averages) {
+      check_name("average", name);
+      add_dataset(image, "/averages/" + name, t, fmt::format("average '{}'", name));
+    }
+  } else {
+    HEED_CHECK(c.average_updates == 0, "checkpoint: average_updates is {} but there are no averages", c.average_updates);
+  }
   root.attrs[kContentChecksum] = int_attr(as_int64(content_checksum(image)));
   return image;
 }
@@ -425,7 +435,8 @@ Checkpoint from_image(const Image& image, std::vector<std::string>& problems) {
                 got, want);
   }
   const std::set<std::string> root_attrs{"format", "format_version", "created_by", kContentChecksum};
-  const std::set<std::string> root_members{"model", "optimizer", "scheduler", "rng", "training", "config", "texts", "history"};
+  const std::set<std::string> root_members{"model",  "optimizer", "scheduler", "rng",     "training",
+                                          "config", "texts",     "history",   "averages"};
   for (const auto& [name, a] : image.at("/").attrs)
     if (!root_attrs.count(name)) r.problem("unexpected root attribute '{}'", name);
   for (const auto& [name, obj] : r.members("/"))
@@ -483,6 +494,15 @@ Checkpoint from_image(const Image& image, std::vector<std::string>& problems) {
     }
     const auto* p = static_cast<const char*>(t.raw_data());
     c.texts[key] = std::string(p, p + t.numel());
+  }
+  if (image.count("/averages") && r.group("/averages") != nullptr) {  // optional
+    tensors_in("/averages", c.averages, {});
+    if (const Attr* updates = r.attr("/averages", "updates", h5::AttrType::Int)) {
+      c.average_updates = updates->i;
+      if (updates->i < 0) r.problem("/averages@updates is {}, a negative count", updates->i);
+    }
+    r.each_attr("/averages", h5::AttrType::Int, {"updates"},
+                [&](const std::string& name, const Attr&) { r.problem("unexpected attribute /averages@{}", name); });
   }
   // Groups that only hold datasets or only attributes hold nothing else.
   for (const char* path : {"/optimizer/scalars", "/scheduler/state", "/rng", "/training", "/config"})

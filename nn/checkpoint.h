@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "nn/ema.h"
 #include "nn/lr_schedule.h"
 #include "nn/module.h"
 #include "nn/optim.h"
@@ -41,6 +42,8 @@ struct Checkpoint {
   std::map<std::string, std::string> config;        // model and training configuration, values as text
   std::map<std::string, std::string> texts;         // larger text blobs, e.g. "src_vocab" -> serialized tokenizer
   std::vector<double> history;                      // optional: e.g. the losses so far (may be empty)
+  nn::NamedTensors averages;                        // ExponentialMovingAverage::averages(), empty when none
+  int64_t average_updates = 0;                      // ExponentialMovingAverage::updates()
 };
 
 // Writes atomically: to "<path>.tmp-<pid>" in the same folder, flush + fsync
@@ -54,19 +57,26 @@ void save_checkpoint(const std::string& path, const Checkpoint& ckpt);
 // format version, missing group, bad dtype, checksum mismatch, ...).
 Checkpoint load_checkpoint(const std::string& path);
 
-// Fills a Checkpoint from live objects (opt, sched, gen may be null): CPU
-// copies of every tensor, so later training does not change it.
+// Fills a Checkpoint from live objects (opt, sched, gen, ema may be null):
+// CPU copies of every tensor, so later training does not change it.
 Checkpoint capture(const nn::Module& model, const optim::Optimizer* opt = nullptr,
-                   const optim::LRScheduler* sched = nullptr, const Generator* gen = nullptr);
+                   const optim::LRScheduler* sched = nullptr, const Generator* gen = nullptr,
+                   const optim::ExponentialMovingAverage* ema = nullptr);
 
 // Puts a Checkpoint back. It validates against the live objects BEFORE
 // changing anything: missing or unexpected names, shape or dtype mismatches,
 // optimizer or scheduler type mismatches, an optimizer or scheduler asked for
-// that the checkpoint does not have -> one heed::Error listing every problem,
-// and nothing is modified. A null opt / sched / gen is left out (a model
-// alone can be restored from a training checkpoint).
+// that the checkpoint does not have (an ema included) -> one heed::Error
+// listing every problem, and nothing is modified. A null opt / sched / gen /
+// ema is left out (a model alone can be restored from a training checkpoint).
 void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt = nullptr,
-             optim::LRScheduler* sched = nullptr, Generator* gen = nullptr);
+             optim::LRScheduler* sched = nullptr, Generator* gen = nullptr,
+             optim::ExponentialMovingAverage* ema = nullptr);
+
+// The model to evaluate: restore(ckpt, model), then, when the checkpoint has
+// averaged parameters (a run with an ExponentialMovingAverage), those in
+// place of the trained ones. Returns whether it used averages.
+bool restore_for_evaluation(const Checkpoint& ckpt, nn::Module& model);
 
 // The name a checkpoint records for a schedule: "NoamSchedule",
 // "WarmupCosineSchedule", "ConstantSchedule", or the C++ type of another one.

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <functional>
+#include <map>
 #include <memory>
 #include <set>
 #include <typeinfo>
@@ -44,31 +45,6 @@ nn::NamedTensors module_state(const nn::Module& model) {
   return all;
 }
 
-// Names, shapes and dtypes of `saved` against `live`; each problem starts with `what`.
-void compare_tensors(const char* what, const nn::NamedTensors& live, const nn::NamedTensors& saved,
-                     std::vector<std::string>& problems) {
-  std::map<std::string, const Tensor*> given;
-  for (const auto& [name, t] : saved)
-    if (!given.emplace(name, &t).second) problems.push_back(fmt::format("{}: '{}' is given twice", what, name));
-  std::set<std::string> known;
-  for (const auto& [name, mine] : live) {
-    known.insert(name);
-    auto it = given.find(name);
-    if (it == given.end()) {
-      problems.push_back(fmt::format("{}: missing '{}' ({} {})", what, name, shape_str(mine.shape()), mine.dtype()));
-      continue;
-    }
-    const Tensor& t = *it->second;
-    if (!t.defined())
-      problems.push_back(fmt::format("{}: '{}' is undefined", what, name));
-    else if (t.shape() != mine.shape() || t.dtype() != mine.dtype())
-      problems.push_back(fmt::format("{}: '{}' is {} {} in the checkpoint, {} {} here", what, name, shape_str(t.shape()),
-                                     t.dtype(), shape_str(mine.shape()), mine.dtype()));
-  }
-  for (const auto& [name, t] : saved)
-    if (!known.count(name)) problems.push_back(fmt::format("{}: unexpected '{}' (not in this {})", what, name, what));
-}
-
 // Keys of `saved` against `live`, and the values `valid` accepts.
 void compare_scalars(const char* what, const std::map<std::string, double>& live,
                      const std::map<std::string, double>& saved,
@@ -89,7 +65,7 @@ bool whole_count(double v) { return v >= 0 && v == std::floor(v) && v < 9.0e15; 
 }  // namespace
 
 Checkpoint capture(const nn::Module& model, const optim::Optimizer* opt, const optim::LRScheduler* sched,
-                   const Generator* gen) {
+                   const Generator* gen, const optim::ExponentialMovingAverage* ema) {
   NoGradGuard no_grad;
   Checkpoint c;
   c.model = snapshots(module_state(model));
@@ -106,13 +82,17 @@ Checkpoint capture(const nn::Module& model, const optim::Optimizer* opt, const o
     c.rng_seed = gen->seed();
     c.rng_offset = gen->offset();
   }
+  if (ema != nullptr) {
+    c.averages = snapshots(ema->averages());
+    c.average_updates = ema->updates();
+  }
   return c;
 }
 
 void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched,
-             Generator* gen) {
+             Generator* gen, optim::ExponentialMovingAverage* ema) {
   std::vector<std::string> problems;
-  compare_tensors("model", module_state(model), ckpt.model, problems);
+  nn::compare_named_tensors("model", module_state(model), ckpt.model, problems);
   if (opt != nullptr) {
     if (ckpt.optimizer_type.empty()) {
       problems.push_back(fmt::format("optimizer: the checkpoint has no optimizer state (this one is {})", opt->type_name()));
@@ -120,7 +100,7 @@ void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt, o
       problems.push_back(fmt::format("optimizer: the checkpoint's is {}, this one is {}", ckpt.optimizer_type,
                                      opt->type_name()));
     } else {
-      compare_tensors("optimizer", opt->state(), ckpt.optimizer_tensors, problems);
+      nn::compare_named_tensors("optimizer", opt->state(), ckpt.optimizer_tensors, problems);
       compare_scalars("optimizer", opt->scalars(), ckpt.optimizer_scalars,
                       [](const std::string& key, double v) {
                         return key == "lr" ? std::isfinite(v) && v >= 0 : whole_count(v);
@@ -145,6 +125,12 @@ void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt, o
                                        step->second));
     }
   }
+  if (ema != nullptr) {
+    if (ckpt.averages.empty())
+      problems.push_back("averages: the checkpoint has no averaged parameters (this run keeps an exponential moving average)");
+    else
+      nn::compare_named_tensors("averages", ema->averages(), ckpt.averages, problems);
+  }
   if (!problems.empty()) {
     std::string list;
     for (const std::string& p : problems) list += "\n  - " + p;
@@ -156,6 +142,34 @@ void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt, o
   if (sched != nullptr) sched->load_state(ckpt.scheduler_state);
   nn::load_state(model, ckpt.model);
   if (gen != nullptr) gen->set_state(ckpt.rng_seed, ckpt.rng_offset);
+  if (ema != nullptr) ema->load_state(ckpt.averages, ckpt.average_updates);
+}
+
+bool restore_for_evaluation(const Checkpoint& ckpt, nn::Module& model) {
+  // The averages name a subset of the parameters (those the average was
+  // given); each must be one, of its shape.
+  std::vector<std::string> problems;
+  std::map<std::string, Tensor> params;
+  for (const auto& [name, p] : model.named_parameters()) params.emplace(name, p);
+  for (const auto& [name, avg] : ckpt.averages) {
+    auto it = params.find(name);
+    if (it == params.end())
+      problems.push_back(fmt::format("averages: '{}' is not a parameter of this {}", name, model.type_name()));
+    else if (avg.shape() != it->second.shape())
+      problems.push_back(fmt::format("averages: '{}' is {} in the checkpoint, {} here", name, shape_str(avg.shape()),
+                                     shape_str(it->second.shape())));
+  }
+  if (!problems.empty()) {
+    std::string list;
+    for (const std::string& p : problems) list += "\n  - " + p;
+    HEED_FAIL("restore_for_evaluation: the checkpoint's averages do not fit this {}; nothing was changed:{}",
+              model.type_name(), list);
+  }
+  restore(ckpt, model);
+  if (ckpt.averages.empty()) return false;
+  NoGradGuard no_grad;
+  for (const auto& [name, avg] : ckpt.averages) params.at(name).copy_(avg);
+  return true;
 }
 
 }  // namespace heed

@@ -4,6 +4,7 @@
 #include "tensor/tensor_impl.h"
 
 #include <map>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -169,6 +170,30 @@ void load_into(Module& module, const NamedTensors& targets, const NamedTensors& 
 
 void load_parameters(Module& module, const NamedTensors& values) {
   load_into(module, module.named_parameters(), values, "load_parameters");
+}
+
+void compare_named_tensors(const char* what, const nn::NamedTensors& live, const nn::NamedTensors& saved,
+                     std::vector<std::string>& problems) {
+  std::map<std::string, const Tensor*> given;
+  for (const auto& [name, t] : saved)
+    if (!given.emplace(name, &t).second) problems.push_back(fmt::format("{}: '{}' is given twice", what, name));
+  std::set<std::string> known;
+  for (const auto& [name, mine] : live) {
+    known.insert(name);
+    auto it = given.find(name);
+    if (it == given.end()) {
+      problems.push_back(fmt::format("{}: missing '{}' ({} {})", what, name, shape_str(mine.shape()), mine.dtype()));
+      continue;
+    }
+    const Tensor& t = *it->second;
+    if (!t.defined())
+      problems.push_back(fmt::format("{}: '{}' is undefined", what, name));
+    else if (t.shape() != mine.shape() || t.dtype() != mine.dtype())
+      problems.push_back(fmt::format("{}: '{}' is {} {} in the checkpoint, {} {} here", what, name, shape_str(t.shape()),
+                                     t.dtype(), shape_str(mine.shape()), mine.dtype()));
+  }
+  for (const auto& [name, t] : saved)
+    if (!known.count(name)) problems.push_back(fmt::format("{}: unexpected '{}' (not in this {})", what, name, what));
 }
 
 void load_state(Module& module, const NamedTensors& values) {

@@ -80,4 +80,10 @@ void load_parameters(Module& module, const NamedTensors& values);
 // The same over parameters and buffers together: a module's whole state.
 void load_state(Module& module, const NamedTensors& values);
 
+// Names, shapes and dtypes of saved tensors against live ones: appends one
+// line per problem (a name missing, unexpected, given twice or undefined, a
+// shape or dtype that differs), each starting with `what`.
+void compare_named_tensors(const char* what, const NamedTensors& live, const NamedTensors& saved,
+                           std::vector<std::string>& problems);
+
 }  // namespace heed::nn

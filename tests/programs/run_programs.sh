@@ -74,6 +74,21 @@ check "resumed losses equal the uninterrupted run's" 0 "" -- bash -c \
 needs "resumed parameters and optimizer state equal the uninterrupted run's, bit for bit" h5diff &&
   check "resumed parameters and optimizer state equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
     "h5diff -d 0 '$WORK/full/last.h5' '$WORK/half/last.h5' /model && h5diff -d 0 '$WORK/full/last.h5' '$WORK/half/last.h5' /optimizer"
+# --ema: evaluation uses the averaged weights, the checkpoint keeps them apart
+# from the weights, and a resumed run continues the average exactly.
+check "translate --ema: 40 steps in one run" 0 "averaged weights \\(--ema 0.9\\)" -- "$T" train "${RESUME[@]}" --ema 0.9 --out "$WORK/ema_full"
+check "translate --ema: 20 steps, then stop" 0 "stopping at step 20" -- "$T" train "${RESUME[@]}" --ema 0.9 --stop-at 20 --out "$WORK/ema_half"
+check "translate --ema: resume for the other 20" 0 "averaged weights" -- "$T" train --resume "$WORK/ema_half/last.h5" \
+  --out "$WORK/ema_half" --eval-every 10 --save-every 10 --beam 1 --show 0
+check "--ema resumed validation (of the averages) equals the uninterrupted run's" 0 "" -- bash -c \
+  "diff <(cut -d, -f1,3,7-9 '$WORK/ema_full/log.csv') <(cut -d, -f1,3,7-9 '$WORK/ema_half/log.csv')"
+check "--ema validation differs from a run without it (the averages are what is evaluated)" 1 "" -- bash -c \
+  "diff -q <(cut -d, -f7 '$WORK/ema_full/log.csv') <(cut -d, -f7 '$WORK/full/log.csv') > /dev/null"
+needs "--ema resumed averages equal the uninterrupted run's, bit for bit" h5diff &&
+  check "--ema resumed averages equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
+    "h5diff -d 0 '$WORK/ema_full/last.h5' '$WORK/ema_half/last.h5' /averages && h5diff -d 0 '$WORK/ema_full/last.h5' '$WORK/ema_half/last.h5' /model"
+check "translate decode reads an --ema checkpoint" 0 "" -- "$T" decode -c "$WORK/ema_full/best.h5" "a b c"
+check "translate: --ema 1 is refused" 1 "--ema" -- "$T" train --task copy "${TINY[@]}" --ema 1 --steps 5 --out "$WORK/x"
 # A time budget: the warmup is timed, the run's length is fitted to the
 # budget and kept in the checkpoint; a resumed budgeted run continues the same
 # schedule, and --steps with the fitted count repeats the run bit for bit.
@@ -189,6 +204,10 @@ exists "lm writes checkpoints, the log and the plot" "$WORK/lm/best.h5" "$WORK/l
 check "lm train --precision bf16" 0 "precision bf16" -- "$L" train --text "$WORK/text.txt" --d-model 32 --heads 2 \
   --layers 1 --block 16 --batch 8 --steps 10 --warmup 2 --eval-every 10 --sample-len 5 --precision bf16 --out "$WORK/lm_bf16"
 check "lm sample" 0 "the" -- "$L" sample -c "$WORK/lm/best.h5" --prompt "the" --max-new 20 --top-k 5 --top-p 0.9
+check "lm train --ema evaluates and samples with the averaged weights" 0 "averaged weights, --ema 0.9" -- "$L" train \
+  --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 20 --warmup 2 --eval-every 10 \
+  --sample-len 5 --ema 0.9 --out "$WORK/lm_ema"
+check "lm sample from an --ema checkpoint" 0 "the" -- "$L" sample -c "$WORK/lm_ema/best.h5" --prompt "the" --max-new 5
 check "lm train with BPE tokens" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --tokenizer bpe --vocab-size 300 --warmup 2 \
   --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --eval-every 10 --sample-len 5 --out "$WORK/lm_bpe"
 check "lm: a BPE token spans several characters, so bits/char is below bits/token" 0 "^below" -- bash -c \

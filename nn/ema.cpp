@@ -1,0 +1,88 @@
+#include "nn/ema.h"
+
+#include <algorithm>
+#include <map>
+#include <set>
+
+#include "autograd/grad_mode.h"
+#include "tensor/error.h"
+#include "tensor/shape.h"
+
+namespace heed::optim {
+
+ExponentialMovingAverage::ExponentialMovingAverage(const nn::NamedTensors& params, double decay)
+    : params_(params), decay_(decay) {
+  HEED_CHECK(decay >= 0 && decay < 1, "ExponentialMovingAverage: decay must be in [0, 1), got {}", decay);
+  std::set<std::string> names;
+  std::set<const void*> seen;
+  NoGradGuard no_grad;
+  for (const auto& [name, p] : params_) {
+    HEED_CHECK(p.defined(), "ExponentialMovingAverage: parameter '{}' is an undefined tensor", name);
+    HEED_CHECK(p.is_floating_point(), "ExponentialMovingAverage: parameter '{}' must be a float dtype, got {} {}", name,
+               shape_str(p.shape()), p.dtype());
+    HEED_CHECK(names.insert(name).second, "ExponentialMovingAverage: two parameters are named '{}'", name);
+    HEED_CHECK(seen.insert(p.impl()).second,
+               "ExponentialMovingAverage: parameter '{}' is given twice (the same tensor under two names)", name);
+    averages_.emplace_back(name, clone(p.detach()));
+  }
+}
+
+double ExponentialMovingAverage::next_decay() const {
+  const double n = static_cast<double>(updates_);
+  return std::min(decay_, (1 + n) / (10 + n));
+}
+
+void ExponentialMovingAverage::update() {
+  HEED_CHECK(!swapped_, "ExponentialMovingAverage::update: the parameters hold the averages (a Swap is alive)");
+  NoGradGuard no_grad;
+  const double d = next_decay();
+  // avg += (1 - d) * (param - avg): one rounding fewer than d * avg + (1 - d) * param.
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& avg = averages_[i].second;
+    avg.add_(sub(params_[i].second, avg), 1 - d);
+  }
+  ++updates_;
+}
+
+ExponentialMovingAverage::Swap::Swap(ExponentialMovingAverage& ema) : ema_(ema) {
+  HEED_CHECK(!ema.swapped_, "ExponentialMovingAverage::swap_in: the averages are swapped in already");
+  NoGradGuard no_grad;
+  saved_.reserve(ema.params_.size());
+  for (size_t i = 0; i < ema.params_.size(); ++i) {
+    Tensor& p = ema.params_[i].second;
+    saved_.push_back(clone(p.detach()));
+    p.copy_(ema.averages_[i].second);
+  }
+  ema.swapped_ = true;
+}
+
+ExponentialMovingAverage::Swap::~Swap() {
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < saved_.size(); ++i) ema_.params_[i].second.copy_(saved_[i]);
+  ema_.swapped_ = false;
+}
+
+void ExponentialMovingAverage::copy_to_parameters() {
+  HEED_CHECK(!swapped_, "ExponentialMovingAverage::copy_to_parameters: a Swap is alive");
+  NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(averages_[i].second);
+}
+
+void ExponentialMovingAverage::load_state(const nn::NamedTensors& averages, int64_t updates) {
+  std::vector<std::string> problems;
+  nn::compare_named_tensors("averages", averages_, averages, problems);
+  if (updates < 0) problems.push_back(fmt::format("the update count {} is negative", updates));
+  if (!problems.empty()) {
+    std::string list;
+    for (const std::string& p : problems) list += "\n  - " + p;
+    HEED_FAIL("ExponentialMovingAverage::load_state: the saved averages do not fit ({} problem{}):{}", problems.size(),
+              problems.size() == 1 ? "" : "s", list);
+  }
+  NoGradGuard no_grad;
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : averages) by_name[name] = &t;
+  for (auto& [name, avg] : averages_) avg.copy_(*by_name.at(name));
+  updates_ = updates;
+}
+
+}  // namespace heed::optim
