@@ -2,7 +2,12 @@
 // machine's measured FP32 FMA peak, one JSON object per line.
 //
 //   gemm_bench [--threads N] [--sizes 256,512,1024,2048] [--kernel avx512|avx2|portable]
-//              [--min-time SECONDS]
+//              [--min-time SECONDS] [--shapes MxNxK:LAYOUT,...]
+//
+// --shapes times C[M, N] = A[M, K] B[K, N] at given shapes instead of square
+// ones; LAYOUT says how A and B lie in memory, as a layer's matmuls have them:
+// nn (both row-major: a gradient times a weight), nt (B transposed: x W^T,
+// a Linear's forward) or tn (A transposed: dY^T X, a weight's gradient).
 //
 // The peak is measured, not taken from a spec sheet: each thread runs a loop of
 // independent FMAs (enough accumulators to hide the FMA latency), all threads at
@@ -132,15 +137,45 @@ std::vector<int64_t> parse_sizes(const char* text) {
   return sizes;
 }
 
-// Best GFLOP/s of C = A B for n x n matrices over repeated runs lasting about min_time.
-double bench_size(int64_t n, double min_time) {
-  std::vector<float> a(n * n), b(n * n), c(n * n);
+struct Shape {
+  int64_t m, n, k;
+  std::string layout;  // nn, nt or tn
+};
+
+std::vector<Shape> parse_shapes(const char* text) {
+  std::vector<Shape> shapes;
+  std::string all(text);
+  size_t start = 0;
+  while (start < all.size()) {
+    size_t end = all.find(',', start);
+    if (end == std::string::npos) end = all.size();
+    const std::string item = all.substr(start, end - start);
+    long long m = 0, n = 0, k = 0;
+    char layout[3] = {0, 0, 0};
+    if (std::sscanf(item.c_str(), "%lldx%lldx%lld:%2s", &m, &n, &k, layout) != 4 || m <= 0 || n <= 0 || k <= 0 ||
+        (std::strcmp(layout, "nn") != 0 && std::strcmp(layout, "nt") != 0 && std::strcmp(layout, "tn") != 0)) {
+      std::fprintf(stderr, "gemm_bench: bad --shapes item '%s' (want MxNxK:nn|nt|tn)\n", item.c_str());
+      std::exit(2);
+    }
+    shapes.push_back({m, n, k, layout});
+    start = end + 1;
+  }
+  return shapes;
+}
+
+// Best GFLOP/s of C = A B at one shape and layout over repeated runs lasting about min_time.
+double bench_shape(const Shape& s, double min_time) {
+  const int64_t M = s.m, N = s.n, K = s.k;
+  std::vector<float> a(M * K), b(K * N), c(M * N);
   std::mt19937 rng(42);
   std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
   for (auto& x : a) x = dist(rng);
   for (auto& x : b) x = dist(rng);
+  // Row and column strides: A stored [M, K] or, transposed, [K, M]; B [K, N] or [N, K].
+  const bool ta = s.layout == "tn", tb = s.layout == "nt";
+  const int64_t rsa = ta ? 1 : K, csa = ta ? M : 1, rsb = tb ? 1 : N, csb = tb ? K : 1;
   auto run = [&] {
-    heed::cpu::gemm(n, n, n, 1.0f, a.data(), n, 1, b.data(), n, 1, 0.0f, c.data(), n, 1);
+    heed::cpu::gemm(M, N, K, 1.0f, a.data(), rsa, csa, b.data(), rsb, csb, 0.0f, c.data(), N, 1);
   };
   run();  // warm-up: page faults, packing buffers, worker threads
   double best = 1e30, total = 0;
@@ -153,7 +188,7 @@ double bench_size(int64_t n, double min_time) {
     total += s;
     ++reps;
   }
-  return 2.0 * n * n * n / best / 1e9;
+  return 2.0 * M * N * K / best / 1e9;
 }
 
 }  // namespace
@@ -161,6 +196,7 @@ double bench_size(int64_t n, double min_time) {
 static int run(int argc, char** argv) {
   int threads = heed::cpu::num_threads();
   std::vector<int64_t> sizes = {256, 512, 1024, 2048};
+  std::vector<Shape> shapes;
   double min_time = 1.0;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -171,6 +207,9 @@ static int run(int argc, char** argv) {
     } else if (arg == "--sizes" && value) {
       sizes = parse_sizes(value);
       ++i;
+    } else if (arg == "--shapes" && value) {
+      shapes = parse_shapes(value);
+      ++i;
     } else if (arg == "--kernel" && value) {
       heed::cpu::set_gemm_kernel(value);
       ++i;
@@ -180,7 +219,7 @@ static int run(int argc, char** argv) {
     } else {
       std::fprintf(stderr,
                    "usage: gemm_bench [--threads N] [--sizes 256,512,...] "
-                   "[--kernel avx512|avx2|portable] [--min-time SECONDS]\n");
+                   "[--kernel avx512|avx2|portable] [--min-time SECONDS] [--shapes MxNxK:nn|nt|tn,...]\n");
       return 2;
     }
   }
@@ -190,11 +229,21 @@ static int run(int argc, char** argv) {
   // that a busy moment on a shared machine does not understate it.
   Peaks peaks;
   peaks.measure(threads);
-  for (int64_t n : sizes) {
-    double gflops = bench_size(n, min_time);
-    std::printf("{\"impl\": \"heed\", \"kernel\": \"%s\", \"threads\": %d, \"size\": %lld, "
+  if (shapes.empty()) {
+    for (int64_t n : sizes) {
+      double gflops = bench_shape({n, n, n, "nn"}, min_time);
+      std::printf("{\"impl\": \"heed\", \"kernel\": \"%s\", \"threads\": %d, \"size\": %lld, "
+                  "\"gflops\": %.1f}\n",
+                  heed::cpu::gemm_kernel_name(), threads, static_cast<long long>(n), gflops);
+      std::fflush(stdout);
+    }
+  }
+  for (const Shape& s : shapes) {
+    double gflops = bench_shape(s, min_time);
+    std::printf("{\"impl\": \"heed\", \"kernel\": \"%s\", \"threads\": %d, \"shape\": \"%lldx%lldx%lld:%s\", "
                 "\"gflops\": %.1f}\n",
-                heed::cpu::gemm_kernel_name(), threads, static_cast<long long>(n), gflops);
+                heed::cpu::gemm_kernel_name(), threads, static_cast<long long>(s.m), static_cast<long long>(s.n),
+                static_cast<long long>(s.k), s.layout.c_str(), gflops);
     std::fflush(stdout);
   }
   peaks.measure(threads);

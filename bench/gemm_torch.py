@@ -27,11 +27,12 @@ def loaded_blas():
     return sorted(names)
 
 
-def bench_size(n, min_time):
+def bench_shape(m, n, k, layout, min_time):
+    """C[m, n] = A[m, k] B[k, n], A or B stored transposed as gemm_bench's layouts say."""
     torch.manual_seed(42)
-    a = torch.rand(n, n) * 2 - 1
-    b = torch.rand(n, n) * 2 - 1
-    c = torch.empty(n, n)
+    a = torch.rand(k, m).t() if layout == "tn" else torch.rand(m, k)
+    b = torch.rand(n, k).t() if layout == "nt" else torch.rand(k, n)
+    c = torch.empty(m, n)
     torch.mm(a, b, out=c)  # warm-up
     best, total, reps = float("inf"), 0.0, 0
     while (total < min_time or reps < 5) and reps < 1000:
@@ -41,7 +42,7 @@ def bench_size(n, min_time):
         best = min(best, s)
         total += s
         reps += 1
-    return 2.0 * n ** 3 / best / 1e9
+    return 2.0 * m * n * k / best / 1e9
 
 
 def main():
@@ -49,15 +50,23 @@ def main():
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="256,512,1024,2048")
     parser.add_argument("--min-time", type=float, default=1.0)
+    parser.add_argument("--shapes", default="", help="MxNxK:nn|nt|tn,... instead of square sizes")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",") if s]
     # Load the BLAS (lazily bound on first use) before looking for it.
     torch.mm(torch.ones(2, 2), torch.ones(2, 2))
     print(json.dumps({"torch": torch.__version__, "blas": loaded_blas()}), flush=True)
-    for n in sizes:
-        gflops = bench_size(n, args.min_time)
+    shapes = [s for s in args.shapes.split(",") if s]
+    for n in [] if shapes else sizes:
+        gflops = bench_shape(n, n, n, "nn", args.min_time)
         print(json.dumps({"impl": "torch", "threads": args.threads, "size": n,
+                          "gflops": round(gflops, 1)}), flush=True)
+    for shape in shapes:
+        dims, layout = shape.split(":")
+        m, n, k = (int(x) for x in dims.split("x"))
+        gflops = bench_shape(m, n, k, layout, args.min_time)
+        print(json.dumps({"impl": "torch", "threads": args.threads, "shape": shape,
                           "gflops": round(gflops, 1)}), flush=True)
 
 

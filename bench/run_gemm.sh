@@ -8,6 +8,8 @@
 # Environment:
 #   HEED_BENCH_THREADS  threads for both sides (default 2)
 #   HEED_BENCH_SIZES    comma-separated square sizes (default 256,512,1024,2048)
+#   HEED_BENCH_SHAPES   MxNxK:nn|nt|tn shapes timed after the squares (default:
+#                       the matmuls of the translate step, below; "" = none)
 #   TORCH_BLAS_DIR      optional: a folder holding another libblas.so.3 (e.g. an
 #                       unpacked OpenBLAS); torch is then timed a second time with
 #                       it first on LD_LIBRARY_PATH, in an extra column
@@ -28,6 +30,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bench_bin="${1:-build/bench/gemm_bench}"
 threads="${HEED_BENCH_THREADS:-2}"
 sizes="${HEED_BENCH_SIZES:-256,512,1024,2048}"
+# The translate training step's matmuls (d_model 256, ff 1024, 2000-token
+# vocabularies, about 1024 rows of tokens per side; HEED_PROFILE=2 lists them):
+# forward x W^T (nt), the input gradient dY W (nn), the weight gradient dY^T X (tn).
+step_shapes="1024x256x256:nt,1024x1024x256:nt,1024x256x1024:nt,1024x2000x256:nt"
+step_shapes+=",1024x256x256:nn,1024x256x1024:nn,1024x1024x256:nn,1024x256x2000:nn"
+step_shapes+=",256x256x1024:tn,1024x256x1024:tn,256x1024x1024:tn,2000x256x1024:tn"
+shapes="${HEED_BENCH_SHAPES-$step_shapes}"
 python=/usr/bin/python3
 
 if [[ ! -x "$bench_bin" ]]; then
@@ -37,7 +46,7 @@ if [[ ! -x "$bench_bin" ]]; then
 fi
 
 command_line="bench/run_gemm.sh $*"
-for var in HEED_BENCH_THREADS HEED_BENCH_SIZES TORCH_BLAS_DIR HEED_BENCH_PRIORITY; do
+for var in HEED_BENCH_THREADS HEED_BENCH_SIZES HEED_BENCH_SHAPES TORCH_BLAS_DIR HEED_BENCH_PRIORITY; do
   if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
 done
 
@@ -46,9 +55,16 @@ trap 'rm -rf "$tmp"' EXIT
 
 echo "== heed ($bench_bin, $threads threads)" >&2
 "$bench_bin" --threads "$threads" --sizes "$sizes" | tee "$tmp/heed.jsonl" >&2
+if [[ -n "$shapes" ]]; then
+  "$bench_bin" --threads "$threads" --shapes "$shapes" | tee -a "$tmp/heed.jsonl" >&2
+fi
 echo "== torch.mm ($threads threads)" >&2
 OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
   "$python" "$here/gemm_torch.py" --threads "$threads" --sizes "$sizes" | tee "$tmp/torch.jsonl" >&2
+if [[ -n "$shapes" ]]; then
+  OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
+    "$python" "$here/gemm_torch.py" --threads "$threads" --shapes "$shapes" | tee -a "$tmp/torch.jsonl" >&2
+fi
 if [[ -n "${TORCH_BLAS_DIR:-}" ]]; then
   echo "== torch.mm with $TORCH_BLAS_DIR/libblas.so.3 ($threads threads)" >&2
   LD_LIBRARY_PATH="$TORCH_BLAS_DIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
@@ -59,6 +75,7 @@ fi
 "$python" - "$tmp" "$here/RESULTS.md" "$threads" "$command_line" <<'EOF'
 import datetime
 import json
+import math
 import os
 import re
 import sys
@@ -81,8 +98,9 @@ if alt:
     torch_runs.append(("torch+" + os.path.basename(os.environ.get("TORCH_BLAS_DIR", "alt").rstrip("/")), alt))
 
 peaks = {r["peak"]: r for r in heed if "peak" in r}
-heed_rows = {r["size"]: r for r in heed if r.get("impl") == "heed"}
-kernel = next(iter(heed_rows.values()))["kernel"] if heed_rows else "?"
+heed_rows = {r["size"]: r for r in heed if r.get("impl") == "heed" and "size" in r}
+shape_rows = [r for r in heed if r.get("impl") == "heed" and "shape" in r]
+kernel = next(iter(list(heed_rows.values()) + shape_rows))["kernel"] if heed_rows or shape_rows else "?"
 # The machine's peak is the per-core peak times the threads used (one thread per
 # core here); the all-threads-at-once measurement is shown beside it because on
 # a shared machine it tells whether the cores were really free during the run.
@@ -141,6 +159,29 @@ for size in sorted(heed_rows):
         row += f" {t:.1f} | {h / t:.2f} |" if t else " - | - |"
     row += f" {100 * h / peak:.0f}% |" if peak else " - |"
     lines.append(row)
+if shape_rows:
+    lines += ["", "At the translate training step's shapes (C[M, N] = A[M, K] B[K, N]; nt: B stored transposed, "
+              "a Linear's forward x W^T; nn: the input gradient dY W; tn: A stored transposed, a weight's "
+              "gradient dY^T X):", ""]
+    header = "| M x N x K | layout | heed GFLOP/s |"
+    rule = "|---|---|---:|"
+    for label, _ in torch_runs:
+        header += f" {label} GFLOP/s | heed / {label} |"
+        rule += "---:|---:|"
+    lines += [header + " heed % of peak |", rule + "---:|"]
+    for r in shape_rows:
+        dims, layout = r["shape"].split(":")
+        h = r["gflops"]
+        row = f"| {dims} | {layout} | {h:.1f} |"
+        for _, run in torch_runs:
+            t = next((x["gflops"] for x in run if x.get("shape") == r["shape"]), None)
+            row += f" {t:.1f} | {h / t:.2f} |" if t else " - | - |"
+        row += f" {100 * h / peak:.0f}% |" if peak else " - |"
+        lines.append(row)
+    flops = {r["shape"]: 2 * math.prod(int(x) for x in r["shape"].split(":")[0].split("x")) for r in shape_rows}
+    total_time = sum(flops[r["shape"]] / r["gflops"] for r in shape_rows)
+    lines += ["", f"All step shapes together (each run once): heed {sum(flops.values()) / total_time:.1f} GFLOP/s, "
+              f"{100 * sum(flops.values()) / total_time / peak:.0f}% of peak." if peak else ""]
 section = "<!-- gemm:begin -->\n" + "\n".join(lines) + "\n<!-- gemm:end -->"
 
 if os.path.exists(results_path):
