@@ -136,6 +136,14 @@ struct Corpus {
   std::unique_ptr<data::Tokenizer> src_tok, tgt_tok;
 };
 
+// A checkpoint's two tokenizers (the corpus splits are left empty).
+Corpus tokenizers_of(const Checkpoint& ckpt) {
+  Corpus c;
+  c.src_tok = data::deserialize_tokenizer(ckpt.config.at("src_tokenizer_kind"), ckpt.texts.at("src_tokenizer"));
+  c.tgt_tok = data::deserialize_tokenizer(ckpt.config.at("tgt_tokenizer_kind"), ckpt.texts.at("tgt_tokenizer"));
+  return c;
+}
+
 bool is_tsv(const std::string& path) { return path.size() > 4 && path.substr(path.size() - 4) == ".tsv"; }
 
 std::vector<data::SentencePair> read_pairs(const TrainSettings& s) {
@@ -310,6 +318,41 @@ void export_data(const std::string& path, const TrainSettings& s, const Corpus& 
   examples::write_ragged(f, "valid_batches", rows);
 }
 
+// The test set's BLEU, greedy and (with r.beam > 1) beam search, and the first
+// r.show translations; what says which model this is.
+void report_test(nn::Seq2SeqTransformer& model, const Corpus& corpus, const TrainSettings& s, const RunOptions& r,
+                 Device device, const std::string& what) {
+  const auto test_src = sides(corpus.splits.test, true), test_ref = sides(corpus.splits.test, false);
+  const auto greedy = translate(model, corpus, test_src, 1, 0, s.max_len, device);
+  const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
+  fmt::print("\ntest set ({} sentences), {}:\n", test_src.size(), what);
+  fmt::print("  BLEU greedy      {:.2f}\n", bleu_greedy.bleu);
+  if (!r.hyp_out.empty()) {
+    std::ofstream hyp(r.hyp_out);
+    for (const auto& line : greedy) hyp << line << '\n';
+    HEED_CHECK(hyp.good(), "--hyp-out {}: cannot write", r.hyp_out);
+  }
+  std::vector<std::string> shown = greedy;
+  if (r.beam > 1) {
+    // On the whole test set, or on its first --beam-sentences sentences with
+    // greedy on the same ones beside it.
+    const size_t n = r.beam_sentences > 0 ? std::min<size_t>(r.beam_sentences, test_src.size()) : test_src.size();
+    const std::vector<std::string> src_n(test_src.begin(), test_src.begin() + n), ref_n(test_ref.begin(), test_ref.begin() + n);
+    const auto beam = translate(model, corpus, src_n, r.beam, r.length_penalty, s.max_len, device);
+    if (n == test_src.size()) {
+      fmt::print("  BLEU beam {}      {:.2f}\n", r.beam, data::corpus_bleu(beam, ref_n).bleu);
+    } else {
+      const std::vector<std::string> greedy_n(greedy.begin(), greedy.begin() + n);
+      fmt::print("  on the first {} test sentences: BLEU greedy {:.2f}, BLEU beam {} {:.2f}\n", n,
+                 data::corpus_bleu(greedy_n, ref_n).bleu, r.beam, data::corpus_bleu(beam, ref_n).bleu);
+    }
+    shown = beam;
+  }
+  fmt::print("\nsome test translations{}:\n", r.beam > 1 ? fmt::format(" (beam {})", r.beam) : "");
+  for (int64_t i = 0; i < std::min<int64_t>(r.show, test_src.size()); ++i)
+    fmt::print("  de:   {}\n  ref:  {}\n  heed: {}\n\n", test_src[i], test_ref[i], shown[i]);
+}
+
 int run_train(TrainSettings s, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
   const Device device = examples::device_from_flag(r.device);
@@ -329,8 +372,8 @@ int run_train(TrainSettings s, const RunOptions& r) {
   fmt::print(stderr, "{} sentence pairs: {} train, {} valid, {} test\n", pairs.size(), corpus.splits.train.size(),
              corpus.splits.valid.size(), corpus.splits.test.size());
   if (resumed) {
-    corpus.src_tok = data::deserialize_tokenizer(resumed->config.at("src_tokenizer_kind"), resumed->texts.at("src_tokenizer"));
-    corpus.tgt_tok = data::deserialize_tokenizer(resumed->config.at("tgt_tokenizer_kind"), resumed->texts.at("tgt_tokenizer"));
+    Corpus saved = tokenizers_of(*resumed);
+    corpus.src_tok = std::move(saved.src_tok), corpus.tgt_tok = std::move(saved.tgt_tok);
   } else if (s.shared_vocab) {
     HEED_CHECK(s.src_vocab_size == 0 || s.src_vocab_size == s.vocab_size,
                "--shared-vocab trains one vocabulary of --vocab-size {}; --src-vocab-size {} cannot differ from it",
@@ -519,36 +562,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
   // (With --ema: its averaged weights, which validation chose it by.)
   if (fs::exists(fs::path(r.out) / "best.h5"))
     restore_for_evaluation(load_checkpoint((fs::path(r.out) / "best.h5").string()), model);
-  const auto test_src = sides(corpus.splits.test, true), test_ref = sides(corpus.splits.test, false);
-  const auto greedy = translate(model, corpus, test_src, 1, 0, s.max_len, device);
-  const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
-  fmt::print("\ntest set ({} sentences), best checkpoint{} (validation loss {:.3f}):\n", test_src.size(),
-             ema ? fmt::format(", averaged weights (--ema {})", s.ema) : "", best_valid);
-  fmt::print("  BLEU greedy      {:.2f}\n", bleu_greedy.bleu);
-  if (!r.hyp_out.empty()) {
-    std::ofstream hyp(r.hyp_out);
-    for (const auto& line : greedy) hyp << line << '\n';
-    HEED_CHECK(hyp.good(), "--hyp-out {}: cannot write", r.hyp_out);
-  }
-  std::vector<std::string> shown = greedy;
-  if (r.beam > 1) {
-    // On the whole test set, or on its first --beam-sentences sentences with
-    // greedy on the same ones beside it.
-    const size_t n = r.beam_sentences > 0 ? std::min<size_t>(r.beam_sentences, test_src.size()) : test_src.size();
-    const std::vector<std::string> src_n(test_src.begin(), test_src.begin() + n), ref_n(test_ref.begin(), test_ref.begin() + n);
-    const auto beam = translate(model, corpus, src_n, r.beam, r.length_penalty, s.max_len, device);
-    if (n == test_src.size()) {
-      fmt::print("  BLEU beam {}      {:.2f}\n", r.beam, data::corpus_bleu(beam, ref_n).bleu);
-    } else {
-      const std::vector<std::string> greedy_n(greedy.begin(), greedy.begin() + n);
-      fmt::print("  on the first {} test sentences: BLEU greedy {:.2f}, BLEU beam {} {:.2f}\n", n,
-                 data::corpus_bleu(greedy_n, ref_n).bleu, r.beam, data::corpus_bleu(beam, ref_n).bleu);
-    }
-    shown = beam;
-  }
-  fmt::print("\nsome test translations{}:\n", r.beam > 1 ? fmt::format(" (beam {})", r.beam) : "");
-  for (int64_t i = 0; i < std::min<int64_t>(r.show, test_src.size()); ++i)
-    fmt::print("  de:   {}\n  ref:  {}\n  heed: {}\n\n", test_src[i], test_ref[i], shown[i]);
+  report_test(model, corpus, s, r, device,
+              fmt::format("best checkpoint{} (validation loss {:.3f})",
+                          ema ? fmt::format(", averaged weights (--ema {})", s.ema) : "", best_valid));
   fmt::print("checkpoints, log and loss plot in {}/\n", r.out);
   return 0;
 }
@@ -568,6 +584,30 @@ int run_bleu(const std::string& hyp_file, const std::string& ref_file) {
   return 0;
 }
 
+// ---- test ----------------------------------------------------------------------------
+
+// The test report of `train` for a checkpoint, with other decoding settings:
+// the split is made again from the checkpoint's data, seed and fractions.
+int run_test(const std::string& checkpoint, const RunOptions& r) {
+  if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
+  const Device device = examples::device_from_flag(r.device);
+  const Checkpoint ckpt = load_checkpoint(checkpoint);
+  const Config config(ckpt.config);
+  HEED_CHECK(config.str("program") == "translate", "{} is not a translate checkpoint (program = {})", checkpoint,
+             config.str("program"));
+  const TrainSettings s = from_config(config);
+  Corpus corpus = tokenizers_of(ckpt);
+  corpus.splits = data::split_pairs(read_pairs(s), s.valid_fraction, s.test_fraction, static_cast<uint64_t>(s.seed));
+  nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
+  const bool averaged = restore_for_evaluation(ckpt, model);
+  model.to(device);
+  const auto autocast = examples::use_precision(examples::precision_from_flag(s.precision, device), device);
+  report_test(model, corpus, s, r, device,
+              fmt::format("{}{}, beam {}, length penalty {}", checkpoint, averaged ? " (averaged weights)" : "",
+                          r.beam, r.length_penalty));
+  return 0;
+}
+
 // ---- decode --------------------------------------------------------------------------
 
 int run_decode(const std::string& checkpoint, std::vector<std::string> sentences, const std::string& file,
@@ -578,9 +618,7 @@ int run_decode(const std::string& checkpoint, std::vector<std::string> sentences
   HEED_CHECK(config.str("program") == "translate", "{} is not a translate checkpoint (program = {})", checkpoint,
              config.str("program"));
   const TrainSettings s = from_config(config);
-  Corpus corpus;
-  corpus.src_tok = data::deserialize_tokenizer(config.str("src_tokenizer_kind"), ckpt.texts.at("src_tokenizer"));
-  corpus.tgt_tok = data::deserialize_tokenizer(config.str("tgt_tokenizer_kind"), ckpt.texts.at("tgt_tokenizer"));
+  Corpus corpus = tokenizers_of(ckpt);
   nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
   restore_for_evaluation(ckpt, model);
   model.to(device);
@@ -673,6 +711,18 @@ int main(int argc, char** argv) {
   decode->add_option("--length-penalty", length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
   decode->add_option("--device", device, "cpu or cuda[:index]")->capture_default_str();
 
+  RunOptions t;
+  CLI::App* test = app.add_subcommand("test", "the test-set report of 'train' for a checkpoint, with other decoding settings");
+  test->add_option("-c,--checkpoint", checkpoint, "a checkpoint written by 'translate train'")->required()->check(CLI::ExistingFile);
+  test->add_option("--beam", t.beam, "beam size (1 = greedy only)")->check(CLI::PositiveNumber)->capture_default_str();
+  test->add_option("--length-penalty", t.length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
+  test->add_option("--beam-sentences", t.beam_sentences, "test sentences decoded with beam search (0 = all)")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  test->add_option("--show", t.show, "test translations to print")->check(CLI::NonNegativeNumber)->capture_default_str();
+  test->add_option("--hyp-out", t.hyp_out, "write the greedy test translations to this file, one per line");
+  test->add_option("--threads", t.threads, "CPU threads (0 = HEED_NUM_THREADS or all)")->check(CLI::NonNegativeNumber);
+  test->add_option("--device", t.device, "cpu or cuda[:index]")->capture_default_str();
+
   std::string hyp_file, ref_file;
   CLI::App* bleu = app.add_subcommand("bleu", "corpus BLEU of a file of translations against a file of references");
   bleu->add_option("--hyp", hyp_file, "translations, one per line")->required()->check(CLI::ExistingFile);
@@ -685,6 +735,7 @@ int main(int argc, char** argv) {
       return run_train(s, r);
     }
     if (*bleu) return run_bleu(hyp_file, ref_file);
+    if (*test) return run_test(checkpoint, t);
     return run_decode(checkpoint, sentences, file, beam, length_penalty, device);
   } catch (const std::exception& e) {
     fmt::print(stderr, "translate: error: {}\n", e.what());

@@ -130,6 +130,11 @@ check "translate: --precision tf32 on the CPU is refused" 1 "--precision tf32: T
   --task copy "${TINY[@]}" --steps 2 --precision tf32 --out "$WORK/tf32"
 check "translate: an unknown --precision is refused" 1 "precision" -- "$T" train --precision fp16
 
+check "translate test reports a checkpoint's test BLEU as train did" 0 "" -- bash -c \
+  "'$T' train ${RESUME[*]} --beam 2 --out '$WORK/test_cmd' 2>/dev/null | grep 'BLEU' > '$WORK/test_cmd.train' &&
+   '$T' test -c '$WORK/test_cmd/best.h5' --beam 2 --show 0 2>/dev/null | grep 'BLEU' > '$WORK/test_cmd.test' &&
+   [[ -s '$WORK/test_cmd.test' ]] && diff '$WORK/test_cmd.train' '$WORK/test_cmd.test'"
+check "translate test with another beam" 0 "BLEU beam 3" -- "$T" test -c "$WORK/tr/best.h5" --beam 3 --length-penalty 0.6 --show 1
 check "translate decode" 0 "^[a-z]" -- "$T" decode -c "$WORK/tr/best.h5" "a b c d" "e f g"
 check "translate decode --beam 3 from a file" 0 "^[a-z]" -- bash -c "printf 'a b c\nd e f\n' > '$WORK/in.txt' && '$T' decode -c '$WORK/tr/best.h5' --beam 3 --file '$WORK/in.txt'"
 check "translate: a bad flag value is refused" 1 "d-model" -- "$T" train --d-model -4
@@ -208,6 +213,7 @@ check "lm train --ema evaluates and samples with the averaged weights" 0 "averag
   --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 20 --warmup 2 --eval-every 10 \
   --sample-len 5 --ema 0.9 --out "$WORK/lm_ema"
 check "lm sample from an --ema checkpoint" 0 "the" -- "$L" sample -c "$WORK/lm_ema/best.h5" --prompt "the" --max-new 5
+check "translate test of an lm checkpoint is refused" 1 "not a translate checkpoint" -- "$T" test -c "$WORK/lm/best.h5"
 check "lm train with BPE tokens" 0 "validation loss" -- "$L" train --text "$WORK/text.txt" --tokenizer bpe --vocab-size 300 --warmup 2 \
   --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --eval-every 10 --sample-len 5 --out "$WORK/lm_bpe"
 check "lm: a BPE token spans several characters, so bits/char is below bits/token" 0 "^below" -- bash -c \
