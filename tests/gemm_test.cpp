@@ -171,8 +171,10 @@ TEST_CASE("gemm handles every transpose combination and strided operands", "[gem
   const Layout layouts[] = {Layout::row_major, Layout::col_major, Layout::sliced};
   for (const auto& kernel : kernels_to_test()) {
     heed::cpu::set_gemm_kernel(kernel);
+    // {130, 70, 1100}: K spans several K blocks and two depth superblocks, M
+    // ends in a partial panel (a column-major A is packed whole per block).
     for (Shape s : {Shape{37, 53, 29}, Shape{40, 50, 260}, Shape{5, 3, 2}, Shape{1, 600, 70},
-                    Shape{300, 3, 40}})
+                    Shape{300, 3, 40}, Shape{130, 70, 1100}})
       for (Layout la : layouts)
         for (Layout lb : layouts)
           for (Layout lc : layouts) run_case<float>(s.M, s.N, s.K, la, lb, lc, 1.0f, 0.5f);
@@ -247,6 +249,7 @@ TEST_CASE("gemm results are bit-identical for 1, 2 and 3 threads", "[gemm]") {
   std::mt19937 rng(3);
   auto A = make_operand<float>(M, K, Layout::row_major, rng);
   auto B = make_operand<float>(K, N, Layout::col_major, rng);
+  auto At = make_operand<float>(M, K, Layout::col_major, rng);  // a weight gradient's dY^T
   auto Ad = make_operand<double>(M, K, Layout::row_major, rng);
   auto Bd = make_operand<double>(K, N, Layout::row_major, rng);
   for (const auto& kernel : kernels_to_test()) {
@@ -259,6 +262,14 @@ TEST_CASE("gemm results are bit-identical for 1, 2 and 3 threads", "[gemm]") {
       gemm(M, N, K, 0.7f, A.data(), A.rs, A.cs, B.data(), B.rs, B.cs, 0.3f, c.data(), N, 1);
       if (first.empty()) first = c;
       REQUIRE(std::memcmp(c.data(), first.data(), c.size() * sizeof(float)) == 0);
+    }
+    std::vector<float> first_t;  // a column-major A, packed whole
+    for (int threads : {1, 2, 3}) {
+      heed::cpu::set_num_threads(threads);
+      std::vector<float> c(M * N, 1.0f);
+      gemm(M, N, K, 0.7f, At.data(), At.rs, At.cs, B.data(), B.rs, B.cs, 0.3f, c.data(), N, 1);
+      if (first_t.empty()) first_t = c;
+      REQUIRE(std::memcmp(c.data(), first_t.data(), c.size() * sizeof(float)) == 0);
     }
   }
   // The unpacked path for few rows, split by columns between threads.

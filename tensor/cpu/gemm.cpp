@@ -250,6 +250,8 @@ constexpr double kParallelFlops = 1 << 21;
 constexpr int64_t kPackJobCols = 256;
 
 thread_local PackBuffer t_a_block;
+// A column-major A packed whole (see gemm_packed), on the calling thread.
+thread_local PackBuffer t_a_whole;
 
 template <typename T, int MR, int NR>
 void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
@@ -301,6 +303,28 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
         }
       });
 
+      // A column-major A (a weight gradient's dY^T) is packed whole here, like
+      // B, reading each of its columns end to end: packed per task, each
+      // column was read in mc-long pieces a row stride apart, and the loads
+      // stalled for a third of the GEMM. The panels are the same either way.
+      const bool a_whole = rsa == 1 && csa != 1;
+      const int64_t m_pad = round_up(M, MR);
+      T* apack_whole = nullptr;
+      if (a_whole) {
+        apack_whole = static_cast<T*>(t_a_whole.get(sizeof(T) * m_pad * ks));
+        const int64_t a_panels = m_pad / MR;
+        const int64_t per_job_a = std::max<int64_t>(1, kPackJobCols / MR);
+        const int64_t jobs_kb_a = ceil_div(a_panels, per_job_a);
+        parallel_for(0, num_kb * jobs_kb_a, parallel ? 1 : num_kb * jobs_kb_a, [&](int64_t first, int64_t last) {
+          for (int64_t job = first; job < last; ++job) {
+            const int64_t kb = job / jobs_kb_a, slot = job % jobs_kb_a;
+            const int64_t k0 = kb * KC, kc = std::min(KC, ks - k0);
+            pack_a_panels<T, MR>(spec, apack_whole + k0 * m_pad, A + (p0 + k0) * csa, rsa, csa, M, slot * per_job_a,
+                                 std::min(a_panels, (slot + 1) * per_job_a), kc);
+          }
+        });
+      }
+
       // Smaller tasks when there are too few to keep every thread busy to the
       // end. Task shapes never change an element's arithmetic, so this may
       // depend on the thread count.
@@ -311,7 +335,7 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
       const int64_t tiles_i = ceil_div(M, mc), tiles_j = ceil_div(ns, nc);
       const int64_t tasks = tiles_i * tiles_j;
       parallel_for(0, tasks, parallel ? 1 : tasks, [&](int64_t first, int64_t last) {
-        T* apack = static_cast<T*>(t_a_block.get(sizeof(T) * mc * KC));
+        T* apack = a_whole ? nullptr : static_cast<T*>(t_a_block.get(sizeof(T) * mc * KC));
         for (int64_t task = first; task < last; ++task) {
           const int64_t ti = task / tiles_j, tj = task % tiles_j;
           const int64_t ib = ti * mc, ie = std::min(M, ib + mc);
@@ -319,14 +343,16 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
           for (int64_t kb = 0; kb < num_kb; ++kb) {
             const int64_t k0 = kb * KC, kc = std::min(KC, ks - k0);
             const T beta_k = (p0 + k0 == 0) ? beta : T(1);
-            pack_a_panels<T, MR>(spec, apack, A + ib * rsa + (p0 + k0) * csa, rsa, csa, ie - ib, 0,
-                                 ceil_div(ie - ib, MR), kc);
+            const T* ablock = a_whole ? apack_whole + k0 * m_pad + ib * kc : apack;
+            if (!a_whole)
+              pack_a_panels<T, MR>(spec, apack, A + ib * rsa + (p0 + k0) * csa, rsa, csa, ie - ib, 0,
+                                   ceil_div(ie - ib, MR), kc);
             const T* bblock = bpack + k0 * ns_pad;
             for (int64_t jr = jb; jr < je; jr += NR) {
               const T* bp = bblock + jr * kc;
               const int64_t cols = std::min<int64_t>(NR, je - jr);
               for (int64_t ir = ib; ir < ie; ir += MR)
-                run_tile(apack + (ir - ib) * kc, bp, kc, ir, j0 + jr, std::min<int64_t>(MR, ie - ir),
+                run_tile(ablock + (ir - ib) * kc, bp, kc, ir, j0 + jr, std::min<int64_t>(MR, ie - ir),
                          cols, beta_k);
             }
           }

@@ -7,6 +7,7 @@
 // ISA, and a copy instantiated in a SIMD file could replace them at link time.
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 
 #include "tensor/cpu/gemm_kernels.h"
 
@@ -63,12 +64,15 @@ void pack_a_panels(const KernelSpec<T>& spec, T* dst, const T* a, int64_t rsa, i
                    int64_t rows, int64_t p_begin, int64_t p_end, int64_t kc) {
   const int64_t full_end = std::min(p_end, rows / MR);
   if (rsa == 1 && csa != 1 && p_begin < full_end) {
-    // Column-major A: walk each column once, a long contiguous read, dealing
-    // MR-long pieces to the panels.
-    for (int64_t k = 0; k < kc; ++k) {
-      const T* col = a + k * csa;
+    // Column-major A: read kChunk columns end to end (they then stay in L1),
+    // and deal them to the panels, kChunk * MR contiguous values each. Whole
+    // columns at a time wrote to every panel's page per column and stalled
+    // on the TLB; panel by panel read each column in MR-long pieces.
+    constexpr int64_t kChunk = 16;
+    for (int64_t k0 = 0; k0 < kc; k0 += kChunk) {
+      const int64_t k1 = std::min(kc, k0 + kChunk);
       for (int64_t p = p_begin; p < full_end; ++p)
-        for (int r = 0; r < MR; ++r) dst[p * MR * kc + k * MR + r] = col[p * MR + r];
+        for (int64_t k = k0; k < k1; ++k) std::memcpy(dst + p * MR * kc + k * MR, a + k * csa + p * MR, MR * sizeof(T));
     }
     p_begin = full_end;
   }
