@@ -48,12 +48,18 @@ LinearActivation fused(Activation a) { return a == Activation::ReLU ? LinearActi
 // linear1/linear2 directly so their names match PyTorch's. The activation is
 // fused into linear1, and the residual add into linear2 whenever no dropout
 // stands between them (p = 0, or evaluation).
+// residual + dropout(y), or dropout(y) without a residual: the tail of a
+// block whose residual add could not be fused (dropout stands before it).
+Tensor dropout_then_add(const Tensor& y, double p, bool training, Generator* gen, const Tensor& residual) {
+  Tensor dropped = dropout(y, p, training, gen);
+  return residual.defined() ? add(residual, dropped) : dropped;
+}
+
 Tensor feed_forward(const Tensor& x, const Linear& linear1, const Linear& linear2, Activation act, double p,
                     bool training, Generator* gen, bool output_dropout = false, const Tensor& residual = {}) {
   Tensor h = dropout(linear1.forward(x, fused(act)), p, training, gen);
   if (!(output_dropout && p > 0 && training)) return linear2.forward_add(h, residual);
-  Tensor y = dropout(linear2.forward(h), p, training, gen);
-  return residual.defined() ? add(residual, y) : y;
+  return dropout_then_add(linear2.forward(h), p, training, gen, residual);
 }
 
 // residual + dropout(attention output): the add fused into out_proj when
@@ -64,9 +70,7 @@ Tensor attention_block(MultiheadAttention& attention, const Tensor& query, const
   const bool fuse = !(p > 0 && training);
   if (fuse) call.residual = residual;
   Tensor y = attention.forward(query, key_value, key_value, call).output;
-  if (fuse) return y;
-  y = dropout(y, p, training, gen);
-  return residual.defined() ? add(residual, y) : y;
+  return fuse ? y : dropout_then_add(y, p, training, gen, residual);
 }
 
 }  // namespace
