@@ -117,6 +117,11 @@ template <class T>
 void launch_random_normal(T* out, int64_t n, uint64_t seed, uint64_t offset, compute_t<T> mean, compute_t<T> std);
 template <class T>
 void launch_random_bernoulli(T* out, int64_t n, uint64_t seed, uint64_t offset, double p);
+// Fused dropout (tensor/dropout_rule.h): out = [residual +] x * (keep ? scale
+// : 0) over [n] contiguous, sample i the Bernoulli word i of the stream;
+// residual may be null. T float, double or bfloat16.
+template <class T>
+void launch_dropout(const T* x, const T* residual, T* out, int64_t n, uint64_t seed, uint64_t offset, double p);
 
 }  // namespace heed::cuda
 

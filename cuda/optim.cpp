@@ -1,4 +1,5 @@
-// The CUDA op table's fused Adam step and counter-based random fill. Both
+// The CUDA op table's fused Adam step, counter-based random fill and fused
+// dropout. Both
 // follow the CPU kernels operation by operation (cuda/optim_math.h), so a
 // step or a seed gives the same numbers on either device: bit for bit for
 // adam_step, uniform and bernoulli; normal up to the device's logf/cosf.
@@ -64,11 +65,24 @@ void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset,
   HEED_FAIL("cuda random: unknown distribution {}", static_cast<int>(dist));
 }
 
+void dropout(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t offset, const Tensor& out) {
+  HEED_CHECK(x.is_contiguous() && out.is_contiguous() && (!residual.defined() || residual.is_contiguous()),
+             "cuda dropout: expected contiguous tensors, got x {}, out {}", describe(x), describe(out));
+  DeviceGuard guard(out.device().index);
+  dispatch_floating_or_bf16(out.dtype(), "cuda dropout", [&](auto zero) {
+    using T = decltype(zero);
+    launch_dropout<T>(static_cast<const T*>(x.raw_data()),
+                      residual.defined() ? static_cast<const T*>(residual.raw_data()) : nullptr,
+                      static_cast<T*>(out.raw_data()), out.numel(), seed, offset, p);
+  });
+}
+
 }  // namespace
 
 void install_optim_kernels(Backend& row) {
   row.adam_step = adam_step;
   row.random = random;
+  row.dropout = dropout;
 }
 
 }  // namespace heed::cuda

@@ -10,6 +10,7 @@
 #include "cuda/check.h"
 #include "cuda/kernels.h"
 #include "cuda/optim_math.h"
+#include "tensor/dropout_rule.h"
 
 namespace heed::cuda {
 
@@ -35,7 +36,38 @@ void launch(T* out, int64_t n, uint64_t seed, uint64_t offset, int words, const 
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 
+// One thread per Philox block: its four words decide four elements.
+template <class T>
+__global__ void dropout_kernel(const T* x, const T* residual, T* out, int64_t n, uint64_t seed, uint64_t offset,
+                               uint32_t threshold, compute_t<T> scale, int64_t blocks) {
+  const int64_t stride = static_cast<int64_t>(blockDim.x) * gridDim.x;
+  for (int64_t b = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; b < blocks; b += stride) {
+    const Philox4x32 r = philox_block(seed, offset + static_cast<uint64_t>(b));
+    for (int s = 0; s < 4; ++s) {
+      const int64_t i = b * 4 + s;
+      if (i >= n) break;
+      const bool keep = dropout_keeps(r.w[s], threshold);
+      out[i] = residual != nullptr ? dropout_add_value(x[i], residual[i], keep, scale) : dropout_value(x[i], keep, scale);
+    }
+  }
+}
+
 }  // namespace
+
+template <class T>
+void launch_dropout(const T* x, const T* residual, T* out, int64_t n, uint64_t seed, uint64_t offset, double p) {
+  if (n <= 0) return;
+  const int64_t blocks = random_blocks(n, 1);
+  const int64_t grid = std::min<int64_t>((blocks + kThreads - 1) / kThreads, kMaxBlocks);
+  dropout_kernel<T><<<static_cast<unsigned>(grid), kThreads>>>(x, residual, out, n, seed, offset,
+                                                                dropout_threshold(p), dropout_scale<T>(p), blocks);
+  HEED_CUDA_CHECK(cudaGetLastError());
+}
+
+template void launch_dropout<float>(const float*, const float*, float*, int64_t, uint64_t, uint64_t, double);
+template void launch_dropout<double>(const double*, const double*, double*, int64_t, uint64_t, uint64_t, double);
+template void launch_dropout<bfloat16>(const bfloat16*, const bfloat16*, bfloat16*, int64_t, uint64_t, uint64_t,
+                                       double);
 
 template <class T>
 void launch_random_uniform(T* out, int64_t n, uint64_t seed, uint64_t offset, compute_t<T> a, compute_t<T> b) {

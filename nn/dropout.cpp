@@ -13,8 +13,9 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator* gen) {
   if (!training || p == 0.0) return x;
   HEED_CHECK(x.is_floating_point(), "Dropout: input must be a float dtype (float32, float64 or bfloat16), got {}", x.dtype());
   if (p == 1.0) return mul(x, 0.0);
-  Tensor mask = bernoulli(x.shape(), 1.0 - p, gen, x.dtype(), x.device());
-  return mul(x, mul(mask, 1.0 / (1.0 - p)));
+  // One fused pass, the mask drawn as bernoulli(x.shape(), 1 - p, gen) and
+  // never stored (tensor/dropout.cpp).
+  return fused_dropout(x, p, gen);
 }
 
 Tensor Dropout::forward(const Tensor& x) const { return dropout(x, p_, is_training(), gen_); }

@@ -51,6 +51,7 @@ LinearActivation fused(Activation a) { return a == Activation::ReLU ? LinearActi
 // residual + dropout(y), or dropout(y) without a residual: the tail of a
 // block whose residual add could not be fused (dropout stands before it).
 Tensor dropout_then_add(const Tensor& y, double p, bool training, Generator* gen, const Tensor& residual) {
+  if (training && p > 0 && p < 1) return fused_dropout(y, p, gen, residual);  // one pass for both
   Tensor dropped = dropout(y, p, training, gen);
   return residual.defined() ? add(residual, dropped) : dropped;
 }

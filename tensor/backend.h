@@ -143,6 +143,13 @@ struct Backend {
   // i*w of the Philox blocks offset, offset + 1, ... (tensor/philox.h spells
   // it out), so the stream is the same on every device and thread count.
   void (*random)(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out) = nullptr;
+  // Fused dropout on contiguous tensors of one shape and float dtype:
+  // out = residual + x * (keep ? 1 / (1 - p) : 0), or without the residual
+  // when it is undefined, where element i is kept when the Bernoulli(1 - p)
+  // sample i of that same stream (offset, one word a sample) is 1;
+  // tensor/dropout_rule.h has the arithmetic, the composed op's bits.
+  void (*dropout)(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t offset,
+                  const Tensor& out) = nullptr;
 
   // Waits for all queued work on the device (a no-op on the CPU).
   void (*synchronize)(int device_index) = nullptr;

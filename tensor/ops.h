@@ -182,6 +182,16 @@ enum class LinearActivation { None, ReLU, GELU };  // GELU: the exact (erf) one
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = {},
               LinearActivation act = LinearActivation::None, const Tensor& residual = {});
 
+// ---- fused dropout (dropout.cpp) ----
+// residual + x * mask / (1 - p), mask[i] = 1 with probability 1 - p, in one
+// pass (residual undefined: plain dropout). The mask is drawn from gen (the
+// default generator when null) exactly as bernoulli(x.shape(), 1 - p, gen)
+// would draw it, and the arithmetic is the composed op's, so the result is
+// bit for bit that of add(residual, mul(x, mul(bernoulli(...), 1 / (1 - p))));
+// backward draws the mask again from the saved counter instead of keeping
+// it. p in [0, 1); x a float tensor; residual of x's shape and device.
+Tensor fused_dropout(const Tensor& x, double p, Generator* gen = nullptr, const Tensor& residual = {});
+
 // ---- indexing (index.cpp) ----
 Tensor index_select(const Tensor& t, int64_t dim, const Tensor& index);
 Tensor gather(const Tensor& t, int64_t dim, const Tensor& index);

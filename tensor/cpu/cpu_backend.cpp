@@ -37,6 +37,7 @@ void register_cpu_backend() {
   row.index_add = &index_add;
   row.adam_step = &adam_step;
   row.random = &random;
+  row.dropout = &dropout;
   row.synchronize = &synchronize;
   row.device_count = &device_count;
   maybe_profile(row);

@@ -64,5 +64,6 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
 
 // cpu_random.cpp
 void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out);
+void dropout(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t offset, const Tensor& out);
 
 }  // namespace heed::cpu

@@ -143,6 +143,11 @@ void p_adam_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor
   Timed t("adam_step");
   adam_step(p, g, m, v, args);
 }
+void p_dropout(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t off, const Tensor& out) {
+  Timed t(residual.defined() ? "dropout_add" : "dropout");
+  dropout(x, residual, p, seed, off, out);
+}
+
 void p_random(RandomDist dist, double a, double b, uint64_t seed, uint64_t off, const Tensor& out) {
   Timed t("random");
   random(dist, a, b, seed, off, out);
@@ -198,6 +203,7 @@ void maybe_profile(Backend& row) {
   row.index_add = &p_index_add;
   row.adam_step = &p_adam_step;
   row.random = &p_random;
+  row.dropout = &p_dropout;
 }
 
 }  // namespace heed::cpu

@@ -8,6 +8,7 @@
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/philox_blocks.h"
+#include "tensor/dropout_rule.h"
 #include "tensor/philox.h"
 
 namespace heed::cpu {
@@ -87,6 +88,43 @@ void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset,
       });
   }
   HEED_FAIL("cpu random: unknown distribution {}", static_cast<int>(dist));
+}
+
+namespace {
+
+template <class T>
+void dropout_typed(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t offset, const Tensor& out) {
+  const T* px = static_cast<const T*>(x.raw_data());
+  const T* pr = residual.defined() ? static_cast<const T*>(residual.raw_data()) : nullptr;
+  T* po = static_cast<T*>(out.raw_data());
+  const compute_t<T> scale = dropout_scale<T>(p);
+  const uint32_t threshold = dropout_threshold(p);
+  // Sample i reads word i of the blocks offset, offset + 1, ... (Bernoulli's one word a sample).
+  parallel_for(0, out.numel(), kGrain, [&](int64_t b, int64_t e) {
+    alignas(64) uint32_t batch[4 * kBatchBlocks];
+    for (int64_t i = b; i < e;) {
+      const int64_t block = i / 4, end = std::min<int64_t>(e, (block + kBatchBlocks) * 4);
+      philox_blocks(seed, offset + static_cast<uint64_t>(block), (end - 1) / 4 - block + 1, batch);
+      const int64_t first = block * 4;
+      if (pr != nullptr)
+        for (; i < end; ++i) po[i] = dropout_add_value(px[i], pr[i], dropout_keeps(batch[i - first], threshold), scale);
+      else
+        for (; i < end; ++i) po[i] = dropout_value(px[i], dropout_keeps(batch[i - first], threshold), scale);
+    }
+  });
+}
+
+}  // namespace
+
+void dropout(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t offset, const Tensor& out) {
+  HEED_CHECK(x.is_contiguous() && out.is_contiguous() && (!residual.defined() || residual.is_contiguous()),
+             "cpu dropout: tensors must be contiguous");
+  switch (out.dtype()) {
+    case DType::Float32: return dropout_typed<float>(x, residual, p, seed, offset, out);
+    case DType::Float64: return dropout_typed<double>(x, residual, p, seed, offset, out);
+    case DType::BFloat16: return dropout_typed<bfloat16>(x, residual, p, seed, offset, out);
+    default: HEED_FAIL("cpu dropout: expected a float tensor, got {}", out.dtype());
+  }
 }
 
 }  // namespace heed::cpu
