@@ -270,6 +270,7 @@ def main():
     c.update({k: float(attrs[k]) for k in ("dropout", "label_smoothing", "lr", "min_lr", "weight_decay", "clip")})
     # Absent from exports written before these options existed: those models had none of them.
     c.update({k: int(attrs.get(k, 0)) != 0 for k in ("norm_first", "shared_vocab", "tie_output")})
+    c["ema"] = float(attrs.get("ema", 0))  # heed's --ema: evaluation uses averaged weights
     train = list(zip(ragged(f["train/src"]), ragged(f["train/tgt"])))
     valid = list(zip(ragged(f["valid/src"]), ragged(f["valid/tgt"])))
     test_src = ragged(f["test/src"])
@@ -294,6 +295,9 @@ def main():
           f"{torch.get_num_threads()} threads", file=sys.stderr)
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(0.9, 0.98), eps=1e-9,
                             weight_decay=c["weight_decay"])
+    # heed's optim::ExponentialMovingAverage (docs/optim.md): avg += (1 - d) (p - avg),
+    # d = min(decay, (1 + n) / (10 + n)) after n updates; the averages are what is evaluated.
+    averages = [p.detach().clone() for p in model.parameters()] if c["ema"] > 0 else None
     model.train()
     train_seconds, tokens, first_loss, losses = 0.0, 0, None, []
     for step, rows in enumerate(train_batches, start=1):
@@ -308,6 +312,11 @@ def main():
         for g in opt.param_groups:
             g["lr"] = lr_at(step, c)
         opt.step()
+        if averages is not None:
+            d = min(c["ema"], step / (9.0 + step))  # n = step - 1 updates before this one
+            with torch.no_grad():
+                for a, p in zip(averages, model.parameters()):
+                    a.add_(p - a, alpha=1.0 - d)
         l = loss.item()
         train_seconds += time.perf_counter() - t0
         tokens += int((tgt_out != PAD).sum())
@@ -317,6 +326,10 @@ def main():
             print(f"step {step}/{c['steps']} loss {np.mean(losses[-50:]):.3f} lr {lr_at(step, c):.2e} "
                   f"{tokens / train_seconds:.0f} tok/s", file=sys.stderr, flush=True)
 
+    if averages is not None:
+        with torch.no_grad():
+            for a, p in zip(averages, model.parameters()):
+                p.copy_(a)
     valid_loss = validation_loss(model, valid, valid_batches)
     print(f"validation loss {valid_loss:.4f}", file=sys.stderr)
     hyps = greedy_translate(model, test_src, c["max_len"])

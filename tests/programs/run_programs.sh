@@ -64,7 +64,7 @@ exists "translate writes checkpoints, the log and the plot" "$WORK/tr/best.h5" "
 check "the log has a header and rows" 0 "^step,epoch,train_loss" -- head -1 "$WORK/tr/log.csv"
 check "translate train --resume continues a finished run" 0 "resuming" -- "$T" train --resume "$WORK/tr/last.h5" --out "$WORK/tr2" --beam 1 --show 1
 # Exact resume: 40 steps in one go equal 20 steps, a checkpoint, and 20 more in a new process.
-RESUME=(--task reverse "${TINY[@]}" --steps 40 --eval-every 10 --save-every 10 --dropout 0.2 --beam 1 --show 0)
+RESUME=(--task reverse "${TINY[@]}" --steps 40 --eval-every 10 --save-every 10 --dropout 0.2 --ema 0 --beam 1 --show 0)
 check "translate: 40 steps in one run" 0 "BLEU" -- "$T" train "${RESUME[@]}" --out "$WORK/full"
 check "translate: 20 steps, then stop" 0 "stopping at step 20" -- "$T" train "${RESUME[@]}" --stop-at 20 --out "$WORK/half"
 check "translate: resume for the other 20" 0 "resuming" -- "$T" train --resume "$WORK/half/last.h5" --out "$WORK/half" --eval-every 10 --save-every 10 --beam 1 --show 0
