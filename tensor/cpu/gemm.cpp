@@ -250,6 +250,22 @@ constexpr double kParallelFlops = 1 << 21;
 constexpr int64_t kPackJobCols = 256;
 
 thread_local PackBuffer t_a_block;
+
+// Every panel of an operand for each of the num_kb K blocks of a superblock
+// (ks deep, blocks KC deep), in parallel jobs of about kPackJobCols rows or
+// columns: pack(k0, kc, first panel, end panel) packs one job.
+template <class F>
+void pack_every_block(int64_t panels, int64_t width, int64_t num_kb, int64_t KC, int64_t ks, bool parallel,
+                      const F& pack) {
+  const int64_t per_job = std::max<int64_t>(1, kPackJobCols / width);
+  const int64_t jobs_kb = ceil_div(panels, per_job);
+  parallel_for(0, num_kb * jobs_kb, parallel ? 1 : num_kb * jobs_kb, [&](int64_t first, int64_t last) {
+    for (int64_t job = first; job < last; ++job) {
+      const int64_t kb = job / jobs_kb, slot = job % jobs_kb, k0 = kb * KC;
+      pack(k0, std::min(KC, ks - k0), slot * per_job, std::min(panels, (slot + 1) * per_job));
+    }
+  });
+}
 // A column-major A packed whole (see gemm_packed), on the calling thread.
 thread_local PackBuffer t_a_whole;
 
@@ -291,16 +307,8 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
       // Block kb of packed B starts at kb*KC*ns_pad; its panel at column offset
       // c0 starts c0*kc further.
       T* bpack = static_cast<T*>(t_pack_buffer.get(sizeof(T) * ns_pad * ks));
-      const int64_t b_panels = ns_pad / NR;
-      const int64_t per_job = std::max<int64_t>(1, kPackJobCols / NR);
-      const int64_t jobs_kb = ceil_div(b_panels, per_job);
-      parallel_for(0, num_kb * jobs_kb, parallel ? 1 : num_kb * jobs_kb, [&](int64_t first, int64_t last) {
-        for (int64_t job = first; job < last; ++job) {
-          const int64_t kb = job / jobs_kb, slot = job % jobs_kb;
-          const int64_t k0 = kb * KC, kc = std::min(KC, ks - k0);
-          pack_b_panels<T, NR>(spec, bpack + k0 * ns_pad, B + (p0 + k0) * rsb + j0 * csb, rsb, csb,
-                               ns, slot * per_job, std::min(b_panels, (slot + 1) * per_job), kc);
-        }
+      pack_every_block(ns_pad / NR, NR, num_kb, KC, ks, parallel, [&](int64_t k0, int64_t kc, int64_t pb, int64_t pe) {
+        pack_b_panels<T, NR>(spec, bpack + k0 * ns_pad, B + (p0 + k0) * rsb + j0 * csb, rsb, csb, ns, pb, pe, kc);
       });
 
       // A column-major A (a weight gradient's dY^T) is packed whole here, like
@@ -312,16 +320,8 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
       T* apack_whole = nullptr;
       if (a_whole) {
         apack_whole = static_cast<T*>(t_a_whole.get(sizeof(T) * m_pad * ks));
-        const int64_t a_panels = m_pad / MR;
-        const int64_t per_job_a = std::max<int64_t>(1, kPackJobCols / MR);
-        const int64_t jobs_kb_a = ceil_div(a_panels, per_job_a);
-        parallel_for(0, num_kb * jobs_kb_a, parallel ? 1 : num_kb * jobs_kb_a, [&](int64_t first, int64_t last) {
-          for (int64_t job = first; job < last; ++job) {
-            const int64_t kb = job / jobs_kb_a, slot = job % jobs_kb_a;
-            const int64_t k0 = kb * KC, kc = std::min(KC, ks - k0);
-            pack_a_panels<T, MR>(spec, apack_whole + k0 * m_pad, A + (p0 + k0) * csa, rsa, csa, M, slot * per_job_a,
-                                 std::min(a_panels, (slot + 1) * per_job_a), kc);
-          }
+        pack_every_block(m_pad / MR, MR, num_kb, KC, ks, parallel, [&](int64_t k0, int64_t kc, int64_t pb, int64_t pe) {
+          pack_a_panels<T, MR>(spec, apack_whole + k0 * m_pad, A + (p0 + k0) * csa, rsa, csa, M, pb, pe, kc);
         });
       }
 
