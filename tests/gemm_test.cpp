@@ -255,21 +255,16 @@ TEST_CASE("gemm results are bit-identical for 1, 2 and 3 threads", "[gemm]") {
   for (const auto& kernel : kernels_to_test()) {
     heed::cpu::set_gemm_kernel(kernel);
     INFO("kernel " << kernel);
-    std::vector<float> first;
-    for (int threads : {1, 2, 3}) {
-      heed::cpu::set_num_threads(threads);
-      std::vector<float> c(M * N, 1.0f);
-      gemm(M, N, K, 0.7f, A.data(), A.rs, A.cs, B.data(), B.rs, B.cs, 0.3f, c.data(), N, 1);
-      if (first.empty()) first = c;
-      REQUIRE(std::memcmp(c.data(), first.data(), c.size() * sizeof(float)) == 0);
-    }
-    std::vector<float> first_t;  // a column-major A, packed whole
-    for (int threads : {1, 2, 3}) {
-      heed::cpu::set_num_threads(threads);
-      std::vector<float> c(M * N, 1.0f);
-      gemm(M, N, K, 0.7f, At.data(), At.rs, At.cs, B.data(), B.rs, B.cs, 0.3f, c.data(), N, 1);
-      if (first_t.empty()) first_t = c;
-      REQUIRE(std::memcmp(c.data(), first_t.data(), c.size() * sizeof(float)) == 0);
+    // A row-major A, and a column-major one (packed whole).
+    for (auto* a : {&A, &At}) {
+      std::vector<float> first;
+      for (int threads : {1, 2, 3}) {
+        heed::cpu::set_num_threads(threads);
+        std::vector<float> c(M * N, 1.0f);
+        gemm(M, N, K, 0.7f, a->data(), a->rs, a->cs, B.data(), B.rs, B.cs, 0.3f, c.data(), N, 1);
+        if (first.empty()) first = c;
+        REQUIRE(std::memcmp(c.data(), first.data(), c.size() * sizeof(float)) == 0);
+      }
     }
   }
   // The unpacked path for few rows, split by columns between threads.
