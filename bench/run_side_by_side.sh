@@ -7,11 +7,14 @@
 #   bench/run_side_by_side.sh [BUILD_DIR] [--smoke] [--no-results]
 #
 # BUILD_DIR (default build/) must hold a Release build of examples/translate
-# and examples/lm; nothing is built here. --smoke: tiny models and 50 steps,
-# for checking the pipeline (RESULTS.md is then left alone). Environment:
-#   TRANSLATE_STEPS (default 800), LM_STEPS (default 120), TRANSLATE_MODEL and LM_MODEL (model and
-#   schedule flags; see below), TORCH_INIT (torch: PyTorch's own initial weights, the default; heed:
-#   heed's, from the export), THREADS (default 2),
+# and examples/lm; nothing is built here. By default heed runs both programs
+# exactly as a user does, with their defaults (a 600 s time budget each), and
+# PyTorch then trains the steps heed's budget fitted (about 75 minutes in all on
+# 2 cores). --smoke: tiny models and 50 steps, for checking the pipeline
+# (RESULTS.md is then left alone). Environment:
+#   TRANSLATE_STEPS, LM_STEPS (fixed --steps instead of the budget), TRANSLATE_MODEL and LM_MODEL
+#   (more flags for heed, e.g. "--warmup 100"), TORCH_INIT (torch: PyTorch's own initial weights, the
+#   default; heed: heed's, from the export), THREADS (default 2),
 #   WORK (default /tmp/heed_side_by_side), KJV (default data/cache/kjv.txt),
 #   NOTE (a line written under the table, e.g. about other load on the machine).
 set -euo pipefail
@@ -24,7 +27,7 @@ for arg in "$@"; do
   case $arg in
     --smoke) SMOKE=1 ;;
     --no-results) WRITE_RESULTS=0 ;;
-    -h|--help) sed -n 2,15p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) BUILD=$arg ;;
   esac
 done
@@ -43,26 +46,26 @@ rm -rf "$WORK" && mkdir -p "$WORK"
 export HEED_NUM_THREADS=$THREADS OMP_NUM_THREADS=$THREADS
 
 if [[ $SMOKE == 1 ]]; then
-  TRANSLATE_STEPS=${TRANSLATE_STEPS:-50}
-  LM_STEPS=${LM_STEPS:-50}
-  TR_MODEL=(--d-model 32 --heads 2 --encoder-layers 1 --decoder-layers 1 --ff 64 --warmup 10)
-  LM_MODEL=(--d-model 32 --heads 2 --layers 1 --warmup 10)
+  TR_LENGTH=(--steps "${TRANSLATE_STEPS:-50}")
+  LM_LENGTH=(--steps "${LM_STEPS:-50}")
+  TR_MODEL=(--d-model 32 --heads 2 --encoder-layers 1 --decoder-layers 1 --ff 64 --warmup 10 --eval-every 50 --save-every 50)
+  LM_MODEL=(--d-model 32 --heads 2 --layers 1 --warmup 10 --eval-every 50 --save-every 50 --sample-len 0)
   WRITE_RESULTS=0
 else
-  # translate: the main job's model and recipe (heed's defaults) on half its schedule, long enough
-  # for a BLEU that says something; lm: heed's defaults on a short schedule.
-  TRANSLATE_STEPS=${TRANSLATE_STEPS:-800}
-  LM_STEPS=${LM_STEPS:-120}
-  read -r -a TR_MODEL <<<"${TRANSLATE_MODEL:---warmup 100}"
-  read -r -a LM_MODEL <<<"${LM_MODEL:---warmup 30}"
+  # The main jobs as the README runs them: heed's defaults, the time budget
+  # fitting each run's length to this machine (unless a step count is given).
+  TR_LENGTH=() LM_LENGTH=()
+  [[ -n ${TRANSLATE_STEPS:-} ]] && TR_LENGTH=(--steps "$TRANSLATE_STEPS")
+  [[ -n ${LM_STEPS:-} ]] && LM_LENGTH=(--steps "$LM_STEPS")
+  read -r -a TR_MODEL <<<"${TRANSLATE_MODEL:-}"
+  read -r -a LM_MODEL <<<"${LM_MODEL:-}"
 fi
 
-# heed's defaults otherwise; evaluation and checkpoints only at the end, greedy test decoding only.
-TR_ARGS=(train "${TR_MODEL[@]}" --steps "$TRANSLATE_STEPS" --eval-every "$TRANSLATE_STEPS"
-         --save-every "$TRANSLATE_STEPS" --beam 1 --show 0 --threads "$THREADS" --out "$WORK/translate_heed"
+# The export is written after training, with the batches of the whole schedule.
+TR_ARGS=(train "${TR_MODEL[@]}" "${TR_LENGTH[@]}" --show 0 --threads "$THREADS" --out "$WORK/translate_heed"
          --export-data "$WORK/translate.h5" --hyp-out "$WORK/translate_heed.hyp")
-LM_ARGS=(train "${LM_MODEL[@]}" --text "$KJV" --steps "$LM_STEPS" --eval-every "$LM_STEPS" --save-every "$LM_STEPS"
-         --sample-len 0 --threads "$THREADS" --out "$WORK/lm_heed" --export-data "$WORK/lm.h5")
+LM_ARGS=(train "${LM_MODEL[@]}" "${LM_LENGTH[@]}" --text "$KJV" --threads "$THREADS" --out "$WORK/lm_heed"
+         --export-data "$WORK/lm.h5")
 
 run() {  # run NAME command...: stdout+stderr to $WORK/NAME.log, peak RSS (KB) and wall seconds to $WORK/NAME.time
   local name=$1
@@ -109,6 +112,7 @@ def heed(name, tokens_word):
              train_seconds=grab(log, r"tokens in ([\d.]+) s", "training time"), peak_rss_mb=rss, wall_s=wall,
              first_loss=grab(log, r"first-step loss ([\d.]+)", "first-step loss"))
     r["valid_loss"] = grab(log, r"validation loss ([\d.]+) nats/token", "validation loss")
+    r["steps"] = int(grab(log, r"training steps alone: (\d+) steps", "step count"))
     return r
 
 def torch_side(name):
@@ -118,20 +122,35 @@ def torch_side(name):
 
 tr_h, tr_t = heed("translate_heed", "target tokens"), torch_side("translate_torch")
 tr_h["bleu"] = grab((work / "bleu_heed.txt").read_text(), r"BLEU ([\d.]+)", "BLEU")
+beam = re.search(r"BLEU beam (\d+) +([\d.]+)", (work / "translate_heed.log").read_text())
 tr_t["bleu"] = grab((work / "bleu_torch.txt").read_text(), r"BLEU ([\d.]+)", "BLEU")
 lm_h, lm_t = heed("lm_heed", "tokens"), torch_side("lm_torch")
 tr_log = (work / "translate_heed.log").read_text()
 tok = re.search(r"(\w+) tokenizers: source vocabulary (\d+), target vocabulary (\d+)", tr_log)
 shape = re.search(r"Seq2SeqTransformer: \d+ parameters, (.*)", tr_log)
 tr_desc = f"{tok.group(1).upper()} {tok.group(2)}/{tok.group(3)}, {shape.group(1)}" if tok and shape else "see the command"
+lm_log = (work / "lm_heed.log").read_text()
+lm_tok = re.search(r"(\w+) tokenizer with (\d+) tokens", lm_log)
+lm_desc = (f"{lm_tok.group(1).upper()} {lm_tok.group(2)}" if lm_tok.group(1) != "char" else "characters") if lm_tok else "see the command"
+# bits/char: the whole validation split's loss in heed's final report, and its tokens per character applied to PyTorch's.
+final = re.search(r"validation loss ([\d.]+) nats/token = [\d.]+ bits/token = ([\d.]+) bits/char", lm_log)
+if final:
+    per_nat = float(final.group(2)) / float(final.group(1))
+    lm_h["bits_per_char"], lm_t["bits_per_char"] = float(final.group(2)), lm_t["valid_loss"] * per_nat
 
 def rows(h, t, with_bleu, tokens):
-    out = [("validation loss (nats/token)", f"{h['valid_loss']:.3f}", f"{t['valid_loss']:.3f}",
-            f"{h['valid_loss'] - t['valid_loss']:+.3f} (difference)"),
-           ("first-step training loss", f"{h['first_loss']:.4f}", f"{t['first_loss']:.4f}",
-            f"{h['first_loss'] - t['first_loss']:+.4f} (difference)")]
+    out = [("training steps", f"{h['steps']}", f"{t['steps']}", "")]
+    out += [("validation loss (nats/token)", f"{h['valid_loss']:.3f}", f"{t['valid_loss']:.3f}",
+            f"{h['valid_loss'] - t['valid_loss']:+.3f} (difference)")]
+    if "bits_per_char" in h:
+        out.append(("validation bits/char", f"{h['bits_per_char']:.3f}", f"{t['bits_per_char']:.3f}",
+                    f"{h['bits_per_char'] - t['bits_per_char']:+.3f} (difference)"))
+    out.append(("first-step training loss", f"{h['first_loss']:.4f}", f"{t['first_loss']:.4f}",
+                f"{h['first_loss'] - t['first_loss']:+.4f} (difference)"))
     if with_bleu:
         out.append(("test BLEU, greedy", f"{h['bleu']:.2f}", f"{t['bleu']:.2f}", f"{h['bleu'] - t['bleu']:+.2f} (difference)"))
+        if beam:
+            out.append((f"test BLEU, beam {beam.group(1)}", beam.group(2), "-", "(heed only)"))
     out += [(f"training {tokens}/s", f"{h['tokens_per_s']:.0f}", f"{t['tokens_per_s']:.0f}", f"{h['tokens_per_s'] / t['tokens_per_s']:.2f}x"),
             ("training time (s)", f"{h['train_seconds']:.1f}", f"{t['train_seconds']:.1f}", f"{h['train_seconds'] / t['train_seconds']:.2f}x"),
             ("peak RSS of the process (MB)", f"{h['peak_rss_mb']:.0f}", f"{t['peak_rss_mb']:.0f}", f"{h['peak_rss_mb'] / t['peak_rss_mb']:.2f}x"),
@@ -158,12 +177,12 @@ table = f"""<!-- side-by-side:begin -->
 - Validation loss: per-token cross-entropy without label smoothing over the whole validation split, eval mode.
   BLEU: both sides' greedy test translations scored by heed's `data::corpus_bleu` (`translate bleu`).
 
-**translate** (Ding de-en, {tr_desc}, {tr_t['parameters']} parameters, {tr_t['steps']} steps, {tr_t['test_sentences']} test sentences):
+**translate** (Ding de-en, {tr_desc}, {tr_t['parameters']} parameters, {tr_t['test_sentences']} test sentences):
 
 {header}
 {rows(tr_h, tr_t, True, "target tokens")}
 
-**lm** (KJV, characters, {lm_t['parameters']} parameters, {lm_t['steps']} steps):
+**lm** (KJV, {lm_desc}, {lm_t['parameters']} parameters):
 
 {header}
 {rows(lm_h, lm_t, False, "tokens")}

@@ -146,8 +146,9 @@ double evaluate(nn::GPT& model, const data::LMBatcher& valid, int64_t max_batche
 // What training sees, for training the same model elsewhere on the same data
 // (bench/lm_torch.py): the configuration (root attributes), the train and
 // valid id streams, each id's text (vocab/flat + vocab/offsets) and the
-// window starts of the first `steps` training batches (int64 [steps, batch]:
-// x = train_ids[start:start+block], y one further). The starts are LMBatcher's
+// window starts of the schedule's `steps` training batches (int64 [steps, batch]:
+// x = train_ids[start:start+block], y one further). Written after training,
+// when the length of a time-budgeted run is known. The starts are LMBatcher's
 // rule, checked here against the batches it really makes.
 void export_data(const std::string& path, const Config& config, const data::Tokenizer& tok,
                  const std::vector<int64_t>& train_ids, const std::vector<int64_t>& valid_ids, const Settings& s) {
@@ -224,14 +225,12 @@ int run_train(Settings s, const RunOptions& r) {
   if (s.ema > 0) ema = std::make_unique<optim::ExponentialMovingAverage>(model.named_parameters(), s.ema);
   Config config = to_config(s, tok->vocab_size());
   config.set("tokenizer_kind", tok->kind());
-  if (!r.export_data.empty()) {
-    HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
-    HEED_CHECK(s.steps > 0, "--export-data writes the batches of every step, so it needs --steps (a run with a "
-               "--time-budget learns its length while training)");
-    export_data(r.export_data, config, *tok, train_ids, valid_ids, s);
-    examples::write_initial_parameters(r.export_data, model.named_parameters());
-    fmt::print(stderr, "exported the data and the windows of the first {} batches to {}\n", s.steps, r.export_data);
-  }
+  // --export-data is written after training, once a time budget has fixed
+  // the run's length; the initial weights are kept for it.
+  HEED_CHECK(r.export_data.empty() || !resumed,
+             "--export-data exports a run from its start; it cannot be combined with --resume");
+  const nn::NamedTensors initial_parameters =
+      r.export_data.empty() ? nn::NamedTensors{} : examples::copy_parameters(model.named_parameters());
   int64_t step = 0;
   if (resumed) {
     restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
@@ -313,6 +312,17 @@ int run_train(Settings s, const RunOptions& r) {
                train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
   fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
   save("last.h5");
+  if (!r.export_data.empty()) {
+    HEED_CHECK(length.steps() > 0, "--export-data: the run stopped before its time budget fixed its length, so there "
+               "is no schedule to export");
+    Settings exported = s;
+    exported.steps = length.steps();
+    length.save(config);
+    export_data(r.export_data, config, *tok, train_ids, valid_ids, exported);
+    examples::write_initial_parameters(r.export_data, initial_parameters);
+    fmt::print(stderr, "exported the data, the initial weights and the windows of the {} batches of the schedule to {}\n",
+               exported.steps, r.export_data);
+  }
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});
   if (ema) ema->copy_to_parameters();  // the final report and the sample: the averages with --ema
@@ -390,8 +400,8 @@ int main(int argc, char** argv) {
   train->add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
   train->add_option("--sample-len", r.sample_len, "tokens of the final sample")->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--export-data", r.export_data,
-                    "write the token ids, the vocabulary and the windows of every step to this HDF5 file "
-                    "(for bench/lm_torch.py), then train");
+                    "after training, write the token ids, the vocabulary, the initial weights and the windows of "
+                    "every step of the schedule to this HDF5 file (for bench/lm_torch.py)");
 
   std::string checkpoint, prompt, device = "cpu";
   int64_t max_new = 300, top_k = 0, seed = 1;

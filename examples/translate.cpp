@@ -289,9 +289,11 @@ std::vector<std::vector<int64_t>> id_rows(const std::vector<data::EncodedPair>& 
 // splits (<split>/src, <split>/tgt: ragged ids without BOS/EOS; row i is pair i
 // of the split), the test sentences as text, each vocabulary's pieces, and the
 // rows of the first `steps` training batches and of the validation batches
-// (indices into train and valid). The model's initial weights follow once it
-// is built (write_initial_parameters). The batchers are rebuilt here exactly as
-// training builds them: they are pure functions of the pairs and the settings.
+// (indices into train and valid). The model's initial weights follow
+// (write_initial_parameters). Written after training, when the length of a
+// time-budgeted run is known: the batchers are rebuilt here exactly as
+// training built them, since they are pure functions of the pairs and the
+// settings.
 void export_data(const std::string& path, const TrainSettings& s, const Corpus& corpus,
                  const std::vector<data::EncodedPair>& train, const std::vector<data::EncodedPair>& valid) {
   Config config = to_config(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
@@ -415,12 +417,12 @@ int run_train(TrainSettings s, const RunOptions& r) {
     fmt::print(stderr, "dictionary words and phrases: {} more training pairs\n", phrases.size());
   }
 
+  // --export-data is written after training, once a time budget has fixed
+  // the run's length; the training pairs and initial weights are kept for it.
+  std::vector<data::EncodedPair> export_pairs;
   if (!r.export_data.empty()) {
     HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
-    HEED_CHECK(s.steps > 0, "--export-data writes the batches of every step, so it needs --steps (a run with a "
-               "--time-budget learns its length while training)");
-    export_data(r.export_data, s, corpus, train_pairs, encode(corpus.splits.valid, corpus));
-    fmt::print(stderr, "exported the data and the first {} batches to {}\n", s.steps, r.export_data);
+    export_pairs = train_pairs;
   }
   data::TranslationBatcher train(std::move(train_pairs), s.max_tokens, static_cast<uint64_t>(s.seed), true, s.max_len);
   auto valid_batches =
@@ -428,7 +430,8 @@ int run_train(TrainSettings s, const RunOptions& r) {
   const std::vector<int64_t> valid_words = words_per_target(corpus.splits.valid);
 
   nn::Seq2SeqTransformer model(model_options(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size()));
-  if (!r.export_data.empty()) examples::write_initial_parameters(r.export_data, model.named_parameters());
+  const nn::NamedTensors initial_parameters =
+      r.export_data.empty() ? nn::NamedTensors{} : examples::copy_parameters(model.named_parameters());
   model.to(device);
   fmt::print(stderr, "Seq2SeqTransformer: {} parameters, d_model {}, {}+{} layers, {} heads, ff {}, precision {}\n",
              model.num_parameters(), s.d_model, s.encoder_layers, s.decoder_layers, s.nhead, s.ff,
@@ -558,6 +561,16 @@ int run_train(TrainSettings s, const RunOptions& r) {
                train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
   fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
   save("last.h5");
+  if (!r.export_data.empty()) {
+    HEED_CHECK(length.steps() > 0, "--export-data: the run stopped before its time budget fixed its length, so there "
+               "is no schedule to export");
+    TrainSettings exported = s;
+    exported.steps = length.steps();
+    export_data(r.export_data, exported, corpus, export_pairs, encode(corpus.splits.valid, corpus));
+    examples::write_initial_parameters(r.export_data, initial_parameters);
+    fmt::print(stderr, "exported the data, the initial weights and the {} batches of the schedule to {}\n",
+               exported.steps, r.export_data);
+  }
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "translate: loss", "step", "nats per token",
                            {train_curve, valid_curve});
 
@@ -698,8 +711,8 @@ int main(int argc, char** argv) {
   train->add_option("--device", r.device, "cpu or cuda[:index]")->capture_default_str();
   train->add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
   train->add_option("--export-data", r.export_data,
-                    "write the encoded data, vocabularies and the batches of every step to this HDF5 file "
-                    "(for bench/translate_torch.py), then train");
+                    "after training, write the encoded data, vocabularies, initial weights and the batches of "
+                    "every step of the schedule to this HDF5 file (for bench/translate_torch.py)");
   train->add_option("--hyp-out", r.hyp_out, "write the greedy test translations to this file, one per line");
 
   std::string checkpoint, file, device = "cpu";

@@ -26,6 +26,12 @@ void write_strings(h5::File& file, const std::string& name, const std::vector<st
   file.write(name + "/offsets", from_vector<int64_t>(offsets, {static_cast<int64_t>(offsets.size())}));
 }
 
+nn::NamedTensors copy_parameters(const nn::NamedTensors& params) {
+  nn::NamedTensors copies;
+  for (const auto& [name, p] : params) copies.emplace_back(name, p.detach().to(kCPU).clone());
+  return copies;
+}
+
 void write_initial_parameters(const std::string& path, const nn::NamedTensors& params) {
   h5::File f = h5::File::open(path, h5::Mode::ReadWrite);
   for (const auto& [name, p] : params) f.write("init/" + name, p);

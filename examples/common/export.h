@@ -19,9 +19,13 @@ void write_ragged(h5::File& file, const std::string& name, const std::vector<std
 // <name>/flat (uint8 bytes) and <name>/offsets: strings that may hold any byte.
 void write_strings(h5::File& file, const std::string& name, const std::vector<std::string>& strings);
 
-// Adds a model's parameters (its initial weights, when called before
-// training) to an existing export as init/<parameter name>, so that the other
-// framework can start from the very same weights.
+// Detached CPU copies of a model's parameters: its initial weights, kept
+// while training changes the model, for write_initial_parameters afterwards.
+nn::NamedTensors copy_parameters(const nn::NamedTensors& params);
+
+// Adds parameters (the initial weights, see copy_parameters) to an existing
+// export as init/<parameter name>, so that the other framework can start from
+// the very same weights.
 void write_initial_parameters(const std::string& path, const nn::NamedTensors& params);
 
 // Each id's text as the tokenizer's decode() gives it for that id alone (the

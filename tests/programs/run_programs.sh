@@ -94,23 +94,32 @@ check "translate: --ema 1 is refused" 1 "--ema" -- "$T" train --task copy "${TIN
 # schedule, and --steps with the fitted count repeats the run bit for bit.
 BUDGET=(--task reverse "${TINY[@]}" --eval-every 1000 --save-every 1000 --beam 1 --show 0)
 check "translate --time-budget fits the run's length after the warmup, then stops as asked" 0 "fitted to [0-9]+ steps" -- \
-  bash -c "'$T' train ${BUDGET[*]} --time-budget 3 --stop-at 30 --out '$WORK/budget' 2>&1 | tee '$WORK/budget.out'"
+  bash -c "'$T' train ${BUDGET[*]} --time-budget 3 --stop-at 30 --out '$WORK/budget' --export-data '$WORK/budget.export.h5' \
+    2>&1 | tee '$WORK/budget.out'"
 FITTED=$(grep -oE "fitted to [0-9]+ steps" "$WORK/budget.out" | grep -oE "[0-9]+" || echo 0)
 check "the fitted length is more than the stop" 0 "^more" -- bash -c "(( $FITTED > 30 )) && echo more"
 check "translate: a budgeted run resumes to its fitted length" 0 "resuming" -- "$T" train --resume "$WORK/budget/last.h5" \
   --out "$WORK/budget" --eval-every 1000 --save-every 1000 --beam 1 --show 0
-check "translate --steps with the fitted count" 0 "BLEU" -- "$T" train "${BUDGET[@]}" --steps "$FITTED" --out "$WORK/budget_steps"
+check "translate --steps with the fitted count" 0 "BLEU" -- "$T" train "${BUDGET[@]}" --steps "$FITTED" --out "$WORK/budget_steps" \
+  --export-data "$WORK/budget_steps.export.h5"
 check "the budgeted run's final validation equals that of --steps with its fitted count" 0 "" -- bash -c \
   "diff <(tail -1 '$WORK/budget/log.csv' | cut -d, -f1,7-9) <(tail -1 '$WORK/budget_steps/log.csv' | cut -d, -f1,7-9)"
 needs "the budgeted run's parameters equal those of --steps with its fitted count, bit for bit" h5diff &&
   check "the budgeted run's parameters equal those of --steps with its fitted count, bit for bit" 0 "" -- \
     h5diff -d 0 "$WORK/budget/last.h5" "$WORK/budget_steps/last.h5" /model
+# The export is written after training: a budgeted run (stopped at step 30)
+# exports the batches of its whole fitted schedule and its initial weights,
+# the same as the full --steps run with the fitted count.
+needs "a budgeted run's export equals that of --steps with its fitted count" h5diff &&
+  check "a budgeted run's export equals that of --steps with its fitted count" 0 "" -- bash -c \
+    "h5diff -d 0 '$WORK/budget.export.h5' '$WORK/budget_steps.export.h5' /train_batches &&
+     h5diff -d 0 '$WORK/budget.export.h5' '$WORK/budget_steps.export.h5' /init"
+check "translate: an export from a run stopped before its time budget's fit is refused" 1 "before its time budget fixed" -- \
+  "$T" train "${BUDGET[@]}" --time-budget 3 --stop-at 5 --out "$WORK/x" --export-data "$WORK/x.h5"
 check "translate: --steps and --time-budget together are refused" 1 "give --steps or --time-budget, not both" -- \
   "$T" train --task copy "${TINY[@]}" --steps 5 --time-budget 3 --out "$WORK/x"
 check "translate: a time budget needs warmup steps to time" 1 "needs --warmup of at least 10" -- \
   "$T" train --task copy "${TINY[@]}" --time-budget 3 --warmup 4 --out "$WORK/x"
-check "translate: --export-data needs --steps" 1 "needs --steps" -- \
-  "$T" train --task copy "${TINY[@]}" --export-data "$WORK/x.h5" --out "$WORK/x"
 # Mixed precision: kept in the checkpoint and honoured on resume, exactly.
 check "translate --precision bf16: 40 steps in one run" 0 "precision bf16" -- "$T" train "${RESUME[@]}" \
   --precision bf16 --out "$WORK/bf16_full"
@@ -218,7 +227,7 @@ check "lm train with BPE tokens" 0 "validation loss" -- "$L" train --text "$WORK
   --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --eval-every 10 --sample-len 5 --out "$WORK/lm_bpe"
 check "lm: a BPE token spans several characters, so bits/char is below bits/token" 0 "^below" -- bash -c \
   "tail -1 '$WORK/lm_bpe/log.csv' | awk -F, '{ print (\$8 < \$7 ? \"below\" : \"not below\"), \$7, \$8 }'"
-check "lm train --export-data" 0 "exported the data and the windows of the first 10 batches" -- "$L" train --text "$WORK/text.txt" \
+check "lm train --export-data" 0 "exported the data, the initial weights and the windows of the 10 batches" -- "$L" train --text "$WORK/text.txt" \
   --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --warmup 2 --eval-every 10 --sample-len 0 \
   --out "$WORK/lm_export" --export-data "$WORK/lm_export.h5"
 exists "lm writes the export" "$WORK/lm_export.h5"
