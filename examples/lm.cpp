@@ -377,6 +377,8 @@ int main(int argc, char** argv) {
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--lr", s.lr)->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--weight-decay", s.weight_decay, "AdamW's decoupled weight decay")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--ema", s.ema,
                     "evaluate, pick best.h5 and sample with an exponential moving average of the weights of this "
                     "decay (e.g. 0.999; 0 = the weights themselves)")

@@ -683,6 +683,8 @@ int main(int argc, char** argv) {
   train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
+  train->add_option("--weight-decay", s.weight_decay, "AdamW's decoupled weight decay")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--ema", s.ema,
                     "evaluate, pick best.h5 and translate with an exponential moving average of the weights of this "
                     "decay (e.g. 0.999; 0 = the weights themselves)")

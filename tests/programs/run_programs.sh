@@ -116,6 +116,8 @@ needs "a budgeted run's export equals that of --steps with its fitted count" h5d
      h5diff -d 0 '$WORK/budget.export.h5' '$WORK/budget_steps.export.h5' /init"
 check "translate: an export from a run stopped before its time budget's fit is refused" 1 "before its time budget fixed" -- \
   "$T" train "${BUDGET[@]}" --time-budget 3 --stop-at 5 --out "$WORK/x" --export-data "$WORK/x.h5"
+check "translate: a negative --weight-decay is refused" 1 "weight-decay" -- \
+  "$T" train --task copy "${TINY[@]}" --weight-decay -1 --steps 2 --out "$WORK/x"
 check "translate: --steps and --time-budget together are refused" 1 "give --steps or --time-budget, not both" -- \
   "$T" train --task copy "${TINY[@]}" --steps 5 --time-budget 3 --out "$WORK/x"
 check "translate: a time budget needs warmup steps to time" 1 "needs --warmup of at least 10" -- \
