@@ -286,7 +286,7 @@ int run_train(Settings s, const RunOptions& r) {
     if (train_steps == 1) first_loss = l;
     window += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.y.numel());
-    if (step % r.eval_every == 0 || step == length.steps()) {
+    if (step % r.eval_every == 0 || !length.more(step)) {  // !more: the total, or a spent time budget
       {
         std::optional<optim::ExponentialMovingAverage::Swap> averaged;  // with --ema, evaluate the averages
         if (ema) averaged.emplace(*ema);

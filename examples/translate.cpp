@@ -542,7 +542,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     if (train_steps == 1) first_loss = l;
     window_loss += l, ++window_steps;
     progress.update(step, l, opt.lr(), b.num_tgt_tokens);
-    const bool last = step == length.steps();
+    const bool last = !length.more(step);  // the fitted total, or a spent time budget
     if (step % r.eval_every == 0 || last) evaluate_now();
     if (step % r.save_every == 0 || last) save("last.h5");
   }

@@ -123,6 +123,11 @@ class ConstantSchedule : public LRScheduler {
 // the same schedule, and a run given that number as its step count repeats
 // the budgeted run bit for bit. Only the fit depends on the clock.
 //
+// The pace is measured over a short stretch, and a machine's speed drifts
+// (other load, a shared host): when the steps after the fit run slower than
+// measured, spent() turns true once the budget is used up, and the run stops
+// there, short of its total, with the learning rate near its end.
+//
 //   optim::StepBudget budget(600.0, warmup);
 //   ... after each step:  if (int64_t n = budget.record(step, seconds)) schedule.set_total_steps(n);
 class StepBudget {
@@ -137,6 +142,9 @@ class StepBudget {
   double budget_s() const { return budget_s_; }
   int64_t fit_step() const { return fit_step_; }
   double spent_s() const { return spent_s_; }
+  // Whether the fitted run has used up its budget (before its total when the
+  // steps ran slower than the fit's pace).
+  bool spent() const { return fitted() && spent_s_ >= budget_s_; }
   // The pace the fit used (or would use now): seconds per step over the timed half.
   double seconds_per_step() const;
 

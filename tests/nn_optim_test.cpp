@@ -445,8 +445,18 @@ TEST_CASE("A time budget fits the run's length: warmup timed, cosine fitted to e
   REQUIRE(budget.seconds_per_step() == 0.125);
   REQUIRE(total == 770);
   REQUIRE(budget.total_steps() == 770);
+  REQUIRE_FALSE(budget.spent());
   REQUIRE(budget.record(21, 3.0) == 0);  // fitted once; later steps only add to the time spent
   REQUIRE(budget.total_steps() == 770);
+  // Steps slower than the pace spend the budget before the total: 9.25 s spent,
+  // and 90.75 s more at 0.25 s per step runs out at step 21 + 363 = 384.
+  for (int64_t s = 22; s < 384; ++s) {
+    budget.record(s, 0.25);
+    REQUIRE_FALSE(budget.spent());
+  }
+  budget.record(384, 0.25);
+  REQUIRE(budget.spent());
+  REQUIRE(budget.spent_s() == Approx(100.0));
 
   // The schedule built before the fit (any total) gives the same warmup, and
   // once fitted it runs from base_lr at the end of warmup to min_lr at the end of the budget.

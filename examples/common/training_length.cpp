@@ -25,7 +25,9 @@ TrainingLength::TrainingLength(int64_t steps, double budget_s, int64_t warmup) {
 
 void TrainingLength::record(int64_t step, double seconds, optim::WarmupCosineSchedule& schedule, Progress& progress) {
   if (!budget_) return;
+  const bool was_spent = budget_->spent();
   const int64_t fitted = budget_->record(step, seconds);
+  if (!was_spent && step < steps_ && budget_->spent()) progress.message(spent_message(step));
   if (fitted == 0) return;
   steps_ = fitted;
   schedule.set_total_steps(fitted);
@@ -39,6 +41,14 @@ std::string TrainingLength::fit_message() const {
                      "the run is fitted to {} steps (--steps {} repeats it exactly)",
                      budget_->budget_s(), budget_->fit_step(), budget_->spent_s(), budget_->seconds_per_step(),
                      budget_->fit_step() / 2 + 1, steps_, steps_);
+}
+
+std::string TrainingLength::spent_message(int64_t step) const {
+  if (!budget_spent() || step >= steps_) return "";
+  return fmt::format("time budget of {:.0f} s spent at step {} of the fitted {} ({:.3f} s per step on average, against "
+                     "the {:.3f} s the fit measured): training stops here (--steps {} --stop-at {} repeats it exactly)",
+                     budget_->budget_s(), step, steps_, budget_->spent_s() / static_cast<double>(step),
+                     budget_->seconds_per_step(), steps_, step);
 }
 
 void TrainingLength::save(Config& config) const {

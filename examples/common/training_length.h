@@ -5,6 +5,9 @@
 // cosine decay ends when the budget does. The fitted total is stored in the
 // configuration ("steps") like a given one; a run interrupted before the fit
 // keeps its timing in the configuration ("time_budget_*") and resumes it.
+// A fitted run also stops when its budget is spent, if its steps turned out
+// slower than the fit's pace: it never trains for more than its budget (plus
+// the step that crossed it).
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -30,13 +33,19 @@ class TrainingLength {
   // The total a schedule is built with before the fit (warmup + 1: any total
   // gives the same warmup learning rates).
   int64_t schedule_steps(int64_t warmup) const { return steps_ > 0 ? steps_ : warmup + 1; }
-  bool more(int64_t step) const { return steps_ == 0 || step < steps_; }
+  // Whether to take another step after `step` steps: before the total, and
+  // while a time budget is not spent.
+  bool more(int64_t step) const { return steps_ == 0 || (step < steps_ && !budget_spent()); }
+  bool budget_spent() const { return budget_ && budget_->spent(); }
   // After each step: its 1-based number and duration. When this step fixes
   // the total, the schedule's cosine is moved to end there, the progress line
   // learns it and says how the fit came out.
   void record(int64_t step, double seconds, optim::WarmupCosineSchedule& schedule, Progress& progress);
   // A line for the log: how the fit came out.
   std::string fit_message() const;
+  // A line for the log when the budget ran out before the fitted total, at
+  // `step` (empty otherwise).
+  std::string spent_message(int64_t step) const;
 
   // The configuration keys: "steps", "time_budget" and the timing so far.
   void save(Config& config) const;
