@@ -30,12 +30,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bench_bin="${1:-build/bench/gemm_bench}"
 threads="${HEED_BENCH_THREADS:-2}"
 sizes="${HEED_BENCH_SIZES:-256,512,1024,2048}"
-# The translate training step's matmuls (d_model 256, ff 1024, 2000-token
-# vocabularies, about 1024 rows of tokens per side; HEED_PROFILE=2 lists them):
-# forward x W^T (nt), the input gradient dY W (nn), the weight gradient dY^T X (tn).
-step_shapes="1024x256x256:nt,1024x1024x256:nt,1024x256x1024:nt,1024x2000x256:nt"
-step_shapes+=",1024x256x256:nn,1024x256x1024:nn,1024x1024x256:nn,1024x256x2000:nn"
-step_shapes+=",256x256x1024:tn,1024x256x1024:tn,256x1024x1024:tn,2000x256x1024:tn"
+# The translate training step's matmuls at its defaults (d_model 256, ff 1024,
+# 2000-token vocabularies, 4096-token batches: 1,900 to 3,300 rows of tokens
+# per side, about 2,048 typically; HEED_PROFILE=2 lists them): forward x W^T
+# (nt), the input gradient dY W (nn), the weight gradient dY^T X (tn).
+step_shapes="2048x256x256:nt,2048x1024x256:nt,2048x256x1024:nt,2048x2000x256:nt"
+step_shapes+=",2048x256x256:nn,2048x256x1024:nn,2048x1024x256:nn,2048x256x2000:nn"
+step_shapes+=",256x256x2048:tn,1024x256x2048:tn,256x1024x2048:tn,2000x256x2048:tn"
 shapes="${HEED_BENCH_SHAPES-$step_shapes}"
 python=/usr/bin/python3
 
