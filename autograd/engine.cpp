@@ -5,8 +5,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "autograd/grad_mode.h"
-#include "autograd/node.h"
+#include "tensor/grad_mode.h"
+#include "tensor/node.h"
 #include "tensor/autocast.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
@@ -210,6 +210,13 @@ TensorList grad(const TensorList& outputs, const TensorList& inputs, const Tenso
 TensorList grad(const TensorList& outputs, const TensorList& inputs, const TensorList& grad_outputs,
                 bool create_graph, bool allow_unused) {
   return grad(outputs, inputs, grad_outputs, create_graph, create_graph, allow_unused);
+}
+
+// Declared with the Tensor handle (tensor/tensor.h) and defined here, beside
+// the engine it runs: the core records the graph, autograd/ walks it, and
+// the core's files never include autograd/ (docs/autograd.md, "Layers").
+void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
+  run_backward({*this}, {gradient}, retain_graph, create_graph);
 }
 
 }  // namespace heed

@@ -20,10 +20,10 @@
 #include <type_traits>
 #include <unordered_map>
 
-#include "autograd/grad_mode.h"
-#include "autograd/node.h"
-#include "autograd/record.h"
-#include "autograd/saved_tensor.h"
+#include "tensor/grad_mode.h"
+#include "tensor/node.h"
+#include "tensor/record.h"
+#include "tensor/saved_tensor.h"
 
 namespace heed {
 

@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "autograd/engine.h"
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
 

@@ -43,7 +43,7 @@
 #include <cuda_runtime_api.h>
 #include <fmt/format.h>
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "cuda/matmul.h"
 #include "nn/attention.h"
 #include "nn/loss.h"

@@ -52,11 +52,11 @@
 #include <fmt/format.h>
 
 #include "cuda/memory.h"
-#include "nn/clip_grad.h"
+#include "optim/clip_grad.h"
 #include "cuda/matmul.h"
 #include "nn/gpt.h"
 #include "nn/loss.h"
-#include "nn/optim.h"
+#include "optim/optim.h"
 #include "nn/seq2seq.h"
 #include "tensor/autocast.h"
 #include "tensor/cpu/cpu_profile.h"
@@ -261,7 +261,7 @@ int main(int argc, char** argv) {
       auto t1 = phase_end();
       loss.backward();
       auto t2 = phase_end();
-      heed::nn::clip_grad_norm(params, 1.0);
+      heed::optim::clip_grad_norm(params, 1.0);
       opt.step();
       opt.zero_grad();
       loss_value = loss.item<float>();

@@ -61,11 +61,13 @@ Backend make_row() {
 
 }  // namespace
 
-void register_backend_if_built() {
-  static std::once_flag once;
-  std::call_once(once, [] { register_backend(DeviceType::CUDA, make_row()); });
-}
-
 bool built_with_cuda() { return true; }
 
 }  // namespace heed::cuda
+
+namespace heed {
+
+// The core's hook (tensor/backend.h), called once by the op table.
+void register_built_in_backends() { register_backend(DeviceType::CUDA, cuda::make_row()); }
+
+}  // namespace heed

@@ -12,7 +12,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 #include "tensor/bfloat16.h"
 
 namespace heed::cuda {

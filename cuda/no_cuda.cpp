@@ -6,10 +6,15 @@
 #include "cuda/matmul.h"
 #include "cuda/memory.h"
 #include "cuda/register.h"
+#include "tensor/backend.h"
+
+namespace heed {
+// The core's hook (tensor/backend.h): no backend to add.
+void register_built_in_backends() {}
+}  // namespace heed
 
 namespace heed::cuda {
 
-void register_backend_if_built() {}
 bool built_with_cuda() { return false; }
 
 MemoryStats memory_stats(int) { return MemoryStats{}; }

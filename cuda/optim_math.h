@@ -10,7 +10,7 @@
 #include <cstdint>
 #include <math.h>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 #include "tensor/adam_rule.h"
 #include "tensor/bfloat16.h"
 #include "tensor/philox.h"

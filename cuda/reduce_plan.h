@@ -28,7 +28,7 @@
 #include <algorithm>
 #include <cstdint>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 
 namespace heed::cuda {
 

@@ -24,7 +24,7 @@
 #include <cstdint>
 #include <type_traits>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 
 namespace heed::cuda {
 

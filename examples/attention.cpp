@@ -22,8 +22,8 @@
 #include "examples/common/image.h"
 #include "examples/common/run_config.h"
 #include "examples/common/seq2seq_config.h"
-#include "nn/checkpoint.h"
-#include "nn/hdf5.h"
+#include "io/checkpoint.h"
+#include "io/hdf5.h"
 
 using namespace heed;
 namespace fs = std::filesystem;
@@ -160,7 +160,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   try {
     const Device device = examples::device_from_flag(device_name);
-    Checkpoint ckpt = load_checkpoint(checkpoint);
+    io::Checkpoint ckpt = io::load_checkpoint(checkpoint);
     Config config(ckpt.config);
     const std::string program = config.str("program");
     std::map<std::string, std::vector<std::string>> tokens;
@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
       auto src_tok = data::deserialize_tokenizer(config.str("src_tokenizer_kind"), ckpt.texts.at("src_tokenizer"));
       auto tgt_tok = data::deserialize_tokenizer(config.str("tgt_tokenizer_kind"), ckpt.texts.at("tgt_tokenizer"));
       nn::Seq2SeqTransformer model(examples::seq2seq_options(config));
-      restore_for_evaluation(ckpt, model);
+      io::restore_for_evaluation(ckpt, model);
       model.to(device);
       model.eval();
       std::vector<int64_t> src_ids = src_tok->encode(src);
@@ -215,7 +215,7 @@ int main(int argc, char** argv) {
       nn::GPTOptions o{config.integer("vocab"), config.integer("block")};
       o.d_model = config.integer("d_model"), o.nhead = config.integer("nhead"), o.num_layers = config.integer("layers");
       nn::GPT model(o);
-      restore_for_evaluation(ckpt, model);
+      io::restore_for_evaluation(ckpt, model);
       model.to(device);
       model.eval();
       std::vector<int64_t> ids = tok->encode(text);
@@ -235,7 +235,7 @@ int main(int argc, char** argv) {
 
     fs::create_directories(fs::path(out) / "heatmaps");
     {
-      h5::File f = h5::File::create((fs::path(out) / "attention.h5").string());
+      io::h5::File f = io::h5::File::create((fs::path(out) / "attention.h5").string());
       f.write_attr_string("/", "checkpoint", checkpoint);
       f.write_attr_string("/", "title", title);
       f.write_attr_double("/", "loss", loss.item<double>());

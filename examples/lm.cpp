@@ -27,7 +27,7 @@
 #include "examples/common/run_config.h"
 #include "examples/common/train_log.h"
 #include "examples/common/training_length.h"
-#include "nn/checkpoint.h"
+#include "io/checkpoint.h"
 #include "tensor/cpu/parallel.h"
 
 using namespace heed;
@@ -49,7 +49,7 @@ struct Settings {
   int64_t d_model = 256, nhead = 4, layers = 4, block = 128, batch = 16;
   double dropout = 0.0, lr = 2e-3, min_lr = 1e-4, weight_decay = 0.1, clip = 1.0, valid_fraction = 0.05;
   // Evaluation, best.h5's selection, the final report and the sample use an
-  // exponential moving average of the weights with this decay (nn/ema.h); 0: the weights.
+  // exponential moving average of the weights with this decay (optim/ema.h); 0: the weights.
   double ema = 0;
   int64_t warmup = 200, seed = 1;
   // The run's length: fitted to a time budget of training (examples/common/
@@ -165,7 +165,7 @@ void export_data(const std::string& path, const Config& config, const data::Toke
       starts[i * s.batch + b] = start;
     }
   }
-  h5::File f = h5::File::create(path);
+  io::h5::File f = io::h5::File::create(path);
   for (const auto& [key, value] : config.values()) f.write_attr_string("/", key, value);
   f.write("train_ids", from_vector<int64_t>(train_ids));
   f.write("valid_ids", from_vector<int64_t>(valid_ids));
@@ -185,9 +185,9 @@ int run_train(Settings s, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
   const Device device = examples::device_from_flag(r.device);
   fs::create_directories(r.out);
-  std::optional<Checkpoint> resumed;
+  std::optional<io::Checkpoint> resumed;
   if (!r.resume.empty()) {
-    resumed = load_checkpoint(r.resume);
+    resumed = io::load_checkpoint(r.resume);
     s = from_config(Config(resumed->config));
     fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
   }
@@ -233,18 +233,18 @@ int run_train(Settings s, const RunOptions& r) {
       r.export_data.empty() ? nn::NamedTensors{} : examples::copy_parameters(model.named_parameters());
   int64_t step = 0;
   if (resumed) {
-    restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
+    io::restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
     step = resumed->training.at("step");
     train.set_position(resumed->training.at("data_position"));
   }
   auto save = [&](const std::string& name) {
-    Checkpoint c = capture(model, &opt, &schedule, &default_generator(), ema.get());
+    io::Checkpoint c = io::capture(model, &opt, &schedule, &default_generator(), ema.get());
     length.save(config);
     c.config = config.values();
     c.texts["tokenizer"] = tok->serialize();
     c.training["step"] = step;
     c.training["data_position"] = train.position();
-    save_checkpoint((fs::path(r.out) / name).string(), c);
+    io::save_checkpoint((fs::path(r.out) / name).string(), c);
   };
   examples::TrainLog log((fs::path(r.out) / r.log).string(),
                          {"step", "train_loss", "lr", "tokens_per_s", "elapsed_s", "valid_loss", "valid_bits_per_token",
@@ -273,7 +273,7 @@ int run_train(Settings s, const RunOptions& r) {
     Tensor loss = nn::cross_entropy(model.forward(b.x.to(device)), b.y.to(device));
     opt.zero_grad();
     loss.backward();
-    nn::clip_grad_norm(model.parameters(), s.clip);
+    optim::clip_grad_norm(model.parameters(), s.clip);
     schedule.step();
     opt.step();
     if (ema) ema->update();
@@ -340,13 +340,13 @@ int run_train(Settings s, const RunOptions& r) {
 int run_sample(const std::string& checkpoint, const std::string& prompt, int64_t max_new, double temperature,
                int64_t top_k, double top_p, int64_t seed, const std::string& device_name) {
   const Device device = examples::device_from_flag(device_name);
-  Checkpoint ckpt = load_checkpoint(checkpoint);
+  io::Checkpoint ckpt = io::load_checkpoint(checkpoint);
   Config config(ckpt.config);
   HEED_CHECK(config.str("program") == "lm", "{} is not an lm checkpoint (program = {})", checkpoint,
              config.str("program"));
   auto tok = data::deserialize_tokenizer(config.str("tokenizer_kind"), ckpt.texts.at("tokenizer"));
   nn::GPT model(model_options(from_config(config), config.integer("vocab")));
-  restore_for_evaluation(ckpt, model);
+  io::restore_for_evaluation(ckpt, model);
   model.to(device);
   std::vector<int64_t> ids = tok->encode(prompt.empty() ? "\n" : prompt);
   HEED_CHECK(!ids.empty(), "the prompt encodes to no tokens");

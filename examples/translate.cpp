@@ -36,7 +36,7 @@
 #include "examples/common/seq2seq_config.h"
 #include "examples/common/train_log.h"
 #include "examples/common/training_length.h"
-#include "nn/checkpoint.h"
+#include "io/checkpoint.h"
 #include "tensor/cpu/cpu_profile.h"
 #include "tensor/cpu/parallel.h"
 
@@ -75,7 +75,7 @@ struct TrainSettings {
   double dropout = 0.2, label_smoothing = 0.1;
   double lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
   // Evaluation, best.h5's selection and the test report use an exponential
-  // moving average of the weights with this decay (nn/ema.h); 0: the weights.
+  // moving average of the weights with this decay (optim/ema.h); 0: the weights.
   double ema = 0.998;
   int64_t warmup = 200, max_tokens = 4096, max_len = 48;
   // The run's length: fitted to a time budget of training (examples/common/
@@ -140,7 +140,7 @@ struct Corpus {
 };
 
 // A checkpoint's two tokenizers (the corpus splits are left empty).
-Corpus tokenizers_of(const Checkpoint& ckpt) {
+Corpus tokenizers_of(const io::Checkpoint& ckpt) {
   Corpus c;
   c.src_tok = data::deserialize_tokenizer(ckpt.config.at("src_tokenizer_kind"), ckpt.texts.at("src_tokenizer"));
   c.tgt_tok = data::deserialize_tokenizer(ckpt.config.at("tgt_tokenizer_kind"), ckpt.texts.at("tgt_tokenizer"));
@@ -303,7 +303,7 @@ void export_data(const std::string& path, const TrainSettings& s, const Corpus& 
   data::TranslationBatcher batcher(train, s.max_tokens, static_cast<uint64_t>(s.seed), true, s.max_len);
   const auto valid_batches = data::TranslationBatcher(valid, s.max_tokens, 0, false, s.max_len).all_batches();
   const int64_t steps = s.steps;
-  h5::File f = h5::File::create(path);
+  io::h5::File f = io::h5::File::create(path);
   for (const auto& [key, value] : config.values()) f.write_attr_string("/", key, value);
   const std::pair<const char*, const std::vector<data::EncodedPair>*> splits[] = {
       {"train", &train}, {"valid", &valid}, {"test", &test}};
@@ -362,9 +362,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
   const Device device = examples::device_from_flag(r.device);
   fs::create_directories(r.out);
-  std::optional<Checkpoint> resumed;
+  std::optional<io::Checkpoint> resumed;
   if (!r.resume.empty()) {
-    resumed = load_checkpoint(r.resume);
+    resumed = io::load_checkpoint(r.resume);
     s = from_config(Config(resumed->config));
     fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
   }
@@ -453,13 +453,13 @@ int run_train(TrainSettings s, const RunOptions& r) {
   int64_t step = 0;
   double best_valid = INFINITY;
   if (resumed) {
-    restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
+    io::restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
     step = resumed->training.at("step");
     train.set_position(resumed->training.at("data_position"));
     if (resumed->config.count("best_valid_loss")) best_valid = std::stod(resumed->config.at("best_valid_loss"));
   }
   auto save = [&](const std::string& name) {
-    Checkpoint c = capture(model, &opt, &schedule, &default_generator(), ema.get());
+    io::Checkpoint c = io::capture(model, &opt, &schedule, &default_generator(), ema.get());
     length.save(config);
     c.config = config.values();
     c.config["best_valid_loss"] = fmt::format("{:.17g}", best_valid);
@@ -468,7 +468,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     c.training["step"] = step;
     c.training["data_position"] = train.position();
     c.training["epoch"] = train.epoch();
-    save_checkpoint((fs::path(r.out) / name).string(), c);
+    io::save_checkpoint((fs::path(r.out) / name).string(), c);
   };
 
   examples::TrainLog log((fs::path(r.out) / r.log).string(),
@@ -529,7 +529,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     Tensor loss = nn::cross_entropy(logits, b.tgt_out.to(device), loss_opts);
     opt.zero_grad();
     loss.backward();
-    nn::clip_grad_norm(model.parameters(), s.clip);
+    optim::clip_grad_norm(model.parameters(), s.clip);
     schedule.step();
     opt.step();
     if (ema) ema->update();
@@ -577,7 +577,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   // Test set: the best checkpoint's BLEU, greedy and beam, and a handful of translations.
   // (With --ema: its averaged weights, which validation chose it by.)
   if (fs::exists(fs::path(r.out) / "best.h5"))
-    restore_for_evaluation(load_checkpoint((fs::path(r.out) / "best.h5").string()), model);
+    io::restore_for_evaluation(io::load_checkpoint((fs::path(r.out) / "best.h5").string()), model);
   report_test(model, corpus, s, r, device,
               fmt::format("best checkpoint{} (validation loss {:.3f})",
                           ema ? fmt::format(", averaged weights (--ema {})", s.ema) : "", best_valid));
@@ -607,7 +607,7 @@ int run_bleu(const std::string& hyp_file, const std::string& ref_file) {
 int run_test(const std::string& checkpoint, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
   const Device device = examples::device_from_flag(r.device);
-  const Checkpoint ckpt = load_checkpoint(checkpoint);
+  const io::Checkpoint ckpt = io::load_checkpoint(checkpoint);
   const Config config(ckpt.config);
   HEED_CHECK(config.str("program") == "translate", "{} is not a translate checkpoint (program = {})", checkpoint,
              config.str("program"));
@@ -615,7 +615,7 @@ int run_test(const std::string& checkpoint, const RunOptions& r) {
   Corpus corpus = tokenizers_of(ckpt);
   corpus.splits = data::split_pairs(read_pairs(s), s.valid_fraction, s.test_fraction, static_cast<uint64_t>(s.seed));
   nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
-  const bool averaged = restore_for_evaluation(ckpt, model);
+  const bool averaged = io::restore_for_evaluation(ckpt, model);
   model.to(device);
   const auto autocast = examples::use_precision(examples::precision_from_flag(s.precision, device), device);
   report_test(model, corpus, s, r, device,
@@ -629,14 +629,14 @@ int run_test(const std::string& checkpoint, const RunOptions& r) {
 int run_decode(const std::string& checkpoint, std::vector<std::string> sentences, const std::string& file,
                int64_t beam, double length_penalty, const std::string& device_name) {
   const Device device = examples::device_from_flag(device_name);
-  Checkpoint ckpt = load_checkpoint(checkpoint);
+  io::Checkpoint ckpt = io::load_checkpoint(checkpoint);
   Config config(ckpt.config);
   HEED_CHECK(config.str("program") == "translate", "{} is not a translate checkpoint (program = {})", checkpoint,
              config.str("program"));
   const TrainSettings s = from_config(config);
   Corpus corpus = tokenizers_of(ckpt);
   nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
-  restore_for_evaluation(ckpt, model);
+  io::restore_for_evaluation(ckpt, model);
   model.to(device);
   if (!file.empty()) {
     auto lines = data::read_lines(file);

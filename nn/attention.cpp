@@ -9,7 +9,7 @@
 #include <mutex>
 #include <tuple>
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "nn/dropout.h"
 #include "nn/flash_attention.h"
 #include "tensor/random.h"

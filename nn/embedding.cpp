@@ -1,6 +1,6 @@
 #include "nn/embedding.h"
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/error.h"
 
 namespace heed::nn {

@@ -3,8 +3,8 @@
 #include <limits>
 
 #include "autograd/engine.h"
-#include "autograd/grad_mode.h"
-#include "autograd/record.h"
+#include "tensor/grad_mode.h"
+#include "tensor/record.h"
 #include "tensor/error.h"
 #include "tensor/op_helpers.h"
 #include "tensor/random.h"

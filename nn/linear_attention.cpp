@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "autograd/function.h"
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/error.h"
 #include "tensor/shape.h"
 

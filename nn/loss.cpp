@@ -2,8 +2,8 @@
 
 #include <vector>
 
-#include "autograd/grad_mode.h"
-#include "autograd/record.h"
+#include "tensor/grad_mode.h"
+#include "tensor/record.h"
 #include "tensor/autocast.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"

@@ -1,6 +1,6 @@
 #include "nn/module.h"
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/tensor_impl.h"
 
 #include <map>

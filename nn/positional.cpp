@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/error.h"
 #include "tensor/shape.h"
 

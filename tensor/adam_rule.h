@@ -1,7 +1,7 @@
 #pragma once
 // The Adam / AdamW update of one element, written once for every kernel that
 // applies it (tensor/cpu/cpu_optim.cpp, cuda/optim.cu) and stated in words in
-// nn/optim.h. Every operation is rounded on its own (tensor/rounded_math.h),
+// optim/optim.h. Every operation is rounded on its own (tensor/rounded_math.h),
 // so the CPU and the GPU update a parameter to the same bits; float32 and
 // float64 compute in their own type, a bfloat16 parameter and its state in
 // float32, each rounded once on store.
@@ -9,13 +9,13 @@
 // No heed headers but these dependency-free ones: nvcc compiles it on its own.
 #include <cstdint>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 #include "tensor/bfloat16.h"
 #include "tensor/rounded_math.h"
 
 namespace heed {
 
-// One Adam / AdamW update of a parameter (nn/optim.h gives the rule).
+// One Adam / AdamW update of a parameter (optim/optim.h gives the rule).
 struct AdamStepArgs {
   double lr;
   double beta1, beta2, eps;

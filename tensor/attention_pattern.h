@@ -20,7 +20,7 @@
 // cost O(T w) instead of O(T S).
 #include <cstdint>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 #include "tensor/philox.h"
 
 namespace heed {

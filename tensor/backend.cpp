@@ -2,7 +2,6 @@
 
 #include <mutex>
 
-#include "cuda/register.h"
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/ops.h"
 
@@ -12,13 +11,13 @@ namespace {
 Backend rows[kNumDeviceTypes];
 bool present[kNumDeviceTypes] = {false, false};
 
-// Backends register explicitly, once, on first use: a static library's
-// static initialisers could be dropped by the linker.
+// Backends register explicitly, once, on first use (see
+// register_built_in_backends in tensor/backend.h).
 void ensure_registered() {
   static std::once_flag once;
   std::call_once(once, [] {
     cpu::register_cpu_backend();
-    cuda::register_backend_if_built();
+    register_built_in_backends();
   });
 }
 }  // namespace

@@ -162,7 +162,16 @@ struct Backend {
 const Backend& backend(DeviceType type);
 inline const Backend& backend(Device d) { return backend(d.type); }
 bool has_backend(DeviceType type);
-// Called by a backend at start-up (static initialisation).
+// How a backend puts its row in the table, from its own folder.
 void register_backend(DeviceType type, const Backend& row);
+// The hook through which the backends built into heed besides the CPU's
+// register themselves. The op table calls it once, on first use, rather than
+// relying on static initialisers, which the linker may drop from a static
+// library. cuda/cuda_backend.cpp defines it (registering the CUDA row, also
+// without a GPU: that row then reports 0 devices); a build without CUDA
+// compiles cuda/no_cuda.cpp instead, where it does nothing. So the core never
+// includes cuda/: the backend points at the core, not the other way round.
+// Must not be called while holding the table's own lock.
+void register_built_in_backends();
 
 }  // namespace heed

@@ -15,7 +15,7 @@
 #include <cstring>
 #include <limits>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 
 namespace heed {
 

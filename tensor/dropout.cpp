@@ -6,7 +6,7 @@
 // (seed, offset) it saved, so no mask is ever stored. The bits and the
 // arithmetic are the composed op's (tensor/dropout_rule.h): the same seed
 // gives the same numbers either way.
-#include "autograd/record.h"
+#include "tensor/record.h"
 #include "tensor/op_helpers.h"
 #include "tensor/random.h"
 #include "tensor/tensor_impl.h"

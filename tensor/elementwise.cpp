@@ -3,7 +3,7 @@
 // summed back to their shapes with sum_to.
 #include <cmath>
 
-#include "autograd/record.h"
+#include "tensor/record.h"
 #include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 

@@ -32,7 +32,7 @@
 #include <stdexcept>
 #include <type_traits>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 #include "tensor/bfloat16.h"
 
 namespace heed {

@@ -1,7 +1,7 @@
 // Indexing ops: index_select, gather, scatter_add, index_add, embedding and
 // one_hot. Each gather-like op's backward is its scatter-like twin and the
 // other way round, so both directions stay differentiable.
-#include "autograd/record.h"
+#include "tensor/record.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {

@@ -3,8 +3,8 @@
 // computing with the new ones. When autograd records, the op runs out of
 // place on a snapshot and the tensor becomes that result's output in the
 // graph (a leaf that requires grad, or a view, is refused with a clear error).
-#include "autograd/grad_mode.h"
-#include "autograd/record.h"
+#include "tensor/grad_mode.h"
+#include "tensor/record.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {

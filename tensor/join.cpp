@@ -1,7 +1,7 @@
 // Joining and splitting: cat, stack, split, chunk.
 #include <algorithm>
 
-#include "autograd/record.h"
+#include "tensor/record.h"
 #include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 

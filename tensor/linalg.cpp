@@ -1,7 +1,7 @@
 // matmul with torch.matmul's rules: 1-D operands are vectors, leading (batch)
 // dims broadcast, and the batched product runs as one [B, M, K] x [B, K, N]
 // kernel call over strided operands.
-#include "autograd/record.h"
+#include "tensor/record.h"
 #include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 

@@ -5,8 +5,8 @@
 // (a third): each a pass over memory and an allocation. Here the bias and the
 // residual are written into the output first and the GEMM adds the product to
 // them (beta = 1), and ReLU runs in place on the result.
-#include "autograd/grad_mode.h"
-#include "autograd/record.h"
+#include "tensor/grad_mode.h"
+#include "tensor/record.h"
 #include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 #include "tensor/tensor_impl.h"

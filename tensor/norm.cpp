@@ -5,8 +5,8 @@
 // recompute mean and rstd from x, so the double backward is exact.
 #include <cmath>
 
-#include "autograd/grad_mode.h"
-#include "autograd/record.h"
+#include "tensor/grad_mode.h"
+#include "tensor/record.h"
 #include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 

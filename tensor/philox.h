@@ -4,7 +4,7 @@
 // state, so element i of a draw can be computed by whichever thread or device
 // owns it and the stream never depends on the number of threads or on the
 // device. Header-only, constexpr, and free of std:: calls in the core rounds
-// so that a CUDA kernel can include it (HEED_HD, from cuda/hd.h, marks the
+// so that a CUDA kernel can include it (HEED_HD, from tensor/hd.h, marks the
 // functions __host__ __device__ under nvcc and is empty for g++).
 //
 // THE MAPPING every backend must reproduce (Backend::random). A draw of n
@@ -31,7 +31,7 @@
 #include <cstdint>
 #include <math.h>  // the C functions, which CUDA also provides on the device
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 #include "tensor/rounded_math.h"
 
 namespace heed {

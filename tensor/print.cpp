@@ -2,7 +2,7 @@
 #include <cmath>
 #include <string>
 
-#include "autograd/node.h"
+#include "tensor/node.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
 

@@ -4,8 +4,8 @@
 #include <cmath>
 #include <limits>
 
-#include "autograd/grad_mode.h"
-#include "autograd/record.h"
+#include "tensor/grad_mode.h"
+#include "tensor/record.h"
 #include "tensor/autocast.h"
 #include "tensor/op_helpers.h"
 

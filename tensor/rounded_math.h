@@ -7,7 +7,7 @@
 // random, softmax, layer norm, reductions) use these.
 #include <math.h>
 
-#include "cuda/hd.h"
+#include "tensor/hd.h"
 
 namespace heed {
 

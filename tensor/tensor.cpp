@@ -4,8 +4,7 @@
 
 #include <cstring>
 
-#include "autograd/engine.h"
-#include "autograd/node.h"
+#include "tensor/node.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {
@@ -131,10 +130,6 @@ uint32_t Tensor::output_nr() const {
 }
 
 bool Tensor::is_leaf() const { return grad_fn() == nullptr; }
-
-void Tensor::backward(const Tensor& gradient, bool retain_graph, bool create_graph) const {
-  run_backward({*this}, {gradient}, retain_graph, create_graph);
-}
 
 Tensor Tensor::detach() const { return heed::detach(*this); }
 

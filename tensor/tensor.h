@@ -66,7 +66,7 @@ class Tensor {
   uint32_t output_nr() const;
   bool is_leaf() const;
   // Backward from this tensor: a scalar needs no gradient; others take one of
-  // their own shape.
+  // their own shape. Defined in autograd/engine.cpp, with the engine.
   void backward(const Tensor& gradient = Tensor(), bool retain_graph = false, bool create_graph = false) const;
   // A tensor sharing this one's storage, cut off from the graph.
   Tensor detach() const;

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <numeric>
 
-#include "autograd/record.h"
+#include "tensor/record.h"
 #include "tensor/op_helpers.h"
 
 namespace heed {

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <vector>
 
-#include "autograd/grad_mode.h"
-#include "nn/optim.h"
+#include "tensor/grad_mode.h"
+#include "optim/optim.h"
 #include "tensor/ops.h"
 
 using namespace heed;
@@ -22,7 +22,7 @@ Tensor rnd(const Shape& shape, uint64_t seed) {
 
 std::vector<float> values(const Tensor& t) { return contiguous(t).to_vector<float>(); }
 
-// nn/optim.h's rule, one tensor op at a time (the reference the kernel is checked against).
+// optim/optim.h's rule, one tensor op at a time (the reference the kernel is checked against).
 void adam_reference(Tensor& p, const Tensor& grad, Tensor& m, Tensor& v, double lr, double beta1, double beta2,
                     double eps, double l2, double decoupled, bool maximize, int64_t step) {
   NoGradGuard no_grad;

@@ -303,11 +303,11 @@ TEST_CASE("bfloat16 tensors are saved to HDF5 as bfloat16 and read back exactly"
   const std::string path = (dir / "t.h5").string();
   Tensor t = bf16_values({3, 4}, 23, 100.0);
   {
-    h5::File f = h5::File::create(path);
+    io::h5::File f = io::h5::File::create(path);
     f.write("t", t);
     f.write("empty", zeros({0, 2}, kBF16));
   }
-  h5::File f = h5::File::open(path);
+  io::h5::File f = io::h5::File::open(path);
   REQUIRE(f.dtype("t") == kBF16);
   Tensor back = f.read("t");
   REQUIRE(back.dtype() == kBF16);

@@ -1,4 +1,4 @@
-// Checkpoints (nn/checkpoint.h): the round trip of every part, atomic saves
+// Checkpoints (io/checkpoint.h): the round trip of every part, atomic saves
 // that survive SIGKILL, damaged and foreign files, restore's checks, and a
 // training run resumed in a new process that continues bit for bit.
 //
@@ -23,14 +23,14 @@
 #include <thread>
 #include <vector>
 
-#include "nn/checkpoint.h"
-#include "nn/clip_grad.h"
+#include "io/checkpoint.h"
+#include "optim/clip_grad.h"
 #include "nn/gpt.h"
-#include "nn/hdf5.h"
+#include "io/hdf5.h"
 #include "nn/layers.h"
 #include "nn/loss.h"
-#include "nn/lr_schedule.h"
-#include "nn/optim.h"
+#include "optim/lr_schedule.h"
+#include "optim/optim.h"
 #include "tensor/ops.h"
 
 using namespace heed;
@@ -96,8 +96,8 @@ struct TinyRun {
   }
 };
 
-Checkpoint full_checkpoint(TinyRun& run) {
-  Checkpoint c = capture(run.model, &run.opt, &run.sched, &run.gen);
+io::Checkpoint full_checkpoint(TinyRun& run) {
+  io::Checkpoint c = io::capture(run.model, &run.opt, &run.sched, &run.gen);
   c.training = {{"step", 3}, {"epoch", 1}, {"data_position", -(int64_t{1} << 45)}};
   c.config = {{"d_model", "16"}, {"name", "caf\xc3\xa9\nline two"}, {"empty", ""}};
   c.texts = {{"src_vocab", std::string("a\0b\nc\xff", 6)}, {"empty", ""}};
@@ -124,7 +124,7 @@ void require_same_tensors(const nn::NamedTensors& got, const nn::NamedTensors& w
   }
 }
 
-void require_same(const Checkpoint& got, const Checkpoint& want) {
+void require_same(const io::Checkpoint& got, const io::Checkpoint& want) {
   require_same_tensors(got.model, want.model);
   REQUIRE(got.optimizer_type == want.optimizer_type);
   require_same_tensors(got.optimizer_tensors, want.optimizer_tensors);
@@ -189,17 +189,17 @@ std::string env_or_empty(const char* name) {
 // ---- round trip ----------------------------------------------------------------
 
 TEST_CASE("checkpoint: fnv1a64 gives the published FNV-1a values", "[checkpoint]") {
-  REQUIRE(fnv1a64("", 0) == 0xcbf29ce484222325ULL);
-  REQUIRE(fnv1a64("a", 1) == 0xaf63dc4c8601ec8cULL);
-  REQUIRE(fnv1a64("foobar", 6) == 0x85944171f73967e8ULL);
-  REQUIRE(fnv1a64("bar", 3, fnv1a64("foo", 3)) == 0x85944171f73967e8ULL);  // it continues
+  REQUIRE(io::fnv1a64("", 0) == 0xcbf29ce484222325ULL);
+  REQUIRE(io::fnv1a64("a", 1) == 0xaf63dc4c8601ec8cULL);
+  REQUIRE(io::fnv1a64("foobar", 6) == 0x85944171f73967e8ULL);
+  REQUIRE(io::fnv1a64("bar", 3, io::fnv1a64("foo", 3)) == 0x85944171f73967e8ULL);  // it continues
 }
 
 TEST_CASE("checkpoint: every part round-trips through a file and restores into fresh objects", "[checkpoint]") {
   TempDir dir;
   TinyRun run(7);
   run.train(3);
-  Checkpoint saved = full_checkpoint(run);
+  io::Checkpoint saved = full_checkpoint(run);
   REQUIRE(saved.optimizer_type == "AdamW");
   REQUIRE(saved.scheduler_type == "WarmupCosineSchedule");
   REQUIRE(saved.model.size() == 5);  // linear.weight, linear.bias, norm.weight, norm.bias, seen
@@ -207,20 +207,20 @@ TEST_CASE("checkpoint: every part round-trips through a file and restores into f
   REQUIRE(saved.scheduler_state.at("last_step") == 3);
 
   const std::string path = dir.file("ckpt.h5");
-  save_checkpoint(path, saved);
+  io::save_checkpoint(path, saved);
   REQUIRE(dir.names() == std::vector<std::string>{"ckpt.h5"});  // no temporary left
-  Checkpoint loaded = load_checkpoint(path);
+  io::Checkpoint loaded = io::load_checkpoint(path);
   require_same(loaded, saved);
 
   // The captured copies do not follow the live objects.
   std::vector<float> weight = run.model.linear->weight.to_vector<float>();
   run.train(1);
   REQUIRE(run.model.linear->weight.to_vector<float>() != weight);
-  require_same_tensors(load_checkpoint(path).model, saved.model);
+  require_same_tensors(io::load_checkpoint(path).model, saved.model);
 
   TinyRun fresh(99);
-  restore(loaded, fresh.model, &fresh.opt, &fresh.sched, &fresh.gen);
-  Checkpoint again = capture(fresh.model, &fresh.opt, &fresh.sched, &fresh.gen);
+  io::restore(loaded, fresh.model, &fresh.opt, &fresh.sched, &fresh.gen);
+  io::Checkpoint again = io::capture(fresh.model, &fresh.opt, &fresh.sched, &fresh.gen);
   require_same_tensors(again.model, saved.model);
   require_same_tensors(again.optimizer_tensors, saved.optimizer_tensors);
   REQUIRE(again.optimizer_scalars == saved.optimizer_scalars);
@@ -235,17 +235,17 @@ TEST_CASE("checkpoint: every part round-trips through a file and restores into f
 TEST_CASE("checkpoint: a checkpoint of a model alone, and an empty one", "[checkpoint]") {
   TempDir dir;
   TinyNet model;
-  Checkpoint c = capture(model);
+  io::Checkpoint c = io::capture(model);
   REQUIRE(c.optimizer_type.empty());
   REQUIRE(c.scheduler_type.empty());
-  save_checkpoint(dir.file("model.h5"), c);
-  require_same(load_checkpoint(dir.file("model.h5")), c);
+  io::save_checkpoint(dir.file("model.h5"), c);
+  require_same(io::load_checkpoint(dir.file("model.h5")), c);
   TinyNet other;
-  restore(load_checkpoint(dir.file("model.h5")), other);
+  io::restore(io::load_checkpoint(dir.file("model.h5")), other);
   REQUIRE(other.linear->weight.to_vector<float>() == model.linear->weight.to_vector<float>());
 
-  save_checkpoint(dir.file("empty.h5"), Checkpoint{});
-  require_same(load_checkpoint(dir.file("empty.h5")), Checkpoint{});
+  io::save_checkpoint(dir.file("empty.h5"), io::Checkpoint{});
+  require_same(io::load_checkpoint(dir.file("empty.h5")), io::Checkpoint{});
 }
 
 TEST_CASE("checkpoint: the file is plain HDF5 with the documented layout", "[checkpoint]") {
@@ -253,15 +253,15 @@ TEST_CASE("checkpoint: the file is plain HDF5 with the documented layout", "[che
   TinyRun run(3);
   run.train(2);
   const std::string path = dir.file("layout.h5");
-  save_checkpoint(path, full_checkpoint(run));
-  h5::File f = h5::File::open(path);
+  io::save_checkpoint(path, full_checkpoint(run));
+  io::h5::File f = io::h5::File::open(path);
   REQUIRE(f.read_attr_string("/", "format") == "heed-checkpoint");
   REQUIRE(f.read_attr_int("/", "format_version") == 1);
   REQUIRE(f.has_attr("/", "content_fnv1a64"));
   REQUIRE(f.shape("model/linear.weight") == Shape{3, 4});
   Tensor w = f.read("model/linear.weight");
   REQUIRE(static_cast<uint64_t>(f.read_attr_int("model/linear.weight", "fnv1a64")) ==
-          fnv1a64(w.raw_data(), w.numel() * sizeof(float)));
+          io::fnv1a64(w.raw_data(), w.numel() * sizeof(float)));
   REQUIRE(f.read_attr_string("optimizer", "type") == "AdamW");
   REQUIRE(f.is_dataset("optimizer/exp_avg.linear.weight"));
   REQUIRE(f.read_attr_double("optimizer/scalars", "step") == 2);
@@ -276,17 +276,17 @@ TEST_CASE("checkpoint: the file is plain HDF5 with the documented layout", "[che
 
 TEST_CASE("checkpoint: names that cannot be stored are refused before anything is written", "[checkpoint]") {
   TempDir dir;
-  Checkpoint c;
+  io::Checkpoint c;
   c.model = {{"a/b", zeros({1})}};
-  REQUIRE_THROWS_WITH(save_checkpoint(dir.file("x.h5"), c),
+  REQUIRE_THROWS_WITH(io::save_checkpoint(dir.file("x.h5"), c),
                       Contains(dir.file("x.h5")) && Contains("model tensor name 'a/b' cannot be stored"));
   c.model = {{"w", zeros({1})}, {"w", zeros({1})}};
-  REQUIRE_THROWS_WITH(save_checkpoint(dir.file("x.h5"), c), Contains("model tensor 'w' is given twice"));
+  REQUIRE_THROWS_WITH(io::save_checkpoint(dir.file("x.h5"), c), Contains("model tensor 'w' is given twice"));
   c.model = {{"w", Tensor()}};
-  REQUIRE_THROWS_WITH(save_checkpoint(dir.file("x.h5"), c), Contains("model tensor 'w' is an undefined tensor"));
+  REQUIRE_THROWS_WITH(io::save_checkpoint(dir.file("x.h5"), c), Contains("model tensor 'w' is an undefined tensor"));
   c.model.clear();
   c.config = {{"", "x"}};
-  REQUIRE_THROWS_WITH(save_checkpoint(dir.file("x.h5"), c), Contains("config name '' cannot be stored"));
+  REQUIRE_THROWS_WITH(io::save_checkpoint(dir.file("x.h5"), c), Contains("config name '' cannot be stored"));
   REQUIRE(dir.names().empty());
 }
 
@@ -296,8 +296,8 @@ namespace {
 constexpr int64_t kBigFloats = 12'500'000;  // 50 MB of float32
 
 // Version v: every value says v, so a file mixing two versions is caught.
-Checkpoint versioned(int64_t v) {
-  Checkpoint c;
+io::Checkpoint versioned(int64_t v) {
+  io::Checkpoint c;
   c.model = {{"big", full({kBigFloats}, static_cast<double>(v))}, {"small", full({3}, static_cast<double>(v), DType::Int64)}};
   c.training["version"] = v;
   c.history.assign(static_cast<size_t>(v % 7), static_cast<double>(v));
@@ -306,7 +306,7 @@ Checkpoint versioned(int64_t v) {
 
 // The version the file at `path` holds; fails unless all of it is that version.
 int64_t complete_version(const std::string& path) {
-  Checkpoint c = load_checkpoint(path);
+  io::Checkpoint c = io::load_checkpoint(path);
   int64_t v = c.training.at("version");
   REQUIRE(c.model.size() == 2);
   for (const auto& [name, t] : c.model) {
@@ -323,13 +323,13 @@ TEST_CASE("checkpoint child: save versions in a loop until killed", "[.][checkpo
   const std::string path = env_or_empty("HEED_CKPT_LOOP_PATH");
   if (path.empty()) return;  // only as a child of the SIGKILL test
   int64_t v = std::stoll(env_or_empty("HEED_CKPT_LOOP_START"));
-  for (int i = 0; i < 1000; ++i) save_checkpoint(path, versioned(v++));  // bounded, should the parent die
+  for (int i = 0; i < 1000; ++i) io::save_checkpoint(path, versioned(v++));  // bounded, should the parent die
 }
 
 TEST_CASE("checkpoint: a save killed at any moment leaves one complete version", "[checkpoint]") {
   TempDir dir;
   const std::string path = dir.file("ckpt.h5");
-  save_checkpoint(path, versioned(0));
+  io::save_checkpoint(path, versioned(0));
   std::mt19937 rng(2024);
   std::uniform_int_distribution<int> delay_ms(0, 400);
   int64_t version = 0, advanced = 0;
@@ -360,7 +360,7 @@ TEST_CASE("checkpoint: a save killed at any moment leaves one complete version",
     fs::remove(path + ".tmp-" + std::to_string(child));
   }
   REQUIRE(advanced > 0);  // some kills came after a finished save
-  save_checkpoint(path, versioned(version + 1));
+  io::save_checkpoint(path, versioned(version + 1));
   REQUIRE(complete_version(path) == version + 1);
   REQUIRE(dir.names() == std::vector<std::string>{"ckpt.h5"});
 }
@@ -368,17 +368,17 @@ TEST_CASE("checkpoint: a save killed at any moment leaves one complete version",
 TEST_CASE("checkpoint: a failed save names the path, keeps the old file and removes its temporary",
           "[checkpoint]") {
   TempDir dir;
-  const Checkpoint old_one = versioned(1);
+  const io::Checkpoint old_one = versioned(1);
 
   // A missing folder.
   const std::string missing = dir.file("no/such/folder/ckpt.h5");
-  REQUIRE_THROWS_WITH(save_checkpoint(missing, old_one), Contains("save_checkpoint '" + missing + "'") &&
+  REQUIRE_THROWS_WITH(io::save_checkpoint(missing, old_one), Contains("save_checkpoint '" + missing + "'") &&
                                                              Contains("cannot create"));
 
   // The rename fails (the path is a folder with something in it): the
   // temporary was written and must be gone again.
   fs::create_directories(dir.file("taken/inside"));
-  REQUIRE_THROWS_WITH(save_checkpoint(dir.file("taken"), old_one),
+  REQUIRE_THROWS_WITH(io::save_checkpoint(dir.file("taken"), old_one),
                       Contains("save_checkpoint '" + dir.file("taken") + "'") && Contains("cannot rename"));
   REQUIRE(dir.names() == std::vector<std::string>{"taken"});
   fs::remove_all(dir.file("taken"));
@@ -386,20 +386,20 @@ TEST_CASE("checkpoint: a failed save names the path, keeps the old file and remo
   // A read-only folder: the old file stays as it was.
   const std::string path = dir.file("ro/ckpt.h5");
   fs::create_directories(dir.file("ro"));
-  save_checkpoint(path, old_one);
+  io::save_checkpoint(path, old_one);
   fs::permissions(dir.file("ro"), fs::perms::owner_read | fs::perms::owner_exec, fs::perm_options::replace);
   bool can_still_write = ::access(dir.file("ro").c_str(), W_OK) == 0;  // root can
   if (can_still_write) {
     WARN("running as root: a read-only folder is writable here, so that part is not checked");
   } else {
-    REQUIRE_THROWS_WITH(save_checkpoint(path, versioned(2)),
+    REQUIRE_THROWS_WITH(io::save_checkpoint(path, versioned(2)),
                         Contains("save_checkpoint '" + path + "'") && Contains("cannot create"));
     REQUIRE(complete_version(path) == 1);
     REQUIRE(fs::directory_iterator(dir.file("ro")) != fs::directory_iterator());
   }
   fs::permissions(dir.file("ro"), fs::perms::owner_all, fs::perm_options::replace);
   // Not even root may create a file in /proc.
-  REQUIRE_THROWS_WITH(save_checkpoint("/proc/heed_ckpt.h5", old_one),
+  REQUIRE_THROWS_WITH(io::save_checkpoint("/proc/heed_ckpt.h5", old_one),
                       Contains("save_checkpoint '/proc/heed_ckpt.h5'") && Contains("cannot create"));
   REQUIRE(complete_version(path) == 1);
 }
@@ -411,7 +411,7 @@ std::string small_checkpoint_file(const TempDir& dir) {
   TinyRun run(5);
   run.train(2);
   std::string path = dir.file("good.h5");
-  save_checkpoint(path, full_checkpoint(run));
+  io::save_checkpoint(path, full_checkpoint(run));
   return path;
 }
 }  // namespace
@@ -419,19 +419,19 @@ std::string small_checkpoint_file(const TempDir& dir) {
 TEST_CASE("checkpoint: a missing, foreign or truncated file is an error naming it", "[checkpoint]") {
   TempDir dir;
   const std::string good = small_checkpoint_file(dir);
-  REQUIRE_THROWS_WITH(load_checkpoint(dir.file("none.h5")),
+  REQUIRE_THROWS_WITH(io::load_checkpoint(dir.file("none.h5")),
                       Contains("load_checkpoint '" + dir.file("none.h5") + "'") && Contains("no such file"));
   const std::string text = dir.file("text.h5");
   std::ofstream(text) << "not HDF5 at all, but long enough to have held a superblock if it were\n";
-  REQUIRE_THROWS_WITH(load_checkpoint(text), Contains(text) && Contains("not an HDF5 file"));
+  REQUIRE_THROWS_WITH(io::load_checkpoint(text), Contains(text) && Contains("not an HDF5 file"));
 
   const std::string foreign = dir.file("foreign.h5");
   {
-    h5::File f = h5::File::create(foreign);
+    io::h5::File f = io::h5::File::create(foreign);
     f.write_attr_string("/", "op", "linear");
     f.write("params/weight", zeros({2, 2}));
   }
-  REQUIRE_THROWS_WITH(load_checkpoint(foreign),
+  REQUIRE_THROWS_WITH(io::load_checkpoint(foreign),
                       Contains(foreign) && Contains("not a heed checkpoint (no root attribute 'format')"));
 
   const auto size = fs::file_size(good);
@@ -440,65 +440,65 @@ TEST_CASE("checkpoint: a missing, foreign or truncated file is an error naming i
     std::vector<char> cut(bytes.begin(), bytes.begin() + static_cast<long>(size * fraction));
     write_bytes(dir.file("cut.h5"), cut);
     INFO("kept " << cut.size() << " of " << size << " bytes");
-    REQUIRE_THROWS_WITH(load_checkpoint(dir.file("cut.h5")), Contains("load_checkpoint '" + dir.file("cut.h5") + "'"));
+    REQUIRE_THROWS_WITH(io::load_checkpoint(dir.file("cut.h5")), Contains("load_checkpoint '" + dir.file("cut.h5") + "'"));
   }
 }
 
 TEST_CASE("checkpoint: damaged layouts and versions are listed", "[checkpoint]") {
   TempDir dir;
   const std::string good = small_checkpoint_file(dir);
-  auto edited = [&](const std::string& name, const std::function<void(h5::File&)>& edit) {
+  auto edited = [&](const std::string& name, const std::function<void(io::h5::File&)>& edit) {
     std::string path = dir.file(name);
     fs::copy_file(good, path, fs::copy_options::overwrite_existing);
-    h5::File f = h5::File::open(path, h5::Mode::ReadWrite);
+    io::h5::File f = io::h5::File::open(path, io::h5::Mode::ReadWrite);
     edit(f);
     return path;
   };
 
-  std::string v2 = edited("v2.h5", [](h5::File& f) { f.write_attr_int("/", "format_version", 2); });
-  REQUIRE_THROWS_WITH(load_checkpoint(v2), Contains(v2) && Contains("format_version 2 is not supported (this heed reads version 1)"));
+  std::string v2 = edited("v2.h5", [](io::h5::File& f) { f.write_attr_int("/", "format_version", 2); });
+  REQUIRE_THROWS_WITH(io::load_checkpoint(v2), Contains(v2) && Contains("format_version 2 is not supported (this heed reads version 1)"));
 
-  std::string wrong_format = edited("format.h5", [](h5::File& f) { f.write_attr_string("/", "format", "other"); });
-  REQUIRE_THROWS_WITH(load_checkpoint(wrong_format), Contains("not a heed checkpoint (root attribute format = 'other')"));
+  std::string wrong_format = edited("format.h5", [](io::h5::File& f) { f.write_attr_string("/", "format", "other"); });
+  REQUIRE_THROWS_WITH(io::load_checkpoint(wrong_format), Contains("not a heed checkpoint (root attribute format = 'other')"));
 
-  std::string no_model = edited("nomodel.h5", [](h5::File& f) { f.remove("model"); });
-  REQUIRE_THROWS_WITH(load_checkpoint(no_model),
+  std::string no_model = edited("nomodel.h5", [](io::h5::File& f) { f.remove("model"); });
+  REQUIRE_THROWS_WITH(io::load_checkpoint(no_model),
                       Contains(no_model) && Contains("missing group '/model'") && Contains("content checksum mismatch"));
 
-  std::string extra = edited("extra.h5", [](h5::File& f) { f.write("model/added", zeros({2})); });
-  REQUIRE_THROWS_WITH(load_checkpoint(extra), Contains("dataset '/model/added' has no integer 'fnv1a64' attribute") &&
+  std::string extra = edited("extra.h5", [](io::h5::File& f) { f.write("model/added", zeros({2})); });
+  REQUIRE_THROWS_WITH(io::load_checkpoint(extra), Contains("dataset '/model/added' has no integer 'fnv1a64' attribute") &&
                                                   Contains("content checksum mismatch"));
 
   // A changed value with a matching data checksum is still caught by the content checksum.
-  std::string resaved = edited("resaved.h5", [](h5::File& f) {
+  std::string resaved = edited("resaved.h5", [](io::h5::File& f) {
     Tensor w = ones({3, 4});
     f.remove("model/linear.weight");
     f.write("model/linear.weight", w);
     f.write_attr_int("model/linear.weight", "fnv1a64",
-                     static_cast<int64_t>(fnv1a64(w.raw_data(), 12 * sizeof(float))));
+                     static_cast<int64_t>(io::fnv1a64(w.raw_data(), 12 * sizeof(float))));
   });
-  REQUIRE_THROWS_WITH(load_checkpoint(resaved), Contains("content checksum mismatch"));
+  REQUIRE_THROWS_WITH(io::load_checkpoint(resaved), Contains("content checksum mismatch"));
 
-  std::string bad_history = edited("history.h5", [](h5::File& f) {
+  std::string bad_history = edited("history.h5", [](io::h5::File& f) {
     Tensor h = zeros({2}, DType::Float32);
     f.remove("history");
     f.write("history", h);
-    f.write_attr_int("history", "fnv1a64", static_cast<int64_t>(fnv1a64(h.raw_data(), 8)));
+    f.write_attr_int("history", "fnv1a64", static_cast<int64_t>(io::fnv1a64(h.raw_data(), 8)));
   });
-  REQUIRE_THROWS_WITH(load_checkpoint(bad_history), Contains("'/history' is float32 [2], expected float64 [n]"));
+  REQUIRE_THROWS_WITH(io::load_checkpoint(bad_history), Contains("'/history' is float32 [2], expected float64 [n]"));
 
-  std::string bad_attr = edited("attr.h5", [](h5::File& f) { f.write_attr_double("training", "step", 1.5); });
-  REQUIRE_THROWS_WITH(load_checkpoint(bad_attr), Contains("attribute /training@step is a float, expected an integer"));
+  std::string bad_attr = edited("attr.h5", [](io::h5::File& f) { f.write_attr_double("training", "step", 1.5); });
+  REQUIRE_THROWS_WITH(io::load_checkpoint(bad_attr), Contains("attribute /training@step is a float, expected an integer"));
 
-  std::string changed_config = edited("config.h5", [](h5::File& f) { f.write_attr_string("config", "d_model", "32"); });
-  REQUIRE_THROWS_WITH(load_checkpoint(changed_config), Contains("content checksum mismatch") && Contains("1 problem"));
+  std::string changed_config = edited("config.h5", [](io::h5::File& f) { f.write_attr_string("config", "d_model", "32"); });
+  REQUIRE_THROWS_WITH(io::load_checkpoint(changed_config), Contains("content checksum mismatch") && Contains("1 problem"));
 }
 
 TEST_CASE("checkpoint: every flipped data byte is a checksum error", "[checkpoint]") {
   TempDir dir;
   const std::string good = small_checkpoint_file(dir);
   // Find where linear.weight's bytes lie in the file and flip each of them.
-  Tensor w = h5::File::open(good).read("model/linear.weight");
+  Tensor w = io::h5::File::open(good).read("model/linear.weight");
   const std::vector<char> bytes = read_bytes(good);
   std::string needle(static_cast<const char*>(w.raw_data()), 12 * sizeof(float));
   size_t at = std::string(bytes.begin(), bytes.end()).find(needle);
@@ -507,7 +507,7 @@ TEST_CASE("checkpoint: every flipped data byte is a checksum error", "[checkpoin
     std::vector<char> copy = bytes;
     copy[at + i] = static_cast<char>(copy[at + i] ^ (1 << (i % 8)));
     write_bytes(dir.file("flipped.h5"), copy);
-    REQUIRE_THROWS_WITH(load_checkpoint(dir.file("flipped.h5")),
+    REQUIRE_THROWS_WITH(io::load_checkpoint(dir.file("flipped.h5")),
                         Contains("checksum mismatch in '/model/linear.weight'") && Contains("the file is corrupt"));
   }
 }
@@ -515,7 +515,7 @@ TEST_CASE("checkpoint: every flipped data byte is a checksum error", "[checkpoin
 TEST_CASE("checkpoint: hundreds of damaged copies fail cleanly or load unchanged", "[checkpoint]") {
   TempDir dir;
   const std::string good = small_checkpoint_file(dir);
-  const Checkpoint original = load_checkpoint(good);
+  const io::Checkpoint original = io::load_checkpoint(good);
   const std::vector<char> bytes = read_bytes(good);
   const std::string bad = dir.file("damaged.h5");
   // HEED_FUZZ_SEED and HEED_FUZZ_TRIALS run a longer or another search by hand.
@@ -549,7 +549,7 @@ TEST_CASE("checkpoint: hundreds of damaged copies fail cleanly or load unchanged
     write_bytes(bad, copy);
     INFO("trial " << trial << ": " << what);
     try {
-      Checkpoint c = load_checkpoint(bad);
+      io::Checkpoint c = io::load_checkpoint(bad);
       require_same(c, original);  // a byte nothing reads (padding, free space)
       ++unchanged;
     } catch (const Error& e) {
@@ -568,59 +568,59 @@ TEST_CASE("checkpoint: hundreds of damaged copies fail cleanly or load unchanged
 TEST_CASE("restore lists every mismatch and changes nothing", "[checkpoint]") {
   TinyRun source(1);
   source.train(2);
-  const Checkpoint c = capture(source.model, &source.opt, &source.sched, &source.gen);
+  const io::Checkpoint c = io::capture(source.model, &source.opt, &source.sched, &source.gen);
 
   TinyRun target(2, /*in=*/5);  // linear.weight [3, 5] where the checkpoint has [3, 4]
   target.train(1);
-  const Checkpoint before = capture(target.model, &target.opt, &target.sched, &target.gen);
-  auto unchanged = [&] { require_same(capture(target.model, &target.opt, &target.sched, &target.gen), before); };
+  const io::Checkpoint before = io::capture(target.model, &target.opt, &target.sched, &target.gen);
+  auto unchanged = [&] { require_same(io::capture(target.model, &target.opt, &target.sched, &target.gen), before); };
 
-  REQUIRE_THROWS_WITH(restore(c, target.model, &target.opt, &target.sched, &target.gen),
+  REQUIRE_THROWS_WITH(io::restore(c, target.model, &target.opt, &target.sched, &target.gen),
                       Contains("restore: the checkpoint does not fit this TinyNet") && Contains("nothing was changed") &&
                           Contains("model: 'linear.weight' is [3, 4] float32 in the checkpoint, [3, 5] float32 here") &&
                           Contains("optimizer: 'exp_avg.linear.weight' is [3, 4] float32 in the checkpoint"));
   unchanged();
 
-  Checkpoint edited = c;
+  io::Checkpoint edited = c;
   edited.model.erase(edited.model.begin());  // linear.weight
   edited.model.emplace_back("extra.weight", zeros({2}));
   edited.model.back().second = zeros({1});
   TinyRun same(3);
-  const Checkpoint same_before = capture(same.model, &same.opt, &same.sched, &same.gen);
-  REQUIRE_THROWS_WITH(restore(edited, same.model, &same.opt, &same.sched, &same.gen),
+  const io::Checkpoint same_before = io::capture(same.model, &same.opt, &same.sched, &same.gen);
+  REQUIRE_THROWS_WITH(io::restore(edited, same.model, &same.opt, &same.sched, &same.gen),
                       Contains("model: missing 'linear.weight' ([3, 4] float32)") &&
                           Contains("model: unexpected 'extra.weight'") && Contains("2 problems"));
 
   edited = c;
   edited.model[4].second = zeros({3});  // the int64 buffer 'seen' as float32
-  REQUIRE_THROWS_WITH(restore(edited, same.model),
+  REQUIRE_THROWS_WITH(io::restore(edited, same.model),
                       Contains("model: 'seen' is [3] float32 in the checkpoint, [3] int64 here"));
 
   edited = c;
   edited.optimizer_type = "Adam";
-  REQUIRE_THROWS_WITH(restore(edited, same.model, &same.opt),
+  REQUIRE_THROWS_WITH(io::restore(edited, same.model, &same.opt),
                       Contains("optimizer: the checkpoint's is Adam, this one is AdamW"));
   edited = c;
   edited.optimizer_scalars["step"] = 1.5;
   edited.optimizer_scalars.erase("lr");
-  REQUIRE_THROWS_WITH(restore(edited, same.model, &same.opt),
+  REQUIRE_THROWS_WITH(io::restore(edited, same.model, &same.opt),
                       Contains("optimizer: scalar 'step' = 1.5 is not valid") && Contains("missing scalar 'lr'"));
 
   optim::NoamSchedule noam(same.opt, {16, 4});
-  REQUIRE_THROWS_WITH(restore(c, same.model, &same.opt, &noam),
+  REQUIRE_THROWS_WITH(io::restore(c, same.model, &same.opt, &noam),
                       Contains("scheduler: the checkpoint's is WarmupCosineSchedule, this one is NoamSchedule"));
   edited = c;
   edited.scheduler_state["last_step"] = 5;
-  REQUIRE_THROWS_WITH(restore(edited, same.model, &same.opt, &same.sched),
+  REQUIRE_THROWS_WITH(io::restore(edited, same.model, &same.opt, &same.sched),
                       Contains("scheduler: last_step 5 differs from the optimizer's step 2"));
-  REQUIRE_THROWS_WITH(restore(capture(same.model), same.model, &same.opt, &same.sched),
+  REQUIRE_THROWS_WITH(io::restore(io::capture(same.model), same.model, &same.opt, &same.sched),
                       Contains("optimizer: the checkpoint has no optimizer state (this one is AdamW)") &&
                           Contains("scheduler: the checkpoint has no scheduler state"));
-  require_same(capture(same.model, &same.opt, &same.sched, &same.gen), same_before);
+  require_same(io::capture(same.model, &same.opt, &same.sched, &same.gen), same_before);
 
   // The model alone from a full training checkpoint is fine.
-  restore(c, same.model);
-  require_same_tensors(capture(same.model).model, c.model);
+  io::restore(c, same.model);
+  require_same_tensors(io::capture(same.model).model, c.model);
 }
 
 // ---- exact resume ----------------------------------------------------------------
@@ -649,7 +649,7 @@ struct GPTRun {
       Tensor logits = model.forward(x);  // [B, T, V]
       Tensor loss = nn::cross_entropy(logits.reshape({28, 13}), y.reshape({28}));
       loss.backward();
-      nn::clip_grad_norm(model.parameters(), 0.5);
+      optim::clip_grad_norm(model.parameters(), 0.5);
       sched.step();
       opt.step();
       opt.zero_grad();
@@ -657,8 +657,8 @@ struct GPTRun {
     }
   }
 
-  Checkpoint checkpoint(const std::vector<double>& losses) {
-    Checkpoint c = capture(model, &opt, &sched, &gen);
+  io::Checkpoint checkpoint(const std::vector<double>& losses) {
+    io::Checkpoint c = io::capture(model, &opt, &sched, &gen);
     c.history = losses;
     c.training["step"] = opt.step_count();
     return c;
@@ -671,11 +671,11 @@ TEST_CASE("checkpoint child: resume a GPT run and train N more steps", "[.][chec
   const std::string in = env_or_empty("HEED_CKPT_RESUME_IN"), out = env_or_empty("HEED_CKPT_RESUME_OUT");
   if (in.empty()) return;  // only as a child of the resume test
   GPTRun run(/*seed=*/4242);  // another seed: everything must come from the file
-  Checkpoint c = load_checkpoint(in);
-  restore(c, run.model, &run.opt, &run.sched, &run.gen);
+  io::Checkpoint c = io::load_checkpoint(in);
+  io::restore(c, run.model, &run.opt, &run.sched, &run.gen);
   std::vector<double> losses = c.history;
   run.train(kResumeSteps, losses);
-  save_checkpoint(out, run.checkpoint(losses));
+  io::save_checkpoint(out, run.checkpoint(losses));
 }
 
 TEST_CASE("checkpoint: a run resumed in a new process continues bit for bit", "[checkpoint]") {
@@ -683,17 +683,17 @@ TEST_CASE("checkpoint: a run resumed in a new process continues bit for bit", "[
   GPTRun whole(17);
   std::vector<double> whole_losses;
   whole.train(2 * kResumeSteps, whole_losses);
-  const Checkpoint want = whole.checkpoint(whole_losses);
+  const io::Checkpoint want = whole.checkpoint(whole_losses);
 
   GPTRun first(17);
   std::vector<double> first_losses;
   first.train(kResumeSteps, first_losses);
-  save_checkpoint(dir.file("half.h5"), first.checkpoint(first_losses));
+  io::save_checkpoint(dir.file("half.h5"), first.checkpoint(first_losses));
 
   pid_t child = spawn_self("checkpoint child: resume a GPT run and train N more steps",
                            {{"HEED_CKPT_RESUME_IN", dir.file("half.h5")}, {"HEED_CKPT_RESUME_OUT", dir.file("end.h5")}});
   REQUIRE(wait_exit_code(child) == 0);
-  Checkpoint got = load_checkpoint(dir.file("end.h5"));
+  io::Checkpoint got = io::load_checkpoint(dir.file("end.h5"));
   REQUIRE(got.history.size() == 2 * kResumeSteps);
   REQUIRE(got.history == whole_losses);  // exactly
   REQUIRE(got.training.at("step") == 2 * kResumeSteps);

@@ -971,7 +971,7 @@ TEST_CASE("on every device: a tiny GPT learns a fixed sequence in a few AdamW st
       opt.zero_grad();
       Tensor loss = nn::cross_entropy(gpt.forward(input), target);
       loss.backward();
-      nn::clip_grad_norm(gpt.parameters(), 1.0);
+      optim::clip_grad_norm(gpt.parameters(), 1.0);
       opt.step();
       last = loss.item<double>();
       if (step == 0) first = last;
@@ -1045,7 +1045,7 @@ namespace {
 const Vec kStart = {0.5, -1.0, 2.0};
 const std::vector<Vec> kGrads = {{1e-3, -2e-3, 0.5}, {-3e-3, 1e-3, 0.25}, {2e-3, 2e-3, -0.75}};
 
-// The Adam / AdamW recurrence in double (nn/optim.h).
+// The Adam / AdamW recurrence in double (optim/optim.h).
 struct AdamRef {
   double lr, b1, b2, eps, wd;
   bool decoupled, maximize;
@@ -1173,15 +1173,15 @@ TEST_CASE("on every device: clip_grad_norm scales all gradients by max_norm / (t
       b.set_grad(f64(d, {12, 0}));
     };
     set();
-    REQUIRE(nn::clip_grad_norm({a, b, c}, 1.0) == Approx(13.0));  // sqrt(9 + 16 + 144)
+    REQUIRE(optim::clip_grad_norm({a, b, c}, 1.0) == Approx(13.0));  // sqrt(9 + 16 + 144)
     const double k = 1.0 / (13.0 + 1e-6);
     require_close(a.grad(), {3 * k, 0, -4 * k}, 1e-14);
     require_close(b.grad(), {12 * k, 0}, 1e-14);
     REQUIRE_FALSE(c.grad().defined());
     set();
-    REQUIRE(nn::clip_grad_norm({a, b}, 6.0, INFINITY) == 12.0);
+    REQUIRE(optim::clip_grad_norm({a, b}, 6.0, INFINITY) == 12.0);
     set();
-    REQUIRE(nn::clip_grad_norm({a, b}, 100.0, 1.0) == Approx(19.0));
+    REQUIRE(optim::clip_grad_norm({a, b}, 100.0, 1.0) == Approx(19.0));
     REQUIRE(a.grad().to_vector<double>() == Vec{3, 0, -4});
   }
 }

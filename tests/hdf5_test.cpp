@@ -1,4 +1,4 @@
-// HDF5 files (nn/hdf5.h): tensors as datasets, scalar attributes, groups, and
+// HDF5 files (io/hdf5.h): tensors as datasets, scalar attributes, groups, and
 // the errors a missing, foreign, truncated or corrupt file gives.
 #include <catch2/catch.hpp>
 
@@ -10,7 +10,7 @@
 
 #include <unistd.h>
 
-#include "nn/hdf5.h"
+#include "io/hdf5.h"
 #include "nn/layers.h"
 #include "tensor/ops.h"
 
@@ -99,12 +99,12 @@ TEST_CASE("hdf5: every dtype at ranks 0 to 4 round-trips with its shape", "[hdf5
                                   DType::Bool};
   const std::vector<Shape> shapes{{}, {5}, {2, 3}, {2, 1, 4}, {3, 2, 1, 2}, {2, 0, 3}};
   {
-    h5::File f = h5::File::create(path);
+    io::h5::File f = io::h5::File::create(path);
     for (DType dt : dtypes)
       for (size_t s = 0; s < shapes.size(); ++s)
         f.write(fmt::format("{}/rank{}_{}", dtype_name(dt), shapes[s].size(), s), counting(shapes[s], dt));
   }
-  h5::File f = h5::File::open(path);
+  io::h5::File f = io::h5::File::open(path);
   for (DType dt : dtypes)
     for (size_t s = 0; s < shapes.size(); ++s) {
       std::string name = fmt::format("{}/rank{}_{}", dtype_name(dt), shapes[s].size(), s);
@@ -118,7 +118,7 @@ TEST_CASE("hdf5: every dtype at ranks 0 to 4 round-trips with its shape", "[hdf5
 
 TEST_CASE("hdf5: writes copy non-contiguous, graph-attached tensors", "[hdf5]") {
   TempDir dir;
-  h5::File f = h5::File::create(dir.file("views.h5"));
+  io::h5::File f = io::h5::File::create(dir.file("views.h5"));
   Tensor base = counting({3, 4}, DType::Float32);
   base.requires_grad_();
   Tensor t = transpose(base * 2.0, 0, 1);  // [4, 3], not contiguous, has a grad_fn
@@ -128,7 +128,7 @@ TEST_CASE("hdf5: writes copy non-contiguous, graph-attached tensors", "[hdf5]") 
 
 TEST_CASE("hdf5: dotted names are single datasets, parents are created, groups are listed", "[hdf5]") {
   TempDir dir;
-  h5::File f = h5::File::create(dir.file("groups.h5"));
+  io::h5::File f = io::h5::File::create(dir.file("groups.h5"));
   f.write("params/encoder.layers.0.norm1.weight", ones({4}));
   f.write("/params/b", zeros({2}));
   f.write("outputs/params/w", zeros({2, 2}));
@@ -146,17 +146,17 @@ TEST_CASE("hdf5: dotted names are single datasets, parents are created, groups a
   REQUIRE(f.is_dataset("params/b"));
   REQUIRE_FALSE(f.is_dataset("missing"));
 
-  std::vector<h5::Member> root = f.list();
+  std::vector<io::h5::Member> root = f.list();
   REQUIRE(root.size() == 3);
   REQUIRE(root[0].name == "empty");
   REQUIRE(root[1].name == "outputs");
   REQUIRE(root[2].name == "params");
-  REQUIRE(root[2].kind == h5::ObjectKind::Group);
-  std::vector<h5::Member> params = f.list("params");
+  REQUIRE(root[2].kind == io::h5::ObjectKind::Group);
+  std::vector<io::h5::Member> params = f.list("params");
   REQUIRE(params.size() == 2);
   REQUIRE(params[0].name == "b");
   REQUIRE(params[1].name == "encoder.layers.0.norm1.weight");
-  REQUIRE(params[1].kind == h5::ObjectKind::Dataset);
+  REQUIRE(params[1].kind == io::h5::ObjectKind::Dataset);
   REQUIRE(f.list("empty").empty());
 
   REQUIRE(f.list_datasets("/") ==
@@ -174,7 +174,7 @@ TEST_CASE("hdf5: attributes of each type on the root and on objects", "[hdf5]") 
   TempDir dir;
   const std::string path = dir.file("attrs.h5");
   {
-    h5::File f = h5::File::create(path);
+    io::h5::File f = io::h5::File::create(path);
     f.write("inputs/x", zeros({2}));
     f.write_attr_int("/", "nhead", 4);
     f.write_attr_int("", "big", -(int64_t{1} << 50));
@@ -187,7 +187,7 @@ TEST_CASE("hdf5: attributes of each type on the root and on objects", "[hdf5]") 
     f.write_attr_int("/", "nhead", 8);  // replaces
     f.flush();
   }
-  h5::File f = h5::File::open(path, h5::Mode::ReadWrite);
+  io::h5::File f = io::h5::File::open(path, io::h5::Mode::ReadWrite);
   REQUIRE(f.read_attr_int("/", "nhead") == 8);
   REQUIRE(f.read_attr_int("/", "big") == -(int64_t{1} << 50));
   REQUIRE(f.read_attr_double("/", "eps") == 1e-5);
@@ -201,9 +201,9 @@ TEST_CASE("hdf5: attributes of each type on the root and on objects", "[hdf5]") 
   REQUIRE(f.attr_names("inputs/x") == std::vector<std::string>{"scale"});
   REQUIRE(f.has_attr("/", "eps"));
   REQUIRE_FALSE(f.has_attr("/", "nope"));
-  REQUIRE(f.attr_type("/", "nhead") == h5::AttrType::Int);
-  REQUIRE(f.attr_type("/", "eps") == h5::AttrType::Float);
-  REQUIRE(f.attr_type("/", "op") == h5::AttrType::String);
+  REQUIRE(f.attr_type("/", "nhead") == io::h5::AttrType::Int);
+  REQUIRE(f.attr_type("/", "eps") == io::h5::AttrType::Float);
+  REQUIRE(f.attr_type("/", "op") == io::h5::AttrType::String);
   // Opened read-write: more can be added.
   f.write_attr_string("inputs/x", "note", "added later");
   REQUIRE(f.read_attr_string("inputs/x", "note") == "added later");
@@ -211,7 +211,7 @@ TEST_CASE("hdf5: attributes of each type on the root and on objects", "[hdf5]") 
 
 TEST_CASE("hdf5: reads what h5py writes (bool, big-endian, fixed-length strings)", "[hdf5]") {
   // tests/data/h5py_types.h5 is made by tests/data/make_h5py_types.py.
-  h5::File f = h5::File::open(fixture("h5py_types.h5"));
+  io::h5::File f = io::h5::File::open(fixture("h5py_types.h5"));
   Tensor b = f.read("bool", DType::Bool);
   REQUIRE(b.shape() == Shape{2, 3});
   REQUIRE(to_dtype(b, DType::UInt8).to_vector<uint8_t>() == std::vector<uint8_t>{1, 0, 1, 0, 0, 1});
@@ -227,14 +227,14 @@ TEST_CASE("hdf5: reads what h5py writes (bool, big-endian, fixed-length strings)
 TEST_CASE("hdf5: a missing, foreign or unreadable file is an error naming it", "[hdf5]") {
   TempDir dir;
   const std::string missing = dir.file("missing.h5");
-  REQUIRE_THROWS_WITH(h5::File::open(missing), Contains(missing) && Contains("no such file"));
-  REQUIRE_THROWS_WITH(h5::File::open(dir.path.string()), Contains("is a directory"));
+  REQUIRE_THROWS_WITH(io::h5::File::open(missing), Contains(missing) && Contains("no such file"));
+  REQUIRE_THROWS_WITH(io::h5::File::open(dir.path.string()), Contains("is a directory"));
 
   const std::string text = dir.file("text.h5");
   std::ofstream(text) << "this is not HDF5, only a text file long enough to hold a superblock\n";
-  REQUIRE_THROWS_WITH(h5::File::open(text), Contains(text) && Contains("not an HDF5 file"));
+  REQUIRE_THROWS_WITH(io::h5::File::open(text), Contains(text) && Contains("not an HDF5 file"));
 
-  REQUIRE_THROWS_WITH(h5::File::create(dir.file("no/such/folder/x.h5")),
+  REQUIRE_THROWS_WITH(io::h5::File::create(dir.file("no/such/folder/x.h5")),
                       Contains("no/such/folder/x.h5") && Contains("cannot create"));
 }
 
@@ -242,7 +242,7 @@ TEST_CASE("hdf5: a truncated file gives errors, never a crash", "[hdf5]") {
   TempDir dir;
   const std::string path = dir.file("truncated.h5");
   {
-    h5::File f = h5::File::create(path);
+    io::h5::File f = io::h5::File::create(path);
     f.write_attr_string("/", "op", "linear");
     f.write("inputs/x", counting({64, 64}, DType::Float32));
     f.write("params/weight", counting({64, 64}, DType::Float64));
@@ -255,7 +255,7 @@ TEST_CASE("hdf5: a truncated file gives errors, never a crash", "[hdf5]") {
     fs::resize_file(dir.file("cut.h5"), static_cast<uintmax_t>(full * fraction));
     INFO("kept " << fraction << " of " << full << " bytes");
     auto read_all = [&] {
-      h5::File f = h5::File::open(dir.file("cut.h5"));
+      io::h5::File f = io::h5::File::open(dir.file("cut.h5"));
       f.read("inputs/x");
       f.read("params/weight");
     };
@@ -267,7 +267,7 @@ TEST_CASE("hdf5: flipped bytes give errors or data, never a crash", "[hdf5]") {
   TempDir dir;
   const std::string path = dir.file("good.h5");
   {
-    h5::File f = h5::File::create(path);
+    io::h5::File f = io::h5::File::create(path);
     f.write_attr_string("/", "op", "linear");
     f.write_attr_double("/", "rtol", 1e-4);
     f.write("inputs/x", counting({4, 8}, DType::Float32));
@@ -284,7 +284,7 @@ TEST_CASE("hdf5: flipped bytes give errors or data, never a crash", "[hdf5]") {
     copy[at] = static_cast<char>(~copy[at]);
     std::ofstream(bad, std::ios::binary | std::ios::trunc).write(copy.data(), static_cast<std::streamsize>(copy.size()));
     try {
-      h5::File f = h5::File::open(bad);
+      io::h5::File f = io::h5::File::open(bad);
       for (const std::string& name : f.list_datasets("/")) f.read(name);
       for (const std::string& name : f.attr_names("/")) f.attr_type("/", name);
       ++survived;
@@ -300,7 +300,7 @@ TEST_CASE("hdf5: flipped bytes give errors or data, never a crash", "[hdf5]") {
 TEST_CASE("hdf5: a missing object, wrong kind or wrong type is an error naming it", "[hdf5]") {
   TempDir dir;
   const std::string path = dir.file("errors.h5");
-  h5::File f = h5::File::create(path);
+  io::h5::File f = io::h5::File::create(path);
   f.write("inputs/ids", counting({2, 3}, DType::Int64));
   f.write_attr_string("/", "op", "embedding");
   f.write_attr_double("/", "eps", 0.5);
@@ -330,11 +330,11 @@ TEST_CASE("hdf5: a missing object, wrong kind or wrong type is an error naming i
 }
 
 TEST_CASE("hdf5: unsupported stored types are named in the error", "[hdf5]") {
-  h5::File f = h5::File::open(fixture("h5py_types.h5"));
+  io::h5::File f = io::h5::File::open(fixture("h5py_types.h5"));
   REQUIRE_THROWS_WITH(f.read("int32"), Contains("/int32") && Contains("unsupported dtype: signed integer of 4 byte(s)"));
   REQUIRE_THROWS_WITH(f.read("compound"), Contains("/compound") && Contains("unsupported dtype: compound"));
   REQUIRE_THROWS_WITH(f.read_attr_int("/", "vector"), Contains("/@vector") && Contains("is not a scalar (3 values)"));
-  REQUIRE_THROWS_WITH(h5::File::open(fixture("h5py_types.h5"), h5::Mode::Read).write("x", zeros({1})),
+  REQUIRE_THROWS_WITH(io::h5::File::open(fixture("h5py_types.h5"), io::h5::Mode::Read).write("x", zeros({1})),
                       Contains("h5py_types.h5") && Contains("/x"));
 }
 
@@ -370,16 +370,16 @@ TEST_CASE("hdf5: fixed-length string attributes read back as written", "[hdf5]")
   TempDir dir;
   const std::string path = dir.file("fixed.h5");
   {
-    h5::File f = h5::File::create(path);
-    f.write_attr_string("/", "text", "caf\xc3\xa9 with spaces  ", h5::StringLayout::Fixed);
-    f.write_attr_string("/", "empty", "", h5::StringLayout::Fixed);
-    f.write_attr_string("/", "vlen", "v", h5::StringLayout::Variable);
-    REQUIRE_THROWS_WITH(f.write_attr_string("/", "nul", std::string("a\0b", 3), h5::StringLayout::Fixed),
+    io::h5::File f = io::h5::File::create(path);
+    f.write_attr_string("/", "text", "caf\xc3\xa9 with spaces  ", io::h5::StringLayout::Fixed);
+    f.write_attr_string("/", "empty", "", io::h5::StringLayout::Fixed);
+    f.write_attr_string("/", "vlen", "v", io::h5::StringLayout::Variable);
+    REQUIRE_THROWS_WITH(f.write_attr_string("/", "nul", std::string("a\0b", 3), io::h5::StringLayout::Fixed),
                         Contains("NUL"));
   }
-  h5::File f = h5::File::open(path);
+  io::h5::File f = io::h5::File::open(path);
   REQUIRE(f.read_attr_string("/", "text") == "caf\xc3\xa9 with spaces  ");
   REQUIRE(f.read_attr_string("/", "empty").empty());
   REQUIRE(f.read_attr_string("/", "vlen") == "v");
-  REQUIRE(f.attr_type("/", "text") == h5::AttrType::String);
+  REQUIRE(f.attr_type("/", "text") == io::h5::AttrType::String);
 }

@@ -7,17 +7,17 @@
 #include <cstdlib>
 #include <string>
 
-#include "autograd/grad_mode.h"
-#include "nn/checkpoint.h"
+#include "tensor/grad_mode.h"
+#include "io/checkpoint.h"
 #include "nn/gpt.h"
-#include "nn/hdf5.h"
+#include "io/hdf5.h"
 #include "nn/seq2seq.h"
 #include "tensor/ops.h"
 
 using namespace heed;
 
 namespace {
-int64_t config_int(const Checkpoint& c, const std::string& key) {
+int64_t config_int(const io::Checkpoint& c, const std::string& key) {
   INFO("config/" << key);
   REQUIRE(c.config.count(key) == 1);
   return std::stoll(c.config.at(key));
@@ -34,11 +34,11 @@ TEST_CASE("import_torch: heed gives PyTorch's logits from imported checkpoints",
   const char* dir_env = std::getenv("HEED_IMPORT_TORCH_DIR");
   if (dir_env == nullptr) return;  // only from the import_torch ctest
   const std::string dir = dir_env;
-  h5::File expected = h5::File::open(dir + "/expected.h5");
+  io::h5::File expected = io::h5::File::open(dir + "/expected.h5");
   NoGradGuard no_grad;
 
   SECTION("seq2seq: torch.nn.Transformer with embeddings and a generator") {
-    Checkpoint c = load_checkpoint(dir + "/seq2seq.h5");
+    io::Checkpoint c = io::load_checkpoint(dir + "/seq2seq.h5");
     REQUIRE(c.config.at("model") == "seq2seq");
     REQUIRE(c.config.at("activation") == "relu");
     nn::Seq2SeqOptions o{config_int(c, "src_vocab"), config_int(c, "tgt_vocab")};
@@ -61,7 +61,7 @@ TEST_CASE("import_torch: heed gives PyTorch's logits from imported checkpoints",
   }
 
   SECTION("gpt: pre-LN blocks of nn.TransformerEncoderLayer") {
-    Checkpoint c = load_checkpoint(dir + "/gpt.h5");
+    io::Checkpoint c = io::load_checkpoint(dir + "/gpt.h5");
     REQUIRE(c.config.at("model") == "gpt");
     nn::GPTOptions o{config_int(c, "vocab"), config_int(c, "block_size")};
     o.d_model = config_int(c, "d_model");

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include <heed.h>
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "nn/additive_attention.h"
 #include "nn/linear_attention.h"

@@ -63,11 +63,11 @@ TEST_CASE("nn device paths: clip_grad_norm of order inf is NaN when a gradient i
   Tensor a = zeros({3}).requires_grad_(), b = zeros({2}).requires_grad_();
   a.set_grad(from_vector<float>({1, -4, 2}));
   b.set_grad(from_vector<float>({NAN, 0}));
-  CHECK(std::isnan(nn::clip_grad_norm({a, b}, 1.0, INFINITY)));
+  CHECK(std::isnan(optim::clip_grad_norm({a, b}, 1.0, INFINITY)));
   CHECK(std::isnan(a.grad().to_vector<float>()[0]));  // a NaN norm scales every gradient to NaN, as in PyTorch
   a.set_grad(from_vector<float>({1, -4, 2}));
   b.set_grad(from_vector<float>({3, 0}));
-  CHECK(nn::clip_grad_norm({a, b}, 100.0, INFINITY) == 4.0);
+  CHECK(optim::clip_grad_norm({a, b}, 100.0, INFINITY) == 4.0);
 }
 
 // ---- on a GPU --------------------------------------------------------------------------
@@ -90,8 +90,8 @@ TEST_CASE("nn on cuda: a GPT trains on the GPU as on the CPU", "[cuda][nn]") {
     CHECK(lg.item<double>() == Approx(lc.item<double>()).epsilon(1e-5));
     opt_cpu.zero_grad(), opt_gpu.zero_grad();
     lc.backward(), lg.backward();
-    const double nc = nn::clip_grad_norm(cpu.parameters(), 0.5);
-    const double ng = nn::clip_grad_norm(gpu.parameters(), 0.5);
+    const double nc = optim::clip_grad_norm(cpu.parameters(), 0.5);
+    const double ng = optim::clip_grad_norm(gpu.parameters(), 0.5);
     CHECK(ng == Approx(nc).epsilon(1e-4));
     opt_cpu.step(), opt_gpu.step();
   }
@@ -158,7 +158,7 @@ TEST_CASE("nn on cuda: seq2seq with padding and dropout trains, saves and restor
         ce);
     opt.zero_grad();
     loss.backward();
-    nn::clip_grad_norm(model.parameters(), 1.0);
+    optim::clip_grad_norm(model.parameters(), 1.0);
     opt.step();
     (step == 0 ? first : last) = loss.item<double>();
   }
@@ -167,20 +167,20 @@ TEST_CASE("nn on cuda: seq2seq with padding and dropout trains, saves and restor
 
   // A checkpoint of the GPU run loads into a CPU model and into another GPU model.
   const std::string path = (std::filesystem::temp_directory_path() / "heed_nn_device_test.h5").string();
-  save_checkpoint(path, capture(model, &opt));
-  Checkpoint ckpt = load_checkpoint(path);
+  io::save_checkpoint(path, io::capture(model, &opt));
+  io::Checkpoint ckpt = io::load_checkpoint(path);
   std::filesystem::remove(path);
   model.eval();
   NoGradGuard no_grad;
   const Tensor want = model.forward(d.src.to(kCUDA), d.tgt_in.to(kCUDA), src_pad.to(kCUDA), tgt_pad.to(kCUDA));
   nn::Seq2SeqTransformer on_cpu(tiny_seq2seq(0.1));
-  restore(ckpt, on_cpu);
+  io::restore(ckpt, on_cpu);
   on_cpu.eval();
   CHECK(max_abs_diff(on_cpu.forward(d.src, d.tgt_in, src_pad, tgt_pad), want) < 1e-4);
   nn::Seq2SeqTransformer on_gpu(tiny_seq2seq(0.1));
   on_gpu.to(kCUDA);
   optim::AdamW opt2(on_gpu.named_parameters(), ao);
-  restore(ckpt, on_gpu, &opt2);
+  io::restore(ckpt, on_gpu, &opt2);
   on_gpu.eval();
   CHECK(max_abs_diff(on_gpu.forward(d.src.to(kCUDA), d.tgt_in.to(kCUDA), src_pad.to(kCUDA), tgt_pad.to(kCUDA)), want) ==
         0.0);

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "autograd/grad_mode.h"
-#include "nn/checkpoint.h"
-#include "nn/ema.h"
+#include "tensor/grad_mode.h"
+#include "io/checkpoint.h"
+#include "optim/ema.h"
 #include "nn/layers.h"
-#include "nn/optim.h"
+#include "optim/optim.h"
 #include "test_devices.h"
 
 using namespace heed;
@@ -127,7 +127,7 @@ TEST_CASE("ema: checkpoints carry the averages; a resume continues them exactly"
     e.update();
   };
   for (int i = 0; i < 5; ++i) train_step(model, ema, 0.25 * i);
-  save_checkpoint(path, capture(model, nullptr, nullptr, nullptr, &ema));
+  io::save_checkpoint(path, io::capture(model, nullptr, nullptr, nullptr, &ema));
 
   // The uninterrupted run: three more steps.
   for (int i = 5; i < 8; ++i) train_step(model, ema, 0.25 * i);
@@ -136,10 +136,10 @@ TEST_CASE("ema: checkpoints carry the averages; a resume continues them exactly"
   manual_seed(99);
   nn::Linear resumed(nn::LinearOptions{4, 3});
   optim::ExponentialMovingAverage resumed_ema(resumed.named_parameters(), 0.99);
-  const Checkpoint c = load_checkpoint(path);
+  const io::Checkpoint c = io::load_checkpoint(path);
   REQUIRE(c.average_updates == 5);
   REQUIRE(c.averages.size() == 2);
-  restore(c, resumed, nullptr, nullptr, nullptr, &resumed_ema);
+  io::restore(c, resumed, nullptr, nullptr, nullptr, &resumed_ema);
   REQUIRE(resumed_ema.updates() == 5);
   for (int i = 5; i < 8; ++i) train_step(resumed, resumed_ema, 0.25 * i);
   for (size_t i = 0; i < 2; ++i)
@@ -147,27 +147,27 @@ TEST_CASE("ema: checkpoints carry the averages; a resume continues them exactly"
 
   // Evaluation: the averages in place of the trained weights.
   nn::Linear evaluated(nn::LinearOptions{4, 3});
-  REQUIRE(restore_for_evaluation(c, evaluated));
+  REQUIRE(io::restore_for_evaluation(c, evaluated));
   REQUIRE(values(evaluated.weight) == values(c.averages[0].first == "weight" ? c.averages[0].second : c.averages[1].second));
 
   // A checkpoint without averages: evaluation uses the weights; a run that
   // keeps an average refuses it, changing nothing.
-  save_checkpoint(path, capture(model));
-  const Checkpoint plain = load_checkpoint(path);
+  io::save_checkpoint(path, io::capture(model));
+  const io::Checkpoint plain = io::load_checkpoint(path);
   REQUIRE(plain.averages.empty());
-  REQUIRE_FALSE(restore_for_evaluation(plain, evaluated));
+  REQUIRE_FALSE(io::restore_for_evaluation(plain, evaluated));
   REQUIRE(values(evaluated.weight) == values(model.weight));
   const auto before = values(resumed.weight);
-  REQUIRE_THROWS_WITH(restore(plain, resumed, nullptr, nullptr, nullptr, &resumed_ema),
+  REQUIRE_THROWS_WITH(io::restore(plain, resumed, nullptr, nullptr, nullptr, &resumed_ema),
                       Contains("no averaged parameters"));
   REQUIRE(values(resumed.weight) == before);
 
   // Averages of another model's shape: refused before anything changes.
   nn::Linear wider(nn::LinearOptions{5, 3});
   optim::ExponentialMovingAverage wider_ema(wider.named_parameters(), 0.99);
-  save_checkpoint(path, capture(wider, nullptr, nullptr, nullptr, &wider_ema));
-  const Checkpoint other = load_checkpoint(path);
-  REQUIRE_THROWS_WITH(restore_for_evaluation(other, evaluated), Contains("'weight' is [3, 5] in the checkpoint"));
+  io::save_checkpoint(path, io::capture(wider, nullptr, nullptr, nullptr, &wider_ema));
+  const io::Checkpoint other = io::load_checkpoint(path);
+  REQUIRE_THROWS_WITH(io::restore_for_evaluation(other, evaluated), Contains("'weight' is [3, 5] in the checkpoint"));
   REQUIRE(values(evaluated.weight) == values(model.weight));
   fs::remove_all(dir);
 }

@@ -7,7 +7,7 @@
 
 #include <heed.h>
 #include "autograd/gradcheck.h"
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "nn/layers.h"
 
 using namespace heed;

@@ -8,10 +8,10 @@
 #include <vector>
 
 #include <heed.h>
-#include "nn/clip_grad.h"
+#include "optim/clip_grad.h"
 #include "nn/layers.h"
-#include "nn/lr_schedule.h"
-#include "nn/optim.h"
+#include "optim/lr_schedule.h"
+#include "optim/optim.h"
 
 using namespace heed;
 using Catch::Contains;
@@ -322,31 +322,31 @@ TEST_CASE("clip_grad_norm scales all gradients by max_norm / (total + 1e-6) when
   };  // c has no gradient
   set();
   // Total 2-norm sqrt(9 + 16 + 144) = 13.
-  REQUIRE(nn::clip_grad_norm({a, b, c}, 1.0) == Approx(13.0));
+  REQUIRE(optim::clip_grad_norm({a, b, c}, 1.0) == Approx(13.0));
   double k = 1.0 / (13.0 + 1e-6);
   require_close(a.grad().to_vector<double>(), {3 * k, 0, -4 * k}, 1e-15);
   require_close(b.grad().to_vector<double>(), {12 * k, 0}, 1e-15);
   REQUIRE_FALSE(c.grad().defined());
 
   set();
-  REQUIRE(nn::clip_grad_norm({a, b, c}, 100.0) == Approx(13.0));
+  REQUIRE(optim::clip_grad_norm({a, b, c}, 100.0) == Approx(13.0));
   REQUIRE(a.grad().to_vector<double>() == Vec{3, 0, -4});  // unchanged
 
   set();
-  REQUIRE(nn::clip_grad_norm({a, b}, 6.0, INFINITY) == 12.0);
+  REQUIRE(optim::clip_grad_norm({a, b}, 6.0, INFINITY) == 12.0);
   require_close(b.grad().to_vector<double>(), {12 * 6.0 / (12.0 + 1e-6), 0}, 1e-15);
 
   set();
-  REQUIRE(nn::clip_grad_norm({a, b}, 100.0, 1.0) == Approx(19.0));
-  REQUIRE(nn::clip_grad_norm({c}, 1.0) == 0.0);
+  REQUIRE(optim::clip_grad_norm({a, b}, 100.0, 1.0) == Approx(19.0));
+  REQUIRE(optim::clip_grad_norm({c}, 1.0) == 0.0);
 }
 
 TEST_CASE("clip_grad_norm rejects bad arguments and can refuse a non-finite norm", "[optim]") {
   Tensor a = param({0, 0});
   a.set_grad(from_vector<double>({INFINITY, 1}, {2}));
-  REQUIRE_THROWS_WITH(nn::clip_grad_norm({a}, 1.0, 2.0, true), Contains("clip_grad_norm") && Contains("inf"));
-  REQUIRE_THROWS_WITH(nn::clip_grad_norm({a}, -1.0), Contains("max_norm"));
-  REQUIRE_THROWS_WITH(nn::clip_grad_norm({a}, 1.0, 0.0), Contains("norm_type"));
+  REQUIRE_THROWS_WITH(optim::clip_grad_norm({a}, 1.0, 2.0, true), Contains("clip_grad_norm") && Contains("inf"));
+  REQUIRE_THROWS_WITH(optim::clip_grad_norm({a}, -1.0), Contains("max_norm"));
+  REQUIRE_THROWS_WITH(optim::clip_grad_norm({a}, 1.0, 0.0), Contains("norm_type"));
 }
 
 // ---- schedules -----------------------------------------------------------------

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include <heed.h>
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "autograd/gradcheck.h"
 #include "nn/positional.h"
 

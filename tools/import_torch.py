@@ -116,7 +116,7 @@ def guess_kind(names):
                      "transformer.* for seq2seq, tok_embed.* for gpt); pass --model")
 
 
-# ---- the content checksum (nn/checkpoint.cpp: content_checksum) -----------
+# ---- the content checksum (io/checkpoint.cpp: content_checksum) -----------
 
 DTYPE_NAMES = {np.dtype("float32"): "float32", np.dtype("float64"): "float64",
                np.dtype("int64"): "int64", np.dtype("uint8"): "uint8", np.dtype("bool"): "bool"}

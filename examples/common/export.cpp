@@ -4,7 +4,7 @@
 
 namespace heed::examples {
 
-void write_ragged(h5::File& file, const std::string& name, const std::vector<std::vector<int64_t>>& rows) {
+void write_ragged(io::h5::File& file, const std::string& name, const std::vector<std::vector<int64_t>>& rows) {
   std::vector<int64_t> flat, offsets{0};
   offsets.reserve(rows.size() + 1);
   for (const auto& r : rows) {
@@ -15,7 +15,7 @@ void write_ragged(h5::File& file, const std::string& name, const std::vector<std
   file.write(name + "/offsets", from_vector<int64_t>(offsets, {static_cast<int64_t>(offsets.size())}));
 }
 
-void write_strings(h5::File& file, const std::string& name, const std::vector<std::string>& strings) {
+void write_strings(io::h5::File& file, const std::string& name, const std::vector<std::string>& strings) {
   std::vector<uint8_t> flat;
   std::vector<int64_t> offsets{0};
   for (const auto& s : strings) {
@@ -33,7 +33,7 @@ nn::NamedTensors copy_parameters(const nn::NamedTensors& params) {
 }
 
 void write_initial_parameters(const std::string& path, const nn::NamedTensors& params) {
-  h5::File f = h5::File::open(path, h5::Mode::ReadWrite);
+  io::h5::File f = io::h5::File::open(path, io::h5::Mode::ReadWrite);
   for (const auto& [name, p] : params) f.write("init/" + name, p);
 }
 

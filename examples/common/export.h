@@ -9,15 +9,15 @@
 
 #include "data/tokenizer.h"
 #include "nn/module.h"
-#include "nn/hdf5.h"
+#include "io/hdf5.h"
 
 namespace heed::examples {
 
 // <name>/flat (int64) and <name>/offsets (int64 [n + 1]).
-void write_ragged(h5::File& file, const std::string& name, const std::vector<std::vector<int64_t>>& rows);
+void write_ragged(io::h5::File& file, const std::string& name, const std::vector<std::vector<int64_t>>& rows);
 
 // <name>/flat (uint8 bytes) and <name>/offsets: strings that may hold any byte.
-void write_strings(h5::File& file, const std::string& name, const std::vector<std::string>& strings);
+void write_strings(io::h5::File& file, const std::string& name, const std::vector<std::string>& strings);
 
 // Detached CPU copies of a model's parameters: its initial weights, kept
 // while training changes the model, for write_initial_parameters afterwards.

@@ -16,7 +16,7 @@
 
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
-#include "nn/lr_schedule.h"
+#include "optim/lr_schedule.h"
 
 namespace heed::examples {
 

@@ -7,10 +7,10 @@
 
 #include <heed.h>
 #include "examples/custom_layer/swiglu.h"
-#include "nn/clip_grad.h"
+#include "optim/clip_grad.h"
 #include "nn/loss.h"
-#include "nn/lr_schedule.h"
-#include "nn/optim.h"
+#include "optim/lr_schedule.h"
+#include "optim/optim.h"
 
 namespace {
 struct Classifier : heed::nn::Module {
@@ -42,7 +42,7 @@ int main() {
     Tensor loss = nn::cross_entropy(model.forward(x), labels);
     opt.zero_grad();
     loss.backward();
-    double norm = nn::clip_grad_norm(model.parameters(), 1.0);
+    double norm = optim::clip_grad_norm(model.parameters(), 1.0);
     schedule.step();  // the lr of the step just below
     opt.step();
     if (step == 1 || step % 30 == 0)

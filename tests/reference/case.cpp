@@ -2,12 +2,12 @@
 
 #include <algorithm>
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 
 namespace heed::reference {
 
 RefCase::RefCase(const std::string& path, Device device)
-    : path_(path), device_(device), file_(h5::File::open(path)) {
+    : path_(path), device_(device), file_(io::h5::File::open(path)) {
   op_ = file_.read_attr_string("/", "op");
   // Every group should exist; a missing grad_output/ just means no backward.
   backward_ = file_.is_group("grad_output") && !file_.list_datasets("grad_output").empty();

@@ -29,7 +29,7 @@
 #include <string>
 #include <vector>
 
-#include "nn/hdf5.h"
+#include "io/hdf5.h"
 #include "nn/module.h"
 #include "tensor/ops.h"
 
@@ -49,7 +49,7 @@ class RefCase {
   const std::string& op() const { return op_; }
   // True when grad_output/ holds a dataset: the runner will run backward.
   bool runs_backward() const { return backward_; }
-  h5::File& file() { return file_; }
+  io::h5::File& file() { return file_; }
 
   // ---- configuration: root attributes ----
   bool has_attr(const std::string& name) const;
@@ -98,7 +98,7 @@ class RefCase {
 
   std::string path_;
   Device device_;
-  h5::File file_;
+  io::h5::File file_;
   std::string op_;
   bool backward_ = false;
   std::map<std::string, Tensor> inputs_;   // by name under inputs/

@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "autograd/engine.h"
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "cuda/register.h"
 #include "nn/attention.h"
 #include "tests/reference/case.h"
@@ -38,7 +38,7 @@ struct FileResult {
 
 // Compares the datasets under `group` of the file with what heed produced
 // under the same names: each must be in both.
-void compare_group(h5::File& file, const std::string& group, const std::map<std::string, Tensor>& produced,
+void compare_group(io::h5::File& file, const std::string& group, const std::map<std::string, Tensor>& produced,
                    double rtol, double atol, Comparison& c) {
   std::vector<std::string> stored = file.is_group(group) ? file.list_datasets(group) : std::vector<std::string>{};
   for (const std::string& name : stored) {
@@ -88,7 +88,7 @@ void run_file(const std::string& path, Device device, FileResult& r) {
     if (!c.runs_backward()) no_grad = std::make_unique<NoGradGuard>();
     fn(c);
   }
-  h5::File& file = c.file();
+  io::h5::File& file = c.file();
   compare_group(file, "outputs", c.outputs(), rtol, atol, r.comparison);
 
   if (!c.runs_backward()) {

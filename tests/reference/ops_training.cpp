@@ -3,10 +3,10 @@
 #include <memory>
 #include <vector>
 
-#include "nn/clip_grad.h"
+#include "optim/clip_grad.h"
 #include "nn/loss.h"
-#include "nn/lr_schedule.h"
-#include "nn/optim.h"
+#include "optim/lr_schedule.h"
+#include "optim/optim.h"
 #include "tensor/error.h"
 #include "tests/reference/case.h"
 
@@ -111,7 +111,7 @@ void clip_grad_norm(RefCase& c) {
     params.push_back(p);
     names.push_back(name);
   }
-  const double total = nn::clip_grad_norm(params, c.attr_double("max_norm"), c.attr_double("norm_type"));
+  const double total = optim::clip_grad_norm(params, c.attr_double("max_norm"), c.attr_double("norm_type"));
   c.out("total_norm", scalar_tensor(total, DType::Float32));
   for (size_t i = 0; i < params.size(); ++i) c.out("clipped_grads/" + names[i], params[i].grad());
 }

@@ -1,10 +1,10 @@
-#include "nn/ema.h"
+#include "optim/ema.h"
 
 #include <algorithm>
 #include <map>
 #include <set>
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/error.h"
 #include "tensor/shape.h"
 

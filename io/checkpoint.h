@@ -11,7 +11,7 @@
 //   ...
 //   heed::restore(heed::load_checkpoint("run/ckpt.h5"), model, &opt, &schedule, &gen);
 //
-// Like nn/hdf5.h this is not thread safe: save and load from one thread at a
+// Like io/hdf5.h this is not thread safe: save and load from one thread at a
 // time (the serial HDF5 library is process-wide).
 #include <cstddef>
 #include <cstdint>
@@ -19,13 +19,13 @@
 #include <string>
 #include <vector>
 
-#include "nn/ema.h"
-#include "nn/lr_schedule.h"
+#include "optim/ema.h"
+#include "optim/lr_schedule.h"
 #include "nn/module.h"
-#include "nn/optim.h"
+#include "optim/optim.h"
 #include "tensor/random.h"
 
-namespace heed {
+namespace heed::io {
 
 // The format this heed writes and the only one it reads.
 inline constexpr int64_t kCheckpointFormatVersion = 1;
@@ -87,4 +87,4 @@ std::string scheduler_type_name(const optim::LRScheduler& sched);
 inline constexpr uint64_t kFnv1a64Offset = 0xcbf29ce484222325ULL;
 uint64_t fnv1a64(const void* data, size_t size, uint64_t hash = kFnv1a64Offset);
 
-}  // namespace heed
+}  // namespace heed::io

@@ -1,6 +1,6 @@
-#include "autograd/saved_tensor.h"
+#include "tensor/saved_tensor.h"
 
-#include "autograd/node.h"
+#include "tensor/node.h"
 #include "tensor/tensor_impl.h"
 
 namespace heed {

@@ -22,7 +22,7 @@
 //   }                                 // and their own values again
 //
 // The averages live on the parameters' device in their dtype; update() runs
-// under NoGradGuard. Checkpoints store them (heed::capture / restore take an
+// under NoGradGuard. Checkpoints store them (heed::io::capture / restore take an
 // ExponentialMovingAverage*).
 #include <cstdint>
 

@@ -1,5 +1,5 @@
 // capture() and restore(): between live training objects and a Checkpoint
-// (nn/checkpoint.h). restore checks everything first and then changes
+// (io/checkpoint.h). restore checks everything first and then changes
 // everything, so a checkpoint that does not fit leaves the run as it was.
 #include <cxxabi.h>
 
@@ -11,11 +11,11 @@
 #include <set>
 #include <typeinfo>
 
-#include "autograd/grad_mode.h"
-#include "nn/checkpoint.h"
+#include "tensor/grad_mode.h"
+#include "io/checkpoint.h"
 #include "tensor/ops.h"
 
-namespace heed {
+namespace heed::io {
 
 std::string scheduler_type_name(const optim::LRScheduler& sched) {
   if (dynamic_cast<const optim::NoamSchedule*>(&sched)) return "NoamSchedule";
@@ -172,4 +172,4 @@ bool restore_for_evaluation(const Checkpoint& ckpt, nn::Module& model) {
   return true;
 }
 
-}  // namespace heed
+}  // namespace heed::io

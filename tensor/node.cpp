@@ -1,9 +1,9 @@
-#include "autograd/node.h"
+#include "tensor/node.h"
 
 #include <atomic>
 
-#include "autograd/grad_mode.h"
-#include "autograd/record.h"
+#include "tensor/grad_mode.h"
+#include "tensor/record.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
 

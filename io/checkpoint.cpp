@@ -1,4 +1,4 @@
-// Saving and loading checkpoints (nn/checkpoint.h; docs/checkpoints.md gives
+// Saving and loading checkpoints (io/checkpoint.h; docs/checkpoints.md gives
 // the file layout). A checkpoint goes through an in-memory image of the file,
 // every object by path with its attributes and data:
 //
@@ -7,7 +7,7 @@
 //
 // and the content checksum is computed from the image, so the writer, the
 // reader and tools/import_torch.py agree on it by construction.
-#include "nn/checkpoint.h"
+#include "io/checkpoint.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -22,10 +22,10 @@
 #include <set>
 #include <utility>
 
-#include "nn/hdf5.h"
+#include "io/hdf5.h"
 #include "tensor/ops.h"
 
-namespace heed {
+namespace heed::io {
 
 uint64_t fnv1a64(const void* data, size_t size, uint64_t hash) {
   const auto* bytes = static_cast<const unsigned char*>(data);
@@ -547,4 +547,4 @@ Checkpoint load_checkpoint(const std::string& path) {
   return c;
 }
 
-}  // namespace heed
+}  // namespace heed::io

@@ -1,15 +1,15 @@
-#include "nn/clip_grad.h"
+#include "optim/clip_grad.h"
 
 #include <algorithm>
 #include <cmath>
 #include <utility>
 #include <vector>
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 
-namespace heed::nn {
+namespace heed::optim {
 
 double clip_grad_norm(const TensorList& params, double max_norm, double norm_type, bool error_if_nonfinite) {
   HEED_CHECK(max_norm >= 0, "clip_grad_norm: max_norm must be >= 0, got {}", max_norm);
@@ -55,4 +55,4 @@ double clip_grad_norm(const TensorList& params, double max_norm, double norm_typ
   return total;
 }
 
-}  // namespace heed::nn
+}  // namespace heed::optim

@@ -1,4 +1,4 @@
-#include "nn/hdf5.h"
+#include "io/hdf5.h"
 
 #include <hdf5.h>
 
@@ -11,10 +11,10 @@
 #include <type_traits>
 #include <utility>
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/ops.h"
 
-namespace heed::h5 {
+namespace heed::io::h5 {
 
 static_assert(std::is_same<hid_t, int64_t>::value, "File keeps its hid_t in an int64_t");
 
@@ -731,4 +731,4 @@ void File::write_attr_string(const std::string& object, const std::string& name,
   write_attr(checked_id("write_attr_string"), path_, p, exists(p), name, type.get(), type.get(), padded.data());
 }
 
-}  // namespace heed::h5
+}  // namespace heed::io::h5

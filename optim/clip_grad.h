@@ -2,7 +2,7 @@
 // Gradient clipping by the global norm, as torch.nn.utils.clip_grad_norm_.
 #include "tensor/tensor.h"
 
-namespace heed::nn {
+namespace heed::optim {
 
 // The norm of all gradients of `params` taken together, as if concatenated
 // into one vector: (sum over every entry of |g|^p)^(1/p), or max |g| for
@@ -13,4 +13,4 @@ namespace heed::nn {
 double clip_grad_norm(const TensorList& params, double max_norm, double norm_type = 2.0,
                       bool error_if_nonfinite = false);
 
-}  // namespace heed::nn
+}  // namespace heed::optim

@@ -1,9 +1,9 @@
-#include "nn/optim.h"
+#include "optim/optim.h"
 
 #include <cmath>
 #include <set>
 
-#include "autograd/grad_mode.h"
+#include "tensor/grad_mode.h"
 #include "tensor/error.h"
 #include "tensor/shape.h"
 

@@ -16,7 +16,7 @@
 //   so damage there is an error. Its groups and objects keep their links and
 //   attributes in their own (checksummed) object headers, never in the dense
 //   fractal-heap storage that HDF5 1.10.8 crashes on when it is damaged.
-//   Raw data has no checksum: nn/checkpoint.h adds its own. Files in the older format (h5py's default,
+//   Raw data has no checksum: io/checkpoint.h adds its own. Files in the older format (h5py's default,
 //   the reference files) have no checksums, and HDF5 1.10.8 itself can crash
 //   or loop forever on some damaged ones (h5dump does too); only a truncated
 //   file is always caught.
@@ -30,7 +30,7 @@
 
 #include "tensor/tensor.h"
 
-namespace heed::h5 {
+namespace heed::io::h5 {
 
 enum class Mode { Read, ReadWrite };
 
@@ -122,4 +122,4 @@ class File {
   int64_t id_ = -1;  // the HDF5 file handle (an hid_t)
 };
 
-}  // namespace heed::h5
+}  // namespace heed::io::h5

@@ -20,7 +20,7 @@
 #include <map>
 #include <string>
 
-#include "nn/optim.h"
+#include "optim/optim.h"
 
 namespace heed::optim {
 

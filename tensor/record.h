@@ -13,8 +13,8 @@
 #include <functional>
 #include <string>
 
-#include "autograd/node.h"
-#include "autograd/saved_tensor.h"
+#include "tensor/node.h"
+#include "tensor/saved_tensor.h"
 
 namespace heed {
 
