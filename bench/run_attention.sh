@@ -22,14 +22,10 @@
 #                         nice -20 (needs root), as bench/run_gemm.sh does
 set -euo pipefail
 
-if [[ "${HEED_BENCH_PRIORITY:-}" == 1 && -z "${HEED_BENCH_PRIORITY_SET:-}" ]]; then
-  export HEED_BENCH_PRIORITY_SET=1
-  exec setsid -w bash -c 'echo -20 > /proc/self/autogroup 2>/dev/null ||
-    echo "run_attention.sh: could not raise the autogroup priority; timing as is" >&2
-    exec "$0" "$@"' "$0" "$@"
-fi
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
+bench_priority "$@"
 bench_bin="${1:-build/bench/attention_bench}"
 threads="${HEED_BENCH_THREADS:-2}"
 lengths="${HEED_BENCH_LENGTHS:-256,512,1024,2048,4096,8192}"
@@ -39,17 +35,10 @@ window="${HEED_BENCH_WINDOW:-256}"
 python=/usr/bin/python3
 B=1 H=4 D=64
 
-if [[ ! -x "$bench_bin" ]]; then
-  echo "run_attention.sh: no attention_bench binary at '$bench_bin'; build it first" \
-       "(cmake --build build --target attention_bench) or pass its path" >&2
-  exit 1
-fi
+bench_require_bin "$bench_bin" attention_bench
 
-command_line="bench/run_attention.sh $*"
-for var in HEED_BENCH_THREADS HEED_BENCH_LENGTHS HEED_BENCH_SOFTMAX_MAX_T HEED_BENCH_MIN_TIME HEED_BENCH_WINDOW \
-  HEED_BENCH_PRIORITY; do
-  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
-done
+command_line="$(bench_command_line "bench/run_attention.sh $*" HEED_BENCH_THREADS HEED_BENCH_LENGTHS \
+  HEED_BENCH_SOFTMAX_MAX_T HEED_BENCH_MIN_TIME HEED_BENCH_WINDOW HEED_BENCH_PRIORITY)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -19,14 +19,10 @@
 #                       between sessions and a 2-thread run gets about one core
 set -euo pipefail
 
-if [[ "${HEED_BENCH_PRIORITY:-}" == 1 && -z "${HEED_BENCH_PRIORITY_SET:-}" ]]; then
-  export HEED_BENCH_PRIORITY_SET=1
-  exec setsid -w bash -c 'echo -20 > /proc/self/autogroup 2>/dev/null ||
-    echo "run_gemm.sh: could not raise the autogroup priority; timing as is" >&2
-    exec "$0" "$@"' "$0" "$@"
-fi
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
+bench_priority "$@"
 bench_bin="${1:-build/bench/gemm_bench}"
 threads="${HEED_BENCH_THREADS:-2}"
 sizes="${HEED_BENCH_SIZES:-256,512,1024,2048}"
@@ -40,16 +36,10 @@ step_shapes+=",256x256x2048:tn,1024x256x2048:tn,256x1024x2048:tn,2000x256x2048:t
 shapes="${HEED_BENCH_SHAPES-$step_shapes}"
 python=/usr/bin/python3
 
-if [[ ! -x "$bench_bin" ]]; then
-  echo "run_gemm.sh: no gemm_bench binary at '$bench_bin'; build it first" \
-       "(cmake --build build --target gemm_bench) or pass its path" >&2
-  exit 1
-fi
+bench_require_bin "$bench_bin" gemm_bench
 
-command_line="bench/run_gemm.sh $*"
-for var in HEED_BENCH_THREADS HEED_BENCH_SIZES HEED_BENCH_SHAPES TORCH_BLAS_DIR HEED_BENCH_PRIORITY; do
-  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
-done
+command_line="$(bench_command_line "bench/run_gemm.sh $*" HEED_BENCH_THREADS HEED_BENCH_SIZES HEED_BENCH_SHAPES \
+  TORCH_BLAS_DIR HEED_BENCH_PRIORITY)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT

@@ -33,6 +33,8 @@
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
 build="${1:-build-cuda}"
 gpu_bench="$build/bench/gpu_bench"
 train_bench="$build/bench/train_bench"
@@ -55,11 +57,9 @@ for bin in "$gpu_bench" "$train_bench"; do
   fi
 done
 
-command_line="bench/run_gpu.sh $*"
+command_line="$(bench_command_line "bench/run_gpu.sh $*" HEED_PEAK_GBS HEED_GPU_QUICK HEED_GPU_MODELS HEED_GPU_STEPS \
+  HEED_GPU_TF32 HEED_GPU_PRECISIONS)"
 precisions="${HEED_GPU_PRECISIONS:-$([[ ${HEED_GPU_TF32:-0} == 1 ]] && echo tf32 || echo fp32,tf32,bf16)}"
-for var in HEED_PEAK_GBS HEED_GPU_QUICK HEED_GPU_MODELS HEED_GPU_STEPS HEED_GPU_TF32 HEED_GPU_PRECISIONS; do
-  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
-done
 
 raw="${HEED_GPU_RAW_DIR:-}"
 tmp="$(mktemp -d)"

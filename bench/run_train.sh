@@ -16,30 +16,20 @@
 # With HEED_PROFILE=1 heed's per-kernel profile is printed (to stderr) too.
 set -euo pipefail
 
-if [[ "${HEED_BENCH_PRIORITY:-}" == 1 && -z "${HEED_BENCH_PRIORITY_SET:-}" ]]; then
-  export HEED_BENCH_PRIORITY_SET=1
-  exec setsid -w bash -c 'echo -20 > /proc/self/autogroup 2>/dev/null ||
-    echo "run_train.sh: could not raise the autogroup priority; timing as is" >&2
-    exec "$0" "$@"' "$0" "$@"
-fi
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
+bench_priority "$@"
 bench_bin="${1:-build/bench/train_bench}"
 threads="${HEED_BENCH_THREADS:-2}"
 steps="${HEED_BENCH_STEPS:-10}"
 models="${HEED_BENCH_MODELS:-seq2seq,gpt}"
 python=/usr/bin/python3
 
-if [[ ! -x "$bench_bin" ]]; then
-  echo "run_train.sh: no train_bench binary at '$bench_bin'; build it first" \
-       "(cmake --build build --target train_bench) or pass its path" >&2
-  exit 1
-fi
+bench_require_bin "$bench_bin" train_bench
 
-command_line="bench/run_train.sh $*"
-for var in HEED_BENCH_THREADS HEED_BENCH_STEPS HEED_BENCH_MODELS HEED_BENCH_PRIORITY; do
-  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
-done
+command_line="$(bench_command_line "bench/run_train.sh $*" HEED_BENCH_THREADS HEED_BENCH_STEPS HEED_BENCH_MODELS \
+  HEED_BENCH_PRIORITY)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
