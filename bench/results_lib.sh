@@ -46,3 +46,59 @@ bench_command_line() {
   done
   printf '%s\n' "$command_line"
 }
+
+# Why: every CPU section starts its "- CPU:" line with the machine it ran on.
+#   bench_machine [FALLBACK]  prints "MODEL NAME, N logical CPUs": the first
+# "model name" of /proc/cpuinfo (FALLBACK, default "unknown", where there is
+# none) and the CPUs online (what Python's os.cpu_count() counts).
+bench_machine() {
+  local line model
+  if line="$(grep -m 1 '^model name' /proc/cpuinfo 2>/dev/null)"; then
+    model="${line#*:}"
+    model="${model#"${model%%[![:space:]]*}"}"
+    model="${model%"${model##*[![:space:]]}"}"
+  else
+    model="${1:-unknown}"
+  fi
+  printf '%s, %s logical CPUs\n' "$model" "$(getconf _NPROCESSORS_ONLN)"
+}
+
+# Why: every section is dated the same way, in UTC, when it is written.
+bench_date() {
+  date -u '+%Y-%m-%d %H:%M UTC'
+}
+
+# Why: each script owns one section of bench/RESULTS.md, between
+# <!-- NAME:begin --> and <!-- NAME:end -->, and rewrites only that one.
+#   bench_write_section NAME SECTION_FILE RESULTS_FILE
+# SECTION_FILE holds the new section, markers included (one trailing newline
+# is dropped). It replaces the old section of RESULTS_FILE, or is appended
+# after a blank line where there is none; a missing RESULTS_FILE starts as
+# "# heed benchmark results".
+bench_write_section() {
+  local py
+  py="$(command -v python3 || echo /usr/bin/python3)"
+  "$py" - "${0##*/}" "$@" <<'PYEOF'
+import os
+import re
+import sys
+
+script, name, section_path, results_path = sys.argv[1:5]
+with open(section_path) as f:
+    section = f.read()
+if section.endswith("\n"):
+    section = section[:-1]
+begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+if not (section.startswith(begin) and section.endswith(end)):
+    sys.exit(f"{script}: {section_path} is not a {name} section (from {begin} to {end}); "
+             f"{results_path} is left as it was")
+text = open(results_path).read() if os.path.exists(results_path) else "# heed benchmark results\n"
+pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+if pattern.search(text):
+    text = pattern.sub(lambda _: section, text)
+else:
+    text = text.rstrip("\n") + "\n\n" + section + "\n"
+with open(results_path, "w") as f:
+    f.write(text)
+PYEOF
+}

@@ -60,14 +60,13 @@ for impl in softmax softmax_causal fused fused_causal fused_window linear linear
   done
 done
 
-"$python" - "$tmp" "$here/RESULTS.md" "$threads" "$command_line" "$B" "$H" "$D" "$window" <<'EOF'
-import datetime
+"$python" - "$tmp" "$threads" "$command_line" "$B" "$H" "$D" "$window" "$(bench_machine unknown)" "$(bench_date)" \
+  >"$tmp/section.md" <<'EOF'
 import json
 import os
-import re
 import sys
 
-tmp, results_path, threads, command_line, B, H, D, window = sys.argv[1:9]
+tmp, threads, command_line, B, H, D, window, machine, date = sys.argv[1:10]
 
 
 def read_jsonl(name):
@@ -77,12 +76,6 @@ def read_jsonl(name):
 
 heed, torch_runs = read_jsonl("heed.jsonl"), read_jsonl("torch.jsonl")
 torch_version = next(iter(torch_runs.values()), {}).get("torch", "?")
-cpu = "unknown"
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
 
 names = {"softmax": "softmax, composed", "softmax_causal": "softmax, composed, causal",
          "fused": "softmax, fused", "fused_causal": "softmax, fused, causal",
@@ -104,8 +97,8 @@ def gflops(impl, T):
 
 
 lines = ["## Attention: composed, fused (FlashAttention-2) and linear attention (float32, forward + backward)", ""]
-lines.append(f"- CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (heed and torch {torch_version})")
-lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+lines.append(f"- CPU: {machine}; threads: {threads} (heed and torch {torch_version})")
+lines.append(f"- Date: {date}")
 lines.append(f"- Shapes: q, k, v [B={B}, H={H}, T, d={D}], all requiring grad; one step is "
              "`out = attention(q, k, v); out.backward(g)`")
 lines.append("- softmax, composed: `softmax(q k^T / sqrt(d)) v` with every intermediate a tensor (causal: -inf above "
@@ -165,14 +158,7 @@ if common:
             lines.append(f"- heed, {kind}, T = {T}: linear attention takes {l['ms'] / s['ms']:.2f} of fused softmax "
                          f"attention's time and {l['peak_mib'] / max(s['peak_mib'], 1e-9):.2f} of its peak memory.")
 section = "<!-- attention:begin -->\n" + "\n".join(lines) + "\n<!-- attention:end -->"
-
-text = open(results_path).read() if os.path.exists(results_path) else "# heed benchmark results\n"
-pattern = re.compile(r"<!-- attention:begin -->.*?<!-- attention:end -->", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-with open(results_path, "w") as f:
-    f.write(text)
 print(section)
 EOF
+bench_write_section attention "$tmp/section.md" "$here/RESULTS.md"
+cat "$tmp/section.md"

@@ -63,15 +63,13 @@ if [[ -n "${TORCH_BLAS_DIR:-}" ]]; then
     "$python" "$here/gemm_torch.py" --threads "$threads" --sizes "$sizes" | tee "$tmp/torch_alt.jsonl" >&2
 fi
 
-"$python" - "$tmp" "$here/RESULTS.md" "$threads" "$command_line" <<'EOF'
-import datetime
+"$python" - "$tmp" "$threads" "$command_line" "$(bench_machine unknown)" "$(bench_date)" >"$tmp/section.md" <<'EOF'
 import json
 import math
 import os
-import re
 import sys
 
-tmp, results_path, threads, command_line = sys.argv[1:5]
+tmp, threads, command_line, machine, date = sys.argv[1:6]
 
 
 def read_jsonl(name):
@@ -98,14 +96,6 @@ kernel = next(iter(list(heed_rows.values()) + shape_rows))["kernel"] if heed_row
 peak_of = {name: max(p["gflops"], p["gflops_1thread"] * p["threads"]) for name, p in peaks.items()}
 peak = max(peak_of.values(), default=0.0)
 
-cpu = "unknown"
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-cores = os.cpu_count()
-
 
 def blas_note(run):
     info = next((r for r in run if "blas" in r), None)
@@ -119,8 +109,8 @@ def blas_note(run):
 
 
 lines = ["## CPU GEMM (float32, C = A B, square row-major matrices)", ""]
-lines.append(f"- CPU: {cpu}, {cores} logical CPUs")
-lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+lines.append(f"- CPU: {machine}")
+lines.append(f"- Date: {date}")
 lines.append(f"- Threads: {threads} (heed and torch)")
 lines.append(f"- heed float micro-kernel: {kernel}")
 for name in ("avx512", "avx2"):
@@ -174,18 +164,7 @@ if shape_rows:
     lines += ["", f"All step shapes together (each run once): heed {sum(flops.values()) / total_time:.1f} GFLOP/s, "
               f"{100 * sum(flops.values()) / total_time / peak:.0f}% of peak." if peak else ""]
 section = "<!-- gemm:begin -->\n" + "\n".join(lines) + "\n<!-- gemm:end -->"
-
-if os.path.exists(results_path):
-    with open(results_path) as f:
-        text = f.read()
-else:
-    text = "# heed benchmark results\n"
-pattern = re.compile(r"<!-- gemm:begin -->.*?<!-- gemm:end -->", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-with open(results_path, "w") as f:
-    f.write(text)
 print(section)
 EOF
+bench_write_section gemm "$tmp/section.md" "$here/RESULTS.md"
+cat "$tmp/section.md"

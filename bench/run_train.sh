@@ -44,14 +44,13 @@ for model in "${model_list[@]}"; do
     tee -a "$tmp/torch.jsonl" >&2
 done
 
-"$python" - "$tmp" "$here/RESULTS.md" "$threads" "$command_line" "${HEED_BENCH_NOTE:-}" <<'PYEOF'
-import datetime
+"$python" - "$tmp" "$threads" "$command_line" "${HEED_BENCH_NOTE:-}" "$(bench_machine unknown)" "$(bench_date)" \
+  >"$tmp/section.md" <<'PYEOF'
 import json
 import os
-import re
 import sys
 
-tmp, results_path, threads, command_line, note = sys.argv[1:6]
+tmp, threads, command_line, note, machine, date = sys.argv[1:7]
 
 
 def read_jsonl(name):
@@ -60,12 +59,6 @@ def read_jsonl(name):
 
 
 heed, torch = read_jsonl("heed.jsonl"), read_jsonl("torch.jsonl")
-cpu = "unknown"
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
 try:
     load = open("/proc/loadavg").read().split()[0]
 except OSError:
@@ -78,9 +71,9 @@ describe = {
     "gpt": "GPT 4 layers, d_model 256, nhead 4, ff 1024, GELU, ctx 128, vocab 65, dropout 0; B=16, T=128",
 }
 lines = ["## Training step (float32, CPU)", ""]
-lines.append(f"- CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (heed and torch {torch_version} "
+lines.append(f"- CPU: {machine}; threads: {threads} (heed and torch {torch_version} "
              f"with its OpenBLAS); load average when the results were written: {load}")
-lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+lines.append(f"- Date: {date}")
 for model in describe:
     if model in heed:
         lines.append(f"- {model}: {describe[model]}")
@@ -104,14 +97,7 @@ for model in describe:
 if note:
     lines += ["", note]
 section = "<!-- train:begin -->\n" + "\n".join(lines) + "\n<!-- train:end -->"
-
-text = open(results_path).read() if os.path.exists(results_path) else "# heed benchmark results\n"
-pattern = re.compile(r"<!-- train:begin -->.*?<!-- train:end -->", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-with open(results_path, "w") as f:
-    f.write(text)
 print(section)
 PYEOF
+bench_write_section train "$tmp/section.md" "$here/RESULTS.md"
+cat "$tmp/section.md"
