@@ -15,20 +15,17 @@ Peak memory is VmHWM minus the resident set before the inputs were made.
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_common import status_bytes  # noqa: E402
+
 CHUNK = 64  # as kCausalChunk in nn/linear_attention.cpp
-
-
-def status_bytes(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return float(line.split()[1]) * 1024.0
-    return 0.0
 
 
 def softmax_attention(q, k, v, causal_mask):

@@ -16,17 +16,18 @@ non-overlapping window of the validation stream, in eval mode.  A JSON
 summary goes to stdout's last line.
 """
 import argparse
-import json
-import math
-import resource
+import os
 import sys
 import time
 
 import h5py
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_common import (add_export_args, causal_mask, count_parameters, export_attrs,  # noqa: E402
+                          load_heed_init, print_summary, train_steps)
 
 
 class GPT(nn.Module):
@@ -45,41 +46,11 @@ class GPT(nn.Module):
 
     def forward(self, ids):
         T = ids.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool).triu(1)
+        causal = causal_mask(T)
         x = self.dropout(self.tok_embed(ids) + self.pos_embed(torch.arange(T)))
         for block in self.blocks:
             x = block(x, src_mask=causal)
         return self.lm_head(self.ln_f(x))
-
-
-def load_heed_init(model, group, rename=lambda name: name):
-    """Copies heed's initial weights (the export's init/ group, heed's names:
-    q/k/v projections apart) into the torch model."""
-    used = set()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            heed = rename(name)
-            if heed.endswith(("in_proj_weight", "in_proj_bias")):
-                head, kind = heed.rsplit("in_proj_", 1)
-                parts = [f"{head}{x}_proj.{kind}" for x in "qkv"]
-                p.copy_(torch.cat([torch.from_numpy(group[n][()]) for n in parts]))
-                used.update(parts)
-            else:
-                p.copy_(torch.from_numpy(group[heed][()]))
-                used.add(heed)
-    missing = set(group.keys()) - used
-    assert not missing, f"heed parameters without a torch twin: {sorted(missing)}"
-
-
-def lr_at(step, c):
-    """heed's WarmupCosineSchedule (docs/optim.md), step 1-based."""
-    warmup, total, base, low = c["warmup"], c["steps"], c["lr"], c["min_lr"]
-    if step <= warmup:
-        return base * step / warmup
-    if step >= total:
-        return low
-    progress = (step - warmup) / (total - warmup)
-    return low + 0.5 * (base - low) * (1.0 + math.cos(math.pi * progress))
 
 
 def windows(ids, starts, block):
@@ -106,18 +77,14 @@ def validation_loss(model, ids, block, batch):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("export", help="HDF5 file written by `lm train --export-data`")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--init", choices=("torch", "heed"), default="torch",
-                    help="initial weights: PyTorch's own draw, or heed's (from the export)")
-    ap.add_argument("--dropout", type=float, help="override the exported dropout (0: compare first steps exactly)")
+    add_export_args(ap)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     wall_start = time.perf_counter()
 
     f = h5py.File(args.export, "r")
-    attrs = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}
+    attrs = export_attrs(f)
     c = {k: int(attrs[k]) for k in ("d_model", "nhead", "layers", "block", "batch", "vocab", "warmup", "steps")}
     c.update({k: float(attrs[k]) for k in ("dropout", "lr", "min_lr", "weight_decay", "clip")})
     train_ids = torch.from_numpy(f["train_ids"][()])
@@ -130,42 +97,20 @@ def main():
     model = GPT(c)
     if args.init == "heed":
         load_heed_init(model, f["init"])
-    params = sum(p.numel() for p in model.parameters())
-    print(f"GPT (PyTorch {torch.__version__}): {params} parameters, {c['steps']} steps, "
-          f"{torch.get_num_threads()} threads", file=sys.stderr)
+    params = count_parameters(model, "GPT", c["steps"])
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(0.9, 0.99), eps=1e-8,
                             weight_decay=c["weight_decay"])
-    model.train()
-    train_seconds, tokens, first_loss, losses = 0.0, 0, None, []
-    for step in range(1, c["steps"] + 1):
-        t0 = time.perf_counter()
-        x, y = windows(train_ids, starts[step - 1], c["block"])
+
+    def forward_loss(batch_starts):
+        x, y = windows(train_ids, batch_starts, c["block"])
         logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), c["clip"])
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, c)
-        opt.step()
-        l = loss.item()
-        train_seconds += time.perf_counter() - t0
-        tokens += y.numel()
-        first_loss = l if first_loss is None else first_loss
-        losses.append(l)
-        if step % 50 == 0 or step == c["steps"]:
-            print(f"step {step}/{c['steps']} loss {np.mean(losses[-50:]):.3f} lr {lr_at(step, c):.2e} "
-                  f"{tokens / train_seconds:.0f} tok/s", file=sys.stderr, flush=True)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), y
+
+    trained = train_steps(model, opt, c, starts, forward_loss, lambda y: y.numel())
 
     valid_loss = validation_loss(model, valid_ids, c["block"], c["batch"])
     print(f"validation loss {valid_loss:.4f} nats/token over the whole validation split", file=sys.stderr)
-    summary = dict(program="lm", framework="pytorch", init=args.init, dropout=c["dropout"], torch=torch.__version__, threads=torch.get_num_threads(),
-                   parameters=params, steps=c["steps"], first_loss=first_loss,
-                   last50_train_loss=float(np.mean(losses[-50:])), valid_loss=valid_loss,
-                   train_tokens=tokens, train_seconds=train_seconds, tokens_per_s=tokens / train_seconds,
-                   peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   wall_s=time.perf_counter() - wall_start)
-    print(json.dumps(summary))
+    print_summary("lm", args, c, params, c["steps"], trained, valid_loss, wall_start)
 
 
 if __name__ == "__main__":

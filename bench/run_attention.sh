@@ -22,14 +22,10 @@
 #                         nice -20 (needs root), as bench/run_gemm.sh does
 set -euo pipefail
 
-if [[ "${HEED_BENCH_PRIORITY:-}" == 1 && -z "${HEED_BENCH_PRIORITY_SET:-}" ]]; then
-  export HEED_BENCH_PRIORITY_SET=1
-  exec setsid -w bash -c 'echo -20 > /proc/self/autogroup 2>/dev/null ||
-    echo "run_attention.sh: could not raise the autogroup priority; timing as is" >&2
-    exec "$0" "$@"' "$0" "$@"
-fi
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
+bench_priority "$@"
 bench_bin="${1:-build/bench/attention_bench}"
 threads="${HEED_BENCH_THREADS:-2}"
 lengths="${HEED_BENCH_LENGTHS:-256,512,1024,2048,4096,8192}"
@@ -39,17 +35,10 @@ window="${HEED_BENCH_WINDOW:-256}"
 python=/usr/bin/python3
 B=1 H=4 D=64
 
-if [[ ! -x "$bench_bin" ]]; then
-  echo "run_attention.sh: no attention_bench binary at '$bench_bin'; build it first" \
-       "(cmake --build build --target attention_bench) or pass its path" >&2
-  exit 1
-fi
+bench_require_bin "$bench_bin" attention_bench
 
-command_line="bench/run_attention.sh $*"
-for var in HEED_BENCH_THREADS HEED_BENCH_LENGTHS HEED_BENCH_SOFTMAX_MAX_T HEED_BENCH_MIN_TIME HEED_BENCH_WINDOW \
-  HEED_BENCH_PRIORITY; do
-  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
-done
+command_line="$(bench_command_line "bench/run_attention.sh $*" HEED_BENCH_THREADS HEED_BENCH_LENGTHS \
+  HEED_BENCH_SOFTMAX_MAX_T HEED_BENCH_MIN_TIME HEED_BENCH_WINDOW HEED_BENCH_PRIORITY)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -71,14 +60,13 @@ for impl in softmax softmax_causal fused fused_causal fused_window linear linear
   done
 done
 
-"$python" - "$tmp" "$here/RESULTS.md" "$threads" "$command_line" "$B" "$H" "$D" "$window" <<'EOF'
-import datetime
+"$python" - "$tmp" "$threads" "$command_line" "$B" "$H" "$D" "$window" "$(bench_machine unknown)" "$(bench_date)" \
+  >"$tmp/section.md" <<'EOF'
 import json
 import os
-import re
 import sys
 
-tmp, results_path, threads, command_line, B, H, D, window = sys.argv[1:9]
+tmp, threads, command_line, B, H, D, window, machine, date = sys.argv[1:10]
 
 
 def read_jsonl(name):
@@ -88,12 +76,6 @@ def read_jsonl(name):
 
 heed, torch_runs = read_jsonl("heed.jsonl"), read_jsonl("torch.jsonl")
 torch_version = next(iter(torch_runs.values()), {}).get("torch", "?")
-cpu = "unknown"
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
 
 names = {"softmax": "softmax, composed", "softmax_causal": "softmax, composed, causal",
          "fused": "softmax, fused", "fused_causal": "softmax, fused, causal",
@@ -115,8 +97,8 @@ def gflops(impl, T):
 
 
 lines = ["## Attention: composed, fused (FlashAttention-2) and linear attention (float32, forward + backward)", ""]
-lines.append(f"- CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (heed and torch {torch_version})")
-lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+lines.append(f"- CPU: {machine}; threads: {threads} (heed and torch {torch_version})")
+lines.append(f"- Date: {date}")
 lines.append(f"- Shapes: q, k, v [B={B}, H={H}, T, d={D}], all requiring grad; one step is "
              "`out = attention(q, k, v); out.backward(g)`")
 lines.append("- softmax, composed: `softmax(q k^T / sqrt(d)) v` with every intermediate a tensor (causal: -inf above "
@@ -176,14 +158,7 @@ if common:
             lines.append(f"- heed, {kind}, T = {T}: linear attention takes {l['ms'] / s['ms']:.2f} of fused softmax "
                          f"attention's time and {l['peak_mib'] / max(s['peak_mib'], 1e-9):.2f} of its peak memory.")
 section = "<!-- attention:begin -->\n" + "\n".join(lines) + "\n<!-- attention:end -->"
-
-text = open(results_path).read() if os.path.exists(results_path) else "# heed benchmark results\n"
-pattern = re.compile(r"<!-- attention:begin -->.*?<!-- attention:end -->", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-with open(results_path, "w") as f:
-    f.write(text)
 print(section)
 EOF
+bench_write_section attention "$tmp/section.md" "$here/RESULTS.md"
+cat "$tmp/section.md"

@@ -19,14 +19,10 @@
 #                       between sessions and a 2-thread run gets about one core
 set -euo pipefail
 
-if [[ "${HEED_BENCH_PRIORITY:-}" == 1 && -z "${HEED_BENCH_PRIORITY_SET:-}" ]]; then
-  export HEED_BENCH_PRIORITY_SET=1
-  exec setsid -w bash -c 'echo -20 > /proc/self/autogroup 2>/dev/null ||
-    echo "run_gemm.sh: could not raise the autogroup priority; timing as is" >&2
-    exec "$0" "$@"' "$0" "$@"
-fi
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
+bench_priority "$@"
 bench_bin="${1:-build/bench/gemm_bench}"
 threads="${HEED_BENCH_THREADS:-2}"
 sizes="${HEED_BENCH_SIZES:-256,512,1024,2048}"
@@ -40,16 +36,10 @@ step_shapes+=",256x256x2048:tn,1024x256x2048:tn,256x1024x2048:tn,2000x256x2048:t
 shapes="${HEED_BENCH_SHAPES-$step_shapes}"
 python=/usr/bin/python3
 
-if [[ ! -x "$bench_bin" ]]; then
-  echo "run_gemm.sh: no gemm_bench binary at '$bench_bin'; build it first" \
-       "(cmake --build build --target gemm_bench) or pass its path" >&2
-  exit 1
-fi
+bench_require_bin "$bench_bin" gemm_bench
 
-command_line="bench/run_gemm.sh $*"
-for var in HEED_BENCH_THREADS HEED_BENCH_SIZES HEED_BENCH_SHAPES TORCH_BLAS_DIR HEED_BENCH_PRIORITY; do
-  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
-done
+command_line="$(bench_command_line "bench/run_gemm.sh $*" HEED_BENCH_THREADS HEED_BENCH_SIZES HEED_BENCH_SHAPES \
+  TORCH_BLAS_DIR HEED_BENCH_PRIORITY)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -73,15 +63,13 @@ if [[ -n "${TORCH_BLAS_DIR:-}" ]]; then
     "$python" "$here/gemm_torch.py" --threads "$threads" --sizes "$sizes" | tee "$tmp/torch_alt.jsonl" >&2
 fi
 
-"$python" - "$tmp" "$here/RESULTS.md" "$threads" "$command_line" <<'EOF'
-import datetime
+"$python" - "$tmp" "$threads" "$command_line" "$(bench_machine unknown)" "$(bench_date)" >"$tmp/section.md" <<'EOF'
 import json
 import math
 import os
-import re
 import sys
 
-tmp, results_path, threads, command_line = sys.argv[1:5]
+tmp, threads, command_line, machine, date = sys.argv[1:6]
 
 
 def read_jsonl(name):
@@ -108,14 +96,6 @@ kernel = next(iter(list(heed_rows.values()) + shape_rows))["kernel"] if heed_row
 peak_of = {name: max(p["gflops"], p["gflops_1thread"] * p["threads"]) for name, p in peaks.items()}
 peak = max(peak_of.values(), default=0.0)
 
-cpu = "unknown"
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-cores = os.cpu_count()
-
 
 def blas_note(run):
     info = next((r for r in run if "blas" in r), None)
@@ -129,8 +109,8 @@ def blas_note(run):
 
 
 lines = ["## CPU GEMM (float32, C = A B, square row-major matrices)", ""]
-lines.append(f"- CPU: {cpu}, {cores} logical CPUs")
-lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+lines.append(f"- CPU: {machine}")
+lines.append(f"- Date: {date}")
 lines.append(f"- Threads: {threads} (heed and torch)")
 lines.append(f"- heed float micro-kernel: {kernel}")
 for name in ("avx512", "avx2"):
@@ -184,18 +164,7 @@ if shape_rows:
     lines += ["", f"All step shapes together (each run once): heed {sum(flops.values()) / total_time:.1f} GFLOP/s, "
               f"{100 * sum(flops.values()) / total_time / peak:.0f}% of peak." if peak else ""]
 section = "<!-- gemm:begin -->\n" + "\n".join(lines) + "\n<!-- gemm:end -->"
-
-if os.path.exists(results_path):
-    with open(results_path) as f:
-        text = f.read()
-else:
-    text = "# heed benchmark results\n"
-pattern = re.compile(r"<!-- gemm:begin -->.*?<!-- gemm:end -->", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-with open(results_path, "w") as f:
-    f.write(text)
 print(section)
 EOF
+bench_write_section gemm "$tmp/section.md" "$here/RESULTS.md"
+cat "$tmp/section.md"

@@ -33,6 +33,8 @@
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
 build="${1:-build-cuda}"
 gpu_bench="$build/bench/gpu_bench"
 train_bench="$build/bench/train_bench"
@@ -55,11 +57,9 @@ for bin in "$gpu_bench" "$train_bench"; do
   fi
 done
 
-command_line="bench/run_gpu.sh $*"
+command_line="$(bench_command_line "bench/run_gpu.sh $*" HEED_PEAK_GBS HEED_GPU_QUICK HEED_GPU_MODELS HEED_GPU_STEPS \
+  HEED_GPU_TF32 HEED_GPU_PRECISIONS)"
 precisions="${HEED_GPU_PRECISIONS:-$([[ ${HEED_GPU_TF32:-0} == 1 ]] && echo tf32 || echo fp32,tf32,bf16)}"
-for var in HEED_PEAK_GBS HEED_GPU_QUICK HEED_GPU_MODELS HEED_GPU_STEPS HEED_GPU_TF32 HEED_GPU_PRECISIONS; do
-  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
-done
 
 raw="${HEED_GPU_RAW_DIR:-}"
 tmp="$(mktemp -d)"
@@ -137,14 +137,14 @@ if [[ -n "$raw" ]]; then
 fi
 
 summary_python="$(command -v python3 || echo /usr/bin/python3)"
-"$summary_python" - "$tmp" "$here/RESULTS.md" "$command_line" "${HEED_BENCH_NOTE:-}" "${HEED_PEAK_GBS:-}" <<'PYEOF'
-import datetime
+# Without set -e: a failed summary leaves RESULTS.md as it was and the exit status as the runs made it.
+if "$summary_python" - "$tmp" "$command_line" "${HEED_BENCH_NOTE:-}" "${HEED_PEAK_GBS:-}" "$(bench_date)" \
+  >"$tmp/section.md" <<'PYEOF'
 import json
 import os
-import re
 import sys
 
-tmp, results_path, command_line, note, peak_env = sys.argv[1:6]
+tmp, command_line, note, peak_env, date = sys.argv[1:6]
 
 
 def read_jsonl(name):
@@ -196,7 +196,7 @@ if dev:
 else:
     lines.append("- gpu_bench gave no device line (see the log)")
 lines.append(f"- torch: {tdev.get('torch', 'not measured')}" + (f" (CUDA {tdev.get('cuda')}), eager mode" if tdev else ""))
-lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+lines.append(f"- Date: {date}")
 lines.append(f"- Command: `{command_line}` (bench/gpu_bench.cpp, bench/gpu_torch.py, bench/train_bench.cpp, "
              "bench/train_torch.py)")
 lines.append("- Kernels: CUDA events around n calls after 2 warm-up calls (about 0.2 s each), mean per call, "
@@ -342,17 +342,11 @@ if note:
 while lines and lines[-1] == "":
     lines.pop()
 section = "<!-- gpu:begin -->\n" + "\n".join(lines) + "\n<!-- gpu:end -->"
-
-text = open(results_path).read() if os.path.exists(results_path) else "# heed benchmark results\n"
-pattern = re.compile(r"<!-- gpu:begin -->.*?<!-- gpu:end -->", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-with open(results_path, "w") as f:
-    f.write(text)
 print(section)
 PYEOF
+then
+  bench_write_section gpu "$tmp/section.md" "$here/RESULTS.md" && cat "$tmp/section.md"
+fi
 if ((any_failed)); then
   echo "run_gpu.sh: some measurements failed (listed under the tables); the rest are in bench/RESULTS.md" >&2
   exit 3

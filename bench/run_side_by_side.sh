@@ -18,6 +18,9 @@
 #   WORK (default /tmp/heed_side_by_side), KJV (default data/cache/kjv.txt),
 #   NOTE (a line written under the table, e.g. about other load on the machine).
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
 cd "$(dirname "$0")/.."
 
 BUILD=build
@@ -88,12 +91,12 @@ run lm_heed "$LM" "${LM_ARGS[@]}"
 run lm_torch $PY bench/lm_torch.py "$WORK/lm.h5" --threads "$THREADS" --init "${TORCH_INIT:-torch}"
 
 # Collect the figures and (unless --smoke / --no-results) write the table.
-$PY - "$WORK" "$WRITE_RESULTS" "${NOTE:-}" "$THREADS" \
-  "$(basename "$TRANSLATE") ${TR_ARGS[*]}" "$(basename "$LM") ${LM_ARGS[*]}" <<'EOF'
-import datetime, json, os, platform, re, subprocess, sys
+$PY - "$WORK" "$(bench_machine "$(uname -m)")" "$(bench_date)" "${NOTE:-}" "$THREADS" \
+  "$(basename "$TRANSLATE") ${TR_ARGS[*]}" "$(basename "$LM") ${LM_ARGS[*]}" >"$WORK/section.md" <<'EOF'
+import json, re, subprocess, sys
 from pathlib import Path
 
-work, write, note, threads, tr_cmd, lm_cmd = Path(sys.argv[1]), sys.argv[2] == "1", sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+work, machine, date, note, threads, tr_cmd, lm_cmd = Path(sys.argv[1]), *sys.argv[2:8]
 
 def grab(text, pattern, what):
     found = re.findall(pattern, text)
@@ -157,16 +160,14 @@ def rows(h, t, with_bleu, tokens):
             ("wall time of the process (s)", f"{h['wall_s']:.0f}", f"{t['wall_s']:.0f}", f"{h['wall_s'] / t['wall_s']:.2f}x")]
     return "\n".join(f"| {a} | {b} | {c} | {d} |" for a, b, c, d in out)
 
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 torch_version = tr_t.get("torch", "?")
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 note_block = f"\n{note}\n" if note else ""
 header = "| | heed | PyTorch | heed vs PyTorch |\n|---|---:|---:|---:|"
-date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 table = f"""<!-- side-by-side:begin -->
 ## Training programs side by side with PyTorch (translate, lm)
 
-- CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (heed and PyTorch {torch_version}, Debian python3-torch)
+- CPU: {machine}; threads: {threads} (heed and PyTorch {torch_version}, Debian python3-torch)
 - Date: {date}; heed at {commit}, Release build
 - Command: `bench/run_side_by_side.sh` (docs/benchmarks.md); the two sides run one after the other, on the same
   exported data and batches (same splits, tokenizers, batch order, hyper-parameters and steps; each side its own
@@ -196,14 +197,9 @@ Commands (`bench/run_side_by_side.sh`):
     /usr/bin/python3 bench/lm_torch.py lm.h5 --threads {threads} --init {lm_t['init']}
 {note_block}<!-- side-by-side:end -->"""
 print(table)
-if write:
-    results = Path("bench/RESULTS.md")
-    text = results.read_text()
-    begin, end = "<!-- side-by-side:begin -->", "<!-- side-by-side:end -->"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + table + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + table + "\n"
-    results.write_text(text)
-    print(f"wrote {results}", file=sys.stderr)
 EOF
+cat "$WORK/section.md"
+if [[ $WRITE_RESULTS == 1 ]]; then
+  bench_write_section side-by-side "$WORK/section.md" bench/RESULTS.md
+  echo "wrote bench/RESULTS.md" >&2
+fi

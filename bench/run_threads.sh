@@ -11,6 +11,9 @@
 # Environment: STEPS (default 150), THREAD_COUNTS (default "1 2"), WORK (default /tmp/heed_threads).
 # Run it on an otherwise idle machine.
 set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
 cd "$(dirname "$0")/.."
 
 BUILD=build
@@ -39,11 +42,12 @@ for threads in ${THREAD_COUNTS:-1 2}; do
   grep -o "training steps alone: .*" "$WORK/threads$threads.log" >&2
 done
 
-/usr/bin/python3 - "$WORK" "$WRITE_RESULTS" "$STEPS" ${THREAD_COUNTS:-1 2} <<'EOF'
-import datetime, os, platform, re, subprocess, sys
+/usr/bin/python3 - "$WORK" "$(bench_machine "$(uname -m)")" "$(bench_date)" "$STEPS" ${THREAD_COUNTS:-1 2} \
+  >"$WORK/section.md" <<'EOF'
+import re, subprocess, sys
 from pathlib import Path
 
-work, write, steps, counts = Path(sys.argv[1]), sys.argv[2] == "1", sys.argv[3], sys.argv[4:]
+work, machine, date, steps, counts = Path(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:]
 speed = {}
 for n in counts:
     found = re.search(r"= (\d+) target tokens/s", (work / f"threads{n}.log").read_text())
@@ -51,14 +55,12 @@ for n in counts:
         sys.exit(f"run_threads.sh: no throughput in the {n}-thread log")
     speed[n] = float(found.group(1))
 base = speed[counts[0]]
-cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-date = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 rows = "\n".join(f"| {n} | {speed[n]:.0f} | {speed[n] / base:.2f}x |" for n in counts)
 table = f"""<!-- threads:begin -->
 ## Thread scaling of the main job's training step (CPU)
 
-- CPU: {cpu}, {os.cpu_count()} logical CPUs; date: {date}; heed at {commit}, Release build
+- CPU: {machine}; date: {date}; heed at {commit}, Release build
 - `translate train` at its defaults (dropout 0.2, 4096-token batches, `--ema 0.998`), the first {steps} steps of
   the 2,777-step schedule; target tokens/s of the training steps alone (the program's own count)
 - Command: `bench/run_threads.sh BUILD_DIR`
@@ -68,14 +70,9 @@ table = f"""<!-- threads:begin -->
 {rows}
 <!-- threads:end -->"""
 print(table)
-if write:
-    results = Path("bench/RESULTS.md")
-    text = results.read_text()
-    begin, end = "<!-- threads:begin -->", "<!-- threads:end -->"
-    if begin in text and end in text:
-        text = text[:text.index(begin)] + table + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + table + "\n"
-    results.write_text(text)
-    print(f"wrote {results}", file=sys.stderr)
 EOF
+cat "$WORK/section.md"
+if [[ $WRITE_RESULTS == 1 ]]; then
+  bench_write_section threads "$WORK/section.md" bench/RESULTS.md
+  echo "wrote bench/RESULTS.md" >&2
+fi

@@ -16,30 +16,20 @@
 # With HEED_PROFILE=1 heed's per-kernel profile is printed (to stderr) too.
 set -euo pipefail
 
-if [[ "${HEED_BENCH_PRIORITY:-}" == 1 && -z "${HEED_BENCH_PRIORITY_SET:-}" ]]; then
-  export HEED_BENCH_PRIORITY_SET=1
-  exec setsid -w bash -c 'echo -20 > /proc/self/autogroup 2>/dev/null ||
-    echo "run_train.sh: could not raise the autogroup priority; timing as is" >&2
-    exec "$0" "$@"' "$0" "$@"
-fi
-
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=results_lib.sh
+source "$here/results_lib.sh"
+bench_priority "$@"
 bench_bin="${1:-build/bench/train_bench}"
 threads="${HEED_BENCH_THREADS:-2}"
 steps="${HEED_BENCH_STEPS:-10}"
 models="${HEED_BENCH_MODELS:-seq2seq,gpt}"
 python=/usr/bin/python3
 
-if [[ ! -x "$bench_bin" ]]; then
-  echo "run_train.sh: no train_bench binary at '$bench_bin'; build it first" \
-       "(cmake --build build --target train_bench) or pass its path" >&2
-  exit 1
-fi
+bench_require_bin "$bench_bin" train_bench
 
-command_line="bench/run_train.sh $*"
-for var in HEED_BENCH_THREADS HEED_BENCH_STEPS HEED_BENCH_MODELS HEED_BENCH_PRIORITY; do
-  if [[ -n "${!var:-}" ]]; then command_line="$var=${!var} $command_line"; fi
-done
+command_line="$(bench_command_line "bench/run_train.sh $*" HEED_BENCH_THREADS HEED_BENCH_STEPS HEED_BENCH_MODELS \
+  HEED_BENCH_PRIORITY)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -54,14 +44,13 @@ for model in "${model_list[@]}"; do
     tee -a "$tmp/torch.jsonl" >&2
 done
 
-"$python" - "$tmp" "$here/RESULTS.md" "$threads" "$command_line" "${HEED_BENCH_NOTE:-}" <<'PYEOF'
-import datetime
+"$python" - "$tmp" "$threads" "$command_line" "${HEED_BENCH_NOTE:-}" "$(bench_machine unknown)" "$(bench_date)" \
+  >"$tmp/section.md" <<'PYEOF'
 import json
 import os
-import re
 import sys
 
-tmp, results_path, threads, command_line, note = sys.argv[1:6]
+tmp, threads, command_line, note, machine, date = sys.argv[1:7]
 
 
 def read_jsonl(name):
@@ -70,12 +59,6 @@ def read_jsonl(name):
 
 
 heed, torch = read_jsonl("heed.jsonl"), read_jsonl("torch.jsonl")
-cpu = "unknown"
-with open("/proc/cpuinfo") as f:
-    for line in f:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
 try:
     load = open("/proc/loadavg").read().split()[0]
 except OSError:
@@ -88,9 +71,9 @@ describe = {
     "gpt": "GPT 4 layers, d_model 256, nhead 4, ff 1024, GELU, ctx 128, vocab 65, dropout 0; B=16, T=128",
 }
 lines = ["## Training step (float32, CPU)", ""]
-lines.append(f"- CPU: {cpu}, {os.cpu_count()} logical CPUs; threads: {threads} (heed and torch {torch_version} "
+lines.append(f"- CPU: {machine}; threads: {threads} (heed and torch {torch_version} "
              f"with its OpenBLAS); load average when the results were written: {load}")
-lines.append(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+lines.append(f"- Date: {date}")
 for model in describe:
     if model in heed:
         lines.append(f"- {model}: {describe[model]}")
@@ -114,14 +97,7 @@ for model in describe:
 if note:
     lines += ["", note]
 section = "<!-- train:begin -->\n" + "\n".join(lines) + "\n<!-- train:end -->"
-
-text = open(results_path).read() if os.path.exists(results_path) else "# heed benchmark results\n"
-pattern = re.compile(r"<!-- train:begin -->.*?<!-- train:end -->", re.S)
-if pattern.search(text):
-    text = pattern.sub(lambda _: section, text)
-else:
-    text = text.rstrip("\n") + "\n\n" + section + "\n"
-with open(results_path, "w") as f:
-    f.write(text)
 print(section)
 PYEOF
+bench_write_section train "$tmp/section.md" "$here/RESULTS.md"
+cat "$tmp/section.md"

@@ -22,33 +22,16 @@ torch.cuda.max_memory_allocated() (and max_memory_reserved()).
 import argparse
 import json
 import math
+import os
+import sys
 import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-
-def status_bytes(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key):
-                return float(line.split()[1]) * 1024.0
-    return 0.0
-
-
-def sinusoidal_table(max_len, dim, base=10000.0):
-    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
-    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-    pe = torch.zeros(max_len, dim, dtype=torch.float64)
-    pe[:, 0::2] = torch.sin(pos * inv_freq)
-    pe[:, 1::2] = torch.cos(pos * inv_freq)
-    return pe.float()
-
-
-def causal_mask(T, device=None):
-    i = torch.arange(T, device=device)[:, None]
-    return torch.arange(T, device=device)[None, :] > i
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_common import causal_mask, sinusoidal_table, status_bytes  # noqa: E402
 
 
 class Seq2Seq(nn.Module):

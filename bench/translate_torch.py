@@ -18,18 +18,20 @@ sides are scored by one implementation.  A JSON summary goes to stdout's
 last line.
 """
 import argparse
-import json
 import math
-import resource
+import os
 import sys
 import time
 import warnings
 
 import h5py
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from torch_common import (add_export_args, causal_mask, count_parameters, export_attrs,  # noqa: E402
+                          load_heed_init, print_summary, sinusoidal_table, train_steps)
 
 PAD, BOS, EOS = 0, 1, 2
 
@@ -41,16 +43,6 @@ def ragged(group):
 
 def pieces(group):
     return [bytes(p) for p in ragged(group)]
-
-
-def sinusoidal_table(max_len, dim, base=10000.0):
-    """heed's (and Vaswani's) interleaved table: PE[p, 2i] = sin, PE[p, 2i+1] = cos."""
-    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
-    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-    pe = torch.zeros(max_len, dim, dtype=torch.float64)
-    pe[:, 0::2] = torch.sin(pos * inv_freq)
-    pe[:, 1::2] = torch.cos(pos * inv_freq)
-    return pe.float()
 
 
 class Seq2Seq(nn.Module):
@@ -90,7 +82,7 @@ class Seq2Seq(nn.Module):
 
     def decode(self, tgt_in, memory, src_pad, tgt_pad=None):
         T = tgt_in.shape[1]
-        causal = torch.ones(T, T, dtype=torch.bool).triu(1)
+        causal = causal_mask(T)
         h = self.transformer.decoder(self.embed(self.tgt_embed, tgt_in), memory, tgt_mask=causal,
                                      tgt_key_padding_mask=tgt_pad, memory_key_padding_mask=src_pad)
         return self.logits(h)
@@ -135,36 +127,6 @@ def make_batch(pairs, rows):
         tgt_out[b, :len(t)] = t
         tgt_out[b, len(t)] = EOS
     return src, tgt_in, tgt_out
-
-
-def load_heed_init(model, group, rename=lambda name: name):
-    """Copies heed's initial weights (the export's init/ group, heed's names:
-    q/k/v projections apart) into the torch model."""
-    used = set()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            heed = rename(name)
-            if heed.endswith(("in_proj_weight", "in_proj_bias")):
-                head, kind = heed.rsplit("in_proj_", 1)
-                parts = [f"{head}{x}_proj.{kind}" for x in "qkv"]
-                p.copy_(torch.cat([torch.from_numpy(group[n][()]) for n in parts]))
-                used.update(parts)
-            else:
-                p.copy_(torch.from_numpy(group[heed][()]))
-                used.add(heed)
-    missing = set(group.keys()) - used
-    assert not missing, f"heed parameters without a torch twin: {sorted(missing)}"
-
-
-def lr_at(step, c):
-    """heed's WarmupCosineSchedule (docs/optim.md), step 1-based."""
-    warmup, total, base, low = c["warmup"], c["steps"], c["lr"], c["min_lr"]
-    if step <= warmup:
-        return base * step / warmup
-    if step >= total:
-        return low
-    progress = (step - warmup) / (total - warmup)
-    return low + 0.5 * (base - low) * (1.0 + math.cos(math.pi * progress))
 
 
 @torch.no_grad()
@@ -250,11 +212,7 @@ def main():
     ap.add_argument("export", help="HDF5 file written by `translate train --export-data`")
     ap.add_argument("--hyp-out", help="greedy test translations, one per line")
     ap.add_argument("--ref-out", help="the test references, one per line (for `translate bleu`)")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--init", choices=("torch", "heed"), default="torch",
-                    help="initial weights: PyTorch's own draw, or heed's (from the export)")
-    ap.add_argument("--dropout", type=float, help="override the exported dropout (0: compare first steps exactly)")
+    add_export_args(ap)
     ap.add_argument("--check-decode", type=int, default=0, metavar="N",
                     help="check the cached greedy decoder against full re-decoding on N test sentences, then exit")
     args = ap.parse_args()
@@ -264,7 +222,7 @@ def main():
     wall_start = time.perf_counter()
 
     f = h5py.File(args.export, "r")
-    attrs = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}
+    attrs = export_attrs(f)
     c = {k: int(attrs[k]) for k in ("d_model", "nhead", "encoder_layers", "decoder_layers", "dim_feedforward",
                                      "src_vocab", "tgt_vocab", "warmup", "steps", "max_len")}
     c.update({k: float(attrs[k]) for k in ("dropout", "label_smoothing", "lr", "min_lr", "weight_decay", "clip")})
@@ -290,41 +248,28 @@ def main():
         worst = check_cached_decoder(model, test_src[:args.check_decode], c["max_len"])
         print(f"cached decoder vs full decoder: largest logit difference {worst:.2e}")
         sys.exit(0 if worst < 1e-3 else 1)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"Seq2Seq (PyTorch {torch.__version__}): {params} parameters, {c['steps']} steps, "
-          f"{torch.get_num_threads()} threads", file=sys.stderr)
+    params = count_parameters(model, "Seq2Seq", c["steps"])
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(0.9, 0.98), eps=1e-9,
                             weight_decay=c["weight_decay"])
     # heed's optim::ExponentialMovingAverage (docs/optim.md): avg += (1 - d) (p - avg),
     # d = min(decay, (1 + n) / (10 + n)) after n updates; the averages are what is evaluated.
     averages = [p.detach().clone() for p in model.parameters()] if c["ema"] > 0 else None
-    model.train()
-    train_seconds, tokens, first_loss, losses = 0.0, 0, None, []
-    for step, rows in enumerate(train_batches, start=1):
-        t0 = time.perf_counter()
+
+    def forward_loss(rows):
         src, tgt_in, tgt_out = make_batch(train, rows)
         logits = model(src, tgt_in, src == PAD, tgt_in == PAD)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=PAD,
-                               label_smoothing=c["label_smoothing"])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), c["clip"])
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, c)
-        opt.step()
-        if averages is not None:
-            d = min(c["ema"], step / (9.0 + step))  # n = step - 1 updates before this one
-            with torch.no_grad():
-                for a, p in zip(averages, model.parameters()):
-                    a.add_(p - a, alpha=1.0 - d)
-        l = loss.item()
-        train_seconds += time.perf_counter() - t0
-        tokens += int((tgt_out != PAD).sum())
-        first_loss = l if first_loss is None else first_loss
-        losses.append(l)
-        if step % 50 == 0 or step == len(train_batches):
-            print(f"step {step}/{c['steps']} loss {np.mean(losses[-50:]):.3f} lr {lr_at(step, c):.2e} "
-                  f"{tokens / train_seconds:.0f} tok/s", file=sys.stderr, flush=True)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt_out.reshape(-1), ignore_index=PAD,
+                               label_smoothing=c["label_smoothing"]), tgt_out
+
+    def update_averages(step):
+        d = min(c["ema"], step / (9.0 + step))  # n = step - 1 updates before this one
+        with torch.no_grad():
+            for a, p in zip(averages, model.parameters()):
+                a.add_(p - a, alpha=1.0 - d)
+
+    trained = train_steps(
+        model, opt, c, train_batches, forward_loss, lambda tgt_out: int((tgt_out != PAD).sum()),
+        update_averages if averages is not None else None)
 
     if averages is not None:
         with torch.no_grad():
@@ -340,13 +285,8 @@ def main():
     if args.ref_out:
         with open(args.ref_out, "wb") as out:
             out.writelines(r + b"\n" for r in test_ref)
-    summary = dict(program="translate", framework="pytorch", init=args.init, dropout=c["dropout"], torch=torch.__version__, threads=torch.get_num_threads(),
-                   parameters=params, steps=len(train_batches), first_loss=first_loss,
-                   last50_train_loss=float(np.mean(losses[-50:])), valid_loss=valid_loss,
-                   train_tokens=tokens, train_seconds=train_seconds, tokens_per_s=tokens / train_seconds,
-                   test_sentences=len(test_src), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   wall_s=time.perf_counter() - wall_start)
-    print(json.dumps(summary))
+    print_summary("translate", args, c, params, len(train_batches), trained, valid_loss, wall_start,
+                  test_sentences=len(test_src))
 
 
 if __name__ == "__main__":

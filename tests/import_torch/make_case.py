@@ -22,21 +22,14 @@ except ImportError as e:
     print(f"[skip] import_torch needs torch and h5py ({e}); run with /usr/bin/python3")
     sys.exit(0)
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+here = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(here, "..", "..", "tools"))
 import import_torch  # noqa: E402
 
-
-def sinusoidal_table(max_len, dim, base=10000.0):
-    pos = torch.arange(max_len, dtype=torch.float64)[:, None]
-    inv_freq = base ** (-torch.arange(0, dim, 2, dtype=torch.float64) / dim)
-    pe = torch.zeros(max_len, dim, dtype=torch.float64)
-    pe[:, 0::2] = torch.sin(pos * inv_freq)
-    pe[:, 1::2] = torch.cos(pos * inv_freq)
-    return pe
-
-
-def causal_mask(T):
-    return torch.triu(torch.ones(T, T, dtype=torch.bool), diagonal=1)
+# heed's sinusoidal table and causal mask as the benchmarks' PyTorch twins
+# write them (one copy: the case checks heed against the same definitions).
+sys.path.insert(0, os.path.join(here, "..", "..", "bench"))
+from torch_common import causal_mask, sinusoidal_table  # noqa: E402
 
 
 class TorchSeq2Seq(nn.Module):
@@ -49,7 +42,7 @@ class TorchSeq2Seq(nn.Module):
 
     def forward(self, src, tgt, src_kpm, tgt_kpm):
         S, T, D = src.shape[1], tgt.shape[1], self.src_embed.embedding_dim
-        pe = sinusoidal_table(max(S, T), D).float()
+        pe = sinusoidal_table(max(S, T), D)
         x = self.src_embed(src) * math.sqrt(D) + pe[:S]
         y = self.tgt_embed(tgt) * math.sqrt(D) + pe[:T]
         h = self.transformer(x, y, tgt_mask=causal_mask(T), src_key_padding_mask=src_kpm,
