@@ -21,14 +21,15 @@
 #include "data/random.h"
 #include "data/tokenizer.h"
 #include "examples/common/device.h"
-#include "examples/common/precision.h"
 #include "examples/common/export.h"
+#include "examples/common/optimization.h"
+#include "examples/common/precision.h"
+#include "examples/common/program.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
+#include "examples/common/train_flags.h"
 #include "examples/common/train_log.h"
-#include "examples/common/training_length.h"
 #include "io/checkpoint.h"
-#include "tensor/cpu/parallel.h"
 
 using namespace heed;
 namespace fs = std::filesystem;
@@ -36,7 +37,9 @@ using examples::Config;
 
 namespace {
 
-struct Settings {
+// The model and data settings; the optimizer's, the run length's, the
+// seed's and the precision's are TrainingSettings' (examples/common/train_flags.h).
+struct Settings : examples::TrainingSettings {
   std::string text = "data/cache/kjv.txt";
   // The recipe that learns most in the default 10 minutes on 2 cores,
   // measured at equal time (docs/programs.md has the table): BPE tokens (2000,
@@ -47,16 +50,8 @@ struct Settings {
   std::string tokenizer = "bpe";
   int64_t vocab_size = 2000;
   int64_t d_model = 256, nhead = 4, layers = 4, block = 128, batch = 16;
-  double dropout = 0.0, lr = 2e-3, min_lr = 1e-4, weight_decay = 0.1, clip = 1.0, valid_fraction = 0.05;
-  // Evaluation, best.h5's selection, the final report and the sample use an
-  // exponential moving average of the weights with this decay (optim/ema.h); 0: the weights.
-  double ema = 0;
-  int64_t warmup = 200, seed = 1;
-  // The run's length: fitted to a time budget of training (examples/common/
-  // training_length.h), or a fixed number of steps (--steps; 0 = fitted).
-  int64_t steps = 0;
-  double time_budget = 600;
-  std::string precision = "fp32";  // fp32 | tf32 | bf16 (examples/common/precision.h)
+  double dropout = 0.0, valid_fraction = 0.05;
+  Settings() { lr = 2e-3, min_lr = 1e-4, weight_decay = 0.1, ema = 0; }
 };
 
 Config to_config(const Settings& s, int64_t vocab) {
@@ -64,12 +59,9 @@ Config to_config(const Settings& s, int64_t vocab) {
   c.set("program", "lm");
   c.set("text", s.text), c.set("tokenizer", s.tokenizer), c.set("vocab_size", s.vocab_size);
   c.set("d_model", s.d_model), c.set("nhead", s.nhead), c.set("layers", s.layers), c.set("block", s.block);
-  c.set("batch", s.batch), c.set("dropout", s.dropout), c.set("lr", s.lr), c.set("min_lr", s.min_lr);
-  c.set("weight_decay", s.weight_decay), c.set("clip", s.clip), c.set("valid_fraction", s.valid_fraction);
-  c.set("ema", s.ema);
-  c.set("warmup", s.warmup), c.set("steps", s.steps), c.set("time_budget", s.time_budget);
-  c.set("seed", s.seed), c.set("vocab", vocab);
-  c.set("precision", s.precision);
+  c.set("batch", s.batch), c.set("dropout", s.dropout), c.set("valid_fraction", s.valid_fraction);
+  c.set("vocab", vocab);
+  s.save(c);
   return c;
 }
 
@@ -78,12 +70,8 @@ Settings from_config(const Config& c) {
   s.text = c.str("text"), s.tokenizer = c.str("tokenizer"), s.vocab_size = c.integer("vocab_size");
   s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.layers = c.integer("layers");
   s.block = c.integer("block"), s.batch = c.integer("batch"), s.dropout = c.real("dropout");
-  s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
-  s.valid_fraction = c.real("valid_fraction"), s.warmup = c.integer("warmup"), s.steps = c.integer("steps");
-  s.seed = c.integer("seed");
-  s.ema = c.has("ema") ? c.real("ema") : 0.0;  // checkpoints from before the flag: none
-  s.time_budget = c.has("time_budget") ? c.real("time_budget") : 0.0;  // checkpoints from before the budget: fixed
-  s.precision = c.has("precision") ? c.str("precision") : "fp32";  // checkpoints from before the flag: fp32
+  s.valid_fraction = c.real("valid_fraction");
+  s.load(c);
   return s;
 }
 
@@ -173,24 +161,16 @@ void export_data(const std::string& path, const Config& config, const data::Toke
   f.write("train_starts", from_vector<int64_t>(starts, {s.steps, s.batch}));
 }
 
-struct RunOptions {
-  std::string export_data;  // HDF5 file of the data and batches (bench/lm_torch.py trains on it)
-  std::string out = "runs/lm", resume, device = "cpu", log = "log.csv";
-  double time_limit = 0;
-  int64_t stop_at = 0;  // stop after this step (the schedule still spans --steps); 0 = run to the end
-  int64_t eval_every = 250, save_every = 250, eval_batches = 40, threads = 0, sample_len = 300;
+// --export-data: HDF5 file of the data and batches (bench/lm_torch.py trains on it).
+struct RunOptions : examples::RunFlags {
+  int64_t eval_batches = 40, sample_len = 300;
+  RunOptions() { out = "runs/lm", eval_every = 250, save_every = 250; }
 };
 
 int run_train(Settings s, const RunOptions& r) {
-  if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
-  const Device device = examples::device_from_flag(r.device);
-  fs::create_directories(r.out);
   std::optional<io::Checkpoint> resumed;
-  if (!r.resume.empty()) {
-    resumed = io::load_checkpoint(r.resume);
-    s = from_config(Config(resumed->config));
-    fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
-  }
+  const Device device = examples::start_run(r, resumed);
+  if (resumed) s = from_config(Config(resumed->config));
   const examples::Precision precision = examples::precision_from_flag(s.precision, device);
   manual_seed(static_cast<uint64_t>(s.seed));
   const std::string text = read_text(s.text);
@@ -217,30 +197,21 @@ int run_train(Settings s, const RunOptions& r) {
   const auto autocast = examples::use_precision(precision, device);
   optim::AdamWOptions ao;
   ao.lr = s.lr, ao.beta1 = 0.9, ao.beta2 = 0.99, ao.weight_decay = s.weight_decay;
-  optim::AdamW opt(model.named_parameters(), ao);
-  examples::TrainingLength length = resumed ? examples::TrainingLength::restore(Config(resumed->config), s.warmup)
-                                            : examples::TrainingLength(s.steps, s.time_budget, s.warmup);
-  optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, length.schedule_steps(s.warmup)});
-  std::unique_ptr<optim::ExponentialMovingAverage> ema;
-  if (s.ema > 0) ema = std::make_unique<optim::ExponentialMovingAverage>(model.named_parameters(), s.ema);
+  examples::Optimization training(model, ao, s, resumed ? &*resumed : nullptr);
   Config config = to_config(s, tok->vocab_size());
   config.set("tokenizer_kind", tok->kind());
   // --export-data is written after training, once a time budget has fixed
-  // the run's length; the initial weights are kept for it.
-  HEED_CHECK(r.export_data.empty() || !resumed,
-             "--export-data exports a run from its start; it cannot be combined with --resume");
+  // the run's length; the initial weights are kept for it (a resumed run
+  // has none: TrainFlags::resolve refuses --export-data with --resume).
   const nn::NamedTensors initial_parameters =
       r.export_data.empty() ? nn::NamedTensors{} : examples::copy_parameters(model.named_parameters());
   int64_t step = 0;
   if (resumed) {
-    io::restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
     step = resumed->training.at("step");
     train.set_position(resumed->training.at("data_position"));
   }
   auto save = [&](const std::string& name) {
-    io::Checkpoint c = io::capture(model, &opt, &schedule, &default_generator(), ema.get());
-    length.save(config);
-    c.config = config.values();
+    io::Checkpoint c = training.capture(config);
     c.texts["tokenizer"] = tok->serialize();
     c.training["step"] = step;
     c.training["data_position"] = train.position();
@@ -251,15 +222,12 @@ int run_train(Settings s, const RunOptions& r) {
                           "valid_bits_per_char"},
                          resumed.has_value());
   examples::Curve train_curve{"train loss", {}, {}}, valid_curve{"validation loss", {}, {}};
-  examples::Progress progress(length.steps(), r.time_limit, 50);
+  examples::Progress progress(training.length.steps(), r.time_limit, 50);
   double window = 0, best = INFINITY, last_valid = NAN;
   int64_t window_steps = 0;
-  // Time in training steps alone (no evaluation or checkpoints), for comparisons with other frameworks.
-  double train_seconds = 0;
-  int64_t train_tokens = 0, train_steps = 0;
-  double first_loss = NAN;
+  examples::StepTimes step_times;
   model.train();
-  while (length.more(step)) {
+  while (training.length.more(step)) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
       progress.message(fmt::format("time limit reached at step {}", step));
       break;
@@ -271,31 +239,24 @@ int run_train(Settings s, const RunOptions& r) {
     const auto step_start = std::chrono::steady_clock::now();
     data::LMBatch b = train.next();
     Tensor loss = nn::cross_entropy(model.forward(b.x.to(device)), b.y.to(device));
-    opt.zero_grad();
-    loss.backward();
-    optim::clip_grad_norm(model.parameters(), s.clip);
-    schedule.step();
-    opt.step();
-    if (ema) ema->update();
+    training.step(loss);
     ++step;
     const double l = loss.item<double>();
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
-    train_seconds += step_seconds;
-    length.record(step, step_seconds, schedule, progress);
-    train_tokens += b.y.numel(), ++train_steps;
-    if (train_steps == 1) first_loss = l;
+    step_times.record(step_seconds, b.y.numel(), l);
+    training.length.record(step, step_seconds, training.schedule, progress);
     window += l, ++window_steps;
-    progress.update(step, l, opt.lr(), b.y.numel());
-    if (step % r.eval_every == 0 || !length.more(step)) {  // !more: the total, or a spent time budget
+    progress.update(step, l, training.opt.lr(), b.y.numel());
+    if (step % r.eval_every == 0 || !training.length.more(step)) {  // !more: the total, or a spent time budget
       {
         std::optional<optim::ExponentialMovingAverage::Swap> averaged;  // with --ema, evaluate the averages
-        if (ema) averaged.emplace(*ema);
+        if (training.ema) averaged.emplace(*training.ema);
         last_valid = evaluate(model, valid, r.eval_batches, device);
       }
       progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} ({:.3f} bits/token, {:.3f} bits/char)",
                                    step, window / window_steps, last_valid, last_valid / std::log(2.0),
                                    bits_per_char(last_valid)));
-      log.write({{"step", double(step)}, {"train_loss", window / window_steps}, {"lr", opt.lr()},
+      log.write({{"step", double(step)}, {"train_loss", window / window_steps}, {"lr", training.opt.lr()},
                  {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
                  {"valid_loss", last_valid}, {"valid_bits_per_token", last_valid / std::log(2.0)},
                  {"valid_bits_per_char", bits_per_char(last_valid)}});
@@ -307,17 +268,15 @@ int run_train(Settings s, const RunOptions& r) {
     if (step % r.save_every == 0) save("last.h5");
   }
   progress.finish();
-  if (train_steps > 0)
-    fmt::print(stderr, "training steps alone: {} steps, {} tokens in {:.1f} s = {:.0f} tokens/s; first-step loss {:.5f}\n",
-               train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
+  step_times.print("tokens");
   fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
   save("last.h5");
   if (!r.export_data.empty()) {
-    HEED_CHECK(length.steps() > 0, "--export-data: the run stopped before its time budget fixed its length, so there "
+    HEED_CHECK(training.length.steps() > 0, "--export-data: the run stopped before its time budget fixed its length, so there "
                "is no schedule to export");
     Settings exported = s;
-    exported.steps = length.steps();
-    length.save(config);
+    exported.steps = training.length.steps();
+    training.length.save(config);
     export_data(r.export_data, config, *tok, train_ids, valid_ids, exported);
     examples::write_initial_parameters(r.export_data, initial_parameters);
     fmt::print(stderr, "exported the data, the initial weights and the windows of the {} batches of the schedule to {}\n",
@@ -325,11 +284,11 @@ int run_train(Settings s, const RunOptions& r) {
   }
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});
-  if (ema) ema->copy_to_parameters();  // the final report and the sample: the averages with --ema
+  if (training.ema) training.ema->copy_to_parameters();  // the final report and the sample: the averages with --ema
   const double final_valid = evaluate(model, valid, 0, device);
   fmt::print("validation loss {:.4f} nats/token = {:.3f} bits/token = {:.3f} bits/char over the whole validation split{}\n",
              final_valid, final_valid / std::log(2.0), bits_per_char(final_valid),
-             ema ? fmt::format(" (averaged weights, --ema {})", s.ema) : "");
+             training.ema ? fmt::format(" (averaged weights, --ema {})", s.ema) : "");
   Generator gen(static_cast<uint64_t>(s.seed));
   auto prompt = tok->encode("And");
   auto sample = nn::generate(model, prompt, r.sample_len, {0.8, 0, 0.95}, &gen);
@@ -340,10 +299,8 @@ int run_train(Settings s, const RunOptions& r) {
 int run_sample(const std::string& checkpoint, const std::string& prompt, int64_t max_new, double temperature,
                int64_t top_k, double top_p, int64_t seed, const std::string& device_name) {
   const Device device = examples::device_from_flag(device_name);
-  io::Checkpoint ckpt = io::load_checkpoint(checkpoint);
+  io::Checkpoint ckpt = examples::load_checkpoint_of(checkpoint, "lm", "an lm");
   Config config(ckpt.config);
-  HEED_CHECK(config.str("program") == "lm", "{} is not an lm checkpoint (program = {})", checkpoint,
-             config.str("program"));
   auto tok = data::deserialize_tokenizer(config.str("tokenizer_kind"), ckpt.texts.at("tokenizer"));
   nn::GPT model(model_options(from_config(config), config.integer("vocab")));
   io::restore_for_evaluation(ckpt, model);
@@ -360,9 +317,7 @@ int run_sample(const std::string& checkpoint, const std::string& prompt, int64_t
 
 int main(int argc, char** argv) {
   CLI::App app{"heed lm: train a GPT language model on a text file and sample from it"};
-  app.require_subcommand(1);
-  // A flag given twice takes its last value, so defaults can be overridden by appending.
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  examples::configure_app(app);
   Settings s;
   RunOptions r;
   CLI::App* train = app.add_subcommand("train", "train a GPT on a text file");
@@ -375,31 +330,8 @@ int main(int argc, char** argv) {
   train->add_option("--block", s.block, "context length")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--batch", s.batch, "sequences per batch")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
-  train->add_option("--lr", s.lr)->check(CLI::PositiveNumber)->capture_default_str();
-  train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
-  train->add_option("--weight-decay", s.weight_decay, "AdamW's decoupled weight decay")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
-  train->add_option("--ema", s.ema,
-                    "evaluate, pick best.h5 and sample with an exponential moving average of the weights of this "
-                    "decay (e.g. 0.999; 0 = the weights themselves)")
-      ->check(CLI::Range(0.0, 0.99999))
-      ->capture_default_str();
-  train->add_option("--warmup", s.warmup)->check(CLI::NonNegativeNumber)->capture_default_str();
-  const examples::LengthFlags length_flags(*train, s.steps, s.time_budget);
-  train->add_option("--seed", s.seed)->capture_default_str();
-  train->add_option("--precision", s.precision,
-                    "fp32, tf32 (GPU: TF32 tensor-core matmuls) or bf16 (mixed precision: bf16 matmuls, float32 "
-                    "softmax, norms, losses and master weights); kept in the checkpoint")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
-  train->add_option("--out", r.out, "folder for checkpoints, the log and the loss plot")->capture_default_str();
-  train->add_option("--resume", r.resume, "continue from this checkpoint")->check(CLI::ExistingFile);
-  train->add_option("--time-limit", r.time_limit, "stop after this many seconds (0 = none)")->check(CLI::NonNegativeNumber);
-  train->add_option("--stop-at", r.stop_at, "stop after this step; --resume continues the same schedule")->check(CLI::NonNegativeNumber);
-  train->add_option("--eval-every", r.eval_every)->check(CLI::PositiveNumber)->capture_default_str();
-  train->add_option("--save-every", r.save_every)->check(CLI::PositiveNumber)->capture_default_str();
-  train->add_option("--threads", r.threads)->check(CLI::NonNegativeNumber);
-  train->add_option("--device", r.device, "cpu or cuda[:index]")->capture_default_str();
-  train->add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
+  const examples::TrainFlags train_flags(*train, s, "sample");
+  examples::add_run_flags(*train, r);
   train->add_option("--sample-len", r.sample_len, "tokens of the final sample")->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--export-data", r.export_data,
                     "after training, write the token ids, the vocabulary, the initial weights and the windows of "
@@ -416,16 +348,12 @@ int main(int argc, char** argv) {
   sample->add_option("--top-k", top_k, "0 = no cut")->check(CLI::NonNegativeNumber)->capture_default_str();
   sample->add_option("--top-p", top_p)->check(CLI::Range(0.0, 1.0))->capture_default_str();
   sample->add_option("--seed", seed)->capture_default_str();
-  sample->add_option("--device", device)->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
-  try {
+  examples::add_device_flag(*sample, device);
+  return examples::run_main(app, argc, argv, "lm", [&] {
     if (*train) {
-      length_flags.resolve();
+      train_flags.resolve(r);
       return run_train(s, r);
     }
     return run_sample(checkpoint, prompt, max_new, temperature, top_k, top_p, seed, device);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "lm: error: {}\n", e.what());
-    return 1;
-  }
+  });
 }

@@ -29,13 +29,15 @@
 #include "data/random.h"
 #include "data/tokenizer.h"
 #include "examples/common/device.h"
-#include "examples/common/precision.h"
 #include "examples/common/export.h"
+#include "examples/common/optimization.h"
+#include "examples/common/precision.h"
+#include "examples/common/program.h"
 #include "examples/common/progress.h"
 #include "examples/common/run_config.h"
 #include "examples/common/seq2seq_config.h"
+#include "examples/common/train_flags.h"
 #include "examples/common/train_log.h"
-#include "examples/common/training_length.h"
 #include "io/checkpoint.h"
 #include "tensor/cpu/cpu_profile.h"
 #include "tensor/cpu/parallel.h"
@@ -48,7 +50,9 @@ namespace {
 
 // ---- configuration -------------------------------------------------------------------
 
-struct TrainSettings {
+// The model and data settings; the optimizer's, the run length's, the
+// seed's and the precision's are TrainingSettings' (examples/common/train_flags.h).
+struct TrainSettings : examples::TrainingSettings {
   std::string data = "/usr/share/trans/de-en";  // Ding file, or a .tsv of pairs
   std::string task;                             // copy | reverse | sort: synthetic data instead
   std::string tokenizer = "bpe";
@@ -62,7 +66,7 @@ struct TrainSettings {
   // d_model 384 (slower steps), lr 1.4e-3 beat 7e-4 to 3e-3, BPE 2000 per
   // language beat 1000, 4000, shared and word vocabularies, dropout 0.2 beat
   // 0, 0.1 and 0.3 over 13 epochs, 4096-token batches match 2048 at half the
-  // steps (and use the cores better), and averaged weights (ema) reach the
+  // steps (and use the cores better), and averaged weights (training.ema) reach the
   // plateau a quarter of the run sooner, which a slower machine needs.
   int64_t d_model = 256, nhead = 4, encoder_layers = 1, decoder_layers = 1, ff = 1024;
   bool norm_first = true;  // pre-norm layers (LayerNorm before each block)
@@ -73,18 +77,9 @@ struct TrainSettings {
   // tokenizers still learn from sentences only.
   int64_t dictionary_phrases = 0;
   double dropout = 0.2, label_smoothing = 0.1;
-  double lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, clip = 1.0;
-  // Evaluation, best.h5's selection and the test report use an exponential
-  // moving average of the weights with this decay (optim/ema.h); 0: the weights.
-  double ema = 0.998;
-  int64_t warmup = 200, max_tokens = 4096, max_len = 48;
-  // The run's length: fitted to a time budget of training (examples/common/
-  // training_length.h), or a fixed number of steps (--steps; 0 = fitted).
-  int64_t steps = 0;
-  double time_budget = 600;
+  int64_t max_tokens = 4096, max_len = 48;
   double valid_fraction = 0.04, test_fraction = 0.05;
-  int64_t seed = 1;
-  std::string precision = "fp32";  // fp32 | tf32 | bf16 (examples/common/precision.h)
+  TrainSettings() { lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, ema = 0.998; }
 };
 
 Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
@@ -98,13 +93,10 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("shared_vocab", int64_t{s.shared_vocab}), c.set("tie_output", int64_t{s.tie_output});
   c.set("dictionary_phrases", s.dictionary_phrases);
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
-  c.set("lr", s.lr), c.set("min_lr", s.min_lr), c.set("weight_decay", s.weight_decay), c.set("clip", s.clip);
-  c.set("ema", s.ema);
-  c.set("warmup", s.warmup), c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
-  c.set("steps", s.steps), c.set("time_budget", s.time_budget);
-  c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction), c.set("seed", s.seed);
+  c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
+  c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction);
   c.set("src_vocab", src_vocab), c.set("tgt_vocab", tgt_vocab);
-  c.set("precision", s.precision);
+  s.save(c);
   return c;
 }
 
@@ -118,13 +110,9 @@ TrainSettings from_config(const Config& c) {
   s.norm_first = c.flag("norm_first"), s.shared_vocab = c.flag("shared_vocab"), s.tie_output = c.flag("tie_output");
   s.dictionary_phrases = c.has("dictionary_phrases") ? c.integer("dictionary_phrases") : 0;  // older checkpoints: none
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
-  s.lr = c.real("lr"), s.min_lr = c.real("min_lr"), s.weight_decay = c.real("weight_decay"), s.clip = c.real("clip");
-  s.ema = c.has("ema") ? c.real("ema") : 0.0;  // checkpoints from before the flag: none
-  s.warmup = c.integer("warmup"), s.steps = c.integer("steps"), s.max_tokens = c.integer("max_tokens");
-  s.time_budget = c.has("time_budget") ? c.real("time_budget") : 0.0;  // checkpoints from before the budget: fixed
-  s.max_len = c.integer("max_len"), s.valid_fraction = c.real("valid_fraction");
-  s.test_fraction = c.real("test_fraction"), s.seed = c.integer("seed");
-  s.precision = c.has("precision") ? c.str("precision") : "fp32";  // checkpoints from before the flag: fp32
+  s.max_tokens = c.integer("max_tokens"), s.max_len = c.integer("max_len");
+  s.valid_fraction = c.real("valid_fraction"), s.test_fraction = c.real("test_fraction");
+  s.load(c);
   return s;
 }
 
@@ -263,19 +251,15 @@ std::vector<std::string> sides(const std::vector<data::SentencePair>& pairs, boo
 
 // ---- train ---------------------------------------------------------------------------
 
-struct RunOptions {
-  std::string out = "runs/translate";
-  std::string resume;
-  double time_limit = 0;
-  int64_t stop_at = 0;  // stop after this step (the schedule still spans --steps); 0 = run to the end
-  int64_t eval_every = 400, save_every = 400, show = 8, beam = 4, threads = 0;
+// --export-data: HDF5 file of the data and batches (bench/translate_torch.py
+// trains on it). `test` uses the test report's options, --threads and --device.
+struct RunOptions : examples::RunFlags {
+  int64_t show = 8, beam = 4;
   double length_penalty = 1.0;
   int64_t bleu_subset = 300;
   int64_t beam_sentences = 0;  // 0: the whole test set
-  std::string device = "cpu";
-  std::string log = "log.csv";
-  std::string export_data;  // HDF5 file of the data and batches (bench/translate_torch.py trains on it)
-  std::string hyp_out;      // greedy test translations, one per line
+  std::string hyp_out;         // greedy test translations, one per line
+  RunOptions() { out = "runs/translate", eval_every = 400, save_every = 400; }
 };
 
 std::vector<std::vector<int64_t>> id_rows(const std::vector<data::EncodedPair>& pairs, bool source) {
@@ -359,15 +343,9 @@ void report_test(nn::Seq2SeqTransformer& model, const Corpus& corpus, const Trai
 }
 
 int run_train(TrainSettings s, const RunOptions& r) {
-  if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
-  const Device device = examples::device_from_flag(r.device);
-  fs::create_directories(r.out);
   std::optional<io::Checkpoint> resumed;
-  if (!r.resume.empty()) {
-    resumed = io::load_checkpoint(r.resume);
-    s = from_config(Config(resumed->config));
-    fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
-  }
+  const Device device = examples::start_run(r, resumed);
+  if (resumed) s = from_config(Config(resumed->config));
   const examples::Precision precision = examples::precision_from_flag(s.precision, device);
   manual_seed(static_cast<uint64_t>(s.seed));
 
@@ -420,10 +398,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   // --export-data is written after training, once a time budget has fixed
   // the run's length; the training pairs and initial weights are kept for it.
   std::vector<data::EncodedPair> export_pairs;
-  if (!r.export_data.empty()) {
-    HEED_CHECK(!resumed, "--export-data exports a run from its start; it cannot be combined with --resume");
-    export_pairs = train_pairs;
-  }
+  if (!r.export_data.empty()) export_pairs = train_pairs;
   data::TranslationBatcher train(std::move(train_pairs), s.max_tokens, static_cast<uint64_t>(s.seed), true, s.max_len);
   auto valid_batches =
       data::TranslationBatcher(encode(corpus.splits.valid, corpus), s.max_tokens, 0, false, s.max_len).all_batches();
@@ -440,12 +415,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   const auto autocast = examples::use_precision(precision, device);
   optim::AdamWOptions ao;
   ao.lr = s.lr, ao.beta1 = 0.9, ao.beta2 = 0.98, ao.eps = 1e-9, ao.weight_decay = s.weight_decay;
-  optim::AdamW opt(model.named_parameters(), ao);
-  examples::TrainingLength length = resumed ? examples::TrainingLength::restore(Config(resumed->config), s.warmup)
-                                            : examples::TrainingLength(s.steps, s.time_budget, s.warmup);
-  optim::WarmupCosineSchedule schedule(opt, {s.lr, s.min_lr, s.warmup, length.schedule_steps(s.warmup)});
-  std::unique_ptr<optim::ExponentialMovingAverage> ema;
-  if (s.ema > 0) ema = std::make_unique<optim::ExponentialMovingAverage>(model.named_parameters(), s.ema);
+  examples::Optimization training(model, ao, s, resumed ? &*resumed : nullptr);
 
   Config config = to_config(s, corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
   config.set("src_tokenizer_kind", corpus.src_tok->kind());
@@ -453,15 +423,12 @@ int run_train(TrainSettings s, const RunOptions& r) {
   int64_t step = 0;
   double best_valid = INFINITY;
   if (resumed) {
-    io::restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
     step = resumed->training.at("step");
     train.set_position(resumed->training.at("data_position"));
     if (resumed->config.count("best_valid_loss")) best_valid = std::stod(resumed->config.at("best_valid_loss"));
   }
   auto save = [&](const std::string& name) {
-    io::Checkpoint c = io::capture(model, &opt, &schedule, &default_generator(), ema.get());
-    length.save(config);
-    c.config = config.values();
+    io::Checkpoint c = training.capture(config);
     c.config["best_valid_loss"] = fmt::format("{:.17g}", best_valid);
     c.texts["src_tokenizer"] = corpus.src_tok->serialize();
     c.texts["tgt_tokenizer"] = corpus.tgt_tok->serialize();
@@ -476,7 +443,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
                           "valid_bleu"},
                          resumed.has_value());
   examples::Curve train_curve{"train loss (label-smoothed)", {}, {}}, valid_curve{"validation loss", {}, {}};
-  examples::Progress progress(length.steps(), r.time_limit, 50);
+  examples::Progress progress(training.length.steps(), r.time_limit, 50);
   const auto valid_src = sides(corpus.splits.valid, true, r.bleu_subset);
   const auto valid_ref = sides(corpus.splits.valid, false, r.bleu_subset);
   nn::CrossEntropyOptions loss_opts;
@@ -485,17 +452,14 @@ int run_train(TrainSettings s, const RunOptions& r) {
   model.train();
   double window_loss = 0;
   int64_t window_steps = 0;
-  // Time in training steps alone (no evaluation or checkpoints), for comparisons with other frameworks.
-  double train_seconds = 0;
-  int64_t train_tokens = 0, train_steps = 0;
-  double first_loss = NAN;
+  examples::StepTimes step_times;
   // Validation loss and BLEU at the current step, logged and plotted; a new
   // best is saved as best.h5.
   auto evaluate_now = [&] {
     // With --ema the averages are evaluated, and swapped out again before
     // best.h5 is saved (a checkpoint holds the weights and the averages apart).
     std::optional<optim::ExponentialMovingAverage::Swap> averaged;
-    if (ema) averaged.emplace(*ema);
+    if (training.ema) averaged.emplace(*training.ema);
     const ValidationLoss valid = evaluate_loss(model, valid_batches, valid_words, device);
     const double v = valid.per_token;
     const double bleu = data::corpus_bleu(translate(model, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
@@ -504,7 +468,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
                                  "validation BLEU (greedy, {} sentences) {:.2f}",
                                  step, window_loss / window_steps, v, valid.per_word, valid_src.size(), bleu));
     log.write({{"step", double(step)}, {"epoch", double(train.epoch())}, {"train_loss", window_loss / window_steps},
-               {"lr", opt.lr()}, {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
+               {"lr", training.opt.lr()}, {"tokens_per_s", progress.tokens_per_s()}, {"elapsed_s", progress.elapsed_s()},
                {"valid_loss", v}, {"valid_loss_per_word", valid.per_word}, {"valid_bleu", bleu}});
     train_curve.x.push_back(step), train_curve.y.push_back(window_loss / window_steps);
     valid_curve.x.push_back(step), valid_curve.y.push_back(v);
@@ -514,7 +478,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
       save("best.h5");
     }
   };
-  while (length.more(step)) {
+  while (training.length.more(step)) {
     if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
       progress.message(fmt::format("time limit of {} reached at step {}", examples::format_duration(r.time_limit), step));
       break;
@@ -527,22 +491,15 @@ int run_train(TrainSettings s, const RunOptions& r) {
     data::TranslationBatch b = train.next();
     Tensor logits = model.forward(b.src.to(device), b.tgt_in.to(device), b.src_pad.to(device), b.tgt_pad.to(device));
     Tensor loss = nn::cross_entropy(logits, b.tgt_out.to(device), loss_opts);
-    opt.zero_grad();
-    loss.backward();
-    optim::clip_grad_norm(model.parameters(), s.clip);
-    schedule.step();
-    opt.step();
-    if (ema) ema->update();
+    training.step(loss);
     ++step;
     const double l = loss.item<double>();
     const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
-    train_seconds += step_seconds;
-    length.record(step, step_seconds, schedule, progress);
-    train_tokens += b.num_tgt_tokens, ++train_steps;
-    if (train_steps == 1) first_loss = l;
+    step_times.record(step_seconds, b.num_tgt_tokens, l);
+    training.length.record(step, step_seconds, training.schedule, progress);
     window_loss += l, ++window_steps;
-    progress.update(step, l, opt.lr(), b.num_tgt_tokens);
-    const bool last = !length.more(step);  // the fitted total, or a spent time budget
+    progress.update(step, l, training.opt.lr(), b.num_tgt_tokens);
+    const bool last = !training.length.more(step);  // the fitted total, or a spent time budget
     if (step % r.eval_every == 0 || last) evaluate_now();
     if (step % r.save_every == 0 || last) save("last.h5");
   }
@@ -555,17 +512,14 @@ int run_train(TrainSettings s, const RunOptions& r) {
   }
   progress.finish();
   if (cpu::profiling_enabled()) fmt::print(stderr, "time per CPU kernel (HEED_PROFILE):\n{}\n", cpu::profile_report());
-  if (train_steps > 0)
-    fmt::print(stderr, "training steps alone: {} steps, {} target tokens in {:.1f} s = {:.0f} target tokens/s; "
-               "first-step loss {:.5f}\n",
-               train_steps, train_tokens, train_seconds, static_cast<double>(train_tokens) / train_seconds, first_loss);
+  step_times.print("target tokens");
   fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
   save("last.h5");
   if (!r.export_data.empty()) {
-    HEED_CHECK(length.steps() > 0, "--export-data: the run stopped before its time budget fixed its length, so there "
+    HEED_CHECK(training.length.steps() > 0, "--export-data: the run stopped before its time budget fixed its length, so there "
                "is no schedule to export");
     TrainSettings exported = s;
-    exported.steps = length.steps();
+    exported.steps = training.length.steps();
     export_data(r.export_data, exported, corpus, export_pairs, encode(corpus.splits.valid, corpus));
     examples::write_initial_parameters(r.export_data, initial_parameters);
     fmt::print(stderr, "exported the data, the initial weights and the {} batches of the schedule to {}\n",
@@ -580,7 +534,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     io::restore_for_evaluation(io::load_checkpoint((fs::path(r.out) / "best.h5").string()), model);
   report_test(model, corpus, s, r, device,
               fmt::format("best checkpoint{} (validation loss {:.3f})",
-                          ema ? fmt::format(", averaged weights (--ema {})", s.ema) : "", best_valid));
+                          training.ema ? fmt::format(", averaged weights (--ema {})", s.ema) : "", best_valid));
   fmt::print("checkpoints, log and loss plot in {}/\n", r.out);
   return 0;
 }
@@ -607,10 +561,8 @@ int run_bleu(const std::string& hyp_file, const std::string& ref_file) {
 int run_test(const std::string& checkpoint, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
   const Device device = examples::device_from_flag(r.device);
-  const io::Checkpoint ckpt = io::load_checkpoint(checkpoint);
+  const io::Checkpoint ckpt = examples::load_checkpoint_of(checkpoint, "translate", "a translate");
   const Config config(ckpt.config);
-  HEED_CHECK(config.str("program") == "translate", "{} is not a translate checkpoint (program = {})", checkpoint,
-             config.str("program"));
   const TrainSettings s = from_config(config);
   Corpus corpus = tokenizers_of(ckpt);
   corpus.splits = data::split_pairs(read_pairs(s), s.valid_fraction, s.test_fraction, static_cast<uint64_t>(s.seed));
@@ -629,10 +581,8 @@ int run_test(const std::string& checkpoint, const RunOptions& r) {
 int run_decode(const std::string& checkpoint, std::vector<std::string> sentences, const std::string& file,
                int64_t beam, double length_penalty, const std::string& device_name) {
   const Device device = examples::device_from_flag(device_name);
-  io::Checkpoint ckpt = io::load_checkpoint(checkpoint);
+  io::Checkpoint ckpt = examples::load_checkpoint_of(checkpoint, "translate", "a translate");
   Config config(ckpt.config);
-  HEED_CHECK(config.str("program") == "translate", "{} is not a translate checkpoint (program = {})", checkpoint,
-             config.str("program"));
   const TrainSettings s = from_config(config);
   Corpus corpus = tokenizers_of(ckpt);
   nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
@@ -651,9 +601,7 @@ int run_decode(const std::string& checkpoint, std::vector<std::string> sentences
 
 int main(int argc, char** argv) {
   CLI::App app{"heed translate: train a Transformer translation model and translate with it"};
-  app.require_subcommand(1);
-  // A flag given twice takes its last value, so defaults can be overridden by appending.
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  examples::configure_app(app);
 
   TrainSettings s;
   RunOptions r;
@@ -681,37 +629,14 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
-  train->add_option("--lr", s.lr, "peak learning rate (linear warmup, cosine decay)")->check(CLI::PositiveNumber)->capture_default_str();
-  train->add_option("--min-lr", s.min_lr)->check(CLI::NonNegativeNumber)->capture_default_str();
-  train->add_option("--weight-decay", s.weight_decay, "AdamW's decoupled weight decay")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
-  train->add_option("--ema", s.ema,
-                    "evaluate, pick best.h5 and translate with an exponential moving average of the weights of this "
-                    "decay (e.g. 0.999; 0 = the weights themselves)")
-      ->check(CLI::Range(0.0, 0.99999))
-      ->capture_default_str();
-  train->add_option("--warmup", s.warmup, "warmup steps")->check(CLI::NonNegativeNumber)->capture_default_str();
-  const examples::LengthFlags length_flags(*train, s.steps, s.time_budget);
   train->add_option("--max-tokens", s.max_tokens, "padded tokens per batch")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--max-len", s.max_len, "longest sentence in tokens (longer training pairs are dropped)")->check(CLI::PositiveNumber)->capture_default_str();
-  train->add_option("--seed", s.seed)->capture_default_str();
-  train->add_option("--precision", s.precision,
-                    "fp32, tf32 (GPU: TF32 tensor-core matmuls) or bf16 (mixed precision: bf16 matmuls, float32 "
-                    "softmax, norms, losses and master weights); kept in the checkpoint")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))->capture_default_str();
-  train->add_option("--out", r.out, "folder for checkpoints, the log and the loss plot")->capture_default_str();
-  train->add_option("--resume", r.resume, "continue from this checkpoint (its configuration wins)")->check(CLI::ExistingFile);
-  train->add_option("--time-limit", r.time_limit, "stop training after this many seconds (0 = none)")->check(CLI::NonNegativeNumber);
-  train->add_option("--stop-at", r.stop_at, "stop after this step; --resume continues the same schedule")->check(CLI::NonNegativeNumber);
-  train->add_option("--eval-every", r.eval_every)->check(CLI::PositiveNumber)->capture_default_str();
-  train->add_option("--save-every", r.save_every)->check(CLI::PositiveNumber)->capture_default_str();
+  const examples::TrainFlags train_flags(*train, s, "translate");
+  examples::add_run_flags(*train, r);
   train->add_option("--beam", r.beam, "beam size for the test translations (1 = greedy only)")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--length-penalty", r.length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--beam-sentences", r.beam_sentences, "test sentences decoded with beam search (0 = all)")->check(CLI::NonNegativeNumber)->capture_default_str();
   train->add_option("--show", r.show, "test translations to print")->check(CLI::NonNegativeNumber)->capture_default_str();
-  train->add_option("--threads", r.threads, "CPU threads (0 = HEED_NUM_THREADS or all)")->check(CLI::NonNegativeNumber);
-  train->add_option("--device", r.device, "cpu or cuda[:index]")->capture_default_str();
-  train->add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
   train->add_option("--export-data", r.export_data,
                     "after training, write the encoded data, vocabularies, initial weights and the batches of "
                     "every step of the schedule to this HDF5 file (for bench/translate_torch.py)");
@@ -727,7 +652,7 @@ int main(int argc, char** argv) {
   decode->add_option("--file", file, "a file of sentences, one per line")->check(CLI::ExistingFile);
   decode->add_option("--beam", beam, "beam size (1 = greedy)")->check(CLI::PositiveNumber)->capture_default_str();
   decode->add_option("--length-penalty", length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
-  decode->add_option("--device", device, "cpu or cuda[:index]")->capture_default_str();
+  examples::add_device_flag(*decode, device);
 
   RunOptions t;
   CLI::App* test = app.add_subcommand("test", "the test-set report of 'train' for a checkpoint, with other decoding settings");
@@ -738,25 +663,21 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   test->add_option("--show", t.show, "test translations to print")->check(CLI::NonNegativeNumber)->capture_default_str();
   test->add_option("--hyp-out", t.hyp_out, "write the greedy test translations to this file, one per line");
-  test->add_option("--threads", t.threads, "CPU threads (0 = HEED_NUM_THREADS or all)")->check(CLI::NonNegativeNumber);
-  test->add_option("--device", t.device, "cpu or cuda[:index]")->capture_default_str();
+  examples::add_threads_flag(*test, t.threads);
+  examples::add_device_flag(*test, t.device);
 
   std::string hyp_file, ref_file;
   CLI::App* bleu = app.add_subcommand("bleu", "corpus BLEU of a file of translations against a file of references");
   bleu->add_option("--hyp", hyp_file, "translations, one per line")->required()->check(CLI::ExistingFile);
   bleu->add_option("--ref", ref_file, "references, one per line")->required()->check(CLI::ExistingFile);
 
-  CLI11_PARSE(app, argc, argv);
-  try {
+  return examples::run_main(app, argc, argv, "translate", [&] {
     if (*train) {
-      length_flags.resolve();
+      train_flags.resolve(r);
       return run_train(s, r);
     }
     if (*bleu) return run_bleu(hyp_file, ref_file);
     if (*test) return run_test(checkpoint, t);
     return run_decode(checkpoint, sentences, file, beam, length_penalty, device);
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "translate: error: {}\n", e.what());
-    return 1;
-  }
+  });
 }
