@@ -29,28 +29,10 @@ class Config {
     return it->second;
   }
   int64_t integer(const std::string& key) const {
-    const std::string& v = str(key);
-    size_t used = 0;
-    int64_t x = 0;
-    try {
-      x = std::stoll(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    HEED_CHECK(used == v.size() && !v.empty(), "configuration: \"{}\" = \"{}\" is not an integer", key, v);
-    return x;
+    return read<int64_t>(key, "an integer", [](const std::string& v, size_t* used) { return std::stoll(v, used); });
   }
   double real(const std::string& key) const {
-    const std::string& v = str(key);
-    size_t used = 0;
-    double x = 0;
-    try {
-      x = std::stod(v, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    HEED_CHECK(used == v.size() && !v.empty(), "configuration: \"{}\" = \"{}\" is not a number", key, v);
-    return x;
+    return read<double>(key, "a number", [](const std::string& v, size_t* used) { return std::stod(v, used); });
   }
   // An optional on/off setting: absent (a configuration written before the
   // setting existed) reads as off.
@@ -59,6 +41,22 @@ class Config {
   const std::map<std::string, std::string>& values() const { return values_; }
 
  private:
+  // The value of `key` as `parse` (std::stoll, std::stod) reads it, which
+  // must use all of it; `what` it must be names the error.
+  template <typename T, typename Parse>
+  T read(const std::string& key, const char* what, Parse parse) const {
+    const std::string& v = str(key);
+    size_t used = 0;
+    T x{};
+    try {
+      x = parse(v, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    HEED_CHECK(used == v.size() && !v.empty(), "configuration: \"{}\" = \"{}\" is not {}", key, v, what);
+    return x;
+  }
+
   std::map<std::string, std::string> values_;
 };
 
