@@ -23,13 +23,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
-#include <fstream>
 #include <limits>
 #include <string>
 
+#include "bench/bench_util.h"
 #include "nn/attention.h"
 #include "nn/linear_attention.h"
 #include "tensor/cpu/parallel.h"
@@ -37,17 +35,9 @@
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-// A "VmRSS:" / "VmHWM:" line of /proc/self/status, in bytes (0 if absent).
-double status_bytes(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(f, line))
-    if (line.compare(0, n, key) == 0) return std::atof(line.c_str() + n) * 1024.0;  // the value is in kB
-  return 0;
-}
+using heed::bench::Clock;
+using heed::bench::seconds_since;
+using heed::bench::status_bytes;
 
 heed::Tensor softmax_attention(const heed::Tensor& q, const heed::Tensor& k, const heed::Tensor& v,
                                const heed::Tensor& causal_mask) {
@@ -67,10 +57,7 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string key = argv[i];
-    if (i + 1 >= argc) throw std::runtime_error("missing value after " + key);
-    std::string val = argv[++i];
+  heed::bench::parse_flags(argc, argv, [&](const std::string& key, const std::string& val) {
     if (key == "--impl") a.impl = val;
     else if (key == "--B") a.B = std::stoll(val);
     else if (key == "--H") a.H = std::stoll(val);
@@ -80,8 +67,9 @@ Args parse(int argc, char** argv) {
     else if (key == "--threads") a.threads = std::stoi(val);
     else if (key == "--min-time") a.min_time = std::stod(val);
     else if (key == "--max-reps") a.max_reps = std::stoi(val);
-    else throw std::runtime_error("unknown option " + key);
-  }
+    else return false;
+    return true;
+  });
   const char* impls[] = {"softmax", "softmax_causal", "softmax_window", "fused", "fused_causal",
                          "fused_window", "linear", "linear_causal"};
   if (std::find(std::begin(impls), std::end(impls), a.impl) == std::end(impls))
@@ -126,7 +114,7 @@ int main(int argc, char** argv) {
     while ((total < a.min_time || reps < 2) && reps < a.max_reps) {
       auto t0 = Clock::now();
       step();
-      double s = std::chrono::duration<double>(Clock::now() - t0).count();
+      const double s = seconds_since(t0);
       best = std::min(best, s);
       total += s;
       ++reps;

@@ -10,6 +10,7 @@
 
 #include <fmt/format.h>
 
+#include "bench/bench_util.h"
 #include "data/batching.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
@@ -19,9 +20,7 @@
 using namespace heed::data;
 
 namespace {
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
+using heed::bench::seconds_since;
 
 // Verses without their references, straight from the `bible` program.
 std::vector<std::string> read_kjv() {

@@ -28,16 +28,14 @@
 #include <immintrin.h>
 #endif
 
+#include "bench/bench_util.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/parallel.h"
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point t0) {
-  return std::chrono::duration<double>(Clock::now() - t0).count();
-}
+using heed::bench::Clock;
+using heed::bench::seconds_since;
 
 #if defined(__x86_64__)
 // 24 independent zmm chains (of 32 registers): 2 FMA pipes x 4+ cycles latency

@@ -39,10 +39,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <exception>
-#include <fstream>
 #include <functional>
 #include <memory>
 #include <stdexcept>
@@ -51,34 +48,25 @@
 
 #include <fmt/format.h>
 
-#include "cuda/memory.h"
-#include "optim/clip_grad.h"
+#include "bench/bench_util.h"
 #include "cuda/matmul.h"
+#include "cuda/memory.h"
 #include "nn/gpt.h"
 #include "nn/loss.h"
-#include "optim/optim.h"
 #include "nn/seq2seq.h"
+#include "optim/clip_grad.h"
+#include "optim/optim.h"
 #include "tensor/autocast.h"
 #include "tensor/cpu/cpu_profile.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
 
-
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using heed::Tensor;
-
-double status_bytes(const char* key) {
-  std::ifstream f("/proc/self/status");
-  std::string line;
-  const size_t n = std::strlen(key);
-  while (std::getline(f, line))
-    if (line.compare(0, n, key) == 0) return std::atof(line.c_str() + n) * 1024.0;  // kB
-  return 0;
-}
-
-double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+using heed::bench::Clock;
+using heed::bench::seconds_since;
+using heed::bench::status_bytes;
 
 struct Args {
   std::string model = "gpt";
@@ -93,10 +81,7 @@ struct Args {
 
 Args parse(int argc, char** argv) {
   Args a;
-  for (int i = 1; i < argc; ++i) {
-    std::string key = argv[i];
-    if (i + 1 >= argc) throw std::runtime_error("missing value after " + key);
-    std::string val = argv[++i];
+  heed::bench::parse_flags(argc, argv, [&](const std::string& key, const std::string& val) {
     if (key == "--model") a.model = val;
     else if (key == "--threads") a.threads = std::stoi(val);
     else if (key == "--warmup") a.warmup = std::stoi(val);
@@ -105,8 +90,9 @@ Args parse(int argc, char** argv) {
     else if (key == "--device") a.device = val;
     else if (key == "--tf32") a.tf32 = val == "1";
     else if (key == "--precision") a.precision = val;
-    else throw std::runtime_error("unknown option " + key);
-  }
+    else return false;
+    return true;
+  });
   if (a.model != "seq2seq" && a.model != "gpt" && a.model != "seq2seq-large" && a.model != "gpt-large")
     throw std::runtime_error("--model must be seq2seq, gpt, seq2seq-large or gpt-large, got " + a.model);
   if (a.steps < 1) throw std::runtime_error("--steps must be at least 1");
