@@ -21,7 +21,7 @@
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
-#include "tests/host_values.h"
+#include "tests/test_util.h"
 #include "tests/test_devices.h"
 
 using namespace heed;

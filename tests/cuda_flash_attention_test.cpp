@@ -29,7 +29,7 @@
 #include "tensor/attention_args.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
-#include "tests/host_values.h"
+#include "tests/test_util.h"
 #include "tests/test_devices.h"
 
 using namespace heed;
