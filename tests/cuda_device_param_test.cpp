@@ -32,7 +32,6 @@ namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();
 using Vec = std::vector<double>;
 
-Tensor f32(Device d, const std::vector<float>& v, const Shape& s = {}) { return from_vector<float>(v, s, d); }
 Tensor f64(Device d, const Vec& v, const Shape& s = {}) { return from_vector<double>(v, s, d); }
 Tensor i64(Device d, const std::vector<int64_t>& v, const Shape& s = {}) { return from_vector<int64_t>(v, s, d); }
 Tensor mask(Device d, const std::vector<bool>& v, const Shape& s) { return from_vector<bool>(v, s, d); }
@@ -104,94 +103,6 @@ void check_param_grad(Tensor& p, const std::function<Tensor()>& loss) {
 }
 
 }  // namespace
-
-// ---- nn layers -----------------------------------------------------------------------
-
-TEST_CASE("on every device: Linear, Embedding, LayerNorm and RMSNorm, forward and gradients", "[device][nn]") {
-  FOR_EACH_TEST_DEVICE(d) {
-    Generator g(5);
-    nn::Linear lin({3, 4}, &g);
-    lin.to(DType::Float64);
-    lin.to(d);
-    REQUIRE(lin.weight.device() == d);
-    REQUIRE(lin.weight.is_leaf());
-    Tensor x = randn({2, 3}, &g, DType::Float64).to(d);
-    // y = x W^T + b written out.
-    Vec xv = x.to_vector<double>(), wv = lin.weight.to_vector<double>(), bv = lin.bias.to_vector<double>(), want;
-    for (int r = 0; r < 2; ++r)
-      for (int o = 0; o < 4; ++o) {
-        double e = bv[o];
-        for (int i = 0; i < 3; ++i) e += xv[r * 3 + i] * wv[o * 3 + i];
-        want.push_back(e);
-      }
-    require_close(lin.forward(x), want, 1e-12);
-    REQUIRE(gradcheck_on(d, [&](const TensorList& in) { return lin.forward(in[0]); }, {leaf64({2, 3}, 1)}));
-    Tensor r = randn({2, 4}, &g, DType::Float64).to(d);
-    check_param_grad(lin.weight, [&] { return sum(mul(lin.forward(x), r)); });
-    check_param_grad(lin.bias, [&] { return sum(mul(lin.forward(x), r)); });
-
-    // The padding row is read as it is but gets no gradient.
-    nn::Embedding emb({4, 2, 1});
-    emb.to(d);
-    {
-      NoGradGuard no_grad;
-      emb.weight.copy_(f32(kCPU, {1, 2, 3, 4, 5, 6, 7, 8}, {4, 2}));
-    }
-    Tensor out = emb.forward(i64(d, {1, 2, 1, 0}));
-    REQUIRE(vals(out) == std::vector<float>{3, 4, 5, 6, 3, 4, 1, 2});
-    sum(out).backward();
-    REQUIRE(vals(emb.weight.grad()) == std::vector<float>{1, 1, 0, 0, 1, 1, 0, 0});
-    REQUIRE_THROWS_AS(emb.forward(i64(d, {4})), Error);
-
-    nn::LayerNorm ln({5});
-    nn::RMSNorm rms({5});
-    ln.to(DType::Float64);
-    rms.to(DType::Float64);
-    ln.to(d);
-    rms.to(d);
-    {
-      NoGradGuard no_grad;
-      ln.weight.copy_(randn({5}, &g, DType::Float64));
-      ln.bias.copy_(randn({5}, &g, DType::Float64));
-      rms.weight.copy_(randn({5}, &g, DType::Float64));
-    }
-    Tensor xn = randn({3, 5}, &g, DType::Float64).to(d);
-    // Each row of the plain normalisation has mean 0 and biased variance 1 / (1 + eps / var).
-    nn::LayerNorm plain({5, 0.0, false});
-    plain.to(d);
-    Tensor yn = plain.forward(xn);
-    require_close(mean(yn, {1}), {0, 0, 0}, 1e-12);
-    require_close(var(yn, {1}, 0), {1, 1, 1}, 1e-10);
-    REQUIRE(gradcheck_on(d, [&](const TensorList& in) { return ln.forward(in[0]); }, {leaf64({3, 5}, 2)}));
-    REQUIRE(gradcheck_on(d, [&](const TensorList& in) { return rms.forward(in[0]); }, {leaf64({3, 5}, 3)}));
-    Tensor rn = randn({3, 5}, &g, DType::Float64).to(d);
-    check_param_grad(ln.weight, [&] { return sum(mul(ln.forward(xn), rn)); });
-    check_param_grad(ln.bias, [&] { return sum(mul(ln.forward(xn), rn)); });
-    check_param_grad(rms.weight, [&] { return sum(mul(rms.forward(xn), rn)); });
-  }
-}
-
-TEST_CASE("on every device: Dropout drops about p, scales the rest by 1/(1-p), and the seed fixes the mask",
-          "[device][nn]") {
-  FOR_EACH_TEST_DEVICE(d) {
-    Generator g(42);
-    nn::Dropout drop(0.3, &g);
-    std::vector<float> y = vals(drop.forward(ones({20000}, DType::Float32, d)));
-    int zeros_seen = 0;
-    for (float v : y) {
-      if (v == 0.0f)
-        ++zeros_seen;
-      else
-        REQUIRE(v == Approx(1.0f / 0.7f));
-    }
-    REQUIRE(zeros_seen == Approx(6000).margin(300));
-    Generator gx(8), g1(9), g2(9);
-    Tensor x = randn({50, 7}, &gx).to(d);
-    REQUIRE(vals(nn::dropout(x, 0.5, true, &g1)) == vals(nn::dropout(x, 0.5, true, &g2)));
-    drop.eval();
-    REQUIRE(vals(drop.forward(x)) == vals(x));
-  }
-}
 
 // ---- attention -----------------------------------------------------------------------
 
