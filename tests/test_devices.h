@@ -1,6 +1,7 @@
 #pragma once
 // The devices a test body runs on, for tests written once for every device
-// (tests/cuda_device_param_test.cpp, tests/cuda_agreement_test.cpp):
+// and tagged [device] (tensor_test, autograd_test, gradcheck_test, the nn_*
+// tests and more; docs/testing.md):
 //
 //   TEST_CASE("...", "[device]") {
 //     FOR_EACH_TEST_DEVICE(device) {          // one Catch section per device
