@@ -11,11 +11,7 @@
 #include "tests/test_util.h"
 
 using namespace heed;
-using heed::test::f64;
-using heed::test::gradcheck_on;
-using heed::test::gradgradcheck_on;
-using heed::test::require_close;
-using heed::test::Vec;
+using namespace heed::test;
 
 namespace {
 double at(const Tensor& t, int64_t i) { return contiguous(t).to_vector<double>()[i]; }

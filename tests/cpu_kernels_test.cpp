@@ -24,10 +24,7 @@
 #include "tests/test_util.h"
 
 using namespace heed;
-using heed::test::close;
-using heed::test::host_tensor;
-using heed::test::require_close;
-using heed::test::values_of;
+using namespace heed::test;
 
 namespace {
 

@@ -27,9 +27,7 @@
 
 using namespace heed;
 using heed::cuda::ReducePlan;
-using heed::test::host_tensor;
-using heed::test::require_close;
-using heed::test::values_of;
+using namespace heed::test;
 
 namespace {
 
@@ -114,9 +112,7 @@ void check_launch_shape(const ReducePlan& p) {
 // compares the plan's element sets with the naive ones.
 void check_plan(const Case& c, unsigned mask, const Shape& out_strides) {
   const size_t nd = c.shape.size();
-  Shape out_shape = c.shape;
-  for (size_t d = 0; d < nd; ++d)
-    if (mask & (1u << d)) out_shape[d] = 1;
+  const Shape out_shape = reduced_shape(c.shape, mask);
   ReducePlan p;
   REQUIRE(cuda::make_reduce_plan(static_cast<int>(nd), c.shape.data(), c.strides.data(), out_shape.data(),
                                  out_strides.data(), p));
@@ -164,9 +160,7 @@ TEST_CASE("cuda reduce plan: every set of dims of strided inputs folds the naive
     const size_t nd = c.shape.size();
     for (unsigned mask = 0; mask < (1u << nd); ++mask) {
       INFO(c.name << ", reduced mask " << mask);
-      Shape out_shape = c.shape;
-      for (size_t d = 0; d < nd; ++d)
-        if (mask & (1u << d)) out_shape[d] = 1;
+      const Shape out_shape = reduced_shape(c.shape, mask);
       check_plan(c, mask, contiguous_of(out_shape));
       // A transposed out (its dims' strides reversed) is written in place too.
       Shape rev(out_shape.rbegin(), out_shape.rend());
@@ -407,17 +401,10 @@ TEST_CASE("cuda reduce: every op, dtype and set of dims of a strided x matches t
     const Shape shape = {3, 4, 5}, strides = {4, 1, 12};
     Tensor x = make_view(base, shape, strides, 0), xg = make_view(base_gpu, shape, strides, 0);
     for (unsigned mask = 0; mask < 8; ++mask) {
-      Shape out_shape = shape;
-      int nred = 0;
-      for (int d = 0; d < 3; ++d)
-        if (mask & (1u << d)) {
-          out_shape[d] = 1;
-          ++nred;
-        }
-      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax,
-                          ReduceOp::ArgMin}) {
-        const bool arg = op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
-        if (arg && nred > 1) continue;
+      const Shape out_shape = reduced_shape(shape, mask);
+      for (ReduceOp op : kReduceOps) {
+        const bool arg = is_index_reduce(op);
+        if (arg && reduced_dims(shape, mask) > 1) continue;
         INFO(dtype_name(dtype) << " mask " << mask << " op " << int(op));
         const DType od = arg ? DType::Int64 : dtype;
         Tensor want = empty(out_shape, od), got = empty(out_shape, od, kCUDA);

@@ -13,8 +13,7 @@
 #include "tests/test_util.h"
 
 using namespace heed;
-using heed::test::gradcheck_on;
-using heed::test::gradgradcheck_on;
+using namespace heed::test;
 
 namespace {
 

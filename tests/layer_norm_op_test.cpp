@@ -16,9 +16,7 @@
 
 using namespace heed;
 using Catch::Matchers::Contains;
-using heed::test::gradcheck_on;
-using heed::test::gradgradcheck_on;
-using heed::test::require_close;
+using namespace heed::test;
 
 namespace {
 

@@ -14,11 +14,7 @@
 
 using namespace heed;
 using Catch::Contains;
-using heed::test::check_param_grad;
-using heed::test::gradcheck_on;
-using heed::test::mask;
-using heed::test::max_diff;
-using heed::test::require_close;
+using namespace heed::test;
 
 namespace {
 

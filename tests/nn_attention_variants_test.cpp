@@ -15,8 +15,7 @@
 
 using namespace heed;
 using Catch::Contains;
-using heed::test::check_param_grad;
-using heed::test::set_values;
+using namespace heed::test;
 
 namespace {
 

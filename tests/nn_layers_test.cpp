@@ -16,14 +16,7 @@
 
 using namespace heed;
 using Catch::Contains;
-using heed::test::check_param_grad;
-using heed::test::f32;
-using heed::test::gradcheck_on;
-using heed::test::i64;
-using heed::test::require_close;
-using heed::test::set_values;
-using heed::test::vals;
-using heed::test::Vec;
+using namespace heed::test;
 
 namespace {
 // A scalar loss that weights each output by a fixed float64 tensor.

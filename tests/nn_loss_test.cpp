@@ -16,11 +16,7 @@
 
 using namespace heed;
 using Catch::Contains;
-using heed::test::f64;
-using heed::test::gradcheck_on;
-using heed::test::gradgradcheck_on;
-using heed::test::i64;
-using heed::test::require_close;
+using namespace heed::test;
 
 namespace {
 // The logits and targets of the PyTorch numbers below.

@@ -55,6 +55,18 @@ void run_and_compare(Opt& opt, Tensor& p, Expected expected, double tol = 1e-14)
   }
 }
 
+// The same against a reference recurrence (AdamRef, SGDRef below) stepped alongside.
+template <class Opt, class Ref>
+void run_against(Opt& opt, Tensor& p, Ref& ref, double tol) {
+  run_and_compare(
+      opt, p,
+      [&](size_t t) {
+        ref.step(kGrads[t], static_cast<int>(t) + 1);
+        return ref.p;
+      },
+      tol);
+}
+
 // The README's Adam/AdamW recurrence, one scalar at a time.
 struct AdamRef {
   double lr, b1, b2, eps, wd;
@@ -112,13 +124,7 @@ TEST_CASE("SGD follows its recurrence: momentum, dampening, weight decay, Nester
       Tensor p = param(kStart, d);
       optim::SGD opt({p}, o);
       SGDRef ref{o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov, o.maximize, kStart, Vec(3, 0)};
-      run_and_compare(
-          opt, p,
-          [&](size_t t) {
-            ref.step(kGrads[t], static_cast<int>(t) + 1);
-            return ref.p;
-          },
-          tol);
+      run_against(opt, p, ref, tol);
       REQUIRE(p.device() == d);
       if (o.momentum != 0) require_close(state_values(opt, "momentum_buffer.0"), ref.buf, tol);
       else REQUIRE(opt.state().empty());
@@ -134,13 +140,7 @@ TEST_CASE("Adam and AdamW follow their recurrences, with eps after the bias corr
       Tensor p = param(kStart, d);
       optim::Adam opt({p}, {0.1, 0.8, 0.99, 1e-3, 0.05});
       AdamRef ref{0.1, 0.8, 0.99, 1e-3, 0.05, false, false, kStart, Vec(3, 0), Vec(3, 0)};
-      run_and_compare(
-          opt, p,
-          [&](size_t t) {
-            ref.step(kGrads[t], static_cast<int>(t) + 1);
-            return ref.p;
-          },
-          tol);
+      run_against(opt, p, ref, tol);
       require_close(state_values(opt, "exp_avg.0"), ref.m, tol);
       require_close(state_values(opt, "exp_avg_sq.0"), ref.v, tol);
       for (const auto& [name, t] : opt.state()) REQUIRE(t.device() == d);
@@ -149,13 +149,7 @@ TEST_CASE("Adam and AdamW follow their recurrences, with eps after the bias corr
       Tensor p = param(kStart, d);
       optim::AdamW opt({p}, {0.1, 0.8, 0.99, 1e-3, 0.2, true});
       AdamRef ref{0.1, 0.8, 0.99, 1e-3, 0.2, true, true, kStart, Vec(3, 0), Vec(3, 0)};
-      run_and_compare(
-          opt, p,
-          [&](size_t t) {
-            ref.step(kGrads[t], static_cast<int>(t) + 1);
-            return ref.p;
-          },
-          tol);
+      run_against(opt, p, ref, tol);
     }
     SECTION("eps inside the bias correction would be caught") {
       // The same step with eps added before dividing by sqrt(1 - beta2^t)

@@ -14,16 +14,22 @@
 
 using namespace heed;
 using Catch::Contains;
-using heed::test::gradcheck_on;
-using heed::test::i64;
-using heed::test::mask;
-using heed::test::max_diff;
+using namespace heed::test;
 
 namespace {
 std::vector<std::string> names_of(const nn::Module& m) {
   std::vector<std::string> out;
   for (auto& [n, p] : m.named_parameters()) out.push_back(n);
   return out;
+}
+
+// A small Seq2SeqTransformer: vocabularies 11 and 13, d_model 8, 2 heads,
+// feed-forward 16, two decoder layers.
+nn::Seq2SeqOptions small_seq2seq_options(int64_t encoder_layers, double dropout) {
+  nn::Seq2SeqOptions o{11, 13};
+  o.d_model = 8, o.nhead = 2, o.num_encoder_layers = encoder_layers, o.num_decoder_layers = 2, o.dim_feedforward = 16;
+  o.dropout = dropout;
+  return o;
 }
 
 // The logits of a GPT run with a cache: the first `prompt` tokens at once,
@@ -190,10 +196,7 @@ TEST_CASE("Seq2SeqTransformer: names, teacher forcing, and cached greedy decodin
           "[transformer][seq2seq][cache][device]") {
   FOR_EACH_TEST_DEVICE(d) {
     Generator g(10);
-    nn::Seq2SeqOptions o{11, 13};
-    o.d_model = 8, o.nhead = 2, o.num_encoder_layers = 2, o.num_decoder_layers = 2, o.dim_feedforward = 16;
-    o.dropout = 0.0;
-    nn::Seq2SeqTransformer model(o, &g);
+    nn::Seq2SeqTransformer model(small_seq2seq_options(2, 0.0), &g);
     auto names = names_of(model);
     REQUIRE(names.front() == "src_embed.weight");
     REQUIRE(names[1] == "tgt_embed.weight");
@@ -243,10 +246,7 @@ TEST_CASE("Seq2SeqTransformer: names, teacher forcing, and cached greedy decodin
 TEST_CASE("A Seq2SeqTransformer step gives every parameter a finite gradient", "[transformer][seq2seq][device]") {
   FOR_EACH_TEST_DEVICE(d) {
     Generator g(10);
-    nn::Seq2SeqOptions o{11, 13};
-    o.d_model = 8, o.nhead = 2, o.num_encoder_layers = 1, o.num_decoder_layers = 2, o.dim_feedforward = 16;
-    o.dropout = 0.1;
-    nn::Seq2SeqTransformer model(o, &g);
+    nn::Seq2SeqTransformer model(small_seq2seq_options(1, 0.1), &g);
     model.to(d);
     Tensor src = i64(d, {4, 5, 6, 2, 0, 0, 7, 8, 3, 9, 10, 2}, {2, 6});
     Tensor tgt_in = i64(d, {1, 5, 6, 7, 1, 8, 9, 12}, {2, 4});

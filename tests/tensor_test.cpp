@@ -13,12 +13,7 @@
 #include "tests/test_util.h"
 
 using namespace heed;
-using heed::test::f32;
-using heed::test::f64;
-using heed::test::i64;
-using heed::test::require_close;
-using heed::test::vals;
-using heed::test::Vec;
+using namespace heed::test;
 
 namespace {
 constexpr float kInf = std::numeric_limits<float>::infinity();

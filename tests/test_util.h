@@ -7,6 +7,7 @@
 //    which write and read elements on the host without any kernel of the CPU
 //    backend, so that a CPU kernel cannot hide a GPU bug or the other way
 //    round (the GPU tests build inputs of any dtype with them);
+//  - reductions: reduced_shape / reduced_dims of a dims mask, kReduceOps;
 //  - comparisons: close / require_close, |got - want| <= tol * (1 + |want|)
 //    for every element, NaN only where NaN is wanted, +-inf exactly;
 //  - gradients: uniform64 / leaf64 (float64 CPU inputs for gradcheck),
@@ -100,6 +101,27 @@ inline Vec values_of(const Tensor& t_any) {
   }
   return out;
 }
+
+// ---- reductions ---------------------------------------------------------------------
+
+// The keepdim output shape of a reduction over the dims whose bit is set in
+// `mask` (those dims become 1).
+inline Shape reduced_shape(const Shape& shape, unsigned mask) {
+  Shape out = shape;
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (mask & (1u << d)) out[d] = 1;
+  return out;
+}
+// How many of `shape`'s dims `mask` reduces.
+inline int reduced_dims(const Shape& shape, unsigned mask) {
+  int n = 0;
+  for (size_t d = 0; d < shape.size(); ++d) n += (mask >> d) & 1u;
+  return n;
+}
+// Every op of Backend::reduce; the index ones (argmax, argmin) take one dim.
+inline const std::vector<ReduceOp> kReduceOps = {ReduceOp::Sum, ReduceOp::Prod,   ReduceOp::Max,
+                                                 ReduceOp::Min, ReduceOp::ArgMax, ReduceOp::ArgMin};
+inline bool is_index_reduce(ReduceOp op) { return op == ReduceOp::ArgMax || op == ReduceOp::ArgMin; }
 
 // ---- comparisons --------------------------------------------------------------------
 
