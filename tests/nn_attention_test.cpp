@@ -226,37 +226,33 @@ TEST_CASE("sdpa rejects mismatched shapes, masks and heads with clear errors", "
 // ---- MultiheadAttention ------------------------------------------------------------
 
 TEST_CASE("MultiheadAttention is projections around sdpa, with PyTorch's parameter names and init",
-          "[attention][mha][device]") {
-  FOR_EACH_TEST_DEVICE(dev) {
-    Generator g(7);
-    nn::MultiheadAttention mha({8, 2}, &g);
-    std::vector<std::string> names;
-    for (auto& [n, p] : mha.named_parameters()) names.push_back(n);
-    REQUIRE(names == std::vector<std::string>{"q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias",
-                                              "v_proj.weight", "v_proj.bias", "out_proj.weight", "out_proj.bias"});
-    // Xavier bound of the packed [3D, D] matrix, zero biases.
-    const double bound = std::sqrt(6.0 / (8 + 24));
-    REQUIRE(amax(abs(mha.q_proj->weight)).item<double>() <= bound);
-    REQUIRE(amax(abs(mha.k_proj->bias)).item<double>() == 0.0);
+          "[attention][mha]") {
+  Generator g(7);
+  nn::MultiheadAttention mha({8, 2}, &g);
+  std::vector<std::string> names;
+  for (auto& [n, p] : mha.named_parameters()) names.push_back(n);
+  REQUIRE(names == std::vector<std::string>{"q_proj.weight", "q_proj.bias", "k_proj.weight", "k_proj.bias",
+                                            "v_proj.weight", "v_proj.bias", "out_proj.weight", "out_proj.bias"});
+  // Xavier bound of the packed [3D, D] matrix, zero biases.
+  const double bound = std::sqrt(6.0 / (8 + 24));
+  REQUIRE(amax(abs(mha.q_proj->weight)).item<double>() <= bound);
+  REQUIRE(amax(abs(mha.k_proj->bias)).item<double>() == 0.0);
 
-    mha.to(dev);
-    Tensor x = randn({3, 5, 8}, &g).to(dev);
-    nn::MultiheadAttentionCall call;
-    call.causal = true;
-    call.need_weights = true;
-    auto r = mha.forward(x, call);
-    REQUIRE(r.output.device() == dev);
-    REQUIRE(r.output.shape() == Shape{3, 5, 8});
-    REQUIRE(r.weights.shape() == Shape{3, 2, 5, 5});
-    auto heads = [](const Tensor& t) { return t.view({3, 5, 2, 4}).transpose(1, 2); };
-    nn::AttentionOptions o;
-    o.causal = true;
-    Tensor expect = nn::scaled_dot_product_attention(heads(mha.q_proj->forward(x)), heads(mha.k_proj->forward(x)),
-                                                     heads(mha.v_proj->forward(x)), o)
-                        .output;
-    expect = mha.out_proj->forward(expect.transpose(1, 2).reshape({3, 5, 8}));
-    REQUIRE(max_diff(r.output, expect) < 1e-6);
-  }
+  Tensor x = randn({3, 5, 8}, &g);
+  nn::MultiheadAttentionCall call;
+  call.causal = true;
+  call.need_weights = true;
+  auto r = mha.forward(x, call);
+  REQUIRE(r.output.shape() == Shape{3, 5, 8});
+  REQUIRE(r.weights.shape() == Shape{3, 2, 5, 5});
+  auto heads = [](const Tensor& t) { return t.view({3, 5, 2, 4}).transpose(1, 2); };
+  nn::AttentionOptions o;
+  o.causal = true;
+  Tensor expect = nn::scaled_dot_product_attention(heads(mha.q_proj->forward(x)), heads(mha.k_proj->forward(x)),
+                                                   heads(mha.v_proj->forward(x)), o)
+                      .output;
+  expect = mha.out_proj->forward(expect.transpose(1, 2).reshape({3, 5, 8}));
+  REQUIRE(max_diff(r.output, expect) < 1e-6);
 }
 
 TEST_CASE("MultiheadAttention gradients of inputs and every parameter pass finite differences",
