@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <memory>
+#include <utility>
 #include <vector>
 
 #include "tensor/grad_mode.h"
@@ -36,6 +38,18 @@ void adam_reference(Tensor& p, const Tensor& grad, Tensor& m, Tensor& v, double 
   p = add(p, mul(div(m, denom), -lr / bc1));
 }
 
+// Two optimizers of one kind (Adam or AdamW), one for each parameter, with
+// lr, weight decay and maximize set and the other options at their defaults.
+template <class Opt, class Options>
+std::pair<std::unique_ptr<optim::Optimizer>, std::unique_ptr<optim::Optimizer>> two_optimizers(
+    const Tensor& first, const Tensor& second, double lr, double weight_decay, bool maximize) {
+  Options o;
+  o.lr = lr;
+  o.weight_decay = weight_decay;
+  o.maximize = maximize;
+  return {std::make_unique<Opt>(TensorList{first}, o), std::make_unique<Opt>(TensorList{second}, o)};
+}
+
 }  // namespace
 
 TEST_CASE("Adam and AdamW follow the rule written in tensor ops, on strided parameters too", "[speed][optim]") {
@@ -50,23 +64,9 @@ TEST_CASE("Adam and AdamW follow the rule written in tensor ops, on strided para
       Tensor strided = transpose(strided_storage, 0, 1);  // same values, strides (1, 6)
       strided.requires_grad_();
       REQUIRE(!strided.is_contiguous());
-      std::unique_ptr<optim::Optimizer> a, b;
       const double lr = 0.01, wd = 0.1;
-      if (decoupled) {
-        optim::AdamWOptions o;
-        o.lr = lr;
-        o.weight_decay = wd;
-        o.maximize = maximize;
-        a = std::make_unique<optim::AdamW>(TensorList{dense}, o);
-        b = std::make_unique<optim::AdamW>(TensorList{strided}, o);
-      } else {
-        optim::AdamOptions o;
-        o.lr = lr;
-        o.weight_decay = wd;
-        o.maximize = maximize;
-        a = std::make_unique<optim::Adam>(TensorList{dense}, o);
-        b = std::make_unique<optim::Adam>(TensorList{strided}, o);
-      }
+      auto [a, b] = decoupled ? two_optimizers<optim::AdamW, optim::AdamWOptions>(dense, strided, lr, wd, maximize)
+                              : two_optimizers<optim::Adam, optim::AdamOptions>(dense, strided, lr, wd, maximize);
       Tensor ref = clone(init), m = zeros({6, 5}), v = zeros({6, 5});
       for (int step = 1; step <= 4; ++step) {
         Tensor g = rnd({6, 5}, 10 + step);

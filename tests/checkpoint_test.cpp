@@ -32,34 +32,14 @@
 #include "optim/lr_schedule.h"
 #include "optim/optim.h"
 #include "tensor/ops.h"
+#include "tests/test_util.h"
 
 using namespace heed;
 using Catch::Contains;
 namespace fs = std::filesystem;
+using heed::test::TempDir;
 
 namespace {
-
-// A fresh folder under /tmp, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("heed_checkpoint_test_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::permissions(path, fs::perms::owner_all, fs::perm_options::add, ec);
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  std::vector<std::string> names() const {
-    std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(path)) out.push_back(e.path().filename().string());
-    std::sort(out.begin(), out.end());
-    return out;
-  }
-};
 
 // Linear + LayerNorm and an int64 buffer: parameters, buffers, two dtypes.
 class TinyNet : public nn::Module {

@@ -21,43 +21,14 @@
 #include "tensor/cpu/philox_blocks.h"
 #include "tensor/philox.h"
 #include "tensor/tensor_impl.h"
+#include "tests/test_util.h"
 
 using namespace heed;
+using namespace heed::test;
 
 namespace {
 
 const Backend& kernels() { return backend(DeviceType::CPU); }
-
-// A contiguous tensor whose element i (row-major) is f(i).
-Tensor make(const Shape& shape, DType dtype, const std::function<double(int64_t)>& f) {
-  Tensor t = empty(shape, dtype);
-  dispatch_dtype(dtype, [&](auto zero) {
-    using T = decltype(zero);
-    T* p = static_cast<T*>(t.raw_data());
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(f(i));
-  });
-  return t;
-}
-
-// All values of a (possibly strided) tensor in row-major order, as double.
-std::vector<double> values(const Tensor& t) {
-  std::vector<double> out;
-  const int64_t n = t.numel(), nd = t.dim();
-  std::vector<int64_t> idx(static_cast<size_t>(nd), 0);
-  for (int64_t k = 0; k < n; ++k) {
-    int64_t off = 0;
-    for (int64_t d = 0; d < nd; ++d) off += idx[d] * t.strides()[d];
-    dispatch_dtype(t.dtype(), [&](auto zero) {
-      using T = decltype(zero);
-      out.push_back(static_cast<double>(static_cast<const T*>(t.raw_data())[off]));
-    });
-    for (int64_t d = nd - 1; d >= 0; --d) {
-      if (++idx[d] < t.shape()[d]) break;
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
 
 // The transpose of the last two dims, as a view (no copy).
 Tensor transposed(const Tensor& t) {
@@ -67,27 +38,13 @@ Tensor transposed(const Tensor& t) {
   return make_view(t, shape, strides, t.offset());
 }
 
-bool close(double got, double want, double tol) {
-  if (std::isnan(want)) return std::isnan(got);
-  if (std::isinf(want)) return got == want;
-  return std::abs(got - want) <= tol * (1.0 + std::abs(want));
-}
-
-void require_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-    REQUIRE(close(got[i], want[i], tol));
-  }
-}
-
 // Runs f with 1, 2 and 3 threads and requires the returned tensors to agree to the bit.
 void require_same_for_thread_counts(const std::function<Tensor()>& f) {
   const int saved = cpu::num_threads();
   std::vector<std::vector<double>> runs;
   for (int threads : {1, 2, 3}) {
     cpu::set_num_threads(threads);
-    runs.push_back(values(f()));
+    runs.push_back(values_of(f()));
   }
   cpu::set_num_threads(saved);
   for (size_t r = 1; r < runs.size(); ++r) {
@@ -149,7 +106,7 @@ TEST_CASE("every float unary op matches its formula on a transposed input", "[cp
     for (const UnaryCase& c : float_unary_cases()) {
       INFO(c.name << " " << dtype_name(dtype));
       // base [7, 5]; x = base^T [5, 7] has strides (1, 5).
-      Tensor base = make({7, 5}, dtype, [&](int64_t i) {
+      Tensor base = host_tensor({7, 5}, dtype, [&](int64_t i) {
         double u = std::fmod(i * 0.6180339887, 1.0);
         return c.positive ? 0.1 + 2.9 * u : -3 + 6 * u;
       });
@@ -157,8 +114,8 @@ TEST_CASE("every float unary op matches its formula on a transposed input", "[cp
       Tensor out = empty({5, 7}, dtype);
       kernels().unary(c.op, x, c.a, c.b, out);
       std::vector<double> want;
-      for (double v : values(x)) want.push_back(c.f(v));
-      require_close(values(out), want, tol);
+      for (double v : values_of(x)) want.push_back(c.f(v));
+      require_close(values_of(out), want, tol);
     }
   }
 }
@@ -166,46 +123,46 @@ TEST_CASE("every float unary op matches its formula on a transposed input", "[cp
 TEST_CASE("unary edge values: sigmoid far out, relu and clamp keep NaN, is_non_finite", "[cpu]") {
   const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
   std::vector<double> in = {-1000, -100, 0, 100, 1000, nan, inf, -inf};
-  Tensor x = make({8}, DType::Float32, [&](int64_t i) { return in[i]; });
+  Tensor x = host_tensor({8}, DType::Float32, [&](int64_t i) { return in[i]; });
   Tensor out = empty({8}, DType::Float32);
   kernels().unary(UnaryOp::Sigmoid, x, 0, 0, out);
-  require_close(values(out), {0, 1 / (1 + std::exp(100.0)), 0.5, 1, 1, nan, 1, 0}, 1e-6);
+  require_close(values_of(out), {0, 1 / (1 + std::exp(100.0)), 0.5, 1, 1, nan, 1, 0}, 1e-6);
   kernels().unary(UnaryOp::Relu, x, 0, 0, out);
-  require_close(values(out), {0, 0, 0, 100, 1000, nan, inf, 0}, 0);
+  require_close(values_of(out), {0, 0, 0, 100, 1000, nan, inf, 0}, 0);
   kernels().unary(UnaryOp::Clamp, x, -1, 1, out);
-  require_close(values(out), {-1, -1, 0, 1, 1, nan, 1, -1}, 0);
+  require_close(values_of(out), {-1, -1, 0, 1, 1, nan, 1, -1}, 0);
   Tensor flags = empty({8}, DType::Bool);
   kernels().unary(UnaryOp::IsNonFinite, x, 0, 0, flags);
-  REQUIRE(values(flags) == std::vector<double>{0, 0, 0, 0, 0, 1, 1, 1});
+  REQUIRE(values_of(flags) == std::vector<double>{0, 0, 0, 0, 0, 1, 1, 1});
 }
 
 TEST_CASE("integer and bool unary ops, and invalid combinations throw", "[cpu]") {
-  Tensor x = make({6}, DType::Int64, [](int64_t i) { return double(i) * 3 - 7; });  // -7 -4 -1 2 5 8
+  Tensor x = host_tensor({6}, DType::Int64, [](int64_t i) { return double(i) * 3 - 7; });  // -7 -4 -1 2 5 8
   Tensor out = empty({6}, DType::Int64);
   kernels().unary(UnaryOp::Neg, x, 0, 0, out);
-  REQUIRE(values(out) == std::vector<double>{7, 4, 1, -2, -5, -8});
+  REQUIRE(values_of(out) == std::vector<double>{7, 4, 1, -2, -5, -8});
   kernels().unary(UnaryOp::Abs, x, 0, 0, out);
-  REQUIRE(values(out) == std::vector<double>{7, 4, 1, 2, 5, 8});
+  REQUIRE(values_of(out) == std::vector<double>{7, 4, 1, 2, 5, 8});
   kernels().unary(UnaryOp::Sign, x, 0, 0, out);
-  REQUIRE(values(out) == std::vector<double>{-1, -1, -1, 1, 1, 1});
+  REQUIRE(values_of(out) == std::vector<double>{-1, -1, -1, 1, 1, 1});
   kernels().unary(UnaryOp::Square, x, 0, 0, out);
-  REQUIRE(values(out) == std::vector<double>{49, 16, 1, 4, 25, 64});
+  REQUIRE(values_of(out) == std::vector<double>{49, 16, 1, 4, 25, 64});
   kernels().unary(UnaryOp::AddScalar, x, 3, 0, out);
-  REQUIRE(values(out) == std::vector<double>{-4, -1, 2, 5, 8, 11});
+  REQUIRE(values_of(out) == std::vector<double>{-4, -1, 2, 5, 8, 11});
   kernels().unary(UnaryOp::MulScalar, x, -2, 0, out);
-  REQUIRE(values(out) == std::vector<double>{14, 8, 2, -4, -10, -16});
+  REQUIRE(values_of(out) == std::vector<double>{14, 8, 2, -4, -10, -16});
   kernels().unary(UnaryOp::Clamp, x, -2, std::numeric_limits<double>::infinity(), out);
-  REQUIRE(values(out) == std::vector<double>{-2, -2, -1, 2, 5, 8});
+  REQUIRE(values_of(out) == std::vector<double>{-2, -2, -1, 2, 5, 8});
   REQUIRE_THROWS_AS(kernels().unary(UnaryOp::Exp, x, 0, 0, out), Error);
   REQUIRE_THROWS_WITH(kernels().unary(UnaryOp::Sqrt, x, 0, 0, out),
                       Catch::Contains("sqrt") && Catch::Contains("int64"));
 
-  Tensor b = make({3}, DType::Bool, [](int64_t i) { return i % 2; });
+  Tensor b = host_tensor({3}, DType::Bool, [](int64_t i) { return i % 2; });
   Tensor nb = empty({3}, DType::Bool);
   kernels().unary(UnaryOp::LogicalNot, b, 0, 0, nb);
-  REQUIRE(values(nb) == std::vector<double>{1, 0, 1});
+  REQUIRE(values_of(nb) == std::vector<double>{1, 0, 1});
   REQUIRE_THROWS_AS(kernels().unary(UnaryOp::Neg, b, 0, 0, nb), Error);
-  Tensor f = make({3}, DType::Float32, [](int64_t i) { return double(i); });
+  Tensor f = host_tensor({3}, DType::Float32, [](int64_t i) { return double(i); });
   Tensor nf = empty({3}, DType::Bool);
   REQUIRE_THROWS_WITH(kernels().unary(UnaryOp::LogicalNot, f, 0, 0, nf),
                       Catch::Contains("logical_not") && Catch::Contains("float32"));
@@ -237,9 +194,9 @@ TEST_CASE("every binary op matches its formula with broadcast and strided inputs
     const double tol = dtype == DType::Float32 ? 2e-6 : 1e-13;
     // x: a transposed [6, 4] view; y: a [4] row broadcast to [4, 6]... as stride 0
     // over dim 1, and a scalar broadcast to everything.
-    Tensor xb = make({6, 4}, dtype, [](int64_t i) { return 0.25 + (i % 7) * 0.5; });
+    Tensor xb = host_tensor({6, 4}, dtype, [](int64_t i) { return 0.25 + (i % 7) * 0.5; });
     Tensor x = transposed(xb);                                                  // [4, 6]
-    Tensor yb = make({4}, dtype, [](int64_t i) { return 0.75 + double(i % 3); });  // 0.75 1.75 2.75 0.75
+    Tensor yb = host_tensor({4}, dtype, [](int64_t i) { return 0.75 + double(i % 3); });  // 0.75 1.75 2.75 0.75
     Tensor y = make_view(yb, {4, 6}, {1, 0}, 0);
     Tensor s = make_view(yb, {4, 6}, {0, 0}, 1);  // every element is 1.75
     for (const Case& c : cases) {
@@ -247,13 +204,13 @@ TEST_CASE("every binary op matches its formula with broadcast and strided inputs
         INFO(c.name << " " << dtype_name(dtype));
         Tensor out = empty({4, 6}, c.to_bool ? DType::Bool : dtype);
         kernels().binary(c.op, x, other, out);
-        std::vector<double> xv = values(x), yv = values(other), want;
+        std::vector<double> xv = values_of(x), yv = values_of(other), want;
         for (size_t i = 0; i < xv.size(); ++i) want.push_back(c.f(xv[i], yv[i]));
-        require_close(values(out), want, tol);
+        require_close(values_of(out), want, tol);
         kernels().binary(c.op, other, x, out);  // the broadcast operand first
         want.clear();
         for (size_t i = 0; i < xv.size(); ++i) want.push_back(c.f(yv[i], xv[i]));
-        require_close(values(out), want, tol);
+        require_close(values_of(out), want, tol);
       }
     }
   }
@@ -261,84 +218,84 @@ TEST_CASE("every binary op matches its formula with broadcast and strided inputs
 
 TEST_CASE("binary: NaN propagates through maximum/minimum; integer and bool rules", "[cpu]") {
   const double nan = std::nan("");
-  Tensor x = make({3}, DType::Float64, [&](int64_t i) { return i == 1 ? nan : double(i); });
-  Tensor y = make({3}, DType::Float64, [&](int64_t i) { return i == 2 ? nan : 1.0; });
+  Tensor x = host_tensor({3}, DType::Float64, [&](int64_t i) { return i == 1 ? nan : double(i); });
+  Tensor y = host_tensor({3}, DType::Float64, [&](int64_t i) { return i == 2 ? nan : 1.0; });
   Tensor out = empty({3}, DType::Float64);
   kernels().binary(BinaryOp::Maximum, x, y, out);
-  require_close(values(out), {1, nan, nan}, 0);
+  require_close(values_of(out), {1, nan, nan}, 0);
   kernels().binary(BinaryOp::Minimum, y, x, out);
-  require_close(values(out), {0, nan, nan}, 0);
+  require_close(values_of(out), {0, nan, nan}, 0);
 
-  Tensor a = make({4}, DType::Int64, [](int64_t i) { return std::vector<double>{7, -7, 9, 2}[i]; });
-  Tensor b = make({4}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 2, -4, 5}[i]; });
+  Tensor a = host_tensor({4}, DType::Int64, [](int64_t i) { return std::vector<double>{7, -7, 9, 2}[i]; });
+  Tensor b = host_tensor({4}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 2, -4, 5}[i]; });
   Tensor o = empty({4}, DType::Int64);
   kernels().binary(BinaryOp::Div, a, b, o);  // truncates toward zero
-  REQUIRE(values(o) == std::vector<double>{3, -3, -2, 0});
-  Tensor bp = make({4}, DType::Int64, [](int64_t i) { return double(i); });
+  REQUIRE(values_of(o) == std::vector<double>{3, -3, -2, 0});
+  Tensor bp = host_tensor({4}, DType::Int64, [](int64_t i) { return double(i); });
   kernels().binary(BinaryOp::Pow, a, bp, o);
-  REQUIRE(values(o) == std::vector<double>{1, -7, 81, 8});
-  Tensor zero = make({4}, DType::Int64, [](int64_t i) { return i == 3 ? 0.0 : 1.0; });
+  REQUIRE(values_of(o) == std::vector<double>{1, -7, 81, 8});
+  Tensor zero = host_tensor({4}, DType::Int64, [](int64_t i) { return i == 3 ? 0.0 : 1.0; });
   REQUIRE_THROWS_WITH(kernels().binary(BinaryOp::Div, a, zero, o), Catch::Contains("division by zero"));
 
-  Tensor p = make({4}, DType::Bool, [](int64_t i) { return i & 1; });
-  Tensor q = make({4}, DType::Bool, [](int64_t i) { return (i >> 1) & 1; });
+  Tensor p = host_tensor({4}, DType::Bool, [](int64_t i) { return i & 1; });
+  Tensor q = host_tensor({4}, DType::Bool, [](int64_t i) { return (i >> 1) & 1; });
   Tensor r = empty({4}, DType::Bool);
   kernels().binary(BinaryOp::LogicalAnd, p, q, r);
-  REQUIRE(values(r) == std::vector<double>{0, 0, 0, 1});
+  REQUIRE(values_of(r) == std::vector<double>{0, 0, 0, 1});
   kernels().binary(BinaryOp::LogicalOr, p, q, r);
-  REQUIRE(values(r) == std::vector<double>{0, 1, 1, 1});
+  REQUIRE(values_of(r) == std::vector<double>{0, 1, 1, 1});
   REQUIRE_THROWS_AS(kernels().binary(BinaryOp::Add, p, q, r), Error);
   Tensor fo = empty({3}, DType::Bool);
   REQUIRE_THROWS_AS(kernels().binary(BinaryOp::LogicalAnd, x, y, fo), Error);
 }
 
 TEST_CASE("where, copy between dtypes into a strided dst, and fill", "[cpu]") {
-  Tensor cond = make({3}, DType::Bool, [](int64_t i) { return i != 1; });
+  Tensor cond = host_tensor({3}, DType::Bool, [](int64_t i) { return i != 1; });
   Tensor c = make_view(cond, {2, 3}, {0, 1}, 0);  // broadcast over rows
-  Tensor x = make({2, 3}, DType::Float32, [](int64_t i) { return double(i); });
-  Tensor y = make({2, 3}, DType::Float32, [](int64_t i) { return -double(i); });
+  Tensor x = host_tensor({2, 3}, DType::Float32, [](int64_t i) { return double(i); });
+  Tensor y = host_tensor({2, 3}, DType::Float32, [](int64_t i) { return -double(i); });
   Tensor out = empty({2, 3}, DType::Float32);
   kernels().where(c, x, y, out);
-  REQUIRE(values(out) == std::vector<double>{0, -1, 2, 3, -4, 5});
+  REQUIRE(values_of(out) == std::vector<double>{0, -1, 2, 3, -4, 5});
 
-  Tensor src = make({2, 3}, DType::Float64, [](int64_t i) { return std::vector<double>{0, -1.75, 2.5, 0.25, 0, 7}[i]; });
+  Tensor src = host_tensor({2, 3}, DType::Float64, [](int64_t i) { return std::vector<double>{0, -1.75, 2.5, 0.25, 0, 7}[i]; });
   Tensor dst_base = empty({3, 2}, DType::Int64);
   Tensor dst = transposed(dst_base);  // [2, 3], strides (1, 2)
   kernels().copy(src, dst);
-  REQUIRE(values(dst) == std::vector<double>{0, -1, 2, 0, 0, 7});
-  REQUIRE(values(dst_base) == std::vector<double>{0, 0, -1, 0, 2, 7});
+  REQUIRE(values_of(dst) == std::vector<double>{0, -1, 2, 0, 0, 7});
+  REQUIRE(values_of(dst_base) == std::vector<double>{0, 0, -1, 0, 2, 7});
   Tensor flags = empty({2, 3}, DType::Bool);
   kernels().copy(src, flags);
-  REQUIRE(values(flags) == std::vector<double>{0, 1, 1, 1, 0, 1});
+  REQUIRE(values_of(flags) == std::vector<double>{0, 1, 1, 1, 0, 1});
   Tensor back = empty({2, 3}, DType::Float32);
   kernels().copy(flags, back);
-  REQUIRE(values(back) == std::vector<double>{0, 1, 1, 1, 0, 1});
+  REQUIRE(values_of(back) == std::vector<double>{0, 1, 1, 1, 0, 1});
 
-  Tensor row = make({3}, DType::Int64, [](int64_t i) { return double(i) - 1; });
+  Tensor row = host_tensor({3}, DType::Int64, [](int64_t i) { return double(i) - 1; });
   Tensor expanded = empty({2, 3}, DType::Int64);
   kernels().copy(make_view(row, {2, 3}, {0, 1}, 0), expanded);  // expand(...).contiguous()
-  REQUIRE(values(expanded) == std::vector<double>{-1, 0, 1, -1, 0, 1});
+  REQUIRE(values_of(expanded) == std::vector<double>{-1, 0, 1, -1, 0, 1});
 
-  Tensor f = make({4, 4}, DType::Float32, [](int64_t) { return 0.0; });
+  Tensor f = host_tensor({4, 4}, DType::Float32, [](int64_t) { return 0.0; });
   Tensor every_other = make_view(f, {2, 4}, {8, 1}, 4);  // rows 1 and 3
   kernels().fill(every_other, 2.5);
-  REQUIRE(values(f) == std::vector<double>{0, 0, 0, 0, 2.5, 2.5, 2.5, 2.5, 0, 0, 0, 0, 2.5, 2.5, 2.5, 2.5});
+  REQUIRE(values_of(f) == std::vector<double>{0, 0, 0, 0, 2.5, 2.5, 2.5, 2.5, 0, 0, 0, 0, 2.5, 2.5, 2.5, 2.5});
 }
 
 TEST_CASE("copy of transposed views, large enough for the tiled path", "[cpu]") {
   for (DType dtype : {DType::Float32, DType::Float64, DType::UInt8}) {
     // base [3, 70, 45]; x = its last two dims swapped [3, 45, 70], and a
     // permutation that puts base's unit stride in the middle [45, 3, 70].
-    Tensor base = make({3, 70, 45}, dtype, [](int64_t i) { return double(i % 251); });
-    const std::vector<double> bv = values(base);
+    Tensor base = host_tensor({3, 70, 45}, dtype, [](int64_t i) { return double(i % 251); });
+    const std::vector<double> bv = values_of(base);
     Tensor x = transposed(base);
     Tensor out = empty({3, 45, 70}, dtype);
     kernels().copy(x, out);
-    REQUIRE(values(out) == values(x));
+    REQUIRE(values_of(out) == values_of(x));
     Tensor y = make_view(base, {45, 3, 70}, {1, 70 * 45, 45}, 0);
     Tensor out2 = empty({45, 3, 70}, dtype);
     kernels().copy(y, out2);
-    const std::vector<double> ov = values(out2);
+    const std::vector<double> ov = values_of(out2);
     for (int64_t a = 0; a < 45; ++a)
       for (int64_t b = 0; b < 3; ++b)
         for (int64_t c = 0; c < 70; ++c) REQUIRE(ov[(a * 3 + b) * 70 + c] == bv[(b * 70 + c) * 45 + a]);
@@ -379,10 +336,10 @@ std::vector<double> naive_reduce(ReduceOp op, const std::vector<double>& xv, con
 
 TEST_CASE("sum, prod, max, min over every set of dims of a strided [3, 4, 5]", "[cpu]") {
   // x [3, 4, 5] is a permuted view of a contiguous [5, 3, 4] tensor.
-  Tensor base = make({5, 3, 4}, DType::Float32, [](int64_t i) { return 0.5 + std::fmod(i * 0.37, 1.0); });
+  Tensor base = host_tensor({5, 3, 4}, DType::Float32, [](int64_t i) { return 0.5 + std::fmod(i * 0.37, 1.0); });
   Tensor x = make_view(base, {3, 4, 5}, {4, 1, 12}, 0);
   const Shape shape = {3, 4, 5};
-  const std::vector<double> xv = values(x);
+  const std::vector<double> xv = values_of(x);
   for (int mask = 0; mask < 8; ++mask) {
     std::vector<bool> reduced = {bool(mask & 1), bool(mask & 2), bool(mask & 4)};
     Shape out_shape = shape;
@@ -392,11 +349,11 @@ TEST_CASE("sum, prod, max, min over every set of dims of a strided [3, 4, 5]", "
       INFO("mask " << mask << " op " << int(op));
       Tensor out = empty(out_shape, DType::Float32);
       kernels().reduce(op, x, out);
-      require_close(values(out), naive_reduce(op, xv, shape, reduced), 1e-6);
-      Tensor xc = make(shape, DType::Float64, [&](int64_t i) { return xv[i]; });  // contiguous float64 twin
+      require_close(values_of(out), naive_reduce(op, xv, shape, reduced), 1e-6);
+      Tensor xc = host_tensor(shape, DType::Float64, [&](int64_t i) { return xv[i]; });  // contiguous float64 twin
       Tensor out64 = empty(out_shape, DType::Float64);
       kernels().reduce(op, xc, out64);
-      require_close(values(out64), naive_reduce(op, xv, shape, reduced), 1e-13);
+      require_close(values_of(out64), naive_reduce(op, xv, shape, reduced), 1e-13);
     }
   }
 }
@@ -404,62 +361,62 @@ TEST_CASE("sum, prod, max, min over every set of dims of a strided [3, 4, 5]", "
 TEST_CASE("large reductions: accurate float sums, column sums, one-element sums", "[cpu]") {
   // 3 million float32 ones plus a tiny value each: a float accumulator would stall at 2^24.
   const int64_t n = 3000000;
-  Tensor x = make({n}, DType::Float32, [](int64_t i) { return 1.0 + (i % 3) * 0.25; });
+  Tensor x = host_tensor({n}, DType::Float32, [](int64_t i) { return 1.0 + (i % 3) * 0.25; });
   Tensor out = empty({1}, DType::Float32);
   kernels().reduce(ReduceOp::Sum, x, out);
-  REQUIRE(values(out)[0] == Approx(n * 1.25).epsilon(1e-7));
+  REQUIRE(values_of(out)[0] == Approx(n * 1.25).epsilon(1e-7));
 
   // Sum over rows of [2000, 70] (the kept dim is the contiguous one) and of its transpose.
-  Tensor m = make({2000, 70}, DType::Float64, [](int64_t i) { return double(i % 70) + double(i / 70) * 1e-3; });
+  Tensor m = host_tensor({2000, 70}, DType::Float64, [](int64_t i) { return double(i % 70) + double(i / 70) * 1e-3; });
   Tensor cols = empty({1, 70}, DType::Float64);
   kernels().reduce(ReduceOp::Sum, m, cols);
-  const std::vector<double> cv = values(cols);
+  const std::vector<double> cv = values_of(cols);
   for (int64_t j = 0; j < 70; ++j) REQUIRE(cv[j] == Approx(2000.0 * j + 1e-3 * 1999 * 2000 / 2).epsilon(1e-12));
   Tensor rows_of_t = empty({70, 1}, DType::Float64);
   kernels().reduce(ReduceOp::Sum, transposed(m), rows_of_t);
-  require_close(values(rows_of_t), cv, 1e-13);
+  require_close(values_of(rows_of_t), cv, 1e-13);
 
   // Few outputs over many elements: [4, 100000] -> [4, 1] and [100000, 3] -> [1, 3].
-  Tensor wide = make({4, 100000}, DType::Float32, [](int64_t i) { return (i % 10) * 0.1; });
+  Tensor wide = host_tensor({4, 100000}, DType::Float32, [](int64_t i) { return (i % 10) * 0.1; });
   Tensor w = empty({4, 1}, DType::Float32);
   kernels().reduce(ReduceOp::Sum, wide, w);
-  for (double v : values(w)) REQUIRE(v == Approx(45000).epsilon(1e-6));
-  Tensor tall = make({100000, 3}, DType::Float32, [](int64_t i) { return double(i % 3); });
+  for (double v : values_of(w)) REQUIRE(v == Approx(45000).epsilon(1e-6));
+  Tensor tall = host_tensor({100000, 3}, DType::Float32, [](int64_t i) { return double(i % 3); });
   Tensor t = empty({1, 3}, DType::Float32);
   kernels().reduce(ReduceOp::Max, tall, t);
-  REQUIRE(values(t) == std::vector<double>{0, 1, 2});
+  REQUIRE(values_of(t) == std::vector<double>{0, 1, 2});
   kernels().reduce(ReduceOp::Sum, tall, t);
-  REQUIRE(values(t) == std::vector<double>{0, 100000, 200000});
+  REQUIRE(values_of(t) == std::vector<double>{0, 100000, 200000});
 }
 
 TEST_CASE("max/min propagate NaN; argmax/argmin give the first extreme", "[cpu]") {
   const double nan = std::nan("");
-  Tensor x = make({2, 5}, DType::Float32, [&](int64_t i) {
+  Tensor x = host_tensor({2, 5}, DType::Float32, [&](int64_t i) {
     return std::vector<double>{1, 3, 3, -2, -2, 0, nan, 5, nan, -1}[i];
   });
   Tensor m = empty({2, 1}, DType::Float32);
   kernels().reduce(ReduceOp::Max, x, m);
-  require_close(values(m), {3, nan}, 0);
+  require_close(values_of(m), {3, nan}, 0);
   kernels().reduce(ReduceOp::Min, x, m);
-  require_close(values(m), {-2, nan}, 0);
+  require_close(values_of(m), {-2, nan}, 0);
   Tensor idx = empty({2, 1}, DType::Int64);
   kernels().reduce(ReduceOp::ArgMax, x, idx);
-  REQUIRE(values(idx) == std::vector<double>{1, 1});
+  REQUIRE(values_of(idx) == std::vector<double>{1, 1});
   kernels().reduce(ReduceOp::ArgMin, x, idx);
-  REQUIRE(values(idx) == std::vector<double>{3, 1});
+  REQUIRE(values_of(idx) == std::vector<double>{3, 1});
   Tensor cols = empty({1, 5}, DType::Int64);
   kernels().reduce(ReduceOp::ArgMax, x, cols);
-  REQUIRE(values(cols) == std::vector<double>{0, 1, 1, 1, 1});
-  Tensor i64 = make({6}, DType::Int64, [](int64_t i) { return std::vector<double>{4, 9, 1, 9, 1, 0}[i]; });
+  REQUIRE(values_of(cols) == std::vector<double>{0, 1, 1, 1, 1});
+  Tensor i64 = host_tensor({6}, DType::Int64, [](int64_t i) { return std::vector<double>{4, 9, 1, 9, 1, 0}[i]; });
   Tensor s = empty({1}, DType::Int64);
   kernels().reduce(ReduceOp::Sum, i64, s);
-  REQUIRE(values(s)[0] == 24);
+  REQUIRE(values_of(s)[0] == 24);
   kernels().reduce(ReduceOp::ArgMax, i64, s);
-  REQUIRE(values(s)[0] == 1);
+  REQUIRE(values_of(s)[0] == 1);
   Tensor empty_x = empty({0}, DType::Float32);
   Tensor e = empty({1}, DType::Float32);
   kernels().reduce(ReduceOp::Sum, empty_x, e);
-  REQUIRE(values(e)[0] == 0);
+  REQUIRE(values_of(e)[0] == 0);
   REQUIRE_THROWS_AS(kernels().reduce(ReduceOp::Max, empty_x, e), Error);
 }
 
@@ -471,7 +428,7 @@ TEST_CASE("softmax and log_softmax match double references, -inf rows give no Na
     for (int64_t n : {1, 7, 33, 5000}) {
       INFO(dtype_name(dtype) << " n = " << n);
       // Row 0: ordinary; row 1: all -inf; row 2: some -inf; row 3: large values.
-      Tensor x = make({4, n}, dtype, [&](int64_t i) {
+      Tensor x = host_tensor({4, n}, dtype, [&](int64_t i) {
         const int64_t r = i / n, j = i % n;
         const double v = std::sin(j * 1.3) * 4;
         if (r == 1) return -inf;
@@ -479,7 +436,7 @@ TEST_CASE("softmax and log_softmax match double references, -inf rows give no Na
         if (r == 3) return 80 + v * 5;
         return v;
       });
-      const std::vector<double> xv = values(x);
+      const std::vector<double> xv = values_of(x);
       std::vector<double> want_p, want_lp;
       for (int64_t r = 0; r < 4; ++r) {
         double m = -inf, sum = 0;
@@ -497,13 +454,13 @@ TEST_CASE("softmax and log_softmax match double references, -inf rows give no Na
       kernels().softmax(x, true, lp);
       // Relative to each probability. In float32 the rounding of x - max alone
       // costs |x - max| * 2^-24 relative, so small probabilities get that much more.
-      const std::vector<double> pv = values(p);
+      const std::vector<double> pv = values_of(p);
       for (size_t i = 0; i < pv.size(); ++i) {
         INFO("element " << i << ": got " << pv[i] << ", want " << want_p[i]);
         const double gap = std::isinf(want_lp[i]) ? 0 : std::abs(want_lp[i]);
         REQUIRE(std::abs(pv[i] - want_p[i]) <= (tol + gap * tol / 8) * want_p[i] + 1e-30);
       }
-      require_close(values(lp), want_lp, tol);
+      require_close(values_of(lp), want_lp, tol);
     }
   }
 }
@@ -513,20 +470,20 @@ TEST_CASE("softmax_backward matches the rule in double, -inf rows included", "[c
   for (DType dtype : {DType::Float32, DType::Float64}) {
     for (int64_t n : {1, 7, 33, 5000}) {
       INFO(dtype_name(dtype) << " n = " << n);
-      Tensor x = make({3, n}, dtype, [&](int64_t i) {
+      Tensor x = host_tensor({3, n}, dtype, [&](int64_t i) {
         const int64_t r = i / n, j = i % n;
         if (r == 1) return -inf;
         if (r == 2 && j % 3 == 1) return -inf;
         return std::sin(j * 1.3) * 4;
       });
-      Tensor g = make({3, n}, dtype, [&](int64_t i) { return std::cos(i * 0.7) * 2; });
-      const std::vector<double> gv = values(g);
+      Tensor g = host_tensor({3, n}, dtype, [&](int64_t i) { return std::cos(i * 0.7) * 2; });
+      const std::vector<double> gv = values_of(g);
       for (bool log : {false, true}) {
         INFO((log ? "log_softmax" : "softmax"));
         Tensor y = empty({3, n}, dtype), gx = empty({3, n}, dtype);
         kernels().softmax(x, log, y);
         kernels().softmax_backward(g, y, log, gx);
-        const std::vector<double> yv = values(y);
+        const std::vector<double> yv = values_of(y);
         std::vector<double> want;
         for (int64_t r = 0; r < 3; ++r) {
           double s = 0;
@@ -536,7 +493,7 @@ TEST_CASE("softmax_backward matches the rule in double, -inf rows included", "[c
             want.push_back(log ? gj - std::exp(yj) * s : yj * (gj - s));
           }
         }
-        require_close(values(gx), want, dtype == DType::Float32 ? 2e-5 : 1e-12);
+        require_close(values_of(gx), want, dtype == DType::Float32 ? 2e-5 : 1e-12);
       }
     }
   }
@@ -549,7 +506,7 @@ TEST_CASE("softmax_backward matches the rule in double, -inf rows included", "[c
     Tensor gx = grad({f()}, {x})[0];
     Tensor gx2 = grad({f()}, {x}, {}, /*create_graph=*/true)[0];  // the rule written in ops
     REQUIRE(gx.shape() == x.shape());
-    const std::vector<double> a = values(gx), b = values(gx2);
+    const std::vector<double> a = values_of(gx), b = values_of(gx2);
     for (size_t i = 0; i < a.size(); ++i) REQUIRE(a[i] == Approx(b[i]).margin(1e-6));
   }
 }
@@ -563,18 +520,18 @@ TEST_CASE("matmul of strided and broadcast operands matches a naive product", "[
       INFO(dtype_name(dtype) << " batch " << batch);
       // a: one [m, k] matrix broadcast over the batch (stride 0);
       // b: [batch, k, n] as the transpose of a contiguous [batch, n, k].
-      Tensor a0 = make({m, k}, dtype, [](int64_t i) { return std::sin(i * 0.7); });
+      Tensor a0 = host_tensor({m, k}, dtype, [](int64_t i) { return std::sin(i * 0.7); });
       Tensor a = make_view(a0, {batch, m, k}, {0, k, 1}, 0);
-      Tensor bt = make({batch, n, k}, dtype, [](int64_t i) { return std::cos(i * 0.3); });
+      Tensor bt = host_tensor({batch, n, k}, dtype, [](int64_t i) { return std::cos(i * 0.3); });
       Tensor b = transposed(bt);
       for (bool accumulate : {false, true}) {
         INFO("accumulate " << accumulate);
         // accumulate adds the product to what out holds; without it out's
         // contents (NaN here) are never read.
-        Tensor out = make({batch, m, n}, dtype, [&](int64_t i) { return accumulate ? 0.25 * i : std::nan(""); });
-        const std::vector<double> before = values(out);
+        Tensor out = host_tensor({batch, m, n}, dtype, [&](int64_t i) { return accumulate ? 0.25 * i : std::nan(""); });
+        const std::vector<double> before = values_of(out);
         kernels().matmul(a, b, out, accumulate);
-        const std::vector<double> av = values(a), bv = values(b), ov = values(out);
+        const std::vector<double> av = values_of(a), bv = values_of(b), ov = values_of(out);
         for (int64_t q = 0; q < batch; ++q)
           for (int64_t i = 0; i < m; ++i)
             for (int64_t j = 0; j < n; ++j) {
@@ -591,48 +548,48 @@ TEST_CASE("matmul of strided and broadcast operands matches a naive product", "[
 // ---- indexing ----------------------------------------------------------------------
 
 TEST_CASE("index_select along each dim of a strided tensor", "[cpu]") {
-  Tensor base = make({4, 3}, DType::Float32, [](int64_t i) { return double(i); });
+  Tensor base = host_tensor({4, 3}, DType::Float32, [](int64_t i) { return double(i); });
   Tensor x = transposed(base);  // [3, 4]: x[i][j] = 3 j + i
-  Tensor idx = make({3}, DType::Int64, [](int64_t i) { return std::vector<double>{3, 0, 3}[i]; });
+  Tensor idx = host_tensor({3}, DType::Int64, [](int64_t i) { return std::vector<double>{3, 0, 3}[i]; });
   Tensor out = empty({3, 3}, DType::Float32);
   kernels().index_select(x, 1, idx, out);
-  REQUIRE(values(out) == std::vector<double>{9, 0, 9, 10, 1, 10, 11, 2, 11});
-  Tensor idx0 = make({2}, DType::Int64, [](int64_t i) { return double(2 - i); });
+  REQUIRE(values_of(out) == std::vector<double>{9, 0, 9, 10, 1, 10, 11, 2, 11});
+  Tensor idx0 = host_tensor({2}, DType::Int64, [](int64_t i) { return double(2 - i); });
   Tensor out0 = empty({2, 4}, DType::Float32);
   kernels().index_select(x, 0, idx0, out0);
-  REQUIRE(values(out0) == std::vector<double>{2, 5, 8, 11, 1, 4, 7, 10});
+  REQUIRE(values_of(out0) == std::vector<double>{2, 5, 8, 11, 1, 4, 7, 10});
 }
 
 TEST_CASE("gather reads along a dim through an index of out's shape", "[cpu]") {
-  Tensor x = make({2, 3}, DType::Float64, [](int64_t i) { return 10.0 * i; });
-  Tensor idx = make({2, 2}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 0, 1, 1}[i]; });
+  Tensor x = host_tensor({2, 3}, DType::Float64, [](int64_t i) { return 10.0 * i; });
+  Tensor idx = host_tensor({2, 2}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 0, 1, 1}[i]; });
   Tensor out = empty({2, 2}, DType::Float64);
   kernels().gather(x, 1, idx, out);
-  REQUIRE(values(out) == std::vector<double>{20, 0, 40, 40});
-  Tensor idx0 = make({1, 3}, DType::Int64, [](int64_t i) { return std::vector<double>{1, 0, 1}[i]; });
+  REQUIRE(values_of(out) == std::vector<double>{20, 0, 40, 40});
+  Tensor idx0 = host_tensor({1, 3}, DType::Int64, [](int64_t i) { return std::vector<double>{1, 0, 1}[i]; });
   Tensor out0 = empty({1, 3}, DType::Float64);
   kernels().gather(x, 0, idx0, out0);
-  REQUIRE(values(out0) == std::vector<double>{30, 10, 50});
+  REQUIRE(values_of(out0) == std::vector<double>{30, 10, 50});
 }
 
 TEST_CASE("scatter_add and index_add accumulate duplicates in index order", "[cpu]") {
-  Tensor dst = make({2, 4}, DType::Float32, [](int64_t) { return 0.0; });
-  Tensor idx = make({2, 3}, DType::Int64, [](int64_t i) { return std::vector<double>{1, 1, 3, 0, 0, 0}[i]; });
-  Tensor src = make({2, 3}, DType::Float32, [](int64_t i) { return double(i + 1); });
+  Tensor dst = host_tensor({2, 4}, DType::Float32, [](int64_t) { return 0.0; });
+  Tensor idx = host_tensor({2, 3}, DType::Int64, [](int64_t i) { return std::vector<double>{1, 1, 3, 0, 0, 0}[i]; });
+  Tensor src = host_tensor({2, 3}, DType::Float32, [](int64_t i) { return double(i + 1); });
   kernels().scatter_add(dst, 1, idx, src);
-  REQUIRE(values(dst) == std::vector<double>{0, 3, 0, 3, 15, 0, 0, 0});
+  REQUIRE(values_of(dst) == std::vector<double>{0, 3, 0, 3, 15, 0, 0, 0});
 
-  Tensor table = make({3, 2}, DType::Float64, [](int64_t) { return 1.0; });
-  Tensor rows = make({4}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 0, 2, 2}[i]; });
-  Tensor upd = make({4, 2}, DType::Float64, [](int64_t i) { return double(i); });
+  Tensor table = host_tensor({3, 2}, DType::Float64, [](int64_t) { return 1.0; });
+  Tensor rows = host_tensor({4}, DType::Int64, [](int64_t i) { return std::vector<double>{2, 0, 2, 2}[i]; });
+  Tensor upd = host_tensor({4, 2}, DType::Float64, [](int64_t i) { return double(i); });
   kernels().index_add(table, 0, rows, upd);
-  REQUIRE(values(table) == std::vector<double>{3, 4, 1, 1, 1 + 0 + 4 + 6, 1 + 1 + 5 + 7});
+  REQUIRE(values_of(table) == std::vector<double>{3, 4, 1, 1, 1 + 0 + 4 + 6, 1 + 1 + 5 + 7});
   // Along dim 1, with a transposed src.
-  Tensor t2 = make({2, 3}, DType::Float32, [](int64_t) { return 0.0; });
-  Tensor cols = make({2}, DType::Int64, [](int64_t i) { return double(2 * i); });
-  Tensor src_base = make({2, 2}, DType::Float32, [](int64_t i) { return double(i + 1); });
+  Tensor t2 = host_tensor({2, 3}, DType::Float32, [](int64_t) { return 0.0; });
+  Tensor cols = host_tensor({2}, DType::Int64, [](int64_t i) { return double(2 * i); });
+  Tensor src_base = host_tensor({2, 2}, DType::Float32, [](int64_t i) { return double(i + 1); });
   kernels().index_add(t2, 1, cols, transposed(src_base));  // src[r][c] = base[c][r]
-  REQUIRE(values(t2) == std::vector<double>{1, 0, 3, 2, 0, 4});
+  REQUIRE(values_of(t2) == std::vector<double>{1, 0, 3, 2, 0, 4});
 }
 
 TEST_CASE("index_add with many duplicates matches a sequential sum, along every dim", "[cpu]") {
@@ -640,17 +597,17 @@ TEST_CASE("index_add with many duplicates matches a sequential sum, along every 
   for (int64_t dim = 0; dim < 3; ++dim) {
     INFO("dim " << dim);
     const int64_t n = 40;
-    Tensor idx = make({n}, DType::Int64, [&](int64_t i) { return double((i * 7) % shape[dim]); });
+    Tensor idx = host_tensor({n}, DType::Int64, [&](int64_t i) { return double((i * 7) % shape[dim]); });
     Shape src_shape = shape;
     src_shape[dim] = n;
     // src as a transposed view of a contiguous tensor, so its strides are not row-major.
     Shape base_shape = {src_shape[0], src_shape[2], src_shape[1]};
-    Tensor src_base = make(base_shape, DType::Float64, [](int64_t i) { return std::sin(i * 0.77); });
+    Tensor src_base = host_tensor(base_shape, DType::Float64, [](int64_t i) { return std::sin(i * 0.77); });
     Tensor src = transposed(src_base);
     REQUIRE(src.shape() == src_shape);
-    Tensor dst = make(shape, DType::Float64, [](int64_t i) { return double(i); });
-    std::vector<double> want = values(dst);
-    const std::vector<double> sv = values(src), iv = values(idx);
+    Tensor dst = host_tensor(shape, DType::Float64, [](int64_t i) { return double(i); });
+    std::vector<double> want = values_of(dst);
+    const std::vector<double> sv = values_of(src), iv = values_of(idx);
     for (int64_t a = 0; a < src_shape[0]; ++a)
       for (int64_t b = 0; b < src_shape[1]; ++b)
         for (int64_t c = 0; c < src_shape[2]; ++c) {
@@ -659,35 +616,35 @@ TEST_CASE("index_add with many duplicates matches a sequential sum, along every 
           want[(p[0] * shape[1] + p[1]) * shape[2] + p[2]] += sv[(a * src_shape[1] + b) * src_shape[2] + c];
         }
     kernels().index_add(dst, dim, idx, src);
-    REQUIRE(values(dst) == want);  // the same order of additions: bit-identical
+    REQUIRE(values_of(dst) == want);  // the same order of additions: bit-identical
   }
 }
 
 TEST_CASE("a bad index throws heed::Error naming op, value, dim and size", "[cpu]") {
-  Tensor x = make({3, 4}, DType::Float32, [](int64_t i) { return double(i); });
-  Tensor bad = make({2}, DType::Int64, [](int64_t i) { return i == 0 ? 1.0 : 4.0; });
+  Tensor x = host_tensor({3, 4}, DType::Float32, [](int64_t i) { return double(i); });
+  Tensor bad = host_tensor({2}, DType::Int64, [](int64_t i) { return i == 0 ? 1.0 : 4.0; });
   Tensor out = empty({3, 2}, DType::Float32);
   REQUIRE_THROWS_WITH(kernels().index_select(x, 1, bad, out),
                       Catch::Contains("index_select") && Catch::Contains("index 4") &&
                           Catch::Contains("dim 1") && Catch::Contains("size 4"));
-  Tensor neg = make({2}, DType::Int64, [](int64_t i) { return -double(i); });
+  Tensor neg = host_tensor({2}, DType::Int64, [](int64_t i) { return -double(i); });
   Tensor out0 = empty({2, 4}, DType::Float32);
   REQUIRE_THROWS_WITH(kernels().index_select(x, 0, neg, out0), Catch::Contains("index -1"));
 
-  Tensor gidx = make({3, 2}, DType::Int64, [](int64_t i) { return i == 5 ? 7.0 : 0.0; });
+  Tensor gidx = host_tensor({3, 2}, DType::Int64, [](int64_t i) { return i == 5 ? 7.0 : 0.0; });
   Tensor gout = empty({3, 2}, DType::Float32);
   REQUIRE_THROWS_WITH(kernels().gather(x, 1, gidx, gout), Catch::Contains("gather") && Catch::Contains("index 7"));
 
   // A failed scatter_add / index_add leaves dst untouched.
-  Tensor dst = make({3, 4}, DType::Float32, [](int64_t) { return 1.0; });
-  Tensor sidx = make({3, 2}, DType::Int64, [](int64_t i) { return i == 4 ? 4.0 : 0.0; });
-  Tensor src = make({3, 2}, DType::Float32, [](int64_t) { return 1.0; });
+  Tensor dst = host_tensor({3, 4}, DType::Float32, [](int64_t) { return 1.0; });
+  Tensor sidx = host_tensor({3, 2}, DType::Int64, [](int64_t i) { return i == 4 ? 4.0 : 0.0; });
+  Tensor src = host_tensor({3, 2}, DType::Float32, [](int64_t) { return 1.0; });
   REQUIRE_THROWS_WITH(kernels().scatter_add(dst, 1, sidx, src), Catch::Contains("scatter_add") && Catch::Contains("index 4"));
-  Tensor rows = make({2}, DType::Int64, [](int64_t i) { return i == 0 ? 0.0 : 3.0; });
-  Tensor upd = make({2, 4}, DType::Float32, [](int64_t) { return 1.0; });
+  Tensor rows = host_tensor({2}, DType::Int64, [](int64_t i) { return i == 0 ? 0.0 : 3.0; });
+  Tensor upd = host_tensor({2, 4}, DType::Float32, [](int64_t) { return 1.0; });
   REQUIRE_THROWS_WITH(kernels().index_add(dst, 0, rows, upd),
                       Catch::Contains("index_add") && Catch::Contains("index 3") && Catch::Contains("size 3"));
-  for (double v : values(dst)) REQUIRE(v == 1.0);
+  for (double v : values_of(dst)) REQUIRE(v == 1.0);
 }
 
 // ---- random ------------------------------------------------------------------------
@@ -710,7 +667,7 @@ TEST_CASE("random follows the documented counter mapping and its distributions",
   const uint64_t seed = 0x123456789abcdefull, offset = (1ull << 32) - 3;  // crosses into the high counter word
   Tensor u = empty({1000}, DType::Float32);
   kernels().random(RandomDist::Uniform, -2, 3, seed, offset, u);
-  const std::vector<double> uv = values(u);
+  const std::vector<double> uv = values_of(u);
   for (int64_t i = 0; i < 1000; ++i) {
     const Philox4x32 r = philox_block(seed, offset + i / 4);  // one word per float32 uniform
     REQUIRE(uv[i] == -2.0f + 5.0f * (static_cast<float>(r.w[i % 4] >> 8) / 16777216.0f));
@@ -720,19 +677,19 @@ TEST_CASE("random follows the documented counter mapping and its distributions",
   // Shifting the offset by one block shifts the stream by four samples.
   Tensor u2 = empty({996}, DType::Float32);
   kernels().random(RandomDist::Uniform, -2, 3, seed, offset + 1, u2);
-  REQUIRE(values(u2) == std::vector<double>(uv.begin() + 4, uv.end()));
+  REQUIRE(values_of(u2) == std::vector<double>(uv.begin() + 4, uv.end()));
   // float64 uniform takes two words a sample: two samples a block.
   Tensor d = empty({6}, DType::Float64);
   kernels().random(RandomDist::Uniform, 0, 1, seed, 0, d);
   const Philox4x32 r1 = philox_block(seed, 1);
-  REQUIRE(values(d)[3] == uint_to_unit_double(r1.w[2], r1.w[3]));
+  REQUIRE(values_of(d)[3] == uint_to_unit_double(r1.w[2], r1.w[3]));
 
   const int64_t n = 200000;
   for (DType dtype : {DType::Float32, DType::Float64}) {
     Tensor z = empty({n}, dtype);
     kernels().random(RandomDist::Normal, 1.5, 2.0, 7, 0, z);
     double sum = 0, sq = 0;
-    for (double v : values(z)) {
+    for (double v : values_of(z)) {
       sum += v;
       sq += v * v;
     }
@@ -744,7 +701,7 @@ TEST_CASE("random follows the documented counter mapping and its distributions",
     Tensor bern = empty({n}, dtype);
     kernels().random(RandomDist::Bernoulli, 0.3, 0, 11, 0, bern);
     double ones = 0;
-    for (double v : values(bern)) {
+    for (double v : values_of(bern)) {
       REQUIRE((v == 0 || v == 1));
       ones += v;
     }
@@ -757,8 +714,8 @@ TEST_CASE("random follows the documented counter mapping and its distributions",
 // ---- determinism -------------------------------------------------------------------
 
 TEST_CASE("results are bit-identical for 1, 2 and 3 threads", "[cpu]") {
-  Tensor big = make({1 << 20}, DType::Float32, [](int64_t i) { return std::sin(i * 0.001) * 100; });
-  Tensor mat = make({3000, 300}, DType::Float32, [](int64_t i) { return std::cos(i * 0.01); });
+  Tensor big = host_tensor({1 << 20}, DType::Float32, [](int64_t i) { return std::sin(i * 0.001) * 100; });
+  Tensor mat = host_tensor({3000, 300}, DType::Float32, [](int64_t i) { return std::cos(i * 0.01); });
   require_same_for_thread_counts([&] {
     Tensor out = empty({1}, DType::Float32);
     kernels().reduce(ReduceOp::Sum, big, out);
@@ -784,16 +741,16 @@ TEST_CASE("results are bit-identical for 1, 2 and 3 threads", "[cpu]") {
     kernels().random(RandomDist::Normal, 0, 1, 42, 5, out);
     return out;
   });
-  Tensor rows = make({20000}, DType::Int64, [](int64_t i) { return double((i * 7919) % 50); });
-  Tensor upd = make({20000, 96}, DType::Float32, [](int64_t i) { return std::sin(i * 0.37); });
+  Tensor rows = host_tensor({20000}, DType::Int64, [](int64_t i) { return double((i * 7919) % 50); });
+  Tensor upd = host_tensor({20000, 96}, DType::Float32, [](int64_t i) { return std::sin(i * 0.37); });
   require_same_for_thread_counts([&] {
-    Tensor table = make({50, 96}, DType::Float32, [](int64_t) { return 0.0; });
+    Tensor table = host_tensor({50, 96}, DType::Float32, [](int64_t) { return 0.0; });
     kernels().index_add(table, 0, rows, upd);
     return table;
   });
   require_same_for_thread_counts([&] {
-    Tensor a = make({64, 40, 30}, DType::Float32, [](int64_t i) { return std::sin(i * 0.1); });
-    Tensor b = make({64, 30, 20}, DType::Float32, [](int64_t i) { return std::cos(i * 0.1); });
+    Tensor a = host_tensor({64, 40, 30}, DType::Float32, [](int64_t i) { return std::sin(i * 0.1); });
+    Tensor b = host_tensor({64, 30, 20}, DType::Float32, [](int64_t i) { return std::cos(i * 0.1); });
     Tensor out = empty({64, 40, 20}, DType::Float32);
     kernels().matmul(a, b, out, false);
     return out;
@@ -905,27 +862,27 @@ TEST_CASE("random: every sample across chunks follows the documented mapping", "
   const int64_t n = 16384 * 2 + 37;
   Tensor u = empty({n}, DType::Float32);
   kernels().random(RandomDist::Uniform, 0, 1, seed, offset, u);
-  std::vector<double> uv = values(u);
+  std::vector<double> uv = values_of(u);
   for (int64_t i = 0; i < n; ++i) {
     const Philox4x32 r = philox_block(seed, offset + i / 4);
     REQUIRE(uv[i] == uniform_from<float>(r.w + i % 4, 0.0f, 1.0f));
   }
   Tensor d = empty({n}, DType::Float64);
   kernels().random(RandomDist::Uniform, 0, 1, seed, offset, d);
-  std::vector<double> dv = values(d);
+  std::vector<double> dv = values_of(d);
   for (int64_t i = 0; i < n; ++i) {
     const Philox4x32 r = philox_block(seed, offset + i / 2);
     REQUIRE(dv[i] == uniform_from<double>(r.w + 2 * (i % 2), 0.0, 1.0));
   }
   Tensor m = empty({n}, DType::Float32);  // a dropout mask's draw
   kernels().random(RandomDist::Bernoulli, 0.3, 0, seed, offset, m);
-  std::vector<double> mv = values(m);
+  std::vector<double> mv = values_of(m);
   for (int64_t i = 0; i < n; ++i) {
     const uint32_t v = philox_block(seed, offset + i / 4).w[i % 4];
     REQUIRE(mv[i] == ((v >> 8) * 0x1p-24 < 0.3 ? 1.0 : 0.0));
   }
   Tensor z = empty({1000}, DType::Float64);
   kernels().random(RandomDist::Normal, 0, 1, seed, offset, z);
-  std::vector<double> zv = values(z);
+  std::vector<double> zv = values_of(z);
   for (int64_t i = 0; i < 1000; ++i) REQUIRE(zv[i] == normal_from<double>(philox_block(seed, offset + i).w, 0.0, 1.0));
 }

@@ -365,7 +365,7 @@ inline void run_on_cpu_twice(const Cases& cases) {
 
 #define HEED_AGREEMENT_TEST(title, table)                                          \
   TEST_CASE("cuda agreement: " title, "[cuda][agreement]") {                       \
-    SKIP_TEST_WITHOUT_GPU();                                                       \
+    HEED_SKIP_WITHOUT_GPU();                                                       \
     ::heed::agreement::run_on_cuda(table());                                       \
   }                                                                                \
   TEST_CASE("cuda agreement, CPU against CPU: " title, "[cuda][agreement][cpu]") { \

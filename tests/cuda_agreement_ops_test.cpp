@@ -432,7 +432,7 @@ struct Named {
 }  // namespace
 
 TEST_CASE("cuda: mixing a CPU and a CUDA tensor in one op is a heed::Error naming both devices", "[cuda][devices]") {
-  SKIP_TEST_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   const Device gpu = kCUDA;
   Tensor c = ones({2, 3}), g = ones({2, 3}, DType::Float32, gpu);
   Tensor cond_c = ones({2, 3}, DType::Bool), cond_g = ones({2, 3}, DType::Bool, gpu);
@@ -490,7 +490,7 @@ TEST_CASE("cuda: mixing a CPU and a CUDA tensor in one op is a heed::Error namin
 
 TEST_CASE("cuda: bad indices and integer division by zero raise the CPU's errors, and the device stays usable",
           "[cuda][errors]") {
-  SKIP_TEST_WITHOUT_GPU();
+  HEED_SKIP_WITHOUT_GPU();
   // Each bad call, with what its message must contain on every device.
   struct Bad {
     std::string name;

@@ -21,12 +21,11 @@
 #include "tensor/backend.h"
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
-#include "tests/host_values.h"
+#include "tests/test_util.h"
 #include "tests/test_devices.h"
 
 using namespace heed;
-using heed::test::host_tensor;
-using heed::test::values_of;
+using namespace heed::test;
 
 namespace {
 
@@ -224,17 +223,10 @@ TEST_CASE("cuda bfloat16: reductions are float32's, rounded, and match the CPU",
   for (const Tensor* b : {&base, &clean}) {
     const Tensor x = permute(to_device(*b, kCUDA), {2, 0, 1}), x32 = widened(x);  // [40, 5, 3], strided
     for (unsigned mask = 1; mask < 8; ++mask) {
-      Shape out_shape = x.shape();
-      int nred = 0;
-      for (int d = 0; d < 3; ++d)
-        if (mask & (1u << d)) {
-          out_shape[d] = 1;
-          ++nred;
-        }
-      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax,
-                          ReduceOp::ArgMin}) {
-        const bool arg = op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
-        if (arg && nred > 1) continue;
+      const Shape out_shape = reduced_shape(x.shape(), mask);
+      for (ReduceOp op : kReduceOps) {
+        const bool arg = is_index_reduce(op);
+        if (arg && reduced_dims(x.shape(), mask) > 1) continue;
         INFO("op " << int(op) << " mask " << mask << (b == &base ? " with a NaN" : ""));
         Tensor got = empty(out_shape, arg ? DType::Int64 : DType::BFloat16, kCUDA);
         Tensor want = empty(out_shape, arg ? DType::Int64 : DType::Float32, kCUDA);

@@ -29,12 +29,11 @@
 #include "tensor/attention_args.h"
 #include "tensor/backend.h"
 #include "tensor/ops.h"
-#include "tests/host_values.h"
+#include "tests/test_util.h"
 #include "tests/test_devices.h"
 
 using namespace heed;
-using heed::test::host_tensor;
-using heed::test::values_of;
+using namespace heed::test;
 
 namespace {
 
@@ -398,6 +397,13 @@ void check_case(const Case& c) {
   }
 }
 
+// A case's kernels on the GPU in float32, default mode, from the case's own inputs.
+Run run_float32_on_gpu(const Case& c) {
+  const AttentionArgs a = args_on_gpu(args_of(c));
+  const Inputs in = inputs_of(c, DType::Float32);
+  return run_kernels(gpu(), c, DType::Float32, operands_on(c, DType::Float32, in, kCUDA), a, kCUDA);
+}
+
 }  // namespace
 
 TEST_CASE("cuda attention: causal with fewer queries than keys, and T = 1 decoding", "[cuda][attention]") {
@@ -470,9 +476,7 @@ TEST_CASE("cuda attention: fully masked rows give zeros, lse -inf and no gradien
   // Spelled out once: a fully masked row's output is 0, its lse -inf, its grad_q 0.
   Case z;
   z.T = 8, z.S = 8, z.masked_rows = true;
-  const AttentionArgs a = args_on_gpu(args_of(z));
-  const Inputs in = inputs_of(z, DType::Float32);
-  const Run run = run_kernels(gpu(), z, DType::Float32, operands_on(z, DType::Float32, in, kCUDA), a, kCUDA);
+  const Run run = run_float32_on_gpu(z);
   const std::vector<double> out = values_of(run.out), lse = values_of(run.lse), gq = values_of(run.grad_q);
   for (int64_t h = 0; h < z.Hq; ++h)
     for (int64_t i : {0, 5}) {
@@ -540,15 +544,12 @@ TEST_CASE("cuda attention: empty sizes and bad arguments", "[cuda][attention]") 
   Case c;
   c.name = "no keys: every row masked";
   c.S = 0;
-  const AttentionArgs a = args_on_gpu(args_of(c));
-  const Inputs in = inputs_of(c, DType::Float32);
-  const Run run = run_kernels(gpu(), c, DType::Float32, operands_on(c, DType::Float32, in, kCUDA), a, kCUDA);
+  const Run run = run_float32_on_gpu(c);
   for (double x : values_of(run.out)) REQUIRE(x == 0.0);
   for (double x : values_of(run.lse)) REQUIRE(x == -kInf);
   for (double x : values_of(run.grad_q)) REQUIRE(x == 0.0);
   c.S = 9, c.T = 0;  // no queries: grad_k and grad_v are zero
-  const Run none = run_kernels(gpu(), c, DType::Float32, operands_on(c, DType::Float32, inputs_of(c, DType::Float32), kCUDA),
-                               args_on_gpu(args_of(c)), kCUDA);
+  const Run none = run_float32_on_gpu(c);
   for (double x : values_of(none.grad_k)) REQUIRE(x == 0.0);
   for (double x : values_of(none.grad_v)) REQUIRE(x == 0.0);
 

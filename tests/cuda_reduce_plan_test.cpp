@@ -23,9 +23,11 @@
 #include "tensor/ops.h"
 #include "tensor/tensor_impl.h"
 #include "tests/test_devices.h"
+#include "tests/test_util.h"
 
 using namespace heed;
 using heed::cuda::ReducePlan;
+using namespace heed::test;
 
 namespace {
 
@@ -110,9 +112,7 @@ void check_launch_shape(const ReducePlan& p) {
 // compares the plan's element sets with the naive ones.
 void check_plan(const Case& c, unsigned mask, const Shape& out_strides) {
   const size_t nd = c.shape.size();
-  Shape out_shape = c.shape;
-  for (size_t d = 0; d < nd; ++d)
-    if (mask & (1u << d)) out_shape[d] = 1;
+  const Shape out_shape = reduced_shape(c.shape, mask);
   ReducePlan p;
   REQUIRE(cuda::make_reduce_plan(static_cast<int>(nd), c.shape.data(), c.strides.data(), out_shape.data(),
                                  out_strides.data(), p));
@@ -160,9 +160,7 @@ TEST_CASE("cuda reduce plan: every set of dims of strided inputs folds the naive
     const size_t nd = c.shape.size();
     for (unsigned mask = 0; mask < (1u << nd); ++mask) {
       INFO(c.name << ", reduced mask " << mask);
-      Shape out_shape = c.shape;
-      for (size_t d = 0; d < nd; ++d)
-        if (mask & (1u << d)) out_shape[d] = 1;
+      const Shape out_shape = reduced_shape(c.shape, mask);
       check_plan(c, mask, contiguous_of(out_shape));
       // A transposed out (its dims' strides reversed) is written in place too.
       Shape rev(out_shape.rbegin(), out_shape.rend());
@@ -330,37 +328,6 @@ TEST_CASE("cuda arg_merge: any merge tree gives the CPU's first extreme, first N
 
 namespace {
 
-Tensor make_cpu(const Shape& shape, DType dtype, const std::function<double(int64_t)>& f) {
-  Tensor t = empty(shape, dtype);
-  dispatch_dtype(dtype, [&](auto zero) {
-    using T = decltype(zero);
-    T* p = static_cast<T*>(t.raw_data());
-    for (int64_t i = 0; i < t.numel(); ++i) p[i] = static_cast<T>(f(i));
-  });
-  return t;
-}
-
-std::vector<double> values_of(const Tensor& t_any) {
-  Tensor t = t_any.device().is_cpu() ? t_any : to_device(t_any, kCPU);
-  std::vector<double> out;
-  dispatch_dtype(t.dtype(), [&](auto zero) {
-    using T = decltype(zero);
-    const T* p = static_cast<const T*>(t.raw_data());
-    for (int64_t i = 0; i < t.numel(); ++i) out.push_back(static_cast<double>(p[i]));
-  });
-  return out;
-}
-
-void require_close(const std::vector<double>& got, const std::vector<double>& want, double tol) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("element " << i << ": got " << got[i] << ", want " << want[i]);
-    if (std::isnan(want[i])) REQUIRE(std::isnan(got[i]));
-    else if (std::isinf(want[i])) REQUIRE(got[i] == want[i]);
-    else REQUIRE(std::abs(got[i] - want[i]) <= tol * (1 + std::abs(want[i])));
-  }
-}
-
 // |got - want| <= tol[i] element by element.
 void require_within(const std::vector<double>& got, const std::vector<double>& want, const std::vector<double>& tol) {
   REQUIRE(got.size() == want.size());
@@ -425,7 +392,7 @@ TEST_CASE("cuda reduce: every op, dtype and set of dims of a strided x matches t
   const double nan = std::nan("");
   for (DType dtype : {DType::Float32, DType::Float64, DType::Int64, DType::UInt8, DType::Bool}) {
     // A [5, 3, 4] base seen as a permuted [3, 4, 5], with ties and (for floats) a NaN.
-    Tensor base = make_cpu({5, 3, 4}, dtype, [&](int64_t i) {
+    Tensor base = host_tensor({5, 3, 4}, dtype, [&](int64_t i) {
       if (dtype == DType::Bool) return double((i * 7) % 3 == 0);
       if (is_floating(dtype) && i == 17) return nan;
       return double((i * 37) % 11) - (dtype == DType::UInt8 ? 0 : 5);
@@ -434,17 +401,10 @@ TEST_CASE("cuda reduce: every op, dtype and set of dims of a strided x matches t
     const Shape shape = {3, 4, 5}, strides = {4, 1, 12};
     Tensor x = make_view(base, shape, strides, 0), xg = make_view(base_gpu, shape, strides, 0);
     for (unsigned mask = 0; mask < 8; ++mask) {
-      Shape out_shape = shape;
-      int nred = 0;
-      for (int d = 0; d < 3; ++d)
-        if (mask & (1u << d)) {
-          out_shape[d] = 1;
-          ++nred;
-        }
-      for (ReduceOp op : {ReduceOp::Sum, ReduceOp::Prod, ReduceOp::Max, ReduceOp::Min, ReduceOp::ArgMax,
-                          ReduceOp::ArgMin}) {
-        const bool arg = op == ReduceOp::ArgMax || op == ReduceOp::ArgMin;
-        if (arg && nred > 1) continue;
+      const Shape out_shape = reduced_shape(shape, mask);
+      for (ReduceOp op : kReduceOps) {
+        const bool arg = is_index_reduce(op);
+        if (arg && reduced_dims(shape, mask) > 1) continue;
         INFO(dtype_name(dtype) << " mask " << mask << " op " << int(op));
         const DType od = arg ? DType::Int64 : dtype;
         Tensor want = empty(out_shape, od), got = empty(out_shape, od, kCUDA);
@@ -457,7 +417,7 @@ TEST_CASE("cuda reduce: every op, dtype and set of dims of a strided x matches t
   // Large: a float32 sum of 3M elements, column sums of [65536, 70], a split argmax.
   for (auto [shape, reduced] : std::vector<std::pair<Shape, std::vector<int>>>{
            {{3000000}, {0}}, {{65536, 70}, {0}}, {{70, 65536}, {1}}, {{4, 300000}, {1}}, {{300000, 3}, {0}}}) {
-    Tensor x = make_cpu(shape, DType::Float32, [](int64_t i) { return 1.0 + double((i * 7919) % 1000) * 1e-3; });
+    Tensor x = host_tensor(shape, DType::Float32, [](int64_t i) { return 1.0 + double((i * 7919) % 1000) * 1e-3; });
     Tensor xg = to_device(x, kCUDA);
     Shape out_shape = shape;
     for (int d : reduced) out_shape[d] = 1;
@@ -485,7 +445,7 @@ TEST_CASE("cuda softmax and layer norm match the CPU, -inf rows give no NaN", "[
     const double tol = dtype == DType::Float32 ? 2e-6 : 1e-13;
     for (int64_t n : {1, 7, 33, 768, 5000}) {
       INFO(dtype_name(dtype) << " n " << n);
-      Tensor x = make_cpu({5, n}, dtype, [&](int64_t i) {
+      Tensor x = host_tensor({5, n}, dtype, [&](int64_t i) {
         const int64_t r = i / n, j = i % n;
         if (r == 1) return -inf;
         if (r == 2 && j % 3 == 0) return -inf;
@@ -499,17 +459,17 @@ TEST_CASE("cuda softmax and layer norm match the CPU, -inf rows give no NaN", "[
         gpu.softmax(xg, log, got);
         require_close(values_of(got), values_of(want), tol);
         // The backward from the CPU's y, on both devices.
-        Tensor g = make_cpu({5, n}, dtype, [](int64_t i) { return std::cos(double(i) * 0.7); });
+        Tensor g = host_tensor({5, n}, dtype, [](int64_t i) { return std::cos(double(i) * 0.7); });
         Tensor gx_want = empty({5, n}, dtype), gx_got = empty({5, n}, dtype, kCUDA);
         cpu.softmax_backward(g, want, log, gx_want);
         gpu.softmax_backward(to_device(g, kCUDA), to_device(want, kCUDA), log, gx_got);
         require_close(values_of(gx_got), values_of(gx_want), tol * 4);
       }
       // Layer norm forward and backward, with and without the affine part.
-      Tensor w = make_cpu({n}, dtype, [](int64_t j) { return 0.5 + 0.01 * double(j % 50); });
-      Tensor b = make_cpu({n}, dtype, [](int64_t j) { return 0.1 * double(j % 7) - 0.3; });
-      Tensor g = make_cpu({5, n}, dtype, [](int64_t i) { return std::cos(double(i) * 0.7); });
-      Tensor xf = make_cpu({5, n}, dtype, [&](int64_t i) { return std::sin(double(i)) * 4 + 1000.0 * (i / n); });
+      Tensor w = host_tensor({n}, dtype, [](int64_t j) { return 0.5 + 0.01 * double(j % 50); });
+      Tensor b = host_tensor({n}, dtype, [](int64_t j) { return 0.1 * double(j % 7) - 0.3; });
+      Tensor g = host_tensor({5, n}, dtype, [](int64_t i) { return std::cos(double(i) * 0.7); });
+      Tensor xf = host_tensor({5, n}, dtype, [&](int64_t i) { return std::sin(double(i)) * 4 + 1000.0 * (i / n); });
       Tensor wg = to_device(w, kCUDA), bg = to_device(b, kCUDA), gg = to_device(g, kCUDA), xfg = to_device(xf, kCUDA);
       for (bool affine : {false, true}) {
         INFO("affine " << affine);
@@ -550,9 +510,9 @@ TEST_CASE("cuda softmax and layer norm match the CPU, -inf rows give no NaN", "[
     }
   }
   // grad_weight / grad_bias over many rows (split into chunks): the same bits every run.
-  Tensor x = make_cpu({20000, 96}, DType::Float32, [](int64_t i) { return std::sin(double(i) * 0.01); });
-  Tensor g = make_cpu({20000, 96}, DType::Float32, [](int64_t i) { return std::cos(double(i) * 0.03); });
-  Tensor w = make_cpu({96}, DType::Float32, [](int64_t j) { return 1.0 + 0.01 * double(j); });
+  Tensor x = host_tensor({20000, 96}, DType::Float32, [](int64_t i) { return std::sin(double(i) * 0.01); });
+  Tensor g = host_tensor({20000, 96}, DType::Float32, [](int64_t i) { return std::cos(double(i) * 0.03); });
+  Tensor w = host_tensor({96}, DType::Float32, [](int64_t j) { return 1.0 + 0.01 * double(j); });
   Tensor m = empty({20000}), r = empty({20000}), y = empty({20000, 96});
   cpu.layer_norm(x, w, Tensor(), 1e-5, y, m, r);
   Tensor gw = empty({96}), gb = empty({96});

@@ -120,26 +120,29 @@ TEST_CASE("BPE training is deterministic", "[data][tokenizer]") {
 }
 
 TEST_CASE("deserialize_tokenizer names what is wrong in a blob", "[data][tokenizer]") {
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("sentencepiece", ""), Contains("unknown kind 'sentencepiece'"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("char", ""), Contains("the char blob is empty"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("char", "heed-tokenizer word 1\ntokens 0\n"),
-                      Contains("line 1 should be 'heed-tokenizer char 1'"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("char", "heed-tokenizer char 1\n"), Contains("ends after its header"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("char", "heed-tokenizer char 1\ntokens x\n"), Contains("expected a number"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("char", "heed-tokenizer char 1\ntokens 3\na\nb\n"),
-                      Contains("announces 3 tokens but holds 2"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("char", "heed-tokenizer char 1\ntokens 1\nab\n"),
-                      Contains("line 3: 'ab' is not one character"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("word", "heed-tokenizer word 1\ntokens 2\ndog\ndog\n"),
-                      Contains("'dog' appears twice"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("word", "heed-tokenizer word 1\ntokens 1\nbad\\q\n"),
-                      Contains("unknown escape"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("bpe", "heed-tokenizer bpe 1\nmerges 1\n4\n"),
-                      Contains("line 3: expected '<id> <id>'"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("bpe", "heed-tokenizer bpe 1\nmerges 1\n4 260\n"),
-                      Contains("only ids 4..259 exist before it"));
-  REQUIRE_THROWS_WITH(deserialize_tokenizer("bpe", "heed-tokenizer bpe 1\nmerges 2\n4 5\n4 5\n"),
-                      Contains("repeats an earlier merge"));
+  struct Bad {
+    const char* kind;
+    const char* blob;
+    const char* message;  // what the error must contain
+  };
+  const std::vector<Bad> bad = {
+      {"sentencepiece", "", "unknown kind 'sentencepiece'"},
+      {"char", "", "the char blob is empty"},
+      {"char", "heed-tokenizer word 1\ntokens 0\n", "line 1 should be 'heed-tokenizer char 1'"},
+      {"char", "heed-tokenizer char 1\n", "ends after its header"},
+      {"char", "heed-tokenizer char 1\ntokens x\n", "expected a number"},
+      {"char", "heed-tokenizer char 1\ntokens 3\na\nb\n", "announces 3 tokens but holds 2"},
+      {"char", "heed-tokenizer char 1\ntokens 1\nab\n", "line 3: 'ab' is not one character"},
+      {"word", "heed-tokenizer word 1\ntokens 2\ndog\ndog\n", "'dog' appears twice"},
+      {"word", "heed-tokenizer word 1\ntokens 1\nbad\\q\n", "unknown escape"},
+      {"bpe", "heed-tokenizer bpe 1\nmerges 1\n4\n", "line 3: expected '<id> <id>'"},
+      {"bpe", "heed-tokenizer bpe 1\nmerges 1\n4 260\n", "only ids 4..259 exist before it"},
+      {"bpe", "heed-tokenizer bpe 1\nmerges 2\n4 5\n4 5\n", "repeats an earlier merge"},
+  };
+  for (const Bad& b : bad) {
+    INFO(b.kind << " blob \"" << b.blob << "\"");
+    REQUIRE_THROWS_WITH(deserialize_tokenizer(b.kind, b.blob), Contains(b.message));
+  }
   // A newline inside a char token survives the trip through the line format.
   auto tok = train_char_tokenizer({"a\nb\\"});
   CHECK(deserialize_tokenizer("char", tok->serialize())->decode(tok->encode("b\n\\a")) == "b\n\\a");

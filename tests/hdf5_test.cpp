@@ -8,31 +8,17 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "io/hdf5.h"
 #include "nn/layers.h"
 #include "tensor/ops.h"
+#include "tests/test_util.h"
 
 using namespace heed;
 using Catch::Contains;
 namespace fs = std::filesystem;
+using heed::test::TempDir;
 
 namespace {
-// A fresh folder under /tmp, removed with everything in it at scope exit.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("heed_hdf5_test_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-};
 
 Tensor counting_flat(const Shape& shape, DType dtype);
 // Distinct values in `dtype` (bool: a pattern), shaped (rank 0 too).

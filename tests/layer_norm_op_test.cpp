@@ -11,9 +11,12 @@
 #include "autograd/gradcheck.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
+#include "tests/test_devices.h"
+#include "tests/test_util.h"
 
 using namespace heed;
 using Catch::Matchers::Contains;
+using namespace heed::test;
 
 namespace {
 
@@ -31,16 +34,6 @@ Tensor rnd(const Shape& shape, uint64_t seed, DType dtype = DType::Float64, doub
 }
 
 Tensor leaf(Tensor t) { return t.requires_grad_(); }
-
-void require_close(const Tensor& got, const Tensor& want, double tol) {
-  REQUIRE(got.shape() == want.shape());
-  std::vector<double> g = to_dtype(got, DType::Float64).to_vector<double>();
-  std::vector<double> w = to_dtype(want, DType::Float64).to_vector<double>();
-  for (size_t i = 0; i < g.size(); ++i) {
-    INFO("element " << i << ": got " << g[i] << ", want " << w[i]);
-    REQUIRE(std::abs(g[i] - w[i]) <= tol * (1 + std::abs(w[i])));
-  }
-}
 
 }  // namespace
 
@@ -70,18 +63,23 @@ TEST_CASE("layer_norm matches its composed twin, forward and backward, float32 a
   }
 }
 
-TEST_CASE("layer_norm gradcheck and gradgradcheck in float64", "[speed][autograd]") {
-  auto fn = [](const TensorList& in) { return layer_norm(in[0], in[1], in[2], 1e-5); };
-  CHECK(gradcheck(fn, {leaf(rnd({4, 6}, 5, DType::Float64, 2.0, 1.0)), leaf(rnd({6}, 6)), leaf(rnd({6}, 7))}));
-  // A transposed x: the op makes it contiguous itself.
-  Tensor xt = transpose(rnd({6, 4}, 8), 0, 1).requires_grad_();
-  CHECK(gradcheck(fn, {xt, leaf(rnd({6}, 9)), leaf(rnd({6}, 10))}));
-  CHECK(gradcheck([](const TensorList& in) { return layer_norm(in[0], Tensor(), Tensor(), 1e-5); },
-                  {leaf(rnd({2, 3, 5}, 11))}));
-  CHECK(gradgradcheck(fn, {leaf(rnd({3, 5}, 12)), leaf(rnd({5}, 13)), leaf(rnd({5}, 14))}));
-  // Only the weight requires grad; x and bias do not.
-  CHECK(gradcheck([](const TensorList& in) { return layer_norm(in[1], in[0], Tensor(), 1e-5); },
-                  {leaf(rnd({5}, 15)), rnd({4, 5}, 16)}));
+TEST_CASE("layer_norm gradcheck and gradgradcheck in float64", "[speed][autograd][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    auto fn = [](const TensorList& in) { return layer_norm(in[0], in[1], in[2], 1e-5); };
+    CHECK(gradcheck_on(d, fn, {leaf(rnd({4, 6}, 5, DType::Float64, 2.0, 1.0)), leaf(rnd({6}, 6)), leaf(rnd({6}, 7))}));
+    // A transposed x: the op makes it contiguous itself.
+    Tensor xt = transpose(rnd({6, 4}, 8), 0, 1).requires_grad_();
+    CHECK(gradcheck_on(d, fn, {xt, leaf(rnd({6}, 9)), leaf(rnd({6}, 10))}));
+    CHECK(gradcheck_on(d, [](const TensorList& in) { return layer_norm(in[0], Tensor(), Tensor(), 1e-5); },
+                       {leaf(rnd({2, 3, 5}, 11))}));
+    CHECK(gradgradcheck_on(d, fn, {leaf(rnd({3, 5}, 12)), leaf(rnd({5}, 13)), leaf(rnd({5}, 14))}));
+    // A weight and no bias, the default eps, second order.
+    CHECK(gradgradcheck_on(d, [](const TensorList& in) { return layer_norm(in[0], in[1], Tensor()); },
+                           {heed::test::leaf64({2, 4}, 19), heed::test::leaf64({4}, 20)}));
+    // Only the weight requires grad; x and bias do not.
+    CHECK(gradcheck_on(d, [](const TensorList& in) { return layer_norm(in[1], in[0], Tensor(), 1e-5); },
+                       {leaf(rnd({5}, 15)), rnd({4, 5}, 16)}));
+  }
 }
 
 TEST_CASE("layer_norm forward and gradients are bit-identical for 1, 2 and 3 threads", "[speed][autograd]") {

@@ -13,9 +13,11 @@
 #include "nn/transformer.h"
 #include "tensor/autocast.h"
 #include "tests/test_devices.h"
+#include "tests/test_util.h"
 
 using namespace heed;
 using Catch::Matchers::Contains;
+using heed::test::require_close;
 
 namespace {
 
@@ -25,18 +27,6 @@ Tensor rnd(const Shape& shape, uint64_t seed, DType dtype = DType::Float64) {
 }
 
 Tensor leaf(Tensor t) { return t.requires_grad_(); }
-
-void require_close(const Tensor& got, const Tensor& want, double tol) {
-  REQUIRE(got.defined() == want.defined());
-  if (!got.defined()) return;
-  REQUIRE(got.shape() == want.shape());
-  std::vector<double> g = to_dtype(got.to(kCPU), DType::Float64).to_vector<double>();
-  std::vector<double> w = to_dtype(want.to(kCPU), DType::Float64).to_vector<double>();
-  for (size_t i = 0; i < g.size(); ++i) {
-    INFO("element " << i << ": got " << g[i] << ", want " << w[i]);
-    REQUIRE(std::abs(g[i] - w[i]) <= tol * (1 + std::abs(w[i])));
-  }
-}
 
 // What the fused op computes, with the composed ops.
 Tensor composed(const Tensor& x, const Tensor& w, const Tensor& b, LinearActivation act, const Tensor& r) {

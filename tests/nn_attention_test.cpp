@@ -1,5 +1,7 @@
 // scaled_dot_product_attention, the mask builders, MultiheadAttention (GQA,
-// key/value cache, weights hook) and attention recording.
+// key/value cache, weights hook) and attention recording. Every case tagged
+// [device] runs once per test device (tests/test_devices.h): the CPU, and
+// cuda:0 when a GPU is visible.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -7,9 +9,12 @@
 #include <vector>
 
 #include <heed.h>
+#include "tests/test_devices.h"
+#include "tests/test_util.h"
 
 using namespace heed;
 using Catch::Contains;
+using namespace heed::test;
 
 namespace {
 
@@ -53,15 +58,6 @@ std::pair<std::vector<double>, std::vector<double>> naive_attention(const Tensor
   return {out, w};
 }
 
-void require_close(const Tensor& got, const std::vector<double>& want, double tol = 1e-10) {
-  auto g = got.contiguous().to(DType::Float64).to_vector<double>();
-  REQUIRE(g.size() == want.size());
-  for (size_t i = 0; i < g.size(); ++i) {
-    INFO("entry " << i);
-    REQUIRE(g[i] == Approx(want[i]).margin(tol));
-  }
-}
-
 // out and weights flattened into one tensor, for gradcheck.
 Tensor both(const nn::AttentionOutput& a) { return cat({a.output.flatten(), a.weights.flatten()}); }
 
@@ -102,97 +98,108 @@ TEST_CASE("Mask builders reject bad sizes with clear errors", "[attention][masks
 
 // ---- scaled_dot_product_attention ------------------------------------------------
 
-TEST_CASE("sdpa matches attention written entry by entry, for every mask kind", "[attention][sdpa]") {
-  Generator g(11);
-  const int64_t B = 2, H = 4, T = 5, S = 6, d = 3, dv = 2;
-  Tensor q = randn64({B, H, T, d}, g), k = randn64({B, H, S, d}, g), v = randn64({B, H, S, dv}, g);
-  SECTION("no mask, T != S") {
-    nn::AttentionOptions o;
-    o.need_weights = true;
-    auto r = nn::scaled_dot_product_attention(q, k, v, o);
-    auto [out, w] = naive_attention(q, k, v, [](auto...) { return false; });
-    require_close(r.output, out);
-    require_close(r.weights, w);
-  }
-  SECTION("key padding and an explicit mask combine") {
-    Tensor kp = from_vector<bool>({false, false, true, false, false, true, false, false, false, false, true, true},
-                                  {B, S});
-    Tensor extra = nn::sliding_window_mask(T, S, 3, false);
-    nn::AttentionOptions o;
-    o.key_padding_mask = kp;
-    o.attn_mask = extra;
-    o.need_weights = true;
-    auto kpv = kp.to(DType::Int64).to_vector<int64_t>(), ev = extra.to(DType::Int64).to_vector<int64_t>();
-    auto r = nn::scaled_dot_product_attention(q, k, v, o);
-    auto [out, w] = naive_attention(q, k, v, [&](int64_t b, int64_t, int64_t i, int64_t j) {
-      return kpv[b * S + j] || ev[i * S + j];
-    });
-    require_close(r.output, out);
-    require_close(r.weights, w);
-  }
-  SECTION("causal sliding window, grouped-query heads") {
-    Tensor qg = randn64({B, 8, 7, d}, g), kg = randn64({B, 2, 7, d}, g), vg = randn64({B, 2, 7, dv}, g);
-    nn::AttentionOptions o;
-    o.causal = true;
-    o.window = 3;
-    o.need_weights = true;
-    auto r = nn::scaled_dot_product_attention(qg, kg, vg, o);
-    auto [out, w] = naive_attention(qg, kg, vg, [](int64_t, int64_t, int64_t i, int64_t j) { return j > i || j <= i - 3; });
-    require_close(r.output, out);
-    require_close(r.weights, w);
-    // Grouped-query is the same as repeating each kv head for its group.
-    Tensor kr = cat({kg.narrow(1, 0, 1).expand({B, 4, 7, d}), kg.narrow(1, 1, 1).expand({B, 4, 7, d})}, 1);
-    Tensor vr = cat({vg.narrow(1, 0, 1).expand({B, 4, 7, dv}), vg.narrow(1, 1, 1).expand({B, 4, 7, dv})}, 1);
-    require_close(nn::scaled_dot_product_attention(qg, kr, vr, o).output, out);
+TEST_CASE("sdpa matches attention written entry by entry, for every mask kind", "[attention][sdpa][device]") {
+  FOR_EACH_TEST_DEVICE(dev) {
+    Generator g(11);
+    const int64_t B = 2, H = 4, T = 5, S = 6, d = 3, dv = 2;
+    auto rnd = [&](const Shape& s) { return randn64(s, g).to(dev); };
+    Tensor q = rnd({B, H, T, d}), k = rnd({B, H, S, d}), v = rnd({B, H, S, dv});
+    SECTION("no mask, T != S") {
+      nn::AttentionOptions o;
+      o.need_weights = true;
+      auto r = nn::scaled_dot_product_attention(q, k, v, o);
+      REQUIRE(r.output.device() == dev);
+      auto [out, w] = naive_attention(q, k, v, [](auto...) { return false; });
+      require_close(r.output, out, 1e-10);
+      require_close(r.weights, w, 1e-10);
+    }
+    SECTION("key padding and an explicit mask combine") {
+      Tensor kp = mask(dev, {false, false, true, false, false, true, false, false, false, false, true, true}, {B, S});
+      Tensor extra = nn::sliding_window_mask(T, S, 3, false, dev);
+      REQUIRE(extra.device() == dev);
+      nn::AttentionOptions o;
+      o.key_padding_mask = kp;
+      o.attn_mask = extra;
+      o.need_weights = true;
+      auto kpv = kp.to(DType::Int64).to_vector<int64_t>(), ev = extra.to(DType::Int64).to_vector<int64_t>();
+      auto r = nn::scaled_dot_product_attention(q, k, v, o);
+      auto [out, w] = naive_attention(q, k, v, [&](int64_t b, int64_t, int64_t i, int64_t j) {
+        return kpv[b * S + j] || ev[i * S + j];
+      });
+      require_close(r.output, out, 1e-10);
+      require_close(r.weights, w, 1e-10);
+    }
+    SECTION("causal sliding window, grouped-query heads") {
+      Tensor qg = rnd({B, 8, 7, d}), kg = rnd({B, 2, 7, d}), vg = rnd({B, 2, 7, dv});
+      nn::AttentionOptions o;
+      o.causal = true;
+      o.window = 3;
+      o.need_weights = true;
+      auto r = nn::scaled_dot_product_attention(qg, kg, vg, o);
+      auto [out, w] =
+          naive_attention(qg, kg, vg, [](int64_t, int64_t, int64_t i, int64_t j) { return j > i || j <= i - 3; });
+      require_close(r.output, out, 1e-10);
+      require_close(r.weights, w, 1e-10);
+      // Grouped-query is the same as repeating each kv head for its group.
+      Tensor kr = cat({kg.narrow(1, 0, 1).expand({B, 4, 7, d}), kg.narrow(1, 1, 1).expand({B, 4, 7, d})}, 1);
+      Tensor vr = cat({vg.narrow(1, 0, 1).expand({B, 4, 7, dv}), vg.narrow(1, 1, 1).expand({B, 4, 7, dv})}, 1);
+      require_close(nn::scaled_dot_product_attention(qg, kr, vr, o).output, out, 1e-10);
+    }
   }
 }
 
-TEST_CASE("sdpa gradients of the output and the weights pass gradcheck", "[attention][sdpa][gradcheck]") {
-  Generator g(3);
-  SECTION("plain, key padding") {
-    Tensor q = randn64({2, 2, 3, 4}, g).requires_grad_(), k = randn64({2, 2, 5, 4}, g).requires_grad_();
-    Tensor v = randn64({2, 2, 5, 3}, g).requires_grad_();
-    nn::AttentionOptions o;
-    o.need_weights = true;
-    o.key_padding_mask = from_vector<bool>({false, true, false, false, false, false, false, false, true, true}, {2, 5});
-    REQUIRE(gradcheck([&](const TensorList& in) { return both(nn::scaled_dot_product_attention(in[0], in[1], in[2], o)); },
-                      {q, k, v}));
-  }
-  SECTION("causal, grouped-query (kv gradients sum over the group)") {
-    Tensor q = randn64({1, 4, 4, 3}, g).requires_grad_(), k = randn64({1, 2, 4, 3}, g).requires_grad_();
-    Tensor v = randn64({1, 2, 4, 2}, g).requires_grad_();
-    nn::AttentionOptions o;
-    o.need_weights = true;
-    o.causal = true;
-    REQUIRE(gradcheck([&](const TensorList& in) { return both(nn::scaled_dot_product_attention(in[0], in[1], in[2], o)); },
-                      {q, k, v}));
+TEST_CASE("sdpa gradients of the output and the weights pass gradcheck", "[attention][sdpa][gradcheck][device]") {
+  FOR_EACH_TEST_DEVICE(dev) {
+    Generator g(3);
+    SECTION("plain, key padding") {
+      Tensor q = randn64({2, 2, 3, 4}, g).requires_grad_(), k = randn64({2, 2, 5, 4}, g).requires_grad_();
+      Tensor v = randn64({2, 2, 5, 3}, g).requires_grad_();
+      nn::AttentionOptions o;
+      o.need_weights = true;
+      o.key_padding_mask = mask(dev, {false, true, false, false, false, false, false, false, true, true}, {2, 5});
+      REQUIRE(gradcheck_on(
+          dev, [&](const TensorList& in) { return both(nn::scaled_dot_product_attention(in[0], in[1], in[2], o)); },
+          {q, k, v}));
+    }
+    SECTION("causal, grouped-query (kv gradients sum over the group)") {
+      Tensor q = randn64({1, 4, 4, 3}, g).requires_grad_(), k = randn64({1, 2, 4, 3}, g).requires_grad_();
+      Tensor v = randn64({1, 2, 4, 2}, g).requires_grad_();
+      nn::AttentionOptions o;
+      o.need_weights = true;
+      o.causal = true;
+      REQUIRE(gradcheck_on(
+          dev, [&](const TensorList& in) { return both(nn::scaled_dot_product_attention(in[0], in[1], in[2], o)); },
+          {q, k, v}));
+    }
   }
 }
 
 TEST_CASE("sdpa: a query with every key masked gets zero weights, output and gradients, never NaN",
-          "[attention][sdpa]") {
-  Generator g(5);
-  Tensor q = randn({1, 1, 2, 4}, &g).requires_grad_(), k = randn({1, 1, 3, 4}, &g).requires_grad_();
-  Tensor v = randn({1, 1, 3, 2}, &g).requires_grad_();
-  nn::AttentionOptions o;
-  o.need_weights = true;
-  o.attn_mask = from_vector<bool>({true, true, true, false, true, false}, {2, 3});  // query 0 sees nothing
-  auto r = nn::scaled_dot_product_attention(q, k, v, o);
-  (sum(r.output) + sum(mul(r.weights, r.weights))).backward();
-  REQUIRE_FALSE(any_non_finite(r.output));
-  REQUIRE_FALSE(any_non_finite(q.grad()));
-  REQUIRE_FALSE(any_non_finite(k.grad()));
-  REQUIRE_FALSE(any_non_finite(v.grad()));
-  auto w = r.weights.to_vector<float>();
-  REQUIRE(w[0] == 0.0f);
-  REQUIRE(w[1] == 0.0f);
-  REQUIRE(w[2] == 0.0f);
-  REQUIRE(w[3] + w[5] == Approx(1.0f));
-  auto out = r.output.to_vector<float>();
-  REQUIRE(out[0] == 0.0f);
-  REQUIRE(out[1] == 0.0f);
-  auto qg = q.grad().to_vector<float>();
-  for (int c = 0; c < 4; ++c) REQUIRE(qg[c] == 0.0f);  // row 0 of q
+          "[attention][sdpa][device]") {
+  FOR_EACH_TEST_DEVICE(dev) {
+    Generator g(5);
+    Tensor q = randn({1, 1, 2, 4}, &g).to(dev).requires_grad_(), k = randn({1, 1, 3, 4}, &g).to(dev).requires_grad_();
+    Tensor v = randn({1, 1, 3, 2}, &g).to(dev).requires_grad_();
+    nn::AttentionOptions o;
+    o.need_weights = true;
+    o.attn_mask = mask(dev, {true, true, true, false, true, false}, {2, 3});  // query 0 sees nothing
+    auto r = nn::scaled_dot_product_attention(q, k, v, o);
+    (sum(r.output) + sum(mul(r.weights, r.weights))).backward();
+    REQUIRE_FALSE(any_non_finite(r.output));
+    REQUIRE_FALSE(any_non_finite(q.grad()));
+    REQUIRE_FALSE(any_non_finite(k.grad()));
+    REQUIRE_FALSE(any_non_finite(v.grad()));
+    auto w = r.weights.to_vector<float>();
+    REQUIRE(w[0] == 0.0f);
+    REQUIRE(w[1] == 0.0f);
+    REQUIRE(w[2] == 0.0f);
+    REQUIRE(w[3] + w[5] == Approx(1.0f));
+    auto out = r.output.to_vector<float>();
+    REQUIRE(out[0] == 0.0f);
+    REQUIRE(out[1] == 0.0f);
+    auto qg = q.grad().to_vector<float>();
+    for (int c = 0; c < 4; ++c) REQUIRE(qg[c] == 0.0f);  // row 0 of q
+  }
 }
 
 TEST_CASE("sdpa rejects mismatched shapes, masks and heads with clear errors", "[attention][sdpa][errors]") {
@@ -245,87 +252,82 @@ TEST_CASE("MultiheadAttention is projections around sdpa, with PyTorch's paramet
                                                    heads(mha.v_proj->forward(x)), o)
                       .output;
   expect = mha.out_proj->forward(expect.transpose(1, 2).reshape({3, 5, 8}));
-  REQUIRE(amax(abs(sub(r.output, expect))).item<double>() < 1e-6);
+  REQUIRE(max_diff(r.output, expect) < 1e-6);
 }
 
 TEST_CASE("MultiheadAttention gradients of inputs and every parameter pass finite differences",
-          "[attention][mha][gradcheck]") {
-  Generator g(9);
-  nn::MultiheadAttentionOptions opt{6, 3};
-  opt.num_kv_heads = 1;  // multi-query: k_proj and v_proj are [2, 6]
-  opt.kdim = 4;
-  nn::MultiheadAttention mha(opt, &g);
-  mha.to(DType::Float64);
-  REQUIRE(mha.k_proj->weight.shape() == Shape{2, 4});
-  Tensor q = randn64({2, 3, 6}, g).requires_grad_(), mem = randn64({2, 4, 4}, g).requires_grad_();
-  Tensor val = randn64({2, 4, 6}, g).requires_grad_();
-  nn::MultiheadAttentionCall call;
-  call.key_padding_mask = from_vector<bool>({false, false, false, true, false, true, false, false}, {2, 4});
-  call.need_weights = true;
-  REQUIRE(gradcheck([&](const TensorList& in) { return both(mha.forward(in[0], in[1], in[2], call)); }, {q, mem, val}));
-  // Parameters: d(sum(out * r)) / dp against central differences.
-  Tensor r = randn64({2, 3, 6}, g);
-  auto loss = [&] { return sum(mul(mha.forward(q, mem, val, call).output, r)); };
-  for (auto& [name, p] : mha.named_parameters()) {
-    INFO(name);
-    mha.zero_grad();
-    loss().backward();
-    auto analytic = p.grad().to_vector<double>();
-    double* data = p.data_ptr<double>();
-    for (int64_t i = 0; i < p.numel(); ++i) {
-      const double saved = data[i];
-      double lp, lm;
-      {
-        NoGradGuard ng;
-        data[i] = saved + 1e-6;
-        lp = loss().item<double>();
-        data[i] = saved - 1e-6;
-        lm = loss().item<double>();
-        data[i] = saved;
-      }
-      REQUIRE(analytic[i] == Approx((lp - lm) / 2e-6).margin(1e-6).epsilon(1e-4));
+          "[attention][mha][gradcheck][device]") {
+  FOR_EACH_TEST_DEVICE(dev) {
+    Generator g(9);
+    nn::MultiheadAttentionOptions opt{6, 3};
+    opt.num_kv_heads = 1;  // multi-query: k_proj and v_proj are [2, 6]
+    opt.kdim = 4;
+    nn::MultiheadAttention mha(opt, &g);
+    mha.to(DType::Float64);
+    mha.to(dev);
+    REQUIRE(mha.k_proj->weight.shape() == Shape{2, 4});
+    Tensor q = randn64({2, 3, 6}, g).requires_grad_(), mem = randn64({2, 4, 4}, g).requires_grad_();
+    Tensor val = randn64({2, 4, 6}, g).requires_grad_();
+    nn::MultiheadAttentionCall call;
+    call.key_padding_mask = mask(dev, {false, false, false, true, false, true, false, false}, {2, 4});
+    call.need_weights = true;
+    REQUIRE(gradcheck_on(dev, [&](const TensorList& in) { return both(mha.forward(in[0], in[1], in[2], call)); },
+                         {q, mem, val}));
+    // Parameters: d(sum(out * r)) / dp against central differences.
+    Tensor r = randn64({2, 3, 6}, g).to(dev);
+    Tensor qd = q.detach().to(dev), memd = mem.detach().to(dev), vald = val.detach().to(dev);
+    auto loss = [&] { return sum(mul(mha.forward(qd, memd, vald, call).output, r)); };
+    for (auto& [name, p] : mha.named_parameters()) {
+      INFO(name);
+      check_param_grad(p, loss);
     }
   }
 }
 
-TEST_CASE("MultiheadAttention: cached decoding gives the outputs of a full causal pass", "[attention][mha][cache]") {
-  Generator g(13);
-  nn::MultiheadAttentionOptions opt{8, 4};
-  opt.num_kv_heads = 2;
-  nn::MultiheadAttention self_attn(opt, &g), cross_attn({8, 2}, &g);
-  Tensor x = randn({2, 6, 8}, &g), memory = randn({2, 4, 8}, &g);
-  Tensor mem_pad = from_vector<bool>({false, false, false, true, false, false, false, false}, {2, 4});
-  NoGradGuard no_grad;
-  nn::MultiheadAttentionCall full;
-  full.causal = true;
-  Tensor want = self_attn.forward(x, full).output;
-  nn::MultiheadAttentionCall cross_full;
-  cross_full.key_padding_mask = mem_pad;
-  Tensor want_cross = cross_attn.forward(x, memory, memory, cross_full).output;
+TEST_CASE("MultiheadAttention: cached decoding gives the outputs of a full causal pass",
+          "[attention][mha][cache][device]") {
+  FOR_EACH_TEST_DEVICE(dev) {
+    Generator g(13);
+    nn::MultiheadAttentionOptions opt{8, 4};
+    opt.num_kv_heads = 2;
+    nn::MultiheadAttention self_attn(opt, &g), cross_attn({8, 2}, &g);
+    self_attn.to(dev);
+    cross_attn.to(dev);
+    Tensor x = randn({2, 6, 8}, &g).to(dev), memory = randn({2, 4, 8}, &g).to(dev);
+    Tensor mem_pad = mask(dev, {false, false, false, true, false, false, false, false}, {2, 4});
+    NoGradGuard no_grad;
+    nn::MultiheadAttentionCall full;
+    full.causal = true;
+    Tensor want = self_attn.forward(x, full).output;
+    nn::MultiheadAttentionCall cross_full;
+    cross_full.key_padding_mask = mem_pad;
+    Tensor want_cross = cross_attn.forward(x, memory, memory, cross_full).output;
 
-  nn::KVCache cache, cross_cache;
-  std::vector<Tensor> steps, cross_steps;
-  // First a two-token prompt, then one token at a time.
-  for (int64_t t = 0; t < 6;) {
-    const int64_t n = t == 0 ? 2 : 1;
-    Tensor xt = x.narrow(1, t, n);
-    nn::MultiheadAttentionCall c;
-    c.causal = true;
-    c.cache = &cache;
-    steps.push_back(self_attn.forward(xt, c).output);
-    REQUIRE(cache.length() == t + n);
-    nn::MultiheadAttentionCall cc;
-    cc.key_padding_mask = mem_pad;
-    cc.cache = &cross_cache;
-    cc.static_kv = true;
-    // After the first step the memory is not needed any more.
-    cross_steps.push_back(t == 0 ? cross_attn.forward(xt, memory, memory, cc).output
-                                 : cross_attn.forward(xt, Tensor(), Tensor(), cc).output);
-    REQUIRE(cross_cache.length() == 4);
-    t += n;
+    nn::KVCache cache, cross_cache;
+    std::vector<Tensor> steps, cross_steps;
+    // First a two-token prompt, then one token at a time.
+    for (int64_t t = 0; t < 6;) {
+      const int64_t n = t == 0 ? 2 : 1;
+      Tensor xt = x.narrow(1, t, n);
+      nn::MultiheadAttentionCall c;
+      c.causal = true;
+      c.cache = &cache;
+      steps.push_back(self_attn.forward(xt, c).output);
+      REQUIRE(cache.length() == t + n);
+      REQUIRE(cache.k.device() == dev);
+      nn::MultiheadAttentionCall cc;
+      cc.key_padding_mask = mem_pad;
+      cc.cache = &cross_cache;
+      cc.static_kv = true;
+      // After the first step the memory is not needed any more.
+      cross_steps.push_back(t == 0 ? cross_attn.forward(xt, memory, memory, cc).output
+                                   : cross_attn.forward(xt, Tensor(), Tensor(), cc).output);
+      REQUIRE(cross_cache.length() == 4);
+      t += n;
+    }
+    REQUIRE(max_diff(cat(steps, 1), want) < 1e-5);
+    REQUIRE(max_diff(cat(cross_steps, 1), want_cross) < 1e-5);
   }
-  REQUIRE(amax(abs(sub(cat(steps, 1), want))).item<double>() < 1e-5);
-  REQUIRE(amax(abs(sub(cat(cross_steps, 1), want_cross))).item<double>() < 1e-5);
 }
 
 TEST_CASE("MultiheadAttention rejects bad options and inputs naming the layer and shapes", "[attention][mha][errors]") {

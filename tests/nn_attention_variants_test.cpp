@@ -11,40 +11,13 @@
 #include "autograd/gradcheck.h"
 #include "nn/additive_attention.h"
 #include "nn/linear_attention.h"
+#include "tests/test_util.h"
 
 using namespace heed;
 using Catch::Contains;
+using namespace heed::test;
 
 namespace {
-void set(Tensor& p, const std::vector<double>& values) {
-  NoGradGuard no_grad;
-  p.copy_(from_vector<double>(values, p.shape()).to(p.dtype()));
-}
-
-// Compares p.grad() of loss() with central differences in float64, for every
-// entry of p (p must be a float64 contiguous parameter).
-void check_param_grad(Tensor& p, const std::function<Tensor()>& loss) {
-  p.zero_grad();
-  loss().backward();
-  REQUIRE(p.grad().defined());
-  std::vector<double> analytic = p.grad().to_vector<double>();
-  double* data = p.data_ptr<double>();
-  const double eps = 1e-6;
-  for (int64_t i = 0; i < p.numel(); ++i) {
-    double saved = data[i];
-    double lp, lm;
-    {
-      NoGradGuard no_grad;
-      data[i] = saved + eps;
-      lp = loss().item<double>();
-      data[i] = saved - eps;
-      lm = loss().item<double>();
-      data[i] = saved;
-    }
-    INFO("entry " << i);
-    REQUIRE(analytic[i] == Approx((lp - lm) / (2 * eps)).margin(1e-6).epsilon(1e-4));
-  }
-}
 
 bool all_zero(const Tensor& t) {
   for (double v : t.to(DType::Float64).to_vector<double>())
@@ -135,9 +108,9 @@ TEST_CASE("AdditiveAttention on a hand-checkable case", "[attention_variants]") 
   // Dq = Dk = A = 1: score_s = 2 tanh(q + k_s) with q = 0.5, keys 0, 1, -1;
   // the last key is padding.
   nn::AdditiveAttention att({1, 1, 1});
-  set(att.query_proj->weight, {1});
-  set(att.key_proj->weight, {1});
-  set(att.score_proj->weight, {2});
+  set_values(att.query_proj->weight, {1});
+  set_values(att.key_proj->weight, {1});
+  set_values(att.score_proj->weight, {2});
   Tensor q = tensor({0.5f}, {1, 1, 1});
   Tensor k = tensor({0, 1, -1}, {1, 3, 1});
   Tensor value = tensor({1, 10, 2, 20, 3, 30}, {1, 3, 2});

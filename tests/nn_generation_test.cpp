@@ -19,9 +19,7 @@ nn::Seq2SeqTransformer small_seq2seq(Generator& g) {
 
 TEST_CASE("Greedy decoding equals argmax over full uncached passes, and beam 1", "[generation]") {
   Generator g(1);
-  nn::Seq2SeqOptions o{12, 10};
-  o.d_model = 8, o.nhead = 2, o.num_encoder_layers = 1, o.num_decoder_layers = 2, o.dim_feedforward = 16;
-  nn::Seq2SeqTransformer model(o, &g);
+  nn::Seq2SeqTransformer model = small_seq2seq(g);
   Tensor src = from_vector<int64_t>({4, 5, 6, 2, 7, 8, 2, 0}, {2, 4});
   Tensor pad = nn::padding_mask(src, 0);
   nn::DecodeOptions d;

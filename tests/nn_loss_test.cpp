@@ -1,6 +1,8 @@
 // Losses: cross_entropy (label smoothing, ignore_index, reductions) and
 // nll_loss, against PyTorch's numbers, a direct float64 evaluation of the
-// formula, finite differences, and their error messages.
+// formula, finite differences, and their error messages. Every case tagged
+// [device] runs once per test device (tests/test_devices.h): the CPU, and
+// cuda:0 when a GPU is visible.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -9,9 +11,12 @@
 #include <heed.h>
 #include "autograd/gradcheck.h"
 #include "nn/loss.h"
+#include "tests/test_devices.h"
+#include "tests/test_util.h"
 
 using namespace heed;
 using Catch::Contains;
+using namespace heed::test;
 
 namespace {
 // The logits and targets of the PyTorch numbers below.
@@ -23,14 +28,6 @@ Tensor sample_logits() {
                              {4, 4});
 }
 Tensor sample_target() { return from_vector<int64_t>({1, 3, 0, 2}, {4}); }
-
-void require_close(const std::vector<double>& got, const std::vector<double>& want, double tol = 1e-12) {
-  REQUIRE(got.size() == want.size());
-  for (size_t i = 0; i < got.size(); ++i) {
-    INFO("entry " << i);
-    REQUIRE(got[i] == Approx(want[i]).margin(tol));
-  }
-}
 
 // The README formula, row by row in double, as the independent check.
 std::vector<double> formula_rows(const std::vector<double>& logits, const std::vector<int64_t>& target, int64_t C,
@@ -88,62 +85,72 @@ TEST_CASE("cross_entropy matches PyTorch for each reduction, smoothing and ignor
     Tensor logits = sample_logits().requires_grad_();
     Tensor loss = nn::cross_entropy(logits, sample_target(), {c.ignore_index, c.smoothing, c.reduction});
     REQUIRE(loss.shape() == (c.reduction == nn::Reduction::None ? Shape{4} : Shape{}));
-    require_close(loss.to_vector<double>(), c.loss);
+    require_close(loss.to_vector<double>(), c.loss, 1e-12);
     sum(loss).backward();
-    require_close(logits.grad().to_vector<double>(), c.grad);
+    require_close(logits.grad().to_vector<double>(), c.grad, 1e-12);
   }
 }
 
-TEST_CASE("cross_entropy over [B, T, V] logits equals the formula row by row", "[loss]") {
-  Generator g(3);
-  const int64_t B = 2, T = 3, V = 5;
-  Tensor logits = randn({B, T, V}, &g, DType::Float64);
-  Tensor target = from_vector<int64_t>({4, 0, 2, 2, 0, 1}, {B, T});  // 0 plays PAD below
-  std::vector<double> rows = formula_rows(logits.to_vector<double>(), target.to_vector<int64_t>(), V, 0, 0.15);
+TEST_CASE("cross_entropy over [B, T, V] logits equals the formula row by row", "[loss][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    Generator g(3);
+    const int64_t B = 2, T = 3, V = 5;
+    Tensor logits = randn({B, T, V}, &g, DType::Float64).to(d);
+    Tensor target = i64(d, {4, 0, 2, 2, 0, 1}, {B, T});  // 0 plays PAD below
+    std::vector<double> rows = formula_rows(logits.to_vector<double>(), target.to_vector<int64_t>(), V, 0, 0.15);
 
-  Tensor none = nn::cross_entropy(logits, target, {0, 0.15, nn::Reduction::None});
-  REQUIRE(none.shape() == Shape{B, T});
-  require_close(none.to_vector<double>(), rows);
-  double total = 0;
-  for (double r : rows) total += r;
-  REQUIRE(nn::cross_entropy(logits, target, {0, 0.15, nn::Reduction::Sum}).item<double>() == Approx(total));
-  // Mean divides by the 4 rows whose target is not 0, not by all 6.
-  REQUIRE(nn::cross_entropy(logits, target, {0, 0.15}).item<double>() == Approx(total / 4));
+    Tensor none = nn::cross_entropy(logits, target, {0, 0.15, nn::Reduction::None});
+    REQUIRE(none.shape() == Shape{B, T});
+    REQUIRE(none.device() == d);
+    require_close(none, rows, 1e-12);
+    double total = 0;
+    for (double r : rows) total += r;
+    REQUIRE(nn::cross_entropy(logits, target, {0, 0.15, nn::Reduction::Sum}).item<double>() == Approx(total));
+    // Mean divides by the 4 rows whose target is not 0, not by all 6.
+    REQUIRE(nn::cross_entropy(logits, target, {0, 0.15}).item<double>() == Approx(total / 4));
 
-  // float32 gives the same numbers to float32 precision.
-  Tensor f32 = nn::cross_entropy(to_dtype(logits, DType::Float32), target, {0, 0.15});
-  REQUIRE(f32.dtype() == DType::Float32);
-  REQUIRE(f32.item<float>() == Approx(total / 4).epsilon(1e-5));
+    // float32 gives the same numbers to float32 precision.
+    Tensor f32 = nn::cross_entropy(to_dtype(logits, DType::Float32), target, {0, 0.15});
+    REQUIRE(f32.dtype() == DType::Float32);
+    REQUIRE(f32.item<float>() == Approx(total / 4).epsilon(1e-5));
+  }
 }
 
-TEST_CASE("cross_entropy: every row ignored gives NaN for Mean and 0 for Sum, as PyTorch", "[loss]") {
-  Tensor logits = sample_logits();
-  Tensor target = full({4}, -100, DType::Int64);
-  REQUIRE(std::isnan(nn::cross_entropy(logits, target).item<double>()));
-  REQUIRE(nn::cross_entropy(logits, target, {-100, 0.1, nn::Reduction::Sum}).item<double>() == 0.0);
+TEST_CASE("cross_entropy: every row ignored gives NaN for Mean and 0 for Sum, as PyTorch", "[loss][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    Tensor logits = sample_logits().to(d);
+    Tensor target = full({4}, -100, DType::Int64, d);
+    REQUIRE(std::isnan(nn::cross_entropy(logits, target).item<double>()));
+    REQUIRE(nn::cross_entropy(logits, target, {-100, 0.1, nn::Reduction::Sum}).item<double>() == 0.0);
+  }
 }
 
-TEST_CASE("cross_entropy: an ignored row with -inf logits stays out of the loss and the gradient", "[loss]") {
-  // A masked row (all but one logit -inf) is ignored: its infinite smoothing
-  // term must not leak through as inf or NaN.
-  Tensor logits = from_vector<double>({1.0, 2.0, 0.5, -INFINITY, -INFINITY, 0.0}, {2, 3}).requires_grad_();
-  Tensor target = from_vector<int64_t>({1, -100}, {2});
-  Tensor loss = nn::cross_entropy(logits, target, {-100, 0.1});
-  REQUIRE(std::isfinite(loss.item<double>()));
-  loss.backward();
-  std::vector<double> g = logits.grad().to_vector<double>();
-  for (int i = 3; i < 6; ++i) REQUIRE(g[i] == 0.0);
+TEST_CASE("cross_entropy: an ignored row with -inf logits stays out of the loss and the gradient", "[loss][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    // A masked row (all but one logit -inf) is ignored: its infinite smoothing
+    // term must not leak through as inf or NaN.
+    Tensor logits = f64(d, {1.0, 2.0, 0.5, -INFINITY, -INFINITY, 0.0}, {2, 3}).requires_grad_();
+    Tensor target = i64(d, {1, -100}, {2});
+    Tensor loss = nn::cross_entropy(logits, target, {-100, 0.1});
+    REQUIRE(std::isfinite(loss.item<double>()));
+    loss.backward();
+    REQUIRE(logits.grad().device() == d);
+    std::vector<double> g = logits.grad().to_vector<double>();
+    for (int i = 3; i < 6; ++i) REQUIRE(g[i] == 0.0);
+  }
 }
 
 TEST_CASE("cross_entropy gradients pass gradcheck and gradgradcheck with smoothing and ignore_index",
-          "[loss][gradcheck]") {
-  Generator g(7);
-  Tensor logits = randn({5, 4}, &g, DType::Float64).requires_grad_();
-  Tensor target = from_vector<int64_t>({3, 1, 1, 0, 2}, {5});
-  for (nn::Reduction r : {nn::Reduction::Mean, nn::Reduction::Sum, nn::Reduction::None}) {
-    auto fn = [&](const TensorList& in) { return nn::cross_entropy(in[0], target, {1, 0.2, r}); };
-    REQUIRE(gradcheck(fn, {logits}));
-    REQUIRE(gradgradcheck(fn, {logits}));
+          "[loss][gradcheck][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    Generator g(7);
+    Tensor logits = randn({5, 4}, &g, DType::Float64).requires_grad_();
+    Tensor target = i64(d, {3, 1, 1, 0, 2}, {5});
+    for (nn::Reduction r : {nn::Reduction::Mean, nn::Reduction::Sum, nn::Reduction::None}) {
+      auto fn = [&](const TensorList& in) { return nn::cross_entropy(in[0], target, {1, 0.2, r}); };
+      REQUIRE(gradcheck_on(d, fn, {logits}));
+      REQUIRE(gradgradcheck_on(d, fn, {logits}));
+    }
   }
 }
 
@@ -153,7 +160,7 @@ TEST_CASE("nll_loss picks -log_probs[target] and matches PyTorch", "[loss][gradc
   REQUIRE(nn::nll_loss(log_probs, sample_target(), {2}).item<double>() == Approx(0.39907297665481517).epsilon(1e-12));
   Tensor none = nn::nll_loss(log_probs, sample_target(), {2, nn::Reduction::None});
   std::vector<double> lp = log_probs.to_vector<double>();
-  require_close(none.to_vector<double>(), {-lp[0 * 4 + 1], -lp[1 * 4 + 3], -lp[2 * 4 + 0], 0.0});
+  require_close(none.to_vector<double>(), {-lp[0 * 4 + 1], -lp[1 * 4 + 3], -lp[2 * 4 + 0], 0.0}, 1e-12);
   // Without smoothing, cross_entropy is nll_loss of log_softmax.
   REQUIRE(nn::cross_entropy(sample_logits(), sample_target()).item<double>() ==
           Approx(nn::nll_loss(log_probs, sample_target()).item<double>()).epsilon(1e-12));
@@ -200,7 +207,9 @@ TEST_CASE("cross_entropy's fused kernel: large vocabularies, float32 and bfloat1
     o.label_smoothing = e;
     o.reduction = nn::Reduction::None;
     const std::vector<double> want = formula_rows(x, t, C, -100, e);
-    require_close(to_dtype(nn::cross_entropy(logits, target, o), DType::Float64).to_vector<double>(), want, 2e-5);
+    const std::vector<double> got = to_dtype(nn::cross_entropy(logits, target, o), DType::Float64).to_vector<double>();
+    REQUIRE(got.size() == want.size());
+    for (size_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == Approx(want[i]).margin(2e-5));
     // bfloat16 logits: the float32 kernel on the widened values, the loss rounded once.
     Tensor l16 = to_dtype(logits, DType::BFloat16);
     const std::vector<double> x16 = to_dtype(l16, DType::Float64).to_vector<double>();

@@ -1,6 +1,8 @@
 // Optimizers, gradient clipping and learning-rate schedules: each update
 // against its recurrence written out again here in double, against PyTorch's
-// numbers, and the checkpoint state with its validation.
+// numbers, and the checkpoint state with its validation. Every case tagged
+// [device] runs once per test device (tests/test_devices.h): the CPU, and
+// cuda:0 when a GPU is visible.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -12,6 +14,7 @@
 #include "nn/layers.h"
 #include "optim/lr_schedule.h"
 #include "optim/optim.h"
+#include "tests/test_devices.h"
 
 using namespace heed;
 using Catch::Contains;
@@ -24,29 +27,44 @@ using Vec = std::vector<double>;
 const Vec kStart = {0.5, -1.0, 2.0};
 const std::vector<Vec> kGrads = {{1e-3, -2e-3, 0.5}, {-3e-3, 1e-3, 0.25}, {2e-3, 2e-3, -0.75}};
 
-Tensor param(const Vec& v) { return from_vector<double>(v, {static_cast<int64_t>(v.size())}).requires_grad_(); }
-
-// Runs opt over kGrads on p, checking p against `expected(step)` after each.
-template <class Opt, class Expected>
-void run_and_compare(Opt& opt, Tensor& p, Expected expected, double tol = 1e-14) {
-  for (size_t t = 0; t < kGrads.size(); ++t) {
-    p.set_grad(from_vector<double>(kGrads[t], {3}));
-    opt.step();
-    Vec want = expected(t);
-    Vec got = p.to_vector<double>();
-    for (size_t i = 0; i < got.size(); ++i) {
-      INFO("step " << t + 1 << " entry " << i);
-      REQUIRE(got[i] == Approx(want[i]).epsilon(tol).margin(tol));
-    }
-  }
+Tensor param(const Vec& v, Device d = kCPU) {
+  return from_vector<double>(v, {static_cast<int64_t>(v.size())}, d).requires_grad_();
 }
 
+// The tolerance of the recurrences below: float64 rounding on the CPU; a
+// GPU's kernels may contract to FMA and take their own sqrt.
+double recurrence_tol(Device d) { return d.is_cpu() ? 1e-14 : 1e-12; }
+
+// |got - want| <= tol * max(1, |want|) (Approx with epsilon and margin tol).
 void require_close(const Vec& got, const Vec& want, double tol) {
   REQUIRE(got.size() == want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     INFO("entry " << i);
     REQUIRE(got[i] == Approx(want[i]).epsilon(tol).margin(tol));
   }
+}
+
+// Runs opt over kGrads on p, checking p against `expected(step)` after each.
+template <class Opt, class Expected>
+void run_and_compare(Opt& opt, Tensor& p, Expected expected, double tol = 1e-14) {
+  for (size_t t = 0; t < kGrads.size(); ++t) {
+    p.set_grad(from_vector<double>(kGrads[t], {3}, p.device()));
+    opt.step();
+    INFO("step " << t + 1);
+    require_close(p.to_vector<double>(), expected(t), tol);
+  }
+}
+
+// The same against a reference recurrence (AdamRef, SGDRef below) stepped alongside.
+template <class Opt, class Ref>
+void run_against(Opt& opt, Tensor& p, Ref& ref, double tol) {
+  run_and_compare(
+      opt, p,
+      [&](size_t t) {
+        ref.step(kGrads[t], static_cast<int>(t) + 1);
+        return ref.p;
+      },
+      tol);
 }
 
 // The README's Adam/AdamW recurrence, one scalar at a time.
@@ -95,52 +113,52 @@ Vec state_values(const optim::Optimizer& opt, const std::string& name) {
 
 // ---- the updates -------------------------------------------------------------
 
-TEST_CASE("SGD follows its recurrence: momentum, dampening, weight decay, Nesterov, maximize", "[optim]") {
-  for (const optim::SGDOptions& o : {optim::SGDOptions{0.1},
-                                     optim::SGDOptions{0.1, 0.9, 0.1, 0.01},
-                                     optim::SGDOptions{0.05, 0.8, 0.0, 0.02, true},
-                                     optim::SGDOptions{0.1, 0.9, 0.0, 0.01, true, true}}) {
-    INFO("momentum " << o.momentum << " nesterov " << o.nesterov << " maximize " << o.maximize);
-    Tensor p = param(kStart);
-    optim::SGD opt({p}, o);
-    SGDRef ref{o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov, o.maximize, kStart, Vec(3, 0)};
-    run_and_compare(opt, p, [&](size_t t) {
-      ref.step(kGrads[t], static_cast<int>(t) + 1);
-      return ref.p;
-    });
-    if (o.momentum != 0) require_close(state_values(opt, "momentum_buffer.0"), ref.buf, 1e-14);
-    else REQUIRE(opt.state().empty());
+TEST_CASE("SGD follows its recurrence: momentum, dampening, weight decay, Nesterov, maximize", "[optim][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    const double tol = recurrence_tol(d);
+    for (const optim::SGDOptions& o : {optim::SGDOptions{0.1},
+                                       optim::SGDOptions{0.1, 0.9, 0.1, 0.01},
+                                       optim::SGDOptions{0.05, 0.8, 0.0, 0.02, true},
+                                       optim::SGDOptions{0.1, 0.9, 0.0, 0.01, true, true}}) {
+      INFO("momentum " << o.momentum << " nesterov " << o.nesterov << " maximize " << o.maximize);
+      Tensor p = param(kStart, d);
+      optim::SGD opt({p}, o);
+      SGDRef ref{o.lr, o.momentum, o.dampening, o.weight_decay, o.nesterov, o.maximize, kStart, Vec(3, 0)};
+      run_against(opt, p, ref, tol);
+      REQUIRE(p.device() == d);
+      if (o.momentum != 0) require_close(state_values(opt, "momentum_buffer.0"), ref.buf, tol);
+      else REQUIRE(opt.state().empty());
+      for (const auto& [name, t] : opt.state()) REQUIRE(t.device() == d);
+    }
   }
 }
 
-TEST_CASE("Adam and AdamW follow their recurrences, with eps after the bias correction", "[optim]") {
-  SECTION("Adam, L2 weight decay") {
-    Tensor p = param(kStart);
-    optim::Adam opt({p}, {0.1, 0.8, 0.99, 1e-3, 0.05});
-    AdamRef ref{0.1, 0.8, 0.99, 1e-3, 0.05, false, false, kStart, Vec(3, 0), Vec(3, 0)};
-    run_and_compare(opt, p, [&](size_t t) {
-      ref.step(kGrads[t], static_cast<int>(t) + 1);
-      return ref.p;
-    });
-    require_close(state_values(opt, "exp_avg.0"), ref.m, 1e-14);
-    require_close(state_values(opt, "exp_avg_sq.0"), ref.v, 1e-14);
-  }
-  SECTION("AdamW, decoupled weight decay, maximize") {
-    Tensor p = param(kStart);
-    optim::AdamW opt({p}, {0.1, 0.8, 0.99, 1e-3, 0.2, true});
-    AdamRef ref{0.1, 0.8, 0.99, 1e-3, 0.2, true, true, kStart, Vec(3, 0), Vec(3, 0)};
-    run_and_compare(opt, p, [&](size_t t) {
-      ref.step(kGrads[t], static_cast<int>(t) + 1);
-      return ref.p;
-    });
-  }
-  SECTION("eps inside the bias correction would be caught") {
-    // The same step with eps added before dividing by sqrt(1 - beta2^t)
-    // lands measurably elsewhere: the test above can tell them apart.
-    double g = 1e-3, b2 = 0.99, eps = 1e-3, v = (1 - b2) * g * g, m = (1 - 0.8) * g;
-    double right = 0.1 / (1 - 0.8) * m / (std::sqrt(v) / std::sqrt(1 - b2) + eps);
-    double wrong = 0.1 / (1 - 0.8) * m / ((std::sqrt(v) + eps) / std::sqrt(1 - b2));
-    REQUIRE(std::abs(right - wrong) > 1e-3);
+TEST_CASE("Adam and AdamW follow their recurrences, with eps after the bias correction", "[optim][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    const double tol = recurrence_tol(d);
+    SECTION("Adam, L2 weight decay") {
+      Tensor p = param(kStart, d);
+      optim::Adam opt({p}, {0.1, 0.8, 0.99, 1e-3, 0.05});
+      AdamRef ref{0.1, 0.8, 0.99, 1e-3, 0.05, false, false, kStart, Vec(3, 0), Vec(3, 0)};
+      run_against(opt, p, ref, tol);
+      require_close(state_values(opt, "exp_avg.0"), ref.m, tol);
+      require_close(state_values(opt, "exp_avg_sq.0"), ref.v, tol);
+      for (const auto& [name, t] : opt.state()) REQUIRE(t.device() == d);
+    }
+    SECTION("AdamW, decoupled weight decay, maximize") {
+      Tensor p = param(kStart, d);
+      optim::AdamW opt({p}, {0.1, 0.8, 0.99, 1e-3, 0.2, true});
+      AdamRef ref{0.1, 0.8, 0.99, 1e-3, 0.2, true, true, kStart, Vec(3, 0), Vec(3, 0)};
+      run_against(opt, p, ref, tol);
+    }
+    SECTION("eps inside the bias correction would be caught") {
+      // The same step with eps added before dividing by sqrt(1 - beta2^t)
+      // lands measurably elsewhere: the test above can tell them apart.
+      double g = 1e-3, b2 = 0.99, eps = 1e-3, v = (1 - b2) * g * g, m = (1 - 0.8) * g;
+      double right = 0.1 / (1 - 0.8) * m / (std::sqrt(v) / std::sqrt(1 - b2) + eps);
+      double wrong = 0.1 / (1 - 0.8) * m / ((std::sqrt(v) + eps) / std::sqrt(1 - b2));
+      REQUIRE(std::abs(right - wrong) > 1e-3);
+    }
   }
 }
 
@@ -175,88 +193,100 @@ TEST_CASE("SGD, Adam and AdamW match PyTorch 1.13 after three steps", "[optim]")
   }
 }
 
-TEST_CASE("Optimizers update float32 parameters in float32 within the reference tolerance", "[optim]") {
-  Tensor p = from_vector<float>({0.5f, -1.0f, 2.0f}, {3}).requires_grad_();
-  optim::AdamW opt({p}, {0.01, 0.9, 0.999, 1e-8, 0.1});
-  AdamRef ref{0.01, 0.9, 0.999, 1e-8, 0.1, true, false, kStart, Vec(3, 0), Vec(3, 0)};
-  for (size_t t = 0; t < kGrads.size(); ++t) {
-    p.set_grad(to_dtype(from_vector<double>(kGrads[t], {3}), DType::Float32));
-    opt.step();
-    ref.step(kGrads[t], static_cast<int>(t) + 1);
+TEST_CASE("Optimizers update float32 parameters in float32 within the reference tolerance", "[optim][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    Tensor p = from_vector<float>({0.5f, -1.0f, 2.0f}, {3}, d).requires_grad_();
+    optim::AdamW opt({p}, {0.01, 0.9, 0.999, 1e-8, 0.1});
+    AdamRef ref{0.01, 0.9, 0.999, 1e-8, 0.1, true, false, kStart, Vec(3, 0), Vec(3, 0)};
+    for (size_t t = 0; t < kGrads.size(); ++t) {
+      p.set_grad(to_dtype(from_vector<double>(kGrads[t], {3}, d), DType::Float32));
+      opt.step();
+      ref.step(kGrads[t], static_cast<int>(t) + 1);
+    }
+    REQUIRE(p.dtype() == DType::Float32);
+    REQUIRE(p.device() == d);
+    std::vector<float> got = p.to_vector<float>();
+    for (size_t i = 0; i < 3; ++i) REQUIRE(std::abs(got[i] - ref.p[i]) <= 1e-6 + 1e-5 * std::abs(ref.p[i]));
   }
-  REQUIRE(p.dtype() == DType::Float32);
-  std::vector<float> got = p.to_vector<float>();
-  for (size_t i = 0; i < 3; ++i) REQUIRE(std::abs(got[i] - ref.p[i]) <= 1e-6 + 1e-5 * std::abs(ref.p[i]));
 }
 
-TEST_CASE("An optimizer step updates the module's own handles in place and records no history", "[optim]") {
-  Generator g(1);
-  nn::Linear lin({3, 2}, &g);
-  Tensor weight_before = lin.weight.clone();
-  const void* impl_before = lin.weight.impl();
-  optim::SGD opt(lin.named_parameters(), {0.5});
-  sum(lin.forward(ones({4, 3}))).backward();
-  opt.step();
-  REQUIRE(lin.weight.impl() == impl_before);
-  REQUIRE(lin.weight.is_leaf());
-  REQUIRE(lin.weight.grad_fn() == nullptr);
-  REQUIRE(lin.weight.requires_grad());
-  // d sum / d W = 4 in every entry, so W moved by -0.5 * 4.
-  std::vector<float> before = weight_before.to_vector<float>(), after = lin.weight.to_vector<float>();
-  for (size_t i = 0; i < before.size(); ++i) REQUIRE(after[i] == Approx(before[i] - 2.0f));
-  REQUIRE(opt.step_count() == 1);
-  opt.zero_grad();
-  REQUIRE_FALSE(lin.weight.grad().defined());
+TEST_CASE("An optimizer step updates the module's own handles in place and records no history", "[optim][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    Generator g(1);
+    nn::Linear lin({3, 2}, &g);
+    lin.to(d);
+    Tensor weight_before = lin.weight.clone();
+    const void* impl_before = lin.weight.impl();
+    optim::SGD opt(lin.named_parameters(), {0.5});
+    sum(lin.forward(ones({4, 3}, DType::Float32, d))).backward();
+    opt.step();
+    REQUIRE(lin.weight.impl() == impl_before);
+    REQUIRE(lin.weight.is_leaf());
+    REQUIRE(lin.weight.grad_fn() == nullptr);
+    REQUIRE(lin.weight.requires_grad());
+    REQUIRE(lin.weight.device() == d);
+    // d sum / d W = 4 in every entry, so W moved by -0.5 * 4.
+    std::vector<float> before = weight_before.to_vector<float>(), after = lin.weight.to_vector<float>();
+    for (size_t i = 0; i < before.size(); ++i) REQUIRE(after[i] == Approx(before[i] - 2.0f));
+    REQUIRE(opt.step_count() == 1);
+    opt.zero_grad();
+    REQUIRE_FALSE(lin.weight.grad().defined());
+  }
 }
 
-TEST_CASE("Parameters without a gradient are skipped and keep their own step count", "[optim]") {
-  Tensor a = param(kStart), b = param(kStart);
-  optim::Adam opt(nn::NamedTensors{{"a", a}, {"b", b}}, {0.1});
-  a.set_grad(from_vector<double>(kGrads[0], {3}));
-  opt.step();  // b has no gradient: untouched
-  REQUIRE(b.to_vector<double>() == kStart);
-  b.set_grad(from_vector<double>(kGrads[0], {3}));
-  opt.step();
-  std::map<std::string, double> s = opt.scalars();
-  REQUIRE(s.at("step") == 2);
-  REQUIRE(s.at("step.a") == 2);
-  REQUIRE(s.at("step.b") == 1);
-  // b's first update used t = 1 bias correction, so it equals a's first.
-  AdamRef ref{0.1, 0.9, 0.999, 1e-8, 0, false, false, kStart, Vec(3, 0), Vec(3, 0)};
-  ref.step(kGrads[0], 1);
-  require_close(b.to_vector<double>(), ref.p, 1e-14);
+TEST_CASE("Parameters without a gradient are skipped and keep their own step count", "[optim][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    Tensor a = param(kStart, d), b = param(kStart, d);
+    optim::Adam opt(nn::NamedTensors{{"a", a}, {"b", b}}, {0.1});
+    a.set_grad(from_vector<double>(kGrads[0], {3}, d));
+    opt.step();  // b has no gradient: untouched
+    REQUIRE(b.to_vector<double>() == kStart);
+    b.set_grad(from_vector<double>(kGrads[0], {3}, d));
+    opt.step();
+    std::map<std::string, double> s = opt.scalars();
+    REQUIRE(s.at("step") == 2);
+    REQUIRE(s.at("step.a") == 2);
+    REQUIRE(s.at("step.b") == 1);
+    // b's first update used t = 1 bias correction, so it equals a's first.
+    AdamRef ref{0.1, 0.9, 0.999, 1e-8, 0, false, false, kStart, Vec(3, 0), Vec(3, 0)};
+    ref.step(kGrads[0], 1);
+    require_close(b.to_vector<double>(), ref.p, recurrence_tol(d));
+  }
 }
 
 // ---- checkpoint state ----------------------------------------------------------
 
-TEST_CASE("Optimizer state round-trips: a restored optimizer continues exactly", "[optim]") {
-  Tensor a = param(kStart), b = param({1.0, 2.0, 3.0});
-  optim::AdamW first(nn::NamedTensors{{"layer.weight", a}, {"layer.bias", b}}, {0.1});
-  for (int t = 0; t < 2; ++t) {
-    a.set_grad(from_vector<double>(kGrads[t], {3}));
-    b.set_grad(from_vector<double>(kGrads[2 - t], {3}));
-    first.step();
-  }
-  nn::NamedTensors saved;
-  for (const auto& [name, t] : first.state()) saved.emplace_back(name, t.clone());
-  std::map<std::string, double> scalars = first.scalars();
-  REQUIRE(saved.size() == 4);
-  REQUIRE(saved[0].first == "exp_avg.layer.weight");
-  REQUIRE(saved[3].first == "exp_avg_sq.layer.bias");
-  REQUIRE(scalars.at("step") == 2);
-  REQUIRE(scalars.at("lr") == 0.1);
+TEST_CASE("Optimizer state round-trips: a restored optimizer continues exactly", "[optim][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    Tensor a = param(kStart, d), b = param({1.0, 2.0, 3.0}, d);
+    optim::AdamW first(nn::NamedTensors{{"layer.weight", a}, {"layer.bias", b}}, {0.1});
+    for (int t = 0; t < 2; ++t) {
+      a.set_grad(from_vector<double>(kGrads[t], {3}, d));
+      b.set_grad(from_vector<double>(kGrads[2 - t], {3}, d));
+      first.step();
+    }
+    nn::NamedTensors saved;
+    for (const auto& [name, t] : first.state()) saved.emplace_back(name, t.clone().to(kCPU));  // as a checkpoint holds it
+    std::map<std::string, double> scalars = first.scalars();
+    REQUIRE(saved.size() == 4);
+    REQUIRE(saved[0].first == "exp_avg.layer.weight");
+    REQUIRE(saved[3].first == "exp_avg_sq.layer.bias");
+    REQUIRE(scalars.at("step") == 2);
+    REQUIRE(scalars.at("lr") == 0.1);
 
-  // A second optimizer over copies of the parameters, given the saved state.
-  Tensor a2 = param(a.to_vector<double>()), b2 = param(b.to_vector<double>());
-  optim::AdamW second(nn::NamedTensors{{"layer.weight", a2}, {"layer.bias", b2}}, {0.5});
-  second.load_state(saved, scalars);
-  REQUIRE(second.lr() == 0.1);
-  REQUIRE(second.step_count() == 2);
-  for (Tensor* p : {&a, &b, &a2, &b2}) p->set_grad(from_vector<double>(kGrads[2], {3}));
-  first.step();
-  second.step();
-  REQUIRE(a2.to_vector<double>() == a.to_vector<double>());
-  REQUIRE(b2.to_vector<double>() == b.to_vector<double>());
+    // A second optimizer over copies of the parameters, given the saved state.
+    Tensor a2 = param(a.to_vector<double>(), d), b2 = param(b.to_vector<double>(), d);
+    optim::AdamW second(nn::NamedTensors{{"layer.weight", a2}, {"layer.bias", b2}}, {0.5});
+    second.load_state(saved, scalars);
+    REQUIRE(second.lr() == 0.1);
+    REQUIRE(second.step_count() == 2);
+    for (const auto& [name, t] : second.state()) REQUIRE(t.device() == d);
+    for (Tensor* p : {&a, &b, &a2, &b2}) p->set_grad(from_vector<double>(kGrads[2], {3}, d));
+    first.step();
+    second.step();
+    REQUIRE(a2.to_vector<double>() == a.to_vector<double>());
+    REQUIRE(b2.to_vector<double>() == b.to_vector<double>());
+  }
 }
 
 TEST_CASE("Optimizer::load_state lists every mismatch and changes nothing", "[optim]") {
@@ -314,31 +344,37 @@ TEST_CASE("Optimizers reject bad options and bad parameter lists", "[optim]") {
 
 // ---- clip_grad_norm ------------------------------------------------------------
 
-TEST_CASE("clip_grad_norm scales all gradients by max_norm / (total + 1e-6) when above", "[optim]") {
-  Tensor a = param({0, 0, 0}), b = param({0, 0}), c = param({0});
-  auto set = [&] {
-    a.set_grad(from_vector<double>({3, 0, -4}, {3}));
-    b.set_grad(from_vector<double>({12, 0}, {2}));
-  };  // c has no gradient
-  set();
-  // Total 2-norm sqrt(9 + 16 + 144) = 13.
-  REQUIRE(optim::clip_grad_norm({a, b, c}, 1.0) == Approx(13.0));
-  double k = 1.0 / (13.0 + 1e-6);
-  require_close(a.grad().to_vector<double>(), {3 * k, 0, -4 * k}, 1e-15);
-  require_close(b.grad().to_vector<double>(), {12 * k, 0}, 1e-15);
-  REQUIRE_FALSE(c.grad().defined());
+TEST_CASE("clip_grad_norm scales all gradients by max_norm / (total + 1e-6) when above", "[optim][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    // float64 rounding on the CPU; a GPU sums the squares in another order.
+    const double tol = d.is_cpu() ? 1e-15 : 1e-14;
+    Tensor a = param({0, 0, 0}, d), b = param({0, 0}, d), c = param({0}, d);
+    auto set = [&] {
+      a.set_grad(from_vector<double>({3, 0, -4}, {3}, d));
+      b.set_grad(from_vector<double>({12, 0}, {2}, d));
+    };  // c has no gradient
+    set();
+    // Total 2-norm sqrt(9 + 16 + 144) = 13.
+    REQUIRE(optim::clip_grad_norm({a, b, c}, 1.0) == Approx(13.0));
+    double k = 1.0 / (13.0 + 1e-6);
+    REQUIRE(a.grad().device() == d);
+    require_close(a.grad().to_vector<double>(), {3 * k, 0, -4 * k}, tol);
+    require_close(b.grad().to_vector<double>(), {12 * k, 0}, tol);
+    REQUIRE_FALSE(c.grad().defined());
 
-  set();
-  REQUIRE(optim::clip_grad_norm({a, b, c}, 100.0) == Approx(13.0));
-  REQUIRE(a.grad().to_vector<double>() == Vec{3, 0, -4});  // unchanged
+    set();
+    REQUIRE(optim::clip_grad_norm({a, b, c}, 100.0) == Approx(13.0));
+    REQUIRE(a.grad().to_vector<double>() == Vec{3, 0, -4});  // unchanged
 
-  set();
-  REQUIRE(optim::clip_grad_norm({a, b}, 6.0, INFINITY) == 12.0);
-  require_close(b.grad().to_vector<double>(), {12 * 6.0 / (12.0 + 1e-6), 0}, 1e-15);
+    set();
+    REQUIRE(optim::clip_grad_norm({a, b}, 6.0, INFINITY) == 12.0);
+    require_close(b.grad().to_vector<double>(), {12 * 6.0 / (12.0 + 1e-6), 0}, tol);
 
-  set();
-  REQUIRE(optim::clip_grad_norm({a, b}, 100.0, 1.0) == Approx(19.0));
-  REQUIRE(optim::clip_grad_norm({c}, 1.0) == 0.0);
+    set();
+    REQUIRE(optim::clip_grad_norm({a, b}, 100.0, 1.0) == Approx(19.0));
+    REQUIRE(a.grad().to_vector<double>() == Vec{3, 0, -4});
+    REQUIRE(optim::clip_grad_norm({c}, 1.0) == 0.0);
+  }
 }
 
 TEST_CASE("clip_grad_norm rejects bad arguments and can refuse a non-finite norm", "[optim]") {

@@ -1,6 +1,7 @@
 #pragma once
 // The devices a test body runs on, for tests written once for every device
-// (tests/cuda_device_param_test.cpp, tests/cuda_agreement_test.cpp):
+// and tagged [device] (tensor_test, autograd_test, gradcheck_test, the nn_*
+// tests and more; docs/testing.md):
 //
 //   TEST_CASE("...", "[device]") {
 //     FOR_EACH_TEST_DEVICE(device) {          // one Catch section per device
@@ -43,15 +44,16 @@ inline std::vector<Device> test_devices() {
   return devices;
 }
 
-// For a test that needs a GPU: where CUDA cannot be tested it returns at
-// once with a warning starting "[skip]", which ctest reports as skipped.
-#define HEED_SKIP_WITHOUT_GPU()                                        \
-  do {                                                                 \
-    const std::string heed_skip_why_ = heed::test::cuda_unavailable_reason(); \
-    if (!heed_skip_why_.empty()) {                                     \
-      WARN("[skip] " << heed_skip_why_);                               \
-      return;                                                          \
-    }                                                                  \
+// For a test that needs a GPU and means nothing without one: where CUDA
+// cannot be tested it returns from the test case at once with a warning
+// "[skip] <why>", which ctest reports as skipped.
+#define HEED_SKIP_WITHOUT_GPU()                                                   \
+  do {                                                                            \
+    const std::string heed_skip_why_ = ::heed::test::cuda_unavailable_reason(); \
+    if (!heed_skip_why_.empty()) {                                                \
+      WARN("[skip] " << heed_skip_why_);                                          \
+      return;                                                                     \
+    }                                                                             \
   } while (0)
 
 // test_devices(), warning once per test case when CUDA is not among them.
@@ -74,14 +76,3 @@ inline std::vector<Device> test_devices_noting_cuda() {
 // one device does not stop the other.
 #define FOR_EACH_TEST_DEVICE(device) \
   for (const ::heed::Device device : ::heed::test::test_devices_noting_cuda()) DYNAMIC_SECTION("on " << device.str())
-
-// In a test that needs a GPU and means nothing without one: returns from the
-// test case with a "[skip] <why>" warning, which ctest reports as skipped.
-#define SKIP_TEST_WITHOUT_GPU()                                            \
-  do {                                                                     \
-    const std::string heed_why_ = ::heed::test::cuda_unavailable_reason(); \
-    if (!heed_why_.empty()) {                                              \
-      WARN("[skip] " << heed_why_);                                        \
-      return;                                                              \
-    }                                                                      \
-  } while (0)

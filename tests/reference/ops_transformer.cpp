@@ -7,11 +7,21 @@
 namespace heed::reference {
 namespace {
 
-nn::TransformerLayerOptions layer_options(RefCase& c) {
-  nn::TransformerLayerOptions o{c.attr_int("d_model"), c.attr_int("nhead"), c.attr_int("dim_feedforward")};
+// The fields the options of a layer, a Seq2SeqTransformer and a GPT share,
+// from the attributes of the same names.
+template <class Options>
+void read_shared_options(RefCase& c, Options& o) {
+  o.d_model = c.attr_int("d_model");
+  o.nhead = c.attr_int("nhead");
+  o.dim_feedforward = c.attr_int("dim_feedforward");
   o.dropout = c.attr_double("dropout");
   o.activation = nn::parse_activation(c.attr_string("activation"));
   o.layer_norm_eps = c.attr_double("layer_norm_eps");
+}
+
+nn::TransformerLayerOptions layer_options(RefCase& c) {
+  nn::TransformerLayerOptions o{0, 0};
+  read_shared_options(c, o);
   o.norm_first = c.attr_bool("norm_first");
   return o;
 }
@@ -44,15 +54,10 @@ HEED_REFERENCE_OP("transformer_decoder_layer", transformer_decoder_layer);
 
 void seq2seq_transformer(RefCase& c) {
   nn::Seq2SeqOptions o{c.attr_int("src_vocab"), c.attr_int("tgt_vocab")};
-  o.d_model = c.attr_int("d_model");
-  o.nhead = c.attr_int("nhead");
+  read_shared_options(c, o);
   o.num_encoder_layers = c.attr_int("num_encoder_layers");
   o.num_decoder_layers = c.attr_int("num_decoder_layers");
-  o.dim_feedforward = c.attr_int("dim_feedforward");
-  o.dropout = c.attr_double("dropout");
-  o.activation = nn::parse_activation(c.attr_string("activation"));
   o.norm_first = c.attr_bool("norm_first");
-  o.layer_norm_eps = c.attr_double("layer_norm_eps");
   o.pe_base = c.attr_double("pe_base");
   o.emb_scale = c.attr_double("emb_scale");
   Tensor src = c.input("src_ids"), tgt_in = c.input("tgt_in_ids");
@@ -67,14 +72,9 @@ HEED_REFERENCE_OP("seq2seq_transformer", seq2seq_transformer);
 
 void gpt(RefCase& c) {
   nn::GPTOptions o{c.attr_int("vocab"), c.attr_int("block_size")};
-  o.d_model = c.attr_int("d_model");
-  o.nhead = c.attr_int("nhead");
+  read_shared_options(c, o);
   o.num_layers = c.attr_int("num_layers");
-  o.dim_feedforward = c.attr_int("dim_feedforward");
-  o.dropout = c.attr_double("dropout");
-  o.layer_norm_eps = c.attr_double("layer_norm_eps");
   o.tied_lm_head = c.attr_bool("tied_lm_head");
-  o.activation = nn::parse_activation(c.attr_string("activation"));
   HEED_CHECK(c.attr_bool("norm_first"), "gpt: heed's GPT is pre-norm; the file asks for norm_first = 0");
   nn::GPT model(o);
   c.load_params(model);
