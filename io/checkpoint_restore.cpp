@@ -1,32 +1,16 @@
 // capture() and restore(): between live training objects and a Checkpoint
 // (io/checkpoint.h). restore checks everything first and then changes
 // everything, so a checkpoint that does not fit leaves the run as it was.
-#include <cxxabi.h>
-
 #include <cmath>
-#include <cstdlib>
 #include <functional>
 #include <map>
-#include <memory>
 #include <set>
-#include <typeinfo>
 
 #include "tensor/grad_mode.h"
 #include "io/checkpoint.h"
 #include "tensor/ops.h"
 
 namespace heed::io {
-
-std::string scheduler_type_name(const optim::LRScheduler& sched) {
-  if (dynamic_cast<const optim::NoamSchedule*>(&sched)) return "NoamSchedule";
-  if (dynamic_cast<const optim::WarmupCosineSchedule*>(&sched)) return "WarmupCosineSchedule";
-  if (dynamic_cast<const optim::ConstantSchedule*>(&sched)) return "ConstantSchedule";
-  // Another schedule: its C++ type, readable ("my::Schedule", not "N2my8ScheduleE").
-  const char* mangled = typeid(sched).name();
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
-  return status == 0 && readable ? std::string(readable.get()) : std::string(mangled);
-}
 
 namespace {
 // A CPU copy that later in-place updates of `t` do not reach.
@@ -75,7 +59,7 @@ Checkpoint capture(const nn::Module& model, const optim::Optimizer* opt, const o
     c.optimizer_scalars = opt->scalars();
   }
   if (sched != nullptr) {
-    c.scheduler_type = scheduler_type_name(*sched);
+    c.scheduler_type = sched->type_name();
     c.scheduler_state = sched->state();
   }
   if (gen != nullptr) {
@@ -109,7 +93,7 @@ void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt, o
     }
   }
   if (sched != nullptr) {
-    const std::string type = scheduler_type_name(*sched);
+    const std::string type = sched->type_name();
     if (ckpt.scheduler_type.empty()) {
       problems.push_back(fmt::format("scheduler: the checkpoint has no scheduler state (this one is {})", type));
     } else if (ckpt.scheduler_type != type) {

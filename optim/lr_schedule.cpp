@@ -1,8 +1,13 @@
 #include "optim/lr_schedule.h"
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <iterator>
+#include <memory>
+#include <typeinfo>
 
 #include "tensor/error.h"
 
@@ -67,6 +72,13 @@ double constant_lr(const ConstantOptions& options, int64_t step) {
 // ---- LRScheduler ---------------------------------------------------------------
 
 LRScheduler::LRScheduler(Optimizer& optimizer) : optimizer_(optimizer), last_step_(optimizer.step_count()) {}
+
+std::string LRScheduler::type_name() const {
+  const char* mangled = typeid(*this).name();
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && readable ? std::string(readable.get()) : std::string(mangled);
+}
 
 void LRScheduler::step() {
   HEED_CHECK(optimizer_.step_count() == last_step_,

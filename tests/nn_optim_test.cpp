@@ -509,3 +509,28 @@ TEST_CASE("A time budget interrupted before its fit resumes its timing from its 
   REQUIRE(optim::fit_total_steps(100.0, 0.0, 20, 0.125) == 820);
   REQUIRE_THROWS_WITH(optim::fit_total_steps(100.0, 0.0, 20, 0.0), Contains("positive number of seconds per step"));
 }
+
+namespace schedule_names {
+// A schedule of a user's own, without a type_name() of its own.
+class Halving : public optim::LRScheduler {
+ public:
+  using LRScheduler::LRScheduler;
+  double lr_at(int64_t step) const override { return 1.0 / static_cast<double>(step); }
+};
+// One that derives from a built-in schedule keeps the built-in's name.
+class LoggedNoam : public optim::NoamSchedule {
+ public:
+  using NoamSchedule::NoamSchedule;
+};
+}  // namespace schedule_names
+
+TEST_CASE("Schedules name themselves as checkpoints record them", "[optim]") {
+  Tensor w = param(kStart);
+  optim::SGD opt(nn::NamedTensors{{"w", w}}, {0.1});
+  REQUIRE(optim::NoamSchedule(opt, {16, 4}).type_name() == "NoamSchedule");
+  REQUIRE(optim::WarmupCosineSchedule(opt, {1e-3, 1e-5, 5, 20}).type_name() == "WarmupCosineSchedule");
+  REQUIRE(optim::ConstantSchedule(opt, {1e-3}).type_name() == "ConstantSchedule");
+  REQUIRE(schedule_names::LoggedNoam(opt, {16, 4}).type_name() == "NoamSchedule");
+  // Without an override: the readable C++ type.
+  REQUIRE(schedule_names::Halving(opt).type_name() == "schedule_names::Halving");
+}
