@@ -1,7 +1,6 @@
 #include "optim/ema.h"
 
 #include <algorithm>
-#include <map>
 #include <set>
 
 #include "tensor/grad_mode.h"
@@ -68,20 +67,22 @@ void ExponentialMovingAverage::copy_to_parameters() {
   for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(averages_[i].second);
 }
 
+void ExponentialMovingAverage::check_state(const nn::NamedTensors& averages, int64_t updates,
+                                           std::vector<std::string>& problems) const {
+  nn::compare_named_tensors("averages", averages_, averages, problems);
+  if (updates < 0) problems.push_back(fmt::format("averages: the update count {} is negative", updates));
+}
+
 void ExponentialMovingAverage::load_state(const nn::NamedTensors& averages, int64_t updates) {
   std::vector<std::string> problems;
-  nn::compare_named_tensors("averages", averages_, averages, problems);
-  if (updates < 0) problems.push_back(fmt::format("the update count {} is negative", updates));
-  if (!problems.empty()) {
-    std::string list;
-    for (const std::string& p : problems) list += "\n  - " + p;
-    HEED_FAIL("ExponentialMovingAverage::load_state: the saved averages do not fit ({} problem{}):{}", problems.size(),
-              problems.size() == 1 ? "" : "s", list);
-  }
-  NoGradGuard no_grad;
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& [name, t] : averages) by_name[name] = &t;
-  for (auto& [name, avg] : averages_) avg.copy_(*by_name.at(name));
+  check_state(averages, updates, problems);
+  HEED_CHECK(problems.empty(), "ExponentialMovingAverage::load_state: the saved averages do not fit ({}):{}",
+             nn::count_problems(problems), nn::list_problems(problems));
+  load_checked_state(averages, updates);
+}
+
+void ExponentialMovingAverage::load_checked_state(const nn::NamedTensors& averages, int64_t updates) {
+  nn::copy_named_tensors(averages_, averages);
   updates_ = updates;
 }
 

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "optim/optim.h"
 
@@ -42,10 +43,16 @@ class LRScheduler {
   int64_t last_step() const { return last_step_; }
   Optimizer& optimizer() const { return optimizer_; }
 
-  // Checkpoint state: {"last_step": n}. load_state throws on a missing or
-  // unexpected key or a step that is not a whole number >= 0.
+  // Checkpoint state: {"last_step": n}.
   std::map<std::string, double> state() const;
+  // Checks a saved state and changes nothing: appends one line per problem,
+  // each starting "scheduler: " (a missing or unexpected key, a last_step
+  // that is not a whole number >= 0).
+  void check_state(const std::map<std::string, double>& state, std::vector<std::string>& problems) const;
+  // Throws heed::Error listing every problem check_state finds, else loads.
   void load_state(const std::map<std::string, double>& state);
+  // Loads a state check_state has found fitting, without checking it again.
+  void load_checked_state(const std::map<std::string, double>& state);
 
  private:
   Optimizer& optimizer_;
