@@ -112,8 +112,9 @@ void Optimizer::check_state(const nn::NamedTensors& tensors, const std::map<std:
     }
     const double v = it->second;
     if (key == "lr" ? !(std::isfinite(v) && v >= 0) : !is_step_count(v))
-      problems.push_back(fmt::format("optimizer: scalar '{}' = {} is not valid ({})", key, v,
-                                     key == "lr" ? "an lr is a finite number >= 0" : "a step count is a whole number >= 0"));
+      problems.push_back(fmt::format(
+          "optimizer: scalar '{}' = {} is not valid ({})", key, v,
+          key == "lr" ? "an lr is a finite number >= 0" : "a step count is a whole number >= 0"));
   }
   for (const auto& [key, value] : scalars)
     if (!mine.count(key)) problems.push_back(fmt::format("optimizer: unexpected scalar '{}'", key));
