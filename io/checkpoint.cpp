@@ -474,26 +474,36 @@ bool read_root(Reader& r) {
   return true;
 }
 
+// The "type" string of the optimizer's or the schedule's group (no other attribute).
+std::string read_type(Reader& r, const std::string& path) {
+  const Attr* type = r.attr(path, "type", h5::AttrType::String);
+  r.no_other_attrs(path, h5::AttrType::String, {"type"});
+  return type != nullptr ? type->s : std::string();
+}
+
+// A group of attributes of one type and nothing else (the optimizer's
+// scalars, the schedule's state, the loop's counters, the configuration):
+// take(name, attr) for each.
+template <class F>
+void read_attr_group(Reader& r, const std::string& path, h5::AttrType type, F&& take) {
+  if (r.group(path) != nullptr) r.each_attr(path, type, {}, take);
+  r.no_other_members(path);
+}
+
 void read_optimizer(Reader& r, Checkpoint& c) {
   r.tensors_in("/optimizer", c.optimizer_tensors, {"scalars"});
-  if (const Attr* type = r.attr("/optimizer", "type", h5::AttrType::String)) c.optimizer_type = type->s;
-  r.no_other_attrs("/optimizer", h5::AttrType::String, {"type"});
-  if (r.group("/optimizer/scalars") != nullptr)
-    r.each_attr("/optimizer/scalars", h5::AttrType::Float, {},
-                [&](const std::string& name, const Attr& a) { c.optimizer_scalars[name] = a.f; });
-  r.no_other_members("/optimizer/scalars");
+  c.optimizer_type = read_type(r, "/optimizer");
+  read_attr_group(r, "/optimizer/scalars", h5::AttrType::Float,
+                  [&](const std::string& name, const Attr& a) { c.optimizer_scalars[name] = a.f; });
 }
 
 void read_scheduler(Reader& r, Checkpoint& c) {
   if (r.group("/scheduler") != nullptr) {
-    if (const Attr* type = r.attr("/scheduler", "type", h5::AttrType::String)) c.scheduler_type = type->s;
+    c.scheduler_type = read_type(r, "/scheduler");
     r.no_other_members("/scheduler", {"state"});
-    r.no_other_attrs("/scheduler", h5::AttrType::String, {"type"});
   }
-  if (r.group("/scheduler/state") != nullptr)
-    r.each_attr("/scheduler/state", h5::AttrType::Float, {},
-                [&](const std::string& name, const Attr& a) { c.scheduler_state[name] = a.f; });
-  r.no_other_members("/scheduler/state");
+  read_attr_group(r, "/scheduler/state", h5::AttrType::Float,
+                  [&](const std::string& name, const Attr& a) { c.scheduler_state[name] = a.f; });
 }
 
 // The generator's state, the loop's counters and the configuration: groups of
@@ -504,11 +514,11 @@ void read_run(Reader& r, Checkpoint& c) {
     if (const Attr* offset = r.attr("/rng", "offset", h5::AttrType::Int)) c.rng_offset = as_uint64(offset->i);
     r.no_other_attrs("/rng", h5::AttrType::Int, {"seed", "offset"});
   }
-  if (r.group("/training") != nullptr)
-    r.each_attr("/training", h5::AttrType::Int, {}, [&](const std::string& name, const Attr& a) { c.training[name] = a.i; });
-  if (r.group("/config") != nullptr)
-    r.each_attr("/config", h5::AttrType::String, {}, [&](const std::string& name, const Attr& a) { c.config[name] = a.s; });
-  for (const char* path : {"/rng", "/training", "/config"}) r.no_other_members(path);
+  r.no_other_members("/rng");
+  read_attr_group(r, "/training", h5::AttrType::Int,
+                  [&](const std::string& name, const Attr& a) { c.training[name] = a.i; });
+  read_attr_group(r, "/config", h5::AttrType::String,
+                  [&](const std::string& name, const Attr& a) { c.config[name] = a.s; });
 }
 
 void read_texts(Reader& r, Checkpoint& c) {
