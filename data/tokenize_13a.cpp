@@ -7,11 +7,6 @@
 namespace heed::data {
 namespace {
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
-    s.replace(pos, from.size(), to);
-}
-
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 // mteval's symbol class [{-~[-` -&(-+:-@/]: ASCII punctuation except ' - . ,
@@ -76,14 +71,14 @@ std::vector<std::string> split_whitespace(const std::string& s) {
 
 std::vector<std::string> tokenize_13a(const std::string& text) {
   std::string line = text;
-  replace_all(line, "<skipped>", "");
-  replace_all(line, "-\n", "");
-  replace_all(line, "\n", " ");
+  detail::replace_all(line, "<skipped>", "");
+  detail::replace_all(line, "-\n", "");
+  detail::replace_all(line, "\n", " ");
   if (line.find('&') != std::string::npos) {
-    replace_all(line, "&quot;", "\"");
-    replace_all(line, "&amp;", "&");
-    replace_all(line, "&lt;", "<");
-    replace_all(line, "&gt;", ">");
+    detail::replace_all(line, "&quot;", "\"");
+    detail::replace_all(line, "&amp;", "&");
+    detail::replace_all(line, "&lt;", "<");
+    detail::replace_all(line, "&gt;", ">");
   }
   line = " " + line + " ";
 
