@@ -1,29 +1,19 @@
 #include "optim/ema.h"
 
 #include <algorithm>
-#include <set>
 
-#include "tensor/grad_mode.h"
+#include "optim/optim.h"
 #include "tensor/error.h"
-#include "tensor/shape.h"
+#include "tensor/grad_mode.h"
 
 namespace heed::optim {
 
 ExponentialMovingAverage::ExponentialMovingAverage(const nn::NamedTensors& params, double decay)
     : params_(params), decay_(decay) {
   HEED_CHECK(decay >= 0 && decay < 1, "ExponentialMovingAverage: decay must be in [0, 1), got {}", decay);
-  std::set<std::string> names;
-  std::set<const void*> seen;
+  check_parameter_list("ExponentialMovingAverage", params_);
   NoGradGuard no_grad;
-  for (const auto& [name, p] : params_) {
-    HEED_CHECK(p.defined(), "ExponentialMovingAverage: parameter '{}' is an undefined tensor", name);
-    HEED_CHECK(p.is_floating_point(), "ExponentialMovingAverage: parameter '{}' must be a float dtype, got {} {}", name,
-               shape_str(p.shape()), p.dtype());
-    HEED_CHECK(names.insert(name).second, "ExponentialMovingAverage: two parameters are named '{}'", name);
-    HEED_CHECK(seen.insert(p.impl()).second,
-               "ExponentialMovingAverage: parameter '{}' is given twice (the same tensor under two names)", name);
-    averages_.emplace_back(name, clone(p.detach()));
-  }
+  for (const auto& [name, p] : params_) averages_.emplace_back(name, clone(p.detach()));
 }
 
 double ExponentialMovingAverage::next_decay() const {

@@ -16,6 +16,19 @@ nn::NamedTensors numbered(const TensorList& params) {
   return named;
 }
 
+void check_parameter_list(const std::string& who, const nn::NamedTensors& params) {
+  std::set<std::string> names;
+  std::set<const void*> seen;
+  for (const auto& [name, p] : params) {
+    HEED_CHECK(p.defined(), "{}: parameter '{}' is an undefined tensor", who, name);
+    HEED_CHECK(p.is_floating_point(), "{}: parameter '{}' must be a float dtype (float32, float64 or bfloat16), got {} {}",
+               who, name, shape_str(p.shape()), p.dtype());
+    HEED_CHECK(names.insert(name).second, "{}: two parameters are named '{}'", who, name);
+    HEED_CHECK(seen.insert(p.impl()).second, "{}: parameter '{}' is given twice (the same tensor under two names)", who,
+               name);
+  }
+}
+
 bool is_step_count(double v) { return v >= 0 && v == std::floor(v) && v < 9.0e15; }
 
 namespace {
@@ -30,16 +43,7 @@ void check_lr(const std::string& who, double lr) {
 Optimizer::Optimizer(const nn::NamedTensors& params, double lr, std::string type_name)
     : type_name_(std::move(type_name)), params_(params), lr_(lr), param_steps_(params.size(), 0) {
   check_lr(type_name_, lr);
-  std::set<std::string> names;
-  std::set<const void*> seen;
-  for (const auto& [name, p] : params_) {
-    HEED_CHECK(p.defined(), "{}: parameter '{}' is an undefined tensor", type_name_, name);
-    HEED_CHECK(p.is_floating_point(), "{}: parameter '{}' must be a float dtype (float32, float64 or bfloat16), got {} {}", type_name_, name,
-               shape_str(p.shape()), p.dtype());
-    HEED_CHECK(names.insert(name).second, "{}: two parameters are named '{}'", type_name_, name);
-    HEED_CHECK(seen.insert(p.impl()).second, "{}: parameter '{}' is given twice (the same tensor under two names)",
-               type_name_, name);
-  }
+  check_parameter_list(type_name_, params_);
 }
 
 Optimizer::Optimizer(const TensorList& params, double lr, std::string type_name)

@@ -170,6 +170,11 @@ class AdamW : public Adam {
 // "0", "1", ... for a plain list of tensors.
 nn::NamedTensors numbered(const TensorList& params);
 
+// The parameters an optimizer or an average is given: every tensor defined
+// and of a float dtype, each name and each tensor once. Throws heed::Error
+// naming `who` and the parameter otherwise.
+void check_parameter_list(const std::string& who, const nn::NamedTensors& params);
+
 // Whether a saved count (a step, in a checkpoint's float64 attribute) is one:
 // a whole number >= 0, small enough that the double holds it exactly.
 bool is_step_count(double v);
