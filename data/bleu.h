@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "data/tokenize_13a.h"  // the tokens it counts
+
 namespace heed::data {
 
 struct BleuScore {
@@ -19,10 +21,5 @@ struct BleuScore {
 // references[i]). A zero n-gram precision makes BLEU 0 (sacrebleu's
 // smooth_method='none'; its default 'exp' differs only in that case).
 BleuScore corpus_bleu(const std::vector<std::string>& hypotheses, const std::vector<std::string>& references);
-
-// sacrebleu's "13a" tokenizer (mteval-v13a): unescapes &quot; &amp; &lt; &gt;,
-// splits off punctuation and symbols, splits '.' and ',' unless they sit
-// beside a digit, and '-' after a digit; then splits on whitespace.
-std::vector<std::string> tokenize_13a(const std::string& text);
 
 }  // namespace heed::data

@@ -8,20 +8,37 @@
 #include <unordered_map>
 
 #include "data/random.h"
+#include "data/text_util.h"
 #include "tensor/error.h"
 
 namespace heed::data {
 namespace {
 
-std::ifstream open_text(const std::string& path, const char* fn) {
+// Calls take(line, number) for every line of the text file at `path`, in
+// order: without its '\n' or "\r\n", numbered from 1. Errors name `fn`.
+template <class F>
+void each_line(const std::string& path, const char* fn, F&& take) {
   std::ifstream in(path, std::ios::binary);
   HEED_CHECK(in.good(), "{}: cannot open '{}' (missing file or no permission)", fn, path);
-  return in;
+  std::string line;
+  for (int64_t number = 1; std::getline(in, line); ++number) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    take(line, number);  // may move the line out
+  }
 }
 
-void drop_cr(std::string& line) {
-  if (!line.empty() && line.back() == '\r') line.pop_back();
-}
+// Pairs in order of first appearance, each once.
+class UniquePairs {
+ public:
+  void add(SentencePair& p) {
+    if (seen_.insert({p.src, p.tgt}).second) pairs_.push_back(std::move(p));
+  }
+  std::vector<SentencePair> take() { return std::move(pairs_); }
+
+ private:
+  std::vector<SentencePair> pairs_;
+  std::set<std::pair<std::string, std::string>> seen_;
+};
 
 std::vector<std::string> split_on(const std::string& s, const std::string& sep) {
   std::vector<std::string> parts;
@@ -90,11 +107,6 @@ bool ends_sentence(const std::string& s) {
   return !s.empty() && (s.back() == '.' || s.back() == '!' || s.back() == '?');
 }
 
-void replace_all(std::string& s, const std::string& from, const std::string& to) {
-  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
-    s.replace(pos, from.size(), to);
-}
-
 // One entry line's alternatives ("German :: English", split on " | " and
 // paired by position; a line whose sides have different counts gives
 // nothing), sorted into the sentences read_ding_pairs keeps and the words and
@@ -117,8 +129,8 @@ DingLine parse_ding_line(const std::string& line, const DingOptions& options) {
   };
   auto normalise = [&](SentencePair& p) {
     if (options.plain_apostrophes) {
-      replace_all(p.src, "\xE2\x80\x99", "'");
-      replace_all(p.tgt, "\xE2\x80\x99", "'");
+      detail::replace_all(p.src, "\xE2\x80\x99", "'");
+      detail::replace_all(p.tgt, "\xE2\x80\x99", "'");
     }
   };
   for (size_t i = 0; i < de.size(); ++i) {
@@ -153,16 +165,11 @@ void check_ding_options(const DingOptions& options, const char* fn) {
 
 std::vector<SentencePair> read_ding_pairs(const std::string& path, const DingOptions& options) {
   check_ding_options(options, "read_ding_pairs");
-  std::ifstream in = open_text(path, "read_ding_pairs");
-  std::vector<SentencePair> pairs;
-  std::set<std::pair<std::string, std::string>> seen;
-  std::string line;
-  while (std::getline(in, line)) {
-    drop_cr(line);
-    for (SentencePair& p : parse_ding_line(line, options).sentences)
-      if (seen.insert({p.src, p.tgt}).second) pairs.push_back(std::move(p));
-  }
-  return pairs;
+  UniquePairs pairs;
+  each_line(path, "read_ding_pairs", [&](const std::string& line, int64_t) {
+    for (SentencePair& p : parse_ding_line(line, options).sentences) pairs.add(p);
+  });
+  return pairs.take();
 }
 
 std::vector<SentencePair> read_ding_phrases(const std::string& path, const std::vector<SentencePair>& held_out,
@@ -170,51 +177,35 @@ std::vector<SentencePair> read_ding_phrases(const std::string& path, const std::
   check_ding_options(options, "read_ding_phrases");
   std::set<std::string> held_src, held_tgt;
   for (const auto& p : held_out) held_src.insert(p.src), held_tgt.insert(p.tgt);
-  std::ifstream in = open_text(path, "read_ding_phrases");
-  std::vector<SentencePair> phrases;
-  std::set<std::pair<std::string, std::string>> seen;
-  std::string line;
-  while (std::getline(in, line)) {
-    drop_cr(line);
+  auto held = [&](const SentencePair& p) { return held_src.count(p.src) || held_tgt.count(p.tgt); };
+  UniquePairs phrases;
+  each_line(path, "read_ding_phrases", [&](const std::string& line, int64_t) {
     DingLine entry = parse_ding_line(line, options);
     // A held-out sentence's line is skipped whole: its headword and
     // sibling examples would teach the test sentence's words in its context.
-    const bool holds_held_out = std::any_of(entry.sentences.begin(), entry.sentences.end(), [&](const SentencePair& p) {
-      return held_src.count(p.src) || held_tgt.count(p.tgt);
-    });
-    if (holds_held_out) continue;
-    for (SentencePair& p : entry.phrases) {
-      if (held_src.count(p.src) || held_tgt.count(p.tgt)) continue;
-      if (seen.insert({p.src, p.tgt}).second) phrases.push_back(std::move(p));
-    }
-  }
-  return phrases;
+    if (std::any_of(entry.sentences.begin(), entry.sentences.end(), held)) return;
+    for (SentencePair& p : entry.phrases)
+      if (!held(p)) phrases.add(p);
+  });
+  return phrases.take();
 }
 
 std::vector<SentencePair> read_tsv_pairs(const std::string& path) {
-  std::ifstream in = open_text(path, "read_tsv_pairs");
   std::vector<SentencePair> pairs;
-  std::string line;
-  for (int64_t number = 1; std::getline(in, line); ++number) {
-    drop_cr(line);
-    if (line.empty()) continue;
+  each_line(path, "read_tsv_pairs", [&](const std::string& line, int64_t number) {
+    if (line.empty()) return;
     size_t tab = line.find('\t');
     HEED_CHECK(tab != std::string::npos, "read_tsv_pairs: {} line {}: no tab between source and target", path, number);
     HEED_CHECK(line.find('\t', tab + 1) == std::string::npos,
                "read_tsv_pairs: {} line {}: more than one tab (expected 'src<TAB>tgt')", path, number);
     pairs.push_back({line.substr(0, tab), line.substr(tab + 1)});
-  }
+  });
   return pairs;
 }
 
 std::vector<std::string> read_lines(const std::string& path) {
-  std::ifstream in = open_text(path, "read_lines");
   std::vector<std::string> lines;
-  std::string line;
-  while (std::getline(in, line)) {
-    drop_cr(line);
-    lines.push_back(std::move(line));
-  }
+  each_line(path, "read_lines", [&](std::string& line, int64_t) { lines.push_back(std::move(line)); });
   return lines;
 }
 

@@ -75,6 +75,11 @@ std::string display_piece(const std::string& bytes) {
   return out;
 }
 
+void replace_all(std::string& s, const std::string& from, const std::string& to) {
+  for (size_t pos = s.find(from); pos != std::string::npos; pos = s.find(from, pos + to.size()))
+    s.replace(pos, from.size(), to);
+}
+
 std::vector<std::string> split_lines(const std::string& blob) {
   std::vector<std::string> lines;
   size_t start = 0;

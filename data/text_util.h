@@ -21,6 +21,10 @@ std::string unescape_line(const std::string& s, const std::string& where);
 // that are not valid UTF-8 as <0xNN>.
 std::string display_piece(const std::string& bytes);
 
+// Replaces every `from` in s by `to`, left to right (text put in is not
+// searched again).
+void replace_all(std::string& s, const std::string& from, const std::string& to);
+
 // Blob lines (split on '\n'; a final newline does not add an empty line).
 std::vector<std::string> split_lines(const std::string& blob);
 // Parses "<name> <count>" (e.g. "tokens 61"); throws naming `where`.

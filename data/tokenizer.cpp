@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <map>
 
-#include "data/bleu.h"
+#include "data/tokenize_13a.h"
 #include "data/text_util.h"
 #include "data/vocab_tokenizer.h"
 #include "tensor/error.h"

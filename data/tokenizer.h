@@ -38,7 +38,7 @@ std::unique_ptr<Tokenizer> deserialize_tokenizer(const std::string& kind, const 
 // Character level: every UTF-8 code point in `texts` (a byte that is not valid
 // UTF-8 counts as a unit of its own); ids sorted by code point after the specials.
 std::unique_ptr<Tokenizer> train_char_tokenizer(const std::vector<std::string>& texts);
-// Word level: tokenize_13a (data/bleu.h) tokens with count >= min_count, the
+// Word level: tokenize_13a (data/tokenize_13a.h) tokens with count >= min_count, the
 // max_vocab - 4 most frequent when max_vocab > 0 (ties by first appearance).
 // decode joins tokens with single spaces ("Hello , world !").
 std::unique_ptr<Tokenizer> train_word_tokenizer(const std::vector<std::string>& texts, int64_t min_count = 2,

@@ -324,11 +324,13 @@ Image read_image(const h5::File& f, std::vector<std::string>& problems) {
   return image;
 }
 
-// Turns a checked image into a Checkpoint, adding every mismatch with the
-// layout to `problems`.
+// Reads a checkpoint's layout out of an image, adding every mismatch to
+// `problems`: the building blocks of the from_image steps below.
 class Reader {
  public:
   Reader(const Image& image, std::vector<std::string>& problems) : image_(image), problems_(problems) {}
+
+  const Image& image() const { return image_; }
 
   const Object* group(const std::string& path) {
     auto it = image_.find(path);
@@ -389,9 +391,39 @@ class Reader {
     return true;
   }
 
+  // The group `path`'s checked datasets (members but `except`), appended to out.
+  void tensors_in(const std::string& path, nn::NamedTensors& out, const std::set<std::string>& except = {}) {
+    if (group(path) == nullptr) return;
+    for (const auto& [name, obj] : members(path, except))
+      if (checked_data(path + "/" + name, *obj)) out.emplace_back(name, obj->data);
+  }
+
+  // Every attribute of `path` but `known` is a problem (one not of `type` is
+  // reported as of the wrong type).
+  void no_other_attrs(const std::string& path, h5::AttrType type, const std::set<std::string>& known) {
+    each_attr(path, type, known,
+              [&](const std::string& name, const Attr&) { problem("unexpected attribute {}@{}", path, name); });
+  }
+  // Any attribute of `path` is a problem.
+  void no_attrs(const std::string& path) {
+    auto it = image_.find(path);
+    if (it != image_.end())
+      for (const auto& [name, a] : it->second.attrs) problem("unexpected attribute {}@{}", path, name);
+  }
+  // Every member of `path` but `known` is a problem.
+  void no_other_members(const std::string& path, const std::set<std::string>& known = {}) {
+    for (const auto& [name, obj] : members(path, known))
+      problem("unexpected object '{}{}'", path == "/" ? "/" : path + "/", name);
+  }
+
   template <class... Args>
   void problem(const char* format, const Args&... args) {
     problems_.push_back(fmt::format(format, args...));
+  }
+  // Forgets what was found so far: a foreign file or another version is only that.
+  void only(std::string what) {
+    problems_.clear();
+    problems_.push_back(std::move(what));
   }
 
   static const char* type_word(h5::AttrType t) {
@@ -408,85 +440,90 @@ class Reader {
   std::vector<std::string>& problems_;
 };
 
-Checkpoint from_image(const Image& image, std::vector<std::string>& problems) {
-  Checkpoint c;
-  Reader r(image, problems);
-  // What the file is comes first: a foreign file or another version is only that.
+// ---- from_image, one part of the layout at a time ----------------------------------
+
+// What the file is: a heed checkpoint of this format version, whose content
+// checksum holds, with nothing at its root that the layout does not name.
+// False when it is not a checkpoint this heed reads: then nothing else is read.
+bool read_root(Reader& r) {
   const Attr* format = r.attr("/", "format", h5::AttrType::String);
   if (format == nullptr || format->s != kFormat) {
-    problems.clear();
-    problems.push_back(format == nullptr ? "not a heed checkpoint (no root attribute 'format')"
-                                         : fmt::format("not a heed checkpoint (root attribute format = '{}')", format->s));
-    return c;
+    r.only(format == nullptr ? "not a heed checkpoint (no root attribute 'format')"
+                             : fmt::format("not a heed checkpoint (root attribute format = '{}')", format->s));
+    return false;
   }
   const Attr* version = r.attr("/", "format_version", h5::AttrType::Int);
-  if (version == nullptr) return c;
+  if (version == nullptr) return false;
   if (version->i != kCheckpointFormatVersion) {
-    problems.clear();
-    r.problem("format_version {} is not supported (this heed reads version {})", version->i, kCheckpointFormatVersion);
-    return c;
+    r.only(fmt::format("format_version {} is not supported (this heed reads version {})", version->i,
+                       kCheckpointFormatVersion));
+    return false;
   }
   r.attr("/", "created_by", h5::AttrType::String);
   if (const Attr* sum = r.attr("/", kContentChecksum, h5::AttrType::Int)) {
-    uint64_t want = as_uint64(sum->i), got = content_checksum(image);
+    uint64_t want = as_uint64(sum->i), got = content_checksum(r.image());
     if (want != got)
       r.problem("content checksum mismatch: the groups, names and attributes hash to {:016x}, the file says {:016x} "
                 "(the file is corrupt or was changed by another program)",
                 got, want);
   }
   const std::set<std::string> root_attrs{"format", "format_version", "created_by", kContentChecksum};
-  const std::set<std::string> root_members{"model",  "optimizer", "scheduler", "rng",     "training",
-                                          "config", "texts",     "history",   "averages"};
-  for (const auto& [name, a] : image.at("/").attrs)
+  for (const auto& [name, a] : r.image().at("/").attrs)
     if (!root_attrs.count(name)) r.problem("unexpected root attribute '{}'", name);
-  for (const auto& [name, obj] : r.members("/"))
-    if (!root_members.count(name)) r.problem("unexpected object '/{}'", name);
+  r.no_other_members("/", {"model", "optimizer", "scheduler", "rng", "training", "config", "texts", "history", "averages"});
+  return true;
+}
 
-  auto tensors_in = [&](const std::string& path, nn::NamedTensors& out, const std::set<std::string>& except) {
-    if (r.group(path) == nullptr) return;
-    for (const auto& [name, obj] : r.members(path, except))
-      if (r.checked_data(path + "/" + name, *obj)) out.emplace_back(name, obj->data);
-  };
-  auto no_attrs = [&](const std::string& path) {
-    auto it = image.find(path);
-    if (it != image.end())
-      for (const auto& [name, a] : it->second.attrs) r.problem("unexpected attribute {}@{}", path, name);
-  };
+// The "type" string of the optimizer's or the schedule's group (no other attribute).
+std::string read_type(Reader& r, const std::string& path) {
+  const Attr* type = r.attr(path, "type", h5::AttrType::String);
+  r.no_other_attrs(path, h5::AttrType::String, {"type"});
+  return type != nullptr ? type->s : std::string();
+}
 
-  tensors_in("/model", c.model, {});
-  no_attrs("/model");
+// A group of attributes of one type and nothing else (the optimizer's
+// scalars, the schedule's state, the loop's counters, the configuration):
+// take(name, attr) for each.
+template <class F>
+void read_attr_group(Reader& r, const std::string& path, h5::AttrType type, F&& take) {
+  if (r.group(path) != nullptr) r.each_attr(path, type, {}, take);
+  r.no_other_members(path);
+}
 
-  tensors_in("/optimizer", c.optimizer_tensors, {"scalars"});
-  if (const Attr* type = r.attr("/optimizer", "type", h5::AttrType::String)) c.optimizer_type = type->s;
-  r.each_attr("/optimizer", h5::AttrType::String, {"type"},
-              [&](const std::string& name, const Attr&) { r.problem("unexpected attribute /optimizer@{}", name); });
-  if (r.group("/optimizer/scalars") != nullptr)
-    r.each_attr("/optimizer/scalars", h5::AttrType::Float, {},
-                [&](const std::string& name, const Attr& a) { c.optimizer_scalars[name] = a.f; });
+void read_optimizer(Reader& r, Checkpoint& c) {
+  r.tensors_in("/optimizer", c.optimizer_tensors, {"scalars"});
+  c.optimizer_type = read_type(r, "/optimizer");
+  read_attr_group(r, "/optimizer/scalars", h5::AttrType::Float,
+                  [&](const std::string& name, const Attr& a) { c.optimizer_scalars[name] = a.f; });
+}
 
+void read_scheduler(Reader& r, Checkpoint& c) {
   if (r.group("/scheduler") != nullptr) {
-    if (const Attr* type = r.attr("/scheduler", "type", h5::AttrType::String)) c.scheduler_type = type->s;
-    for (const auto& [name, obj] : r.members("/scheduler", {"state"})) r.problem("unexpected object '/scheduler/{}'", name);
-    r.each_attr("/scheduler", h5::AttrType::String, {"type"},
-                [&](const std::string& name, const Attr&) { r.problem("unexpected attribute /scheduler@{}", name); });
+    c.scheduler_type = read_type(r, "/scheduler");
+    r.no_other_members("/scheduler", {"state"});
   }
-  if (r.group("/scheduler/state") != nullptr)
-    r.each_attr("/scheduler/state", h5::AttrType::Float, {},
-                [&](const std::string& name, const Attr& a) { c.scheduler_state[name] = a.f; });
+  read_attr_group(r, "/scheduler/state", h5::AttrType::Float,
+                  [&](const std::string& name, const Attr& a) { c.scheduler_state[name] = a.f; });
+}
 
+// The generator's state, the loop's counters and the configuration: groups of
+// attributes only.
+void read_run(Reader& r, Checkpoint& c) {
   if (r.group("/rng") != nullptr) {
     if (const Attr* seed = r.attr("/rng", "seed", h5::AttrType::Int)) c.rng_seed = as_uint64(seed->i);
     if (const Attr* offset = r.attr("/rng", "offset", h5::AttrType::Int)) c.rng_offset = as_uint64(offset->i);
-    r.each_attr("/rng", h5::AttrType::Int, {"seed", "offset"},
-                [&](const std::string& name, const Attr&) { r.problem("unexpected attribute /rng@{}", name); });
+    r.no_other_attrs("/rng", h5::AttrType::Int, {"seed", "offset"});
   }
-  if (r.group("/training") != nullptr)
-    r.each_attr("/training", h5::AttrType::Int, {}, [&](const std::string& name, const Attr& a) { c.training[name] = a.i; });
-  if (r.group("/config") != nullptr)
-    r.each_attr("/config", h5::AttrType::String, {}, [&](const std::string& name, const Attr& a) { c.config[name] = a.s; });
+  r.no_other_members("/rng");
+  read_attr_group(r, "/training", h5::AttrType::Int,
+                  [&](const std::string& name, const Attr& a) { c.training[name] = a.i; });
+  read_attr_group(r, "/config", h5::AttrType::String,
+                  [&](const std::string& name, const Attr& a) { c.config[name] = a.s; });
+}
 
+void read_texts(Reader& r, Checkpoint& c) {
   nn::NamedTensors texts;
-  tensors_in("/texts", texts, {});
+  r.tensors_in("/texts", texts);
   for (const auto& [key, t] : texts) {
     if (t.dtype() != DType::UInt8 || t.dim() != 1) {
       r.problem("text '/texts/{}' is {} {}, expected uint8 [n]", key, t.dtype(), shape_str(t.shape()));
@@ -495,22 +532,22 @@ Checkpoint from_image(const Image& image, std::vector<std::string>& problems) {
     const auto* p = static_cast<const char*>(t.raw_data());
     c.texts[key] = std::string(p, p + t.numel());
   }
-  if (image.count("/averages") && r.group("/averages") != nullptr) {  // optional
-    tensors_in("/averages", c.averages, {});
-    if (const Attr* updates = r.attr("/averages", "updates", h5::AttrType::Int)) {
-      c.average_updates = updates->i;
-      if (updates->i < 0) r.problem("/averages@updates is {}, a negative count", updates->i);
-    }
-    r.each_attr("/averages", h5::AttrType::Int, {"updates"},
-                [&](const std::string& name, const Attr&) { r.problem("unexpected attribute /averages@{}", name); });
-  }
-  // Groups that only hold datasets or only attributes hold nothing else.
-  for (const char* path : {"/optimizer/scalars", "/scheduler/state", "/rng", "/training", "/config"})
-    for (const auto& [name, obj] : r.members(path)) r.problem("unexpected object '{}/{}'", path, name);
-  no_attrs("/texts");
+  r.no_attrs("/texts");
+}
 
-  auto history = image.find("/history");
-  if (history == image.end()) {
+void read_averages(Reader& r, Checkpoint& c) {
+  if (!r.image().count("/averages") || r.group("/averages") == nullptr) return;  // optional
+  r.tensors_in("/averages", c.averages);
+  if (const Attr* updates = r.attr("/averages", "updates", h5::AttrType::Int)) {
+    c.average_updates = updates->i;
+    if (updates->i < 0) r.problem("/averages@updates is {}, a negative count", updates->i);
+  }
+  r.no_other_attrs("/averages", h5::AttrType::Int, {"updates"});
+}
+
+void read_history(Reader& r, Checkpoint& c) {
+  auto history = r.image().find("/history");
+  if (history == r.image().end()) {
     r.problem("missing dataset '/history'");
   } else if (r.checked_data("/history", history->second)) {
     const Tensor& h = history->second.data;
@@ -519,6 +556,22 @@ Checkpoint from_image(const Image& image, std::vector<std::string>& problems) {
     else
       c.history = h.to_vector<double>();
   }
+}
+
+// Turns a read image into a Checkpoint, adding every mismatch with the layout
+// (docs/checkpoints.md) to `problems`.
+Checkpoint from_image(const Image& image, std::vector<std::string>& problems) {
+  Checkpoint c;
+  Reader r(image, problems);
+  if (!read_root(r)) return c;
+  r.tensors_in("/model", c.model);
+  r.no_attrs("/model");
+  read_optimizer(r, c);
+  read_scheduler(r, c);
+  read_run(r, c);
+  read_texts(r, c);
+  read_averages(r, c);
+  read_history(r, c);
   return c;
 }
 

@@ -35,7 +35,7 @@ struct Checkpoint {
   std::string optimizer_type;                       // Optimizer::type_name(), "" when none
   nn::NamedTensors optimizer_tensors;               // Optimizer::state()
   std::map<std::string, double> optimizer_scalars;  // Optimizer::scalars()
-  std::string scheduler_type;                       // scheduler_type_name(), "" when none
+  std::string scheduler_type;                       // LRScheduler::type_name(), "" when none
   std::map<std::string, double> scheduler_state;    // LRScheduler::state()
   uint64_t rng_seed = 0, rng_offset = 0;            // a Generator's state
   std::map<std::string, int64_t> training;          // step, epoch, data position, ... (free-form)
@@ -77,10 +77,6 @@ void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt = 
 // averaged parameters (a run with an ExponentialMovingAverage), those in
 // place of the trained ones. Returns whether it used averages.
 bool restore_for_evaluation(const Checkpoint& ckpt, nn::Module& model);
-
-// The name a checkpoint records for a schedule: "NoamSchedule",
-// "WarmupCosineSchedule", "ConstantSchedule", or the C++ type of another one.
-std::string scheduler_type_name(const optim::LRScheduler& sched);
 
 // 64-bit FNV-1a over `size` bytes, continuing from `hash` (the checksum the
 // file stores for every dataset and for its whole content).

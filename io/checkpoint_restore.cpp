@@ -1,32 +1,15 @@
 // capture() and restore(): between live training objects and a Checkpoint
 // (io/checkpoint.h). restore checks everything first and then changes
 // everything, so a checkpoint that does not fit leaves the run as it was.
-#include <cxxabi.h>
-
-#include <cmath>
-#include <cstdlib>
-#include <functional>
 #include <map>
-#include <memory>
-#include <set>
-#include <typeinfo>
+#include <string>
+#include <vector>
 
 #include "tensor/grad_mode.h"
 #include "io/checkpoint.h"
 #include "tensor/ops.h"
 
 namespace heed::io {
-
-std::string scheduler_type_name(const optim::LRScheduler& sched) {
-  if (dynamic_cast<const optim::NoamSchedule*>(&sched)) return "NoamSchedule";
-  if (dynamic_cast<const optim::WarmupCosineSchedule*>(&sched)) return "WarmupCosineSchedule";
-  if (dynamic_cast<const optim::ConstantSchedule*>(&sched)) return "ConstantSchedule";
-  // Another schedule: its C++ type, readable ("my::Schedule", not "N2my8ScheduleE").
-  const char* mangled = typeid(sched).name();
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
-  return status == 0 && readable ? std::string(readable.get()) : std::string(mangled);
-}
 
 namespace {
 // A CPU copy that later in-place updates of `t` do not reach.
@@ -39,43 +22,20 @@ nn::NamedTensors snapshots(const nn::NamedTensors& tensors) {
   return out;
 }
 
-nn::NamedTensors module_state(const nn::Module& model) {
-  nn::NamedTensors all = model.named_parameters();
-  for (const auto& entry : model.named_buffers()) all.push_back(entry);
-  return all;
-}
-
-// Keys of `saved` against `live`, and the values `valid` accepts.
-void compare_scalars(const char* what, const std::map<std::string, double>& live,
-                     const std::map<std::string, double>& saved,
-                     const std::function<bool(const std::string&, double)>& valid, std::vector<std::string>& problems) {
-  for (const auto& [key, v] : live) {
-    auto it = saved.find(key);
-    if (it == saved.end())
-      problems.push_back(fmt::format("{}: missing scalar '{}'", what, key));
-    else if (!valid(key, it->second))
-      problems.push_back(fmt::format("{}: scalar '{}' = {} is not valid", what, key, it->second));
-  }
-  for (const auto& [key, v] : saved)
-    if (!live.count(key)) problems.push_back(fmt::format("{}: unexpected scalar '{}'", what, key));
-}
-
-// The rules Optimizer::load_state and LRScheduler::load_state apply.
-bool whole_count(double v) { return v >= 0 && v == std::floor(v) && v < 9.0e15; }
 }  // namespace
 
 Checkpoint capture(const nn::Module& model, const optim::Optimizer* opt, const optim::LRScheduler* sched,
                    const Generator* gen, const optim::ExponentialMovingAverage* ema) {
   NoGradGuard no_grad;
   Checkpoint c;
-  c.model = snapshots(module_state(model));
+  c.model = snapshots(nn::module_state(model));
   if (opt != nullptr) {
     c.optimizer_type = opt->type_name();
     c.optimizer_tensors = snapshots(opt->state());
     c.optimizer_scalars = opt->scalars();
   }
   if (sched != nullptr) {
-    c.scheduler_type = scheduler_type_name(*sched);
+    c.scheduler_type = sched->type_name();
     c.scheduler_state = sched->state();
   }
   if (gen != nullptr) {
@@ -91,32 +51,27 @@ Checkpoint capture(const nn::Module& model, const optim::Optimizer* opt, const o
 
 void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt, optim::LRScheduler* sched,
              Generator* gen, optim::ExponentialMovingAverage* ema) {
+  // First every check, each by the part that owns it; the checkpoint's own
+  // record of what it holds (types, whether a part is there) is checked here.
   std::vector<std::string> problems;
-  nn::compare_named_tensors("model", module_state(model), ckpt.model, problems);
+  nn::compare_named_tensors("model", nn::module_state(model), ckpt.model, problems);
   if (opt != nullptr) {
-    if (ckpt.optimizer_type.empty()) {
+    if (ckpt.optimizer_type.empty())
       problems.push_back(fmt::format("optimizer: the checkpoint has no optimizer state (this one is {})", opt->type_name()));
-    } else if (ckpt.optimizer_type != opt->type_name()) {
+    else if (ckpt.optimizer_type != opt->type_name())
       problems.push_back(fmt::format("optimizer: the checkpoint's is {}, this one is {}", ckpt.optimizer_type,
                                      opt->type_name()));
-    } else {
-      nn::compare_named_tensors("optimizer", opt->state(), ckpt.optimizer_tensors, problems);
-      compare_scalars("optimizer", opt->scalars(), ckpt.optimizer_scalars,
-                      [](const std::string& key, double v) {
-                        return key == "lr" ? std::isfinite(v) && v >= 0 : whole_count(v);
-                      },
-                      problems);
-    }
+    else
+      opt->check_state(ckpt.optimizer_tensors, ckpt.optimizer_scalars, problems);
   }
   if (sched != nullptr) {
-    const std::string type = scheduler_type_name(*sched);
+    const std::string type = sched->type_name();
     if (ckpt.scheduler_type.empty()) {
       problems.push_back(fmt::format("scheduler: the checkpoint has no scheduler state (this one is {})", type));
     } else if (ckpt.scheduler_type != type) {
       problems.push_back(fmt::format("scheduler: the checkpoint's is {}, this one is {}", ckpt.scheduler_type, type));
     } else {
-      compare_scalars("scheduler", sched->state(), ckpt.scheduler_state,
-                      [](const std::string&, double v) { return whole_count(v); }, problems);
+      sched->check_state(ckpt.scheduler_state, problems);
       // A schedule sets the lr of its optimizer's next step; the two must agree.
       auto last = ckpt.scheduler_state.find("last_step");
       auto step = ckpt.optimizer_scalars.find("step");
@@ -129,20 +84,16 @@ void restore(const Checkpoint& ckpt, nn::Module& model, optim::Optimizer* opt, o
     if (ckpt.averages.empty())
       problems.push_back("averages: the checkpoint has no averaged parameters (this run keeps an exponential moving average)");
     else
-      nn::compare_named_tensors("averages", ema->averages(), ckpt.averages, problems);
+      ema->check_state(ckpt.averages, ckpt.average_updates, problems);
   }
-  if (!problems.empty()) {
-    std::string list;
-    for (const std::string& p : problems) list += "\n  - " + p;
-    HEED_FAIL("restore: the checkpoint does not fit this {} ({} problem{}); nothing was changed:{}", model.type_name(),
-              problems.size(), problems.size() == 1 ? "" : "s", list);
-  }
-  // Everything fits: the loads below check again, and pass.
-  if (opt != nullptr) opt->load_state(ckpt.optimizer_tensors, ckpt.optimizer_scalars);
-  if (sched != nullptr) sched->load_state(ckpt.scheduler_state);
-  nn::load_state(model, ckpt.model);
+  HEED_CHECK(problems.empty(), "restore: the checkpoint does not fit this {} ({}); nothing was changed:{}",
+             model.type_name(), nn::count_problems(problems), nn::list_problems(problems));
+  // Then every load, none of which checks again.
+  if (opt != nullptr) opt->load_checked_state(ckpt.optimizer_tensors, ckpt.optimizer_scalars);
+  if (sched != nullptr) sched->load_checked_state(ckpt.scheduler_state);
+  nn::load_checked_state(model, ckpt.model);
   if (gen != nullptr) gen->set_state(ckpt.rng_seed, ckpt.rng_offset);
-  if (ema != nullptr) ema->load_state(ckpt.averages, ckpt.average_updates);
+  if (ema != nullptr) ema->load_checked_state(ckpt.averages, ckpt.average_updates);
 }
 
 bool restore_for_evaluation(const Checkpoint& ckpt, nn::Module& model) {
@@ -159,12 +110,8 @@ bool restore_for_evaluation(const Checkpoint& ckpt, nn::Module& model) {
       problems.push_back(fmt::format("averages: '{}' is {} in the checkpoint, {} here", name, shape_str(avg.shape()),
                                      shape_str(it->second.shape())));
   }
-  if (!problems.empty()) {
-    std::string list;
-    for (const std::string& p : problems) list += "\n  - " + p;
-    HEED_FAIL("restore_for_evaluation: the checkpoint's averages do not fit this {}; nothing was changed:{}",
-              model.type_name(), list);
-  }
+  HEED_CHECK(problems.empty(), "restore_for_evaluation: the checkpoint's averages do not fit this {}; nothing was changed:{}",
+             model.type_name(), nn::list_problems(problems));
   restore(ckpt, model);
   if (ckpt.averages.empty()) return false;
   NoGradGuard no_grad;

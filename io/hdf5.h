@@ -1,15 +1,17 @@
 #pragma once
 // A small HDF5 file wrapper: tensors as datasets, scalars as attributes.
-// It reads the PyTorch reference files (tests/reference) and will hold
-// checkpoints, so it reads what h5py writes and h5py reads what it writes.
+// It reads the PyTorch reference files (tests/reference) and holds heed's
+// checkpoints (io/checkpoint.h), so it reads what h5py writes and h5py reads
+// what it writes.
 //
 // - Paths name objects from the root: "inputs/x" and "/inputs/x" are the
 //   same. Only '/' separates groups: "params/encoder.norm.weight" is the
 //   dataset "encoder.norm.weight" in the group "params".
-// - Dtypes: float32, float64, int64, uint8 and bool (stored as h5py does, an
-//   int8 enum FALSE=0 / TRUE=1). A rank-0 tensor is a scalar dataspace.
-// - Attributes are scalars: int64, float64 or a string (written as h5py does,
-//   variable-length UTF-8; fixed-length strings are read too).
+// - Dtypes: float32, float64, bfloat16 (a 16-bit HDF5 float, which h5py
+//   reads as float32, exactly), int64, uint8 and bool (stored as h5py does,
+//   an int8 enum FALSE=0 / TRUE=1). A rank-0 tensor is a scalar dataspace.
+// - Attributes are scalars: int64, float64 or a string (UTF-8, variable-length
+//   as h5py writes it or fixed-length, StringLayout below; both are read).
 // - Every failure throws heed::Error naming the file, the object and what went
 //   wrong; HDF5's own error printing is switched off.
 // - Corrupt files: heed writes the 1.8 format, whose metadata is checksummed,

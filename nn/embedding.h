@@ -25,7 +25,7 @@ class Embedding : public Module {
   const EmbeddingOptions& options() const { return options_; }
 
  private:
-  EmbeddingOptions options_;
+  EmbeddingOptions options_;  // before weight: initialised first, so checked before weight is drawn
 
  public:
   Tensor& weight;

@@ -107,110 +107,172 @@ std::vector<std::vector<int64_t>> greedy_decode(Seq2SeqTransformer& model, const
   return out;
 }
 
+// ---- beam search -----------------------------------------------------------------
+//
+// Every sentence keeps its own beam. The alive hypotheses of all sentences are
+// the rows of one decoder batch, grouped by sentence in order (row_sentence[r]
+// is row r's sentence), so the batch only shares the decoder passes: each
+// sentence's search is the one-sentence beam search.
+
+namespace {
+
+struct Hypothesis {
+  std::vector<int64_t> tokens;
+  double logp = 0;
+};
+
+struct SentenceBeam {
+  std::vector<Hypothesis> alive{Hypothesis{}};
+  std::vector<std::pair<double, std::vector<int64_t>>> finished;  // (normalised score, tokens)
+};
+
+// GNMT length normalisation (BeamOptions::length_penalty).
+double normalised(const BeamOptions& beam, double logp, size_t len) {
+  return beam.length_penalty > 0 ? logp / std::pow((5.0 + static_cast<double>(len)) / 6.0, beam.length_penalty)
+                                 : logp;
+}
+
+// The token each row feeds the decoder: its hypothesis's last (BOS at first).
+std::vector<int64_t> last_tokens(const std::vector<SentenceBeam>& beams, const std::vector<int64_t>& row_sentence,
+                                 int64_t bos_id) {
+  std::vector<int64_t> last;
+  last.reserve(row_sentence.size());
+  for (size_t r = 0; r < row_sentence.size();) {
+    const auto& alive = beams[row_sentence[r]].alive;
+    for (const Hypothesis& h : alive) last.push_back(h.tokens.empty() ? bos_id : h.tokens.back());
+    r += alive.size();
+  }
+  return last;
+}
+
+// The decoder side of the search: the encoded sources, the cache, one pass per
+// step over the alive rows.
+class BeamDecoder {
+ public:
+  BeamDecoder(Seq2SeqTransformer& model, const Tensor& src, const Tensor& src_pad, const DecodeOptions& o)
+      : model_(model), src_pad_(src_pad), device_(src.device()), options_(o), memory_(model.encode(src, src_pad)) {}
+
+  // log p of each row's next token after `last`, float64 on the CPU,
+  // row-major [R, V] (V is vocab() from then on).
+  std::vector<double> log_probs(const std::vector<int64_t>& row_sentence, const std::vector<int64_t>& last) {
+    const auto R = static_cast<int64_t>(row_sentence.size());
+    Tensor rows = from_vector<int64_t>(row_sentence, {R}, device_);
+    Tensor pad = src_pad_.defined() ? index_select(src_pad_, 0, rows) : Tensor();
+    // After the first step the memory's keys and values are in the cache
+    // (reordered with the rows), so the memory itself is not read again.
+    Tensor logits = model_.decode(from_vector<int64_t>(last, {R, 1}, device_), memory_, pad, {}, &cache_).select(1, 0);
+    Tensor logp = log_softmax(without_banned(logits, options_.banned_ids, banned_mask_).to(DType::Float64), -1).to(kCPU);
+    vocab_ = logp.size(1);
+    return logp.to_vector<double>();
+  }
+  int64_t vocab() const { return vocab_; }
+
+  // The next step's row r continues this step's row parents[r].
+  void reorder_rows(const std::vector<int64_t>& parents) {
+    reorder(cache_, from_vector<int64_t>(parents, {}, device_));
+  }
+
+ private:
+  Seq2SeqTransformer& model_;
+  Tensor src_pad_;
+  Device device_;
+  const DecodeOptions& options_;
+  Tensor memory_;
+  DecoderCache cache_;
+  Tensor banned_mask_;
+  int64_t vocab_ = 0;
+};
+
+// Extends one sentence's beam by a step from `scores` (its n alive rows' log p,
+// [n, V]). Continuations that end (EOS, or any at the last step) join the
+// finished ones; the best K others become the alive ones, and `parents` gets
+// the batch row each continues (first_row + its parent). Returns whether the
+// search goes on: false once K have finished or, without length
+// normalisation, when no alive one can beat the best finished one (the beam
+// is then left as it was, for the fallback of best_tokens).
+bool extend(SentenceBeam& beam, std::vector<double> scores, int64_t V, bool last_step, int64_t first_row,
+            const BeamOptions& options, int64_t eos_id, std::vector<int64_t>& parents) {
+  const int64_t K = options.beam_size;
+  const auto n = static_cast<int64_t>(beam.alive.size());
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t v = 0; v < V; ++v) scores[i * V + v] += beam.alive[i].logp;
+  // The best 2K continuations: enough for K alive ones even if K of them end.
+  std::vector<int64_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  const auto keep = std::min<int64_t>(2 * K, static_cast<int64_t>(order.size()));
+  std::partial_sort(order.begin(), order.begin() + keep, order.end(),
+                    [&](int64_t x, int64_t y) { return scores[x] > scores[y] || (scores[x] == scores[y] && x < y); });
+  std::vector<Hypothesis> next;
+  std::vector<int64_t> next_parents;
+  for (int64_t c = 0; c < keep && static_cast<int64_t>(next.size()) < K; ++c) {
+    const int64_t parent = order[c] / V, token = order[c] % V;
+    Hypothesis h{beam.alive[parent].tokens, scores[order[c]]};
+    if (token == eos_id || last_step) {
+      if (token != eos_id) h.tokens.push_back(token);
+      beam.finished.emplace_back(normalised(options, h.logp, h.tokens.size() + 1), h.tokens);
+      continue;
+    }
+    h.tokens.push_back(token);
+    next.push_back(std::move(h));
+    next_parents.push_back(first_row + parent);
+  }
+  bool stop = static_cast<int64_t>(beam.finished.size()) >= K;
+  // log p only falls; with length normalisation this is the usual heuristic.
+  if (!stop && !beam.finished.empty() && !next.empty() && options.length_penalty == 0) {
+    double best_finished = -INFINITY;
+    for (auto& f : beam.finished) best_finished = std::max(best_finished, f.first);
+    stop = normalised(options, next[0].logp, next[0].tokens.size() + 1) < best_finished;
+  }
+  if (stop) return false;
+  beam.alive = std::move(next);
+  parents.insert(parents.end(), next_parents.begin(), next_parents.end());
+  return true;
+}
+
+// The best finished hypothesis; a search that finished none falls back to its
+// alive ones.
+std::vector<int64_t> best_tokens(SentenceBeam& beam, const BeamOptions& options) {
+  if (beam.finished.empty())
+    for (auto& h : beam.alive) beam.finished.emplace_back(normalised(options, h.logp, h.tokens.size()), h.tokens);
+  auto best = std::max_element(beam.finished.begin(), beam.finished.end(),
+                               [](const auto& x, const auto& y) { return x.first < y.first; });
+  return best == beam.finished.end() ? std::vector<int64_t>{} : best->second;
+}
+
+}  // namespace
+
 std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const Tensor& src, const Tensor& src_pad,
                                               const BeamOptions& beam, const DecodeOptions& o) {
   check_source(src, src_pad, "beam_search");
   HEED_CHECK(beam.beam_size > 0, "beam_search: beam_size must be positive, got {}", beam.beam_size);
   NoGradGuard no_grad;
   EvalScope eval(model);
-  const int64_t B = src.size(0), K = beam.beam_size;
+  const int64_t B = src.size(0);
   const std::vector<int64_t> limits = length_limits(src, src_pad, o);
-  auto normalised = [&](double logp, size_t len) {
-    return beam.length_penalty > 0 ? logp / std::pow((5.0 + static_cast<double>(len)) / 6.0, beam.length_penalty)
-                                   : logp;
-  };
-  struct Hyp {
-    std::vector<int64_t> tokens;
-    double logp = 0;
-  };
-  struct Search {
-    std::vector<Hyp> alive{Hyp{}};
-    std::vector<std::pair<double, std::vector<int64_t>>> finished;  // (normalised score, tokens)
-  };
-  std::vector<Search> searches(static_cast<size_t>(B));
   if (B == 0) return {};
 
-  // Every sentence's alive hypotheses are rows of one decoder batch, grouped
-  // by sentence in order; row_sentence[r] is row r's sentence. Each sentence's
-  // search is the one-sentence beam search: the batch only shares the passes.
-  Tensor memory = model.encode(src, src_pad);
-  DecoderCache cache;
-  Tensor banned_mask;
+  std::vector<SentenceBeam> beams(static_cast<size_t>(B));
+  BeamDecoder decoder(model, src, src_pad, o);
   std::vector<int64_t> row_sentence(static_cast<size_t>(B));
   std::iota(row_sentence.begin(), row_sentence.end(), 0);
   for (int64_t step = 0; !row_sentence.empty(); ++step) {
-    const auto R = static_cast<int64_t>(row_sentence.size());
-    std::vector<int64_t> last;
-    last.reserve(R);
-    for (size_t r = 0; r < row_sentence.size();) {
-      const auto& alive = searches[row_sentence[r]].alive;
-      for (const Hyp& h : alive) last.push_back(h.tokens.empty() ? o.bos_id : h.tokens.back());
-      r += alive.size();
-    }
-    Tensor rows = from_vector<int64_t>(row_sentence, {R}, src.device());
-    Tensor pad = src_pad.defined() ? index_select(src_pad, 0, rows) : Tensor();
-    // After the first step the memory's keys and values are in the cache
-    // (reordered with the rows), so the memory itself is not read again.
-    Tensor logits = model.decode(from_vector<int64_t>(last, {R, 1}, src.device()), memory, pad, {}, &cache).select(1, 0);
-    Tensor logp = log_softmax(without_banned(logits, o.banned_ids, banned_mask).to(DType::Float64), -1).to(kCPU);
-    const int64_t V = logp.size(1);
-    const std::vector<double> all_scores = logp.to_vector<double>();
-
+    const std::vector<double> logp = decoder.log_probs(row_sentence, last_tokens(beams, row_sentence, o.bos_id));
+    const int64_t V = decoder.vocab();
     std::vector<int64_t> parents, next_row_sentence;
-    for (int64_t row0 = 0; row0 < R;) {
+    for (int64_t row0 = 0; row0 < static_cast<int64_t>(row_sentence.size());) {
       const int64_t b = row_sentence[row0];
-      Search& search = searches[b];
-      const auto n = static_cast<int64_t>(search.alive.size());
-      std::vector<double> scores(all_scores.begin() + row0 * V, all_scores.begin() + (row0 + n) * V);
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t v = 0; v < V; ++v) scores[i * V + v] += search.alive[i].logp;
-      // The best 2K continuations: enough for K alive ones even if K of them end.
-      std::vector<int64_t> order(scores.size());
-      std::iota(order.begin(), order.end(), 0);
-      const auto keep = std::min<int64_t>(2 * K, static_cast<int64_t>(order.size()));
-      std::partial_sort(order.begin(), order.begin() + keep, order.end(),
-                        [&](int64_t x, int64_t y) { return scores[x] > scores[y] || (scores[x] == scores[y] && x < y); });
-      std::vector<Hyp> next;
-      std::vector<int64_t> next_parents;
-      const bool last_step = step + 1 >= limits[b];
-      for (int64_t c = 0; c < keep && static_cast<int64_t>(next.size()) < K; ++c) {
-        const int64_t parent = order[c] / V, token = order[c] % V;
-        Hyp h{search.alive[parent].tokens, scores[order[c]]};
-        if (token == o.eos_id || last_step) {
-          if (token != o.eos_id) h.tokens.push_back(token);
-          search.finished.emplace_back(normalised(h.logp, h.tokens.size() + 1), h.tokens);
-          continue;
-        }
-        h.tokens.push_back(token);
-        next.push_back(std::move(h));
-        next_parents.push_back(row0 + parent);
-      }
+      const auto n = static_cast<int64_t>(beams[b].alive.size());
+      std::vector<double> scores(logp.begin() + row0 * V, logp.begin() + (row0 + n) * V);
+      if (extend(beams[b], std::move(scores), V, step + 1 >= limits[b], row0, beam, o.eos_id, parents))
+        next_row_sentence.insert(next_row_sentence.end(), beams[b].alive.size(), b);
       row0 += n;
-      bool stop = static_cast<int64_t>(search.finished.size()) >= K;
-      // Stop when no alive hypothesis can still beat the best finished one
-      // (log p only falls; with length normalisation this is the usual heuristic).
-      if (!stop && !search.finished.empty() && !next.empty() && beam.length_penalty == 0) {
-        double best_finished = -INFINITY;
-        for (auto& f : search.finished) best_finished = std::max(best_finished, f.first);
-        stop = normalised(next[0].logp, next[0].tokens.size() + 1) < best_finished;
-      }
-      if (stop) continue;  // alive stays as it was: the fallback below may need it
-      search.alive = std::move(next);
-      parents.insert(parents.end(), next_parents.begin(), next_parents.end());
-      next_row_sentence.insert(next_row_sentence.end(), search.alive.size(), b);
     }
     row_sentence = std::move(next_row_sentence);
-    if (!row_sentence.empty()) reorder(cache, from_vector<int64_t>(parents, {}, src.device()));
+    if (!row_sentence.empty()) decoder.reorder_rows(parents);
   }
 
   std::vector<std::vector<int64_t>> results;
-  for (Search& search : searches) {
-    if (search.finished.empty())
-      for (auto& h : search.alive) search.finished.emplace_back(normalised(h.logp, h.tokens.size()), h.tokens);
-    auto best = std::max_element(search.finished.begin(), search.finished.end(),
-                                 [](const auto& x, const auto& y) { return x.first < y.first; });
-    results.push_back(best == search.finished.end() ? std::vector<int64_t>{} : best->second);
-  }
+  for (SentenceBeam& b : beams) results.push_back(best_tokens(b, beam));
   return results;
 }
 

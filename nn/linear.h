@@ -31,14 +31,17 @@ class Linear : public Module {
 
  private:
   void check_input(const Tensor& x) const;
+  // Declared before weight and bias on purpose: members are initialised in
+  // declaration order, so the constructor checks options_ before it draws
+  // any parameter, and no_bias_ (the undefined tensor `bias` refers to when
+  // there is none) exists before `bias` is bound to it.
   LinearOptions options_;
+  Tensor no_bias_;
 
  public:
+  // The handles register_parameter keeps (docs/nn.md).
   Tensor& weight;
   Tensor& bias;  // undefined when options.bias is false
-
- private:
-  Tensor no_bias_;
 };
 
 }  // namespace heed::nn

@@ -130,27 +130,69 @@ void Module::to(DType dtype) {
   }
 }
 
+// ---- loading saved tensors ---------------------------------------------------
+
 namespace {
-// Checks every name and shape first, so a bad load changes nothing.
-void load_into(Module& module, const NamedTensors& targets, const NamedTensors& values, const char* fn) {
+
+// Whether a saved tensor must have its live counterpart's dtype (a checkpoint
+// is restored exactly) or may have any (converted on copy).
+enum class DTypes { Same, Converted };
+
+// One way saved tensors fail to fit live ones. live and saved point into the
+// lists given to match(): the live tensor (Missing, Undefined, Different) and
+// the saved one (Undefined, Different, Unexpected).
+struct Mismatch {
+  enum class Kind { GivenTwice, Missing, Undefined, Different, Unexpected };
+  Kind kind;
+  std::string name;
+  const Tensor* live = nullptr;
+  const Tensor* saved = nullptr;
+};
+
+// The check itself: every live name given once, defined, of the live shape
+// (and dtype), and no other name. In this order: names given twice, then the
+// live names' problems in their order, then the unexpected names.
+std::vector<Mismatch> match(const NamedTensors& live, const NamedTensors& saved, DTypes dtypes) {
+  using Kind = Mismatch::Kind;
+  std::vector<Mismatch> out;
   std::map<std::string, const Tensor*> given;
-  std::vector<std::string> duplicated, unexpected, missing, mismatched;
-  for (const auto& [name, value] : values) {
-    if (!given.emplace(name, &value).second) duplicated.push_back(name);
+  for (const auto& [name, t] : saved)
+    if (!given.emplace(name, &t).second) out.push_back({Kind::GivenTwice, name});
+  std::set<std::string> known;
+  for (const auto& [name, mine] : live) {
+    known.insert(name);
+    auto it = given.find(name);
+    if (it == given.end()) {
+      out.push_back({Kind::Missing, name, &mine});
+      continue;
+    }
+    const Tensor& t = *it->second;
+    if (!t.defined())
+      out.push_back({Kind::Undefined, name, &mine, &t});
+    else if (t.shape() != mine.shape() || (dtypes == DTypes::Same && t.dtype() != mine.dtype()))
+      out.push_back({Kind::Different, name, &mine, &t});
   }
-  std::map<std::string, const Tensor*> wanted;
-  for (const auto& [name, target] : targets) wanted.emplace(name, &target);
-  for (const auto& [name, value] : given) {
-    auto it = wanted.find(name);
-    if (it == wanted.end()) {
-      unexpected.push_back(name);
-    } else if (!value->defined() || value->shape() != it->second->shape()) {
-      mismatched.push_back(fmt::format("{} (module {}, given {})", name, shape_str(it->second->shape()),
-                                       value->defined() ? shape_str(value->shape()) : "undefined"));
+  for (const auto& [name, t] : saved)
+    if (known.insert(name).second) out.push_back({Kind::Unexpected, name, nullptr, &t});  // once each
+  return out;
+}
+
+// nn::load_parameters / load_state: dtypes are converted, and the message
+// groups the names by problem ("missing: a, b; wrong shape: ...").
+void load_into(Module& module, const NamedTensors& targets, const NamedTensors& values, const char* fn) {
+  std::vector<std::string> twice, unexpected, missing, mismatched;
+  for (const Mismatch& m : match(targets, values, DTypes::Converted)) {
+    switch (m.kind) {
+      case Mismatch::Kind::GivenTwice: twice.push_back(m.name); break;
+      case Mismatch::Kind::Missing: missing.push_back(m.name); break;
+      case Mismatch::Kind::Unexpected: unexpected.push_back(m.name); break;
+      case Mismatch::Kind::Undefined:
+      case Mismatch::Kind::Different:
+        mismatched.push_back(fmt::format("{} (module {}, given {})", m.name, shape_str(m.live->shape()),
+                                         m.saved->defined() ? shape_str(m.saved->shape()) : "undefined"));
+        break;
     }
   }
-  for (const auto& [name, target] : targets)
-    if (given.count(name) == 0) missing.push_back(name);
   std::string problems;
   auto add = [&](const char* what, const std::vector<std::string>& names) {
     if (!names.empty()) problems += fmt::format("; {}: {}", what, fmt::join(names, ", "));
@@ -158,13 +200,9 @@ void load_into(Module& module, const NamedTensors& targets, const NamedTensors& 
   add("missing", missing);
   add("unexpected", unexpected);
   add("wrong shape", mismatched);
-  add("given twice", duplicated);
+  add("given twice", twice);
   HEED_CHECK(problems.empty(), "{}: {} does not match the module's names{}", module.type_name(), fn, problems);
-  NoGradGuard no_grad;
-  for (const auto& [name, target] : targets) {
-    Tensor handle = target;  // shares the module's TensorImpl
-    handle.copy_(*given.at(name));
-  }
+  copy_named_tensors(targets, values);
 }
 }  // namespace
 
@@ -172,34 +210,58 @@ void load_parameters(Module& module, const NamedTensors& values) {
   load_into(module, module.named_parameters(), values, "load_parameters");
 }
 
-void compare_named_tensors(const char* what, const nn::NamedTensors& live, const nn::NamedTensors& saved,
-                     std::vector<std::string>& problems) {
-  std::map<std::string, const Tensor*> given;
-  for (const auto& [name, t] : saved)
-    if (!given.emplace(name, &t).second) problems.push_back(fmt::format("{}: '{}' is given twice", what, name));
-  std::set<std::string> known;
-  for (const auto& [name, mine] : live) {
-    known.insert(name);
-    auto it = given.find(name);
-    if (it == given.end()) {
-      problems.push_back(fmt::format("{}: missing '{}' ({} {})", what, name, shape_str(mine.shape()), mine.dtype()));
-      continue;
-    }
-    const Tensor& t = *it->second;
-    if (!t.defined())
-      problems.push_back(fmt::format("{}: '{}' is undefined", what, name));
-    else if (t.shape() != mine.shape() || t.dtype() != mine.dtype())
-      problems.push_back(fmt::format("{}: '{}' is {} {} in the checkpoint, {} {} here", what, name, shape_str(t.shape()),
-                                     t.dtype(), shape_str(mine.shape()), mine.dtype()));
-  }
-  for (const auto& [name, t] : saved)
-    if (!known.count(name)) problems.push_back(fmt::format("{}: unexpected '{}' (not in this {})", what, name, what));
+void load_state(Module& module, const NamedTensors& values) {
+  load_into(module, module_state(module), values, "load_state");
 }
 
-void load_state(Module& module, const NamedTensors& values) {
-  NamedTensors targets = module.named_parameters();
-  for (auto& entry : module.named_buffers()) targets.push_back(entry);
-  load_into(module, targets, values, "load_state");
+NamedTensors module_state(const Module& module) {
+  NamedTensors all = module.named_parameters();
+  for (auto& entry : module.named_buffers()) all.push_back(std::move(entry));
+  return all;
+}
+
+void load_checked_state(Module& module, const NamedTensors& values) { copy_named_tensors(module_state(module), values); }
+
+void compare_named_tensors(const char* what, const NamedTensors& live, const NamedTensors& saved,
+                           std::vector<std::string>& problems) {
+  for (const Mismatch& m : match(live, saved, DTypes::Same)) {
+    switch (m.kind) {
+      case Mismatch::Kind::GivenTwice: problems.push_back(fmt::format("{}: '{}' is given twice", what, m.name)); break;
+      case Mismatch::Kind::Missing:
+        problems.push_back(
+            fmt::format("{}: missing '{}' ({} {})", what, m.name, shape_str(m.live->shape()), m.live->dtype()));
+        break;
+      case Mismatch::Kind::Undefined: problems.push_back(fmt::format("{}: '{}' is undefined", what, m.name)); break;
+      case Mismatch::Kind::Different:
+        problems.push_back(fmt::format("{}: '{}' is {} {} in the checkpoint, {} {} here", what, m.name,
+                                       shape_str(m.saved->shape()), m.saved->dtype(), shape_str(m.live->shape()),
+                                       m.live->dtype()));
+        break;
+      case Mismatch::Kind::Unexpected:
+        problems.push_back(fmt::format("{}: unexpected '{}' (not in this {})", what, m.name, what));
+        break;
+    }
+  }
+}
+
+void copy_named_tensors(const NamedTensors& targets, const NamedTensors& values) {
+  std::map<std::string, const Tensor*> by_name;
+  for (const auto& [name, t] : values) by_name.emplace(name, &t);
+  NoGradGuard no_grad;
+  for (const auto& [name, target] : targets) {
+    Tensor handle = target;  // shares the target's TensorImpl
+    handle.copy_(*by_name.at(name));
+  }
+}
+
+std::string count_problems(const std::vector<std::string>& problems) {
+  return fmt::format("{} problem{}", problems.size(), problems.size() == 1 ? "" : "s");
+}
+
+std::string list_problems(const std::vector<std::string>& problems) {
+  std::string list;
+  for (const std::string& p : problems) list += "\n  - " + p;
+  return list;
 }
 
 }  // namespace heed::nn

@@ -70,6 +70,15 @@ class Module {
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
 };
 
+// ---- loading saved tensors ---------------------------------------------------
+//
+// Every load of saved tensors makes one check, by name (module.cpp's match()):
+// nn::load_parameters and load_state below, compare_named_tensors, and through
+// it Optimizer::, LRScheduler:: and ExponentialMovingAverage::check_state and
+// io::restore. Each load checks first and then copies, so a load that does not
+// fit changes nothing; io::restore checks every part of a run before it loads
+// any (through the load_checked_* functions, which do not check again).
+
 // Copies `values` into the module's parameters, matched by dotted name as
 // named_parameters() spells them (values are converted to each parameter's
 // dtype and device; the handles stay the same). Every name must be a
@@ -80,10 +89,30 @@ void load_parameters(Module& module, const NamedTensors& values);
 // The same over parameters and buffers together: a module's whole state.
 void load_state(Module& module, const NamedTensors& values);
 
+// A module's whole state as load_state takes it and a checkpoint stores it:
+// its parameters, then its buffers, by dotted name (handles, not copies).
+NamedTensors module_state(const Module& module);
+// Copies `values` into module_state(module) by name, converting dtype and
+// device, without checking them: for values compare_named_tensors has
+// already found fitting (io::restore's second phase).
+void load_checked_state(Module& module, const NamedTensors& values);
+
+// Copies each of `values` into the tensor of its name in `targets`, converting
+// dtype and device, without checking: for values compare_named_tensors has
+// found fitting. The targets are handles, so the copy reaches every handle of
+// each tensor (a module's member, an optimizer's list).
+void copy_named_tensors(const NamedTensors& targets, const NamedTensors& values);
+
 // Names, shapes and dtypes of saved tensors against live ones: appends one
 // line per problem (a name missing, unexpected, given twice or undefined, a
-// shape or dtype that differs), each starting with `what`.
+// shape or dtype that differs), each starting with `what`, and changes
+// nothing. The dtypes must match: a saved state is restored exactly.
 void compare_named_tensors(const char* what, const NamedTensors& live, const NamedTensors& saved,
                            std::vector<std::string>& problems);
+
+// For error messages that list problems: "1 problem" / "3 problems", and the
+// problems one a line ("\n  - ...").
+std::string count_problems(const std::vector<std::string>& problems);
+std::string list_problems(const std::vector<std::string>& problems);
 
 }  // namespace heed::nn

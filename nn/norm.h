@@ -20,6 +20,10 @@ class LayerNorm : public Module {
   const LayerNormOptions& options() const { return options_; }
 
  private:
+  // Declared before weight and bias on purpose: members are initialised in
+  // declaration order, so the constructor checks options_ before it makes a
+  // parameter, and none_w_ / none_b_ (the undefined tensors weight and bias
+  // refer to without elementwise_affine) exist before they are bound.
   LayerNormOptions options_;
   Tensor none_w_, none_b_;
 
@@ -42,6 +46,7 @@ class RMSNorm : public Module {
   const RMSNormOptions& options() const { return options_; }
 
  private:
+  // Before weight on purpose, as LayerNorm's.
   RMSNormOptions options_;
   Tensor none_w_;
 

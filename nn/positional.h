@@ -77,7 +77,7 @@ class LearnedPositionalEmbedding : public Module {
   const LearnedPEOptions& options() const { return options_; }
 
  private:
-  LearnedPEOptions options_;
+  LearnedPEOptions options_;  // before weight: initialised first, so checked before weight is drawn
 
  public:
   Tensor& weight;  // [max_len, d_model]

@@ -192,15 +192,28 @@ Tensor TransformerDecoderLayer::forward(const Tensor& tgt, const Tensor& memory,
 
 // ---- stacks --------------------------------------------------------------------
 
+namespace {
+// A stack's layers, made in order (each draws its parameters from gen in turn).
+template <class Layer>
+std::shared_ptr<ModuleList<Layer>> layer_stack(const char* stack, const TransformerLayerOptions& options,
+                                               int64_t num_layers, Generator* gen) {
+  HEED_CHECK(num_layers >= 0, "{}: num_layers must be >= 0, got {}", stack, num_layers);
+  auto layers = std::make_shared<ModuleList<Layer>>();
+  for (int64_t i = 0; i < num_layers; ++i) layers->push_back(std::make_shared<Layer>(options, gen));
+  return layers;
+}
+
+// A stack's final LayerNorm.
+std::shared_ptr<LayerNorm> final_layer_norm(const TransformerLayerOptions& options) {
+  return std::make_shared<LayerNorm>(LayerNormOptions{options.d_model, options.layer_norm_eps});
+}
+}  // namespace
+
 TransformerEncoder::TransformerEncoder(const TransformerLayerOptions& options, int64_t num_layers, bool final_norm,
                                        Generator* gen)
     : Module("TransformerEncoder") {
-  HEED_CHECK(num_layers >= 0, "TransformerEncoder: num_layers must be >= 0, got {}", num_layers);
-  layers = register_module("layers", std::make_shared<ModuleList<TransformerEncoderLayer>>());
-  for (int64_t i = 0; i < num_layers; ++i) layers->push_back(std::make_shared<TransformerEncoderLayer>(options, gen));
-  if (final_norm)
-    norm = register_module("norm",
-                           std::make_shared<LayerNorm>(LayerNormOptions{options.d_model, options.layer_norm_eps}));
+  layers = register_module("layers", layer_stack<TransformerEncoderLayer>("TransformerEncoder", options, num_layers, gen));
+  if (final_norm) norm = register_module("norm", final_layer_norm(options));
 }
 
 Tensor TransformerEncoder::forward(const Tensor& src, const EncoderLayerCall& call) {
@@ -212,12 +225,8 @@ Tensor TransformerEncoder::forward(const Tensor& src, const EncoderLayerCall& ca
 TransformerDecoder::TransformerDecoder(const TransformerLayerOptions& options, int64_t num_layers, bool final_norm,
                                        Generator* gen)
     : Module("TransformerDecoder") {
-  HEED_CHECK(num_layers >= 0, "TransformerDecoder: num_layers must be >= 0, got {}", num_layers);
-  layers = register_module("layers", std::make_shared<ModuleList<TransformerDecoderLayer>>());
-  for (int64_t i = 0; i < num_layers; ++i) layers->push_back(std::make_shared<TransformerDecoderLayer>(options, gen));
-  if (final_norm)
-    norm = register_module("norm",
-                           std::make_shared<LayerNorm>(LayerNormOptions{options.d_model, options.layer_norm_eps}));
+  layers = register_module("layers", layer_stack<TransformerDecoderLayer>("TransformerDecoder", options, num_layers, gen));
+  if (final_norm) norm = register_module("norm", final_layer_norm(options));
 }
 
 Tensor TransformerDecoder::forward(const Tensor& tgt, const Tensor& memory, const DecoderLayerCall& call,

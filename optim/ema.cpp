@@ -1,30 +1,19 @@
 #include "optim/ema.h"
 
 #include <algorithm>
-#include <map>
-#include <set>
 
-#include "tensor/grad_mode.h"
+#include "optim/optim.h"
 #include "tensor/error.h"
-#include "tensor/shape.h"
+#include "tensor/grad_mode.h"
 
 namespace heed::optim {
 
 ExponentialMovingAverage::ExponentialMovingAverage(const nn::NamedTensors& params, double decay)
     : params_(params), decay_(decay) {
   HEED_CHECK(decay >= 0 && decay < 1, "ExponentialMovingAverage: decay must be in [0, 1), got {}", decay);
-  std::set<std::string> names;
-  std::set<const void*> seen;
+  check_parameter_list("ExponentialMovingAverage", params_);
   NoGradGuard no_grad;
-  for (const auto& [name, p] : params_) {
-    HEED_CHECK(p.defined(), "ExponentialMovingAverage: parameter '{}' is an undefined tensor", name);
-    HEED_CHECK(p.is_floating_point(), "ExponentialMovingAverage: parameter '{}' must be a float dtype, got {} {}", name,
-               shape_str(p.shape()), p.dtype());
-    HEED_CHECK(names.insert(name).second, "ExponentialMovingAverage: two parameters are named '{}'", name);
-    HEED_CHECK(seen.insert(p.impl()).second,
-               "ExponentialMovingAverage: parameter '{}' is given twice (the same tensor under two names)", name);
-    averages_.emplace_back(name, clone(p.detach()));
-  }
+  for (const auto& [name, p] : params_) averages_.emplace_back(name, clone(p.detach()));
 }
 
 double ExponentialMovingAverage::next_decay() const {
@@ -68,20 +57,22 @@ void ExponentialMovingAverage::copy_to_parameters() {
   for (size_t i = 0; i < params_.size(); ++i) params_[i].second.copy_(averages_[i].second);
 }
 
+void ExponentialMovingAverage::check_state(const nn::NamedTensors& averages, int64_t updates,
+                                           std::vector<std::string>& problems) const {
+  nn::compare_named_tensors("averages", averages_, averages, problems);
+  if (updates < 0) problems.push_back(fmt::format("averages: the update count {} is negative", updates));
+}
+
 void ExponentialMovingAverage::load_state(const nn::NamedTensors& averages, int64_t updates) {
   std::vector<std::string> problems;
-  nn::compare_named_tensors("averages", averages_, averages, problems);
-  if (updates < 0) problems.push_back(fmt::format("the update count {} is negative", updates));
-  if (!problems.empty()) {
-    std::string list;
-    for (const std::string& p : problems) list += "\n  - " + p;
-    HEED_FAIL("ExponentialMovingAverage::load_state: the saved averages do not fit ({} problem{}):{}", problems.size(),
-              problems.size() == 1 ? "" : "s", list);
-  }
-  NoGradGuard no_grad;
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& [name, t] : averages) by_name[name] = &t;
-  for (auto& [name, avg] : averages_) avg.copy_(*by_name.at(name));
+  check_state(averages, updates, problems);
+  HEED_CHECK(problems.empty(), "ExponentialMovingAverage::load_state: the saved averages do not fit ({}):{}",
+             nn::count_problems(problems), nn::list_problems(problems));
+  load_checked_state(averages, updates);
+}
+
+void ExponentialMovingAverage::load_checked_state(const nn::NamedTensors& averages, int64_t updates) {
+  nn::copy_named_tensors(averages_, averages);
   updates_ = updates;
 }
 

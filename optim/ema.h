@@ -25,6 +25,8 @@
 // under NoGradGuard. Checkpoints store them (heed::io::capture / restore take an
 // ExponentialMovingAverage*).
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "nn/module.h"
 
@@ -65,10 +67,17 @@ class ExponentialMovingAverage {
   // Copies the averages into the parameters for good (the end of training).
   void copy_to_parameters();
 
-  // Copies saved averages in. Throws heed::Error listing every name that is
-  // missing, unexpected or of another shape or dtype, and a negative update
-  // count; nothing is changed then.
+  // Checks saved averages and changes nothing: appends one line per problem,
+  // each starting "averages: " (a name missing, unexpected or given twice, a
+  // shape or dtype that differs, as nn::compare_named_tensors; a negative
+  // update count).
+  void check_state(const nn::NamedTensors& averages, int64_t updates, std::vector<std::string>& problems) const;
+  // Copies saved averages in. Throws heed::Error listing every problem
+  // check_state finds; nothing is changed then.
   void load_state(const nn::NamedTensors& averages, int64_t updates);
+  // Copies averages in that check_state has found fitting, without checking
+  // them again.
+  void load_checked_state(const nn::NamedTensors& averages, int64_t updates);
 
  private:
   nn::NamedTensors params_;

@@ -1,8 +1,13 @@
 #include "optim/lr_schedule.h"
 
+#include <cxxabi.h>
+
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <iterator>
+#include <memory>
+#include <typeinfo>
 
 #include "tensor/error.h"
 
@@ -68,6 +73,13 @@ double constant_lr(const ConstantOptions& options, int64_t step) {
 
 LRScheduler::LRScheduler(Optimizer& optimizer) : optimizer_(optimizer), last_step_(optimizer.step_count()) {}
 
+std::string LRScheduler::type_name() const {
+  const char* mangled = typeid(*this).name();
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> readable(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && readable ? std::string(readable.get()) : std::string(mangled);
+}
+
 void LRScheduler::step() {
   HEED_CHECK(optimizer_.step_count() == last_step_,
              "LRScheduler: the optimizer has taken {} steps but the schedule has set the lr for {}; call "
@@ -81,15 +93,27 @@ std::map<std::string, double> LRScheduler::state() const {
   return {{"last_step", static_cast<double>(last_step_)}};
 }
 
-void LRScheduler::load_state(const std::map<std::string, double>& state) {
+void LRScheduler::check_state(const std::map<std::string, double>& state, std::vector<std::string>& problems) const {
   auto it = state.find("last_step");
-  HEED_CHECK(it != state.end(), "LRScheduler::load_state: missing 'last_step'");
+  if (it == state.end())
+    problems.push_back("scheduler: missing 'last_step'");
+  else if (!is_step_count(it->second))
+    problems.push_back(fmt::format("scheduler: last_step must be a whole number >= 0, got {}", it->second));
   for (const auto& [key, value] : state)
-    HEED_CHECK(key == "last_step", "LRScheduler::load_state: unexpected key '{}' (only 'last_step' is saved)", key);
-  const double v = it->second;
-  HEED_CHECK(v >= 0 && v == std::floor(v) && v < 9.0e15,
-             "LRScheduler::load_state: last_step must be a whole number >= 0, got {}", v);
-  last_step_ = static_cast<int64_t>(v);
+    if (key != "last_step")
+      problems.push_back(fmt::format("scheduler: unexpected key '{}' (only 'last_step' is saved)", key));
+}
+
+void LRScheduler::load_state(const std::map<std::string, double>& state) {
+  std::vector<std::string> problems;
+  check_state(state, problems);
+  HEED_CHECK(problems.empty(), "{}::load_state: the saved state does not fit this schedule ({}):{}", type_name(),
+             nn::count_problems(problems), nn::list_problems(problems));
+  load_checked_state(state);
+}
+
+void LRScheduler::load_checked_state(const std::map<std::string, double>& state) {
+  last_step_ = static_cast<int64_t>(state.at("last_step"));
 }
 
 NoamSchedule::NoamSchedule(Optimizer& optimizer, const NoamOptions& options)
@@ -146,8 +170,7 @@ void StepBudget::load_state(const std::map<std::string, double>& state) {
              "paced_steps, last_step and total_steps, got {}", state.size());
   auto whole = [&](const char* key) {
     const double v = state.at(key);
-    HEED_CHECK(v >= 0 && v == std::floor(v) && v < 9.0e15, "StepBudget::load_state: {} must be a whole number >= 0, got {}",
-               key, v);
+    HEED_CHECK(is_step_count(v), "StepBudget::load_state: {} must be a whole number >= 0, got {}", key, v);
     return static_cast<int64_t>(v);
   };
   auto seconds = [&](const char* key) {

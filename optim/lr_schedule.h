@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "optim/optim.h"
 
@@ -32,16 +33,26 @@ class LRScheduler {
 
   // The learning rate of optimizer step `step` (>= 1).
   virtual double lr_at(int64_t step) const = 0;
+  // The schedule's name, which a checkpoint records and restore compares
+  // ("NoamSchedule"). A schedule that does not override it is named by its
+  // C++ type, readable ("my::Schedule", not "N2my8ScheduleE").
+  virtual std::string type_name() const;
   // Advances to the next optimizer step and sets the optimizer's lr for it.
   void step();
   // The step whose lr was set last (0 before the first step()).
   int64_t last_step() const { return last_step_; }
   Optimizer& optimizer() const { return optimizer_; }
 
-  // Checkpoint state: {"last_step": n}. load_state throws on a missing or
-  // unexpected key or a step that is not a whole number >= 0.
+  // Checkpoint state: {"last_step": n}.
   std::map<std::string, double> state() const;
+  // Checks a saved state and changes nothing: appends one line per problem,
+  // each starting "scheduler: " (a missing or unexpected key, a last_step
+  // that is not a whole number >= 0).
+  void check_state(const std::map<std::string, double>& state, std::vector<std::string>& problems) const;
+  // Throws heed::Error listing every problem check_state finds, else loads.
   void load_state(const std::map<std::string, double>& state);
+  // Loads a state check_state has found fitting, without checking it again.
+  void load_checked_state(const std::map<std::string, double>& state);
 
  private:
   Optimizer& optimizer_;
@@ -81,6 +92,7 @@ class NoamSchedule : public LRScheduler {
  public:
   NoamSchedule(Optimizer& optimizer, const NoamOptions& options);
   double lr_at(int64_t step) const override { return noam_lr(options_, step); }
+  std::string type_name() const override { return "NoamSchedule"; }
   const NoamOptions& options() const { return options_; }
 
  private:
@@ -91,6 +103,7 @@ class WarmupCosineSchedule : public LRScheduler {
  public:
   WarmupCosineSchedule(Optimizer& optimizer, const WarmupCosineOptions& options);
   double lr_at(int64_t step) const override { return warmup_cosine_lr(options_, step); }
+  std::string type_name() const override { return "WarmupCosineSchedule"; }
   const WarmupCosineOptions& options() const { return options_; }
   // Changes where the cosine ends (a run fitted to a time budget learns its
   // length during the warmup). Only while the schedule is still in its
@@ -106,6 +119,7 @@ class ConstantSchedule : public LRScheduler {
  public:
   ConstantSchedule(Optimizer& optimizer, const ConstantOptions& options);
   double lr_at(int64_t step) const override { return constant_lr(options_, step); }
+  std::string type_name() const override { return "ConstantSchedule"; }
   const ConstantOptions& options() const { return options_; }
 
  private:

@@ -16,6 +16,21 @@ nn::NamedTensors numbered(const TensorList& params) {
   return named;
 }
 
+void check_parameter_list(const std::string& who, const nn::NamedTensors& params) {
+  std::set<std::string> names;
+  std::set<const void*> seen;
+  for (const auto& [name, p] : params) {
+    HEED_CHECK(p.defined(), "{}: parameter '{}' is an undefined tensor", who, name);
+    HEED_CHECK(p.is_floating_point(), "{}: parameter '{}' must be a float dtype (float32, float64 or bfloat16), got {} {}",
+               who, name, shape_str(p.shape()), p.dtype());
+    HEED_CHECK(names.insert(name).second, "{}: two parameters are named '{}'", who, name);
+    HEED_CHECK(seen.insert(p.impl()).second, "{}: parameter '{}' is given twice (the same tensor under two names)", who,
+               name);
+  }
+}
+
+bool is_step_count(double v) { return v >= 0 && v == std::floor(v) && v < 9.0e15; }
+
 namespace {
 void check_lr(const std::string& who, double lr) {
   HEED_CHECK(!std::isnan(lr), "{}: no lr was given (SGD has no default; set the options' lr)", who);
@@ -28,16 +43,7 @@ void check_lr(const std::string& who, double lr) {
 Optimizer::Optimizer(const nn::NamedTensors& params, double lr, std::string type_name)
     : type_name_(std::move(type_name)), params_(params), lr_(lr), param_steps_(params.size(), 0) {
   check_lr(type_name_, lr);
-  std::set<std::string> names;
-  std::set<const void*> seen;
-  for (const auto& [name, p] : params_) {
-    HEED_CHECK(p.defined(), "{}: parameter '{}' is an undefined tensor", type_name_, name);
-    HEED_CHECK(p.is_floating_point(), "{}: parameter '{}' must be a float dtype (float32, float64 or bfloat16), got {} {}", type_name_, name,
-               shape_str(p.shape()), p.dtype());
-    HEED_CHECK(names.insert(name).second, "{}: two parameters are named '{}'", type_name_, name);
-    HEED_CHECK(seen.insert(p.impl()).second, "{}: parameter '{}' is given twice (the same tensor under two names)",
-               type_name_, name);
-  }
+  check_parameter_list(type_name_, params_);
 }
 
 Optimizer::Optimizer(const TensorList& params, double lr, std::string type_name)
@@ -97,57 +103,37 @@ std::map<std::string, double> Optimizer::scalars() const {
   return out;
 }
 
-void Optimizer::load_state(const nn::NamedTensors& tensors, const std::map<std::string, double>& scalars) {
-  std::vector<std::string> problems;
-  // Tensors: every expected name exactly once, with the right shape and dtype.
-  nn::NamedTensors expected = state();
-  std::map<std::string, const Tensor*> given;
-  for (const auto& [name, t] : tensors) {
-    if (!given.emplace(name, &t).second) problems.push_back(fmt::format("'{}' is given twice", name));
-  }
-  for (const auto& [name, mine] : expected) {
-    auto it = given.find(name);
-    if (it == given.end()) {
-      problems.push_back(fmt::format("missing tensor '{}'", name));
-      continue;
-    }
-    const Tensor& t = *it->second;
-    if (!t.defined())
-      problems.push_back(fmt::format("tensor '{}' is undefined", name));
-    else if (t.shape() != mine.shape() || t.dtype() != mine.dtype())
-      problems.push_back(fmt::format("tensor '{}' is {} {}, expected {} {}", name, shape_str(t.shape()), t.dtype(),
-                                     shape_str(mine.shape()), mine.dtype()));
-    given.erase(it);
-  }
-  for (const auto& [name, t] : given) problems.push_back(fmt::format("unexpected tensor '{}'", name));
-
-  // Scalars: the same keys as scalars(); steps whole and >= 0, lr valid.
-  std::map<std::string, double> mine = this->scalars();
+void Optimizer::check_state(const nn::NamedTensors& tensors, const std::map<std::string, double>& scalars,
+                            std::vector<std::string>& problems) const {
+  nn::compare_named_tensors("optimizer", state(), tensors, problems);
+  // The same keys as scalars(); the lr valid, the steps whole.
+  const std::map<std::string, double> mine = this->scalars();
   for (const auto& [key, value] : mine) {
     auto it = scalars.find(key);
     if (it == scalars.end()) {
-      problems.push_back(fmt::format("missing scalar '{}'", key));
+      problems.push_back(fmt::format("optimizer: missing scalar '{}'", key));
       continue;
     }
-    double v = it->second;
-    bool ok = key == "lr" ? std::isfinite(v) && v >= 0 : v >= 0 && v == std::floor(v) && v < 9.0e15;
-    if (!ok) problems.push_back(fmt::format("scalar '{}' = {} is not a valid {}", key, v, key == "lr" ? "lr" : "step count"));
+    const double v = it->second;
+    if (key == "lr" ? !(std::isfinite(v) && v >= 0) : !is_step_count(v))
+      problems.push_back(fmt::format(
+          "optimizer: scalar '{}' = {} is not valid ({})", key, v,
+          key == "lr" ? "an lr is a finite number >= 0" : "a step count is a whole number >= 0"));
   }
   for (const auto& [key, value] : scalars)
-    if (!mine.count(key)) problems.push_back(fmt::format("unexpected scalar '{}'", key));
+    if (!mine.count(key)) problems.push_back(fmt::format("optimizer: unexpected scalar '{}'", key));
+}
 
-  if (!problems.empty()) {
-    std::string list;
-    for (const std::string& p : problems) list += "\n  - " + p;
-    HEED_FAIL("{}::load_state: the saved state does not fit this optimizer ({} problem{}):{}", type_name_,
-              problems.size(), problems.size() == 1 ? "" : "s", list);
-  }
+void Optimizer::load_state(const nn::NamedTensors& tensors, const std::map<std::string, double>& scalars) {
+  std::vector<std::string> problems;
+  check_state(tensors, scalars, problems);
+  HEED_CHECK(problems.empty(), "{}::load_state: the saved state does not fit this optimizer ({}):{}", type_name_,
+             nn::count_problems(problems), nn::list_problems(problems));
+  load_checked_state(tensors, scalars);
+}
 
-  NoGradGuard no_grad;
-  std::map<std::string, const Tensor*> by_name;
-  for (const auto& [name, t] : tensors) by_name[name] = &t;
-  for (size_t i = 0; i < params_.size(); ++i)
-    for (auto& [kind, list] : state_) list[i].copy_(*by_name.at(kind + "." + params_[i].first));
+void Optimizer::load_checked_state(const nn::NamedTensors& tensors, const std::map<std::string, double>& scalars) {
+  nn::copy_named_tensors(state(), tensors);  // state() holds handles to the state tensors
   lr_ = scalars.at("lr");
   step_count_ = static_cast<int64_t>(scalars.at("step"));
   for (size_t i = 0; i < params_.size(); ++i)

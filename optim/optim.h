@@ -55,10 +55,19 @@ class Optimizer {
   // no gradient; Adam's bias correction uses it, as PyTorch's per-parameter
   // step does).
   std::map<std::string, double> scalars() const;
-  // Copies a saved state in. Throws heed::Error, listing every problem, when
-  // a name is missing or unexpected or a tensor's shape or dtype differs;
-  // nothing is changed then.
+  // Checks a saved state against this optimizer and changes nothing: appends
+  // one line per problem, each starting "optimizer: " (a tensor name missing,
+  // unexpected or given twice, a shape or dtype that differs, as
+  // nn::compare_named_tensors; a scalar missing or unexpected, an lr that is
+  // not a finite number >= 0, a step count that is_step_count refuses).
+  void check_state(const nn::NamedTensors& tensors, const std::map<std::string, double>& scalars,
+                   std::vector<std::string>& problems) const;
+  // Copies a saved state in. Throws heed::Error listing every problem
+  // check_state finds; nothing is changed then.
   void load_state(const nn::NamedTensors& tensors, const std::map<std::string, double>& scalars);
+  // Copies a state in that check_state has found fitting, without checking
+  // it again (io::restore checks a whole run first, then loads it).
+  void load_checked_state(const nn::NamedTensors& tensors, const std::map<std::string, double>& scalars);
 
  protected:
   // Adds a state tensor (zeros shaped like parameter i) named kind.<name>.
@@ -160,5 +169,14 @@ class AdamW : public Adam {
 
 // "0", "1", ... for a plain list of tensors.
 nn::NamedTensors numbered(const TensorList& params);
+
+// The parameters an optimizer or an average is given: every tensor defined
+// and of a float dtype, each name and each tensor once. Throws heed::Error
+// naming `who` and the parameter otherwise.
+void check_parameter_list(const std::string& who, const nn::NamedTensors& params);
+
+// Whether a saved count (a step, in a checkpoint's float64 attribute) is one:
+// a whole number >= 0, small enough that the double holds it exactly.
+bool is_step_count(double v);
 
 }  // namespace heed::optim

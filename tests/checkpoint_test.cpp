@@ -681,3 +681,42 @@ TEST_CASE("checkpoint: a run resumed in a new process continues bit for bit", "[
   // The losses moved, so the comparison above compared something.
   REQUIRE(whole_losses.front() != whole_losses.back());
 }
+
+// ---- every part checks its own, restore checks all of them first ----------------
+
+TEST_CASE("restore lists the problems of every part, averages included, and changes nothing", "[checkpoint]") {
+  TinyRun source(1);
+  optim::ExponentialMovingAverage source_ema(source.model.named_parameters(), 0.9);
+  source.train(2);
+  source_ema.update();
+  io::Checkpoint c = io::capture(source.model, &source.opt, &source.sched, &source.gen, &source_ema);
+  c.model.pop_back();                       // the model loses a name
+  c.optimizer_scalars["step"] = 1.5;        // the optimizer's step is no count
+  c.scheduler_state["warmup"] = 2;          // the schedule gets a key it does not save
+  c.average_updates = -1;                   // the average a negative count
+
+  TinyRun target(2);
+  optim::ExponentialMovingAverage target_ema(target.model.named_parameters(), 0.9);
+  target.train(1);
+  target_ema.update();
+  const io::Checkpoint before = io::capture(target.model, &target.opt, &target.sched, &target.gen, &target_ema);
+  REQUIRE_THROWS_WITH(io::restore(c, target.model, &target.opt, &target.sched, &target.gen, &target_ema),
+                      Contains("nothing was changed") && Contains("model: missing") &&
+                          Contains("optimizer: scalar 'step' = 1.5 is not valid") &&
+                          Contains("scheduler: unexpected key 'warmup'") &&
+                          Contains("averages: the update count -1 is negative"));
+  const io::Checkpoint after = io::capture(target.model, &target.opt, &target.sched, &target.gen, &target_ema);
+  require_same(after, before);
+  require_same_tensors(after.averages, before.averages);
+  REQUIRE(target_ema.updates() == 1);
+
+  // Each part's own check finds the same problems, and also changes nothing.
+  std::vector<std::string> problems;
+  target.opt.check_state(c.optimizer_tensors, c.optimizer_scalars, problems);
+  target.sched.check_state(c.scheduler_state, problems);
+  target_ema.check_state(c.averages, c.average_updates, problems);
+  REQUIRE(problems.size() == 3);
+  REQUIRE_THROWS_WITH(target.sched.load_state(c.scheduler_state),
+                      Contains("WarmupCosineSchedule::load_state") && Contains("unexpected key 'warmup'"));
+  require_same(io::capture(target.model, &target.opt, &target.sched, &target.gen), before);
+}

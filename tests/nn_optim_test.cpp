@@ -296,14 +296,14 @@ TEST_CASE("Optimizer::load_state lists every mismatch and changes nothing", "[op
   nn::NamedTensors good = {{"momentum_buffer.w", zeros({3}, DType::Float64)}};
   REQUIRE_NOTHROW(opt.load_state(good, scalars));
 
-  REQUIRE_THROWS_WITH(opt.load_state({}, scalars), Contains("SGD") && Contains("missing tensor 'momentum_buffer.w'"));
+  REQUIRE_THROWS_WITH(opt.load_state({}, scalars), Contains("SGD") && Contains("optimizer: missing 'momentum_buffer.w'"));
   REQUIRE_THROWS_WITH(opt.load_state({{"momentum_buffer.w", zeros({3}, DType::Float64)}, {"exp_avg.w", zeros({3})}},
                                      scalars),
-                      Contains("unexpected tensor 'exp_avg.w'"));
+                      Contains("optimizer: unexpected 'exp_avg.w'"));
   REQUIRE_THROWS_WITH(opt.load_state({{"momentum_buffer.w", zeros({4}, DType::Float64)}}, scalars),
-                      Contains("'momentum_buffer.w' is [4] float64, expected [3] float64"));
+                      Contains("'momentum_buffer.w' is [4] float64 in the checkpoint, [3] float64 here"));
   REQUIRE_THROWS_WITH(opt.load_state({{"momentum_buffer.w", zeros({3})}}, scalars),
-                      Contains("float32") && Contains("expected [3] float64"));
+                      Contains("is [3] float32 in the checkpoint, [3] float64 here"));
   auto no_step = scalars;
   no_step.erase("step.w");
   no_step["momentum"] = 0.9;
@@ -544,4 +544,29 @@ TEST_CASE("A time budget interrupted before its fit resumes its timing from its 
   REQUIRE(optim::fit_total_steps(1.0, 5.0, 20, 0.1) == 21);
   REQUIRE(optim::fit_total_steps(100.0, 0.0, 20, 0.125) == 820);
   REQUIRE_THROWS_WITH(optim::fit_total_steps(100.0, 0.0, 20, 0.0), Contains("positive number of seconds per step"));
+}
+
+namespace schedule_names {
+// A schedule of a user's own, without a type_name() of its own.
+class Halving : public optim::LRScheduler {
+ public:
+  using LRScheduler::LRScheduler;
+  double lr_at(int64_t step) const override { return 1.0 / static_cast<double>(step); }
+};
+// One that derives from a built-in schedule keeps the built-in's name.
+class LoggedNoam : public optim::NoamSchedule {
+ public:
+  using NoamSchedule::NoamSchedule;
+};
+}  // namespace schedule_names
+
+TEST_CASE("Schedules name themselves as checkpoints record them", "[optim]") {
+  Tensor w = param(kStart);
+  optim::SGD opt(nn::NamedTensors{{"w", w}}, {0.1});
+  REQUIRE(optim::NoamSchedule(opt, {16, 4}).type_name() == "NoamSchedule");
+  REQUIRE(optim::WarmupCosineSchedule(opt, {1e-3, 1e-5, 5, 20}).type_name() == "WarmupCosineSchedule");
+  REQUIRE(optim::ConstantSchedule(opt, {1e-3}).type_name() == "ConstantSchedule");
+  REQUIRE(schedule_names::LoggedNoam(opt, {16, 4}).type_name() == "NoamSchedule");
+  // Without an override: the readable C++ type.
+  REQUIRE(schedule_names::Halving(opt).type_name() == "schedule_names::Halving");
 }
