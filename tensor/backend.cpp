@@ -3,7 +3,6 @@
 #include <mutex>
 
 #include "tensor/cpu/cpu_backend.h"
-#include "tensor/ops.h"
 
 namespace heed {
 

@@ -162,6 +162,14 @@ struct Backend {
 const Backend& backend(DeviceType type);
 inline const Backend& backend(Device d) { return backend(d.type); }
 bool has_backend(DeviceType type);
+
+// Number of devices of a type heed can use now: 1 for the CPU; for CUDA 0
+// when heed was built without it or no GPU is visible.
+int device_count(DeviceType type);
+inline bool cuda_is_available() { return device_count(DeviceType::CUDA) > 0; }
+// Waits for queued work on a device (a no-op on the CPU).
+void synchronize(Device device = kCPU);
+
 // How a backend puts its row in the table, from its own folder.
 void register_backend(DeviceType type, const Backend& row);
 // The hook through which the backends built into heed besides the CPU's
