@@ -27,6 +27,19 @@ namespace heed {
 
 enum class ReduceOp { Sum, Prod, Max, Min, ArgMax, ArgMin };
 
+// "sum", "prod", "max", "min", "argmax", "argmin": the op as kernels' error messages name it.
+inline constexpr const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Prod: return "prod";
+    case ReduceOp::Max: return "max";
+    case ReduceOp::Min: return "min";
+    case ReduceOp::ArgMax: return "argmax";
+    case ReduceOp::ArgMin: return "argmin";
+  }
+  return "?";
+}
+
 enum class RandomDist {
   Uniform,    // in [a, b)
   Normal,     // mean a, std b
