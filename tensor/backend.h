@@ -170,6 +170,10 @@ struct Backend {
   int (*device_count)() = nullptr;
 };
 
+// The shape and dtype check each backend's matmul makes of its arguments,
+// named in the message by `device` ("cpu matmul: ...").
+void check_matmul_kernel_args(const Tensor& a, const Tensor& b, const Tensor& out, const char* device);
+
 // The registered row for a device type; throws heed::Error naming the device
 // when none was compiled in or registered.
 const Backend& backend(DeviceType type);
