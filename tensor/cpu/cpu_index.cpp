@@ -183,20 +183,6 @@ void index_add_rows(const Tensor& dst, int64_t dim, const Tensor& index, const T
   });
 }
 
-// dispatch_dtype without bool, which has no addition, and bfloat16, summed in float32.
-template <class F>
-void dispatch_addable(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-    case DType::Int64: return f(int64_t{});
-    case DType::UInt8: return f(uint8_t{});
-    case DType::Bool: break;
-    case DType::BFloat16: break;  // scatter_add and index_add widen it to float32 first
-  }
-  HEED_FAIL("cpu {}: cannot accumulate into a {} tensor", op, dtype_name(t));
-}
-
 }  // namespace
 
 void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) {
@@ -293,7 +279,7 @@ void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tens
                shape_str(src.shape()), shape_str(dst.shape()), d);
   if (dst.dim() == 0) {  // scalars: one element, index must be 0
     check_all(index, 1, op, dim);
-    return dispatch_addable(dst.dtype(), op, [&](auto zero) {
+    return dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) {
       using T = decltype(zero);
       add_into(static_cast<T*>(dst.raw_data()), *static_cast<const T*>(src.raw_data()));
     });
@@ -302,7 +288,7 @@ void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tens
   if (index.numel() == 0) return;
   Shape line_shape, index_line_strides;
   drop_dim(index.shape(), index.strides(), dim, line_shape, index_line_strides);
-  dispatch_addable(dst.dtype(), op, [&](auto zero) {
+  dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) {
     accumulate_lines<decltype(zero)>(dst, dim, index, index_line_strides, index.strides()[dim], src, line_shape,
                                      index.shape()[dim]);
   });
@@ -328,14 +314,14 @@ void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor
                shape_str(dst.shape()), n, dim);
   if (dst.dim() == 0) {
     check_all(index, 1, op, dim);
-    return dispatch_addable(dst.dtype(), op, [&](auto zero) {
+    return dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) {
       using T = decltype(zero);
       add_into(static_cast<T*>(dst.raw_data()), *static_cast<const T*>(src.raw_data()));
     });
   }
   check_all(index, dst.shape()[dim], op, dim);
   if (src.numel() == 0) return;
-  dispatch_addable(dst.dtype(), op, [&](auto zero) { index_add_rows<decltype(zero)>(dst, dim, index, src); });
+  dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) { index_add_rows<decltype(zero)>(dst, dim, index, src); });
 }
 
 }  // namespace heed::cpu
