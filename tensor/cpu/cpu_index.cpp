@@ -183,6 +183,14 @@ void index_add_rows(const Tensor& dst, int64_t dim, const Tensor& index, const T
   });
 }
 
+// scatter_add or index_add of bfloat16 dst and src: float32 sums, rounded once into dst.
+void add_in_float32(void (*add)(const Tensor&, int64_t, const Tensor&, const Tensor&), const Tensor& dst,
+                    int64_t dim, const Tensor& index, const Tensor& src) {
+  Tensor dst32 = widened(dst);
+  add(dst32, dim, index, widened(src));
+  store_rounded(dst32, dst);
+}
+
 }  // namespace
 
 void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out) {
@@ -262,11 +270,8 @@ void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out
 }
 
 void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) {
-  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16) {  // float32 sums, rounded once into dst
-    Tensor dst32 = widened(dst);
-    scatter_add(dst32, dim, index, widened(src));
-    return store_rounded(dst32, dst);
-  }
+  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16)
+    return add_in_float32(scatter_add, dst, dim, index, src);
   const char* op = "scatter_add";
   check_index_dtype(index, op);
   HEED_CHECK(dst.dim() == index.dim() && src.dim() == index.dim() && dst.dtype() == src.dtype() && dim >= 0 &&
@@ -295,11 +300,8 @@ void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tens
 }
 
 void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) {
-  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16) {  // float32 sums, rounded once into dst
-    Tensor dst32 = widened(dst);
-    index_add(dst32, dim, index, widened(src));
-    return store_rounded(dst32, dst);
-  }
+  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16)
+    return add_in_float32(index_add, dst, dim, index, src);
   const char* op = "index_add";
   check_index_dtype(index, op);
   HEED_CHECK(index.dim() <= 1 && dst.dim() == src.dim() && dst.dtype() == src.dtype() && dim >= 0 &&
