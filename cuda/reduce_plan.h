@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cuda/grid.h"  // kMaxGridX
 #include "tensor/hd.h"
 
 namespace heed::cuda {
@@ -40,7 +41,6 @@ constexpr int kReducePartialBytes = 16;    // room for any accumulator (a value 
 constexpr int kReduceBlockThreads = 256;   // threads per block, but for a row group above 256
 constexpr int kMaxGroupThreads = 512;      // threads folding one row
 constexpr int64_t kTargetBlocks = 1024;    // enough blocks to fill a GPU (a few per SM)
-constexpr int64_t kMaxGridX = 65535;       // blocks along x; kernels loop for more
 constexpr int64_t kMaxSplits = 65535;      // gridDim.y's limit
 
 struct ReducePlan {
