@@ -183,6 +183,14 @@ void index_add_rows(const Tensor& dst, int64_t dim, const Tensor& index, const T
   });
 }
 
+// *dst += *src for 0-d dst and src.
+void add_one(const Tensor& dst, const Tensor& src, const char* op) {
+  dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) {
+    using T = decltype(zero);
+    add_into(static_cast<T*>(dst.raw_data()), *static_cast<const T*>(src.raw_data()));
+  });
+}
+
 // scatter_add or index_add of bfloat16 dst and src: float32 sums, rounded once into dst.
 void add_in_float32(void (*add)(const Tensor&, int64_t, const Tensor&, const Tensor&), const Tensor& dst,
                     int64_t dim, const Tensor& index, const Tensor& src) {
@@ -284,10 +292,7 @@ void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tens
                shape_str(src.shape()), shape_str(dst.shape()), d);
   if (dst.dim() == 0) {  // scalars: one element, index must be 0
     check_all(index, 1, op, dim);
-    return dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) {
-      using T = decltype(zero);
-      add_into(static_cast<T*>(dst.raw_data()), *static_cast<const T*>(src.raw_data()));
-    });
+    return add_one(dst, src, op);
   }
   check_all(index, dst.shape()[dim], op, dim);
   if (index.numel() == 0) return;
@@ -316,10 +321,7 @@ void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor
                shape_str(dst.shape()), n, dim);
   if (dst.dim() == 0) {
     check_all(index, 1, op, dim);
-    return dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) {
-      using T = decltype(zero);
-      add_into(static_cast<T*>(dst.raw_data()), *static_cast<const T*>(src.raw_data()));
-    });
+    return add_one(dst, src, op);
   }
   check_all(index, dst.shape()[dim], op, dim);
   if (src.numel() == 0) return;
