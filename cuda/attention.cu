@@ -89,6 +89,40 @@ __device__ __forceinline__ C dropout_factor(const AttentionProblem& p, C inv_kee
   return attention_dropout_keep(p.seed, p.offset, idx, 1.0 - p.dropout_p) ? inv_keep : C(0);
 }
 
+// The queries a forward or grad_q block owns, one block per (batch b, query
+// head h, tile of kRows queries): bh = b * Hq + h, hk the kv head h reads,
+// queries [i0, i0 + rows).
+struct QueryBlock {
+  int64_t bh, i0, b, h, hk;
+  int rows;
+};
+template <int kRows>
+__device__ __forceinline__ QueryBlock query_block(const AttentionProblem& p) {
+  const int64_t tiles = (p.T + kRows - 1) / kRows;
+  const int64_t bh = blockIdx.x / tiles;
+  const int64_t i0 = (blockIdx.x % tiles) * kRows;
+  const int64_t b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
+  const int rows = static_cast<int>(p.T - i0 < kRows ? p.T - i0 : kRows);
+  return {bh, i0, b, h, hk, rows};
+}
+
+// The keys a grad_kv block owns, one block per (batch b, kv head hk, tile of
+// kRows keys): bhk = b * Hkv + hk, G query heads per kv head, keys
+// [j0, j0 + cols).
+struct KeyBlock {
+  int64_t bhk, j0, b, hk, G;
+  int cols;
+};
+template <int kRows>
+__device__ __forceinline__ KeyBlock key_block(const AttentionProblem& p) {
+  const int64_t tiles = (p.S + kRows - 1) / kRows;
+  const int64_t bhk = blockIdx.x / tiles;
+  const int64_t j0 = (blockIdx.x % tiles) * kRows;
+  const int64_t b = bhk / p.Hkv, hk = bhk % p.Hkv, G = p.Hq / p.Hkv;
+  const int cols = static_cast<int>(p.S - j0 < kRows ? p.S - j0 : kRows);
+  return {bhk, j0, b, hk, G, cols};
+}
+
 // ---- the rowsum D = rowsum(grad_out * out), one warp per row ----------------
 
 // grad_out, out [rows, dv]; delta [rows].
@@ -202,11 +236,7 @@ __global__ void __launch_bounds__(kThreads)
   const AttentionPatternView& pat = p.pattern;
   const int ty = threadIdx.x / L::kTX, tx = threadIdx.x % L::kTX;
 
-  const int64_t tiles = (p.T + L::kRows - 1) / L::kRows;
-  const int64_t bh = blockIdx.x / tiles;  // b * Hq + h
-  const int64_t i0 = (blockIdx.x % tiles) * L::kRows;
-  const int64_t b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
-  const int rows = static_cast<int>(p.T - i0 < L::kRows ? p.T - i0 : L::kRows);
+  const auto [bh, i0, b, h, hk, rows] = query_block<L::kRows>(p);
   const T* kh = k + b * p.k_stride[0] + hk * p.k_stride[1];
   const T* vh = v + b * p.v_stride[0] + hk * p.v_stride[1];
   load_tile<L::kRows, D>(qs, q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2], p.q_stride[2], rows,
@@ -309,11 +339,7 @@ __global__ void __launch_bounds__(kThreads)
   const AttentionPatternView& pat = p.pattern;
   const int ty = threadIdx.x / L::kTX, tx = threadIdx.x % L::kTX;
 
-  const int64_t tiles = (p.S + L::kRows - 1) / L::kRows;
-  const int64_t bhk = blockIdx.x / tiles;  // b * Hkv + hk
-  const int64_t j0 = (blockIdx.x % tiles) * L::kRows;
-  const int64_t b = bhk / p.Hkv, hk = bhk % p.Hkv, G = p.Hq / p.Hkv;
-  const int cols = static_cast<int>(p.S - j0 < L::kRows ? p.S - j0 : L::kRows);  // keys of the block
+  const auto [bhk, j0, b, hk, G, cols] = key_block<L::kRows>(p);
   load_tile<L::kRows, D>(ks, k + b * p.k_stride[0] + hk * p.k_stride[1] + j0 * p.k_stride[2], p.k_stride[2], cols,
                          p.d);
   load_tile<L::kRows, D>(vs, v + b * p.v_stride[0] + hk * p.v_stride[1] + j0 * p.v_stride[2], p.v_stride[2], cols,
@@ -407,11 +433,7 @@ __global__ void __launch_bounds__(kThreads)
   const AttentionPatternView& pat = p.pattern;
   const int ty = threadIdx.x / L::kTX, tx = threadIdx.x % L::kTX;
 
-  const int64_t tiles = (p.T + L::kRows - 1) / L::kRows;
-  const int64_t bh = blockIdx.x / tiles;  // b * Hq + h
-  const int64_t i0 = (blockIdx.x % tiles) * L::kRows;
-  const int64_t b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
-  const int rows = static_cast<int>(p.T - i0 < L::kRows ? p.T - i0 : L::kRows);
+  const auto [bh, i0, b, h, hk, rows] = query_block<L::kRows>(p);
   const T* kh = k + b * p.k_stride[0] + hk * p.k_stride[1];
   const T* vh = v + b * p.v_stride[0] + hk * p.v_stride[1];
   load_tile<L::kRows, D>(qs, q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2], p.q_stride[2], rows,
@@ -715,6 +737,51 @@ __device__ __forceinline__ float quad_sum(float v) {
   return v + __shfl_xor_sync(kFullMask, v, 2);
 }
 
+// The backward's two score-like products side by side, over the head dim D,
+// for the warp's 16 rows m0..: acc1 += A1 B1 and acc2 += A2 B2, with A1, A2
+// row-major tiles and B1, B2 held transposed (row n of the tile is column n
+// of B: load_b_nk), kNt column tiles of 8. grad_kv: S^T = K Q^T and
+// dP^T = V dO^T; grad_q: S = Q K^T and dP = dO V^T.
+template <class Ops, int D, int kNt>
+__device__ __forceinline__ void mma_pair_nk(float (&acc1)[kNt][4], float (&acc2)[kNt][4], const typename Ops::Elem* a1,
+                                            const typename Ops::Elem* b1, const typename Ops::Elem* a2,
+                                            const typename Ops::Elem* b2, int ld, int m0, int g, int t) {
+#pragma unroll
+  for (int kk = 0; kk < D; kk += Ops::kK) {
+    uint32_t fa1[4], fa2[4];
+    Ops::load_a(fa1, a1, ld, m0, kk, g, t);
+    Ops::load_a(fa2, a2, ld, m0, kk, g, t);
+#pragma unroll
+    for (int nt = 0; nt < kNt; ++nt) {
+      uint32_t fb1[2], fb2[2];
+      Ops::load_b_nk(fb1, b1, ld, nt * 8, kk, g, t);
+      Ops::mma(acc1[nt], fa1, fb1);
+      Ops::load_b_nk(fb2, b2, ld, nt * 8, kk, g, t);
+      Ops::mma(acc2[nt], fa2, fb2);
+    }
+  }
+}
+
+// acc += P B over kStep keys (or queries), P the warp's [16, kStep] tile still
+// in accumulator registers (acc_to_a) and B row-major in shared memory
+// (load_b_kn_acc), kDt column tiles of 8: the forward's O += (P z) V and
+// grad_q's dQ += dS K.
+template <class Ops, int kStep, int kNt, int kDt>
+__device__ __forceinline__ void mma_acc_kn(float (&acc)[kDt][4], const float (&p)[kNt][4],
+                                           const typename Ops::Elem* b, int ld, int g, int t) {
+#pragma unroll
+  for (int kk = 0; kk < kStep; kk += Ops::kK) {
+    uint32_t a[4];
+    Ops::acc_to_a(a, p, kk / 8);
+#pragma unroll
+    for (int dt = 0; dt < kDt; ++dt) {
+      uint32_t bf[2];
+      Ops::load_b_kn_acc(bf, b, ld, kk, dt * 8, g, t);
+      Ops::mma(acc[dt], a, bf);
+    }
+  }
+}
+
 // Tile shapes: kRows rows per block (16 per warp); the forward steps 64 keys
 // at a time, the backward kernels 64 rows (32 at D = 128, which keeps grad_kv's
 // two [16, 128] accumulators and its two [16, step] tiles in registers).
@@ -743,11 +810,7 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int m0 = warp * 16;  // the warp's first row
 
-  const int64_t tiles = (p.T + kRows - 1) / kRows;
-  const int64_t bh = blockIdx.x / tiles;  // b * Hq + h
-  const int64_t i0 = (blockIdx.x % tiles) * kRows;
-  const int64_t b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
-  const int rows = static_cast<int>(p.T - i0 < kRows ? p.T - i0 : kRows);
+  const auto [bh, i0, b, h, hk, rows] = query_block<kRows>(p);
   const T* kh = k + b * p.k_stride[0] + hk * p.k_stride[1];
   const T* vh = v + b * p.v_stride[0] + hk * p.v_stride[1];
   load_tile_tc<Ops, kRows, D>(qs, q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2], p.q_stride[2], rows,
@@ -818,18 +881,7 @@ __global__ void __launch_bounds__(kThreads)
         o[dt][2 * half + 1] *= alpha;
       }
     }
-    // O += (P z) V over the tile's keys.
-#pragma unroll
-    for (int kk = 0; kk < kStep; kk += Ops::kK) {
-      uint32_t a[4];
-      Ops::acc_to_a(a, s, kk / 8);
-#pragma unroll
-      for (int dt = 0; dt < kDt; ++dt) {
-        uint32_t bf[2];
-        Ops::load_b_kn_acc(bf, vs, kLd, kk, dt * 8, g, t);
-        Ops::mma(o[dt], a, bf);
-      }
-    }
+    mma_acc_kn<Ops, kStep>(o, s, vs, kLd, g, t);  // O += (P z) V over the tile's keys
   }
 
 #pragma unroll
@@ -871,11 +923,7 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int m0 = warp * 16;  // the warp's first key
 
-  const int64_t tiles = (p.S + kRows - 1) / kRows;
-  const int64_t bhk = blockIdx.x / tiles;  // b * Hkv + hk
-  const int64_t j0 = (blockIdx.x % tiles) * kRows;
-  const int64_t b = bhk / p.Hkv, hk = bhk % p.Hkv, G = p.Hq / p.Hkv;
-  const int cols = static_cast<int>(p.S - j0 < kRows ? p.S - j0 : kRows);  // keys of the block
+  const auto [bhk, j0, b, hk, G, cols] = key_block<kRows>(p);
   load_tile_tc<Ops, kRows, D>(ks, k + b * p.k_stride[0] + hk * p.k_stride[1] + j0 * p.k_stride[2], p.k_stride[2],
                               cols, vec);
   load_tile_tc<Ops, kRows, D>(vs, v + b * p.v_stride[0] + hk * p.v_stride[1] + j0 * p.v_stride[2], p.v_stride[2],
@@ -905,20 +953,7 @@ __global__ void __launch_bounds__(kThreads)
       __syncthreads();
       // Transposed tiles: row = key m0 + ..., column = query i0 + ...
       float st[kNt][4] = {}, dpt[kNt][4] = {};
-#pragma unroll
-      for (int kk = 0; kk < D; kk += Ops::kK) {
-        uint32_t ak[4], av[4];
-        Ops::load_a(ak, ks, kLd, m0, kk, g, t);
-        Ops::load_a(av, vs, kLd, m0, kk, g, t);
-#pragma unroll
-        for (int nt = 0; nt < kNt; ++nt) {
-          uint32_t bq[2], bo[2];
-          Ops::load_b_nk(bq, qs, kLd, nt * 8, kk, g, t);
-          Ops::mma(st[nt], ak, bq);
-          Ops::load_b_nk(bo, dos, kLd, nt * 8, kk, g, t);
-          Ops::mma(dpt[nt], av, bo);
-        }
-      }
+      mma_pair_nk<Ops, D>(st, dpt, ks, qs, vs, dos, kLd, m0, g, t);
 #pragma unroll
       for (int nt = 0; nt < kNt; ++nt)
 #pragma unroll
@@ -987,11 +1022,7 @@ __global__ void __launch_bounds__(kThreads)
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
   const int m0 = warp * 16;  // the warp's first query
 
-  const int64_t tiles = (p.T + kRows - 1) / kRows;
-  const int64_t bh = blockIdx.x / tiles;  // b * Hq + h
-  const int64_t i0 = (blockIdx.x % tiles) * kRows;
-  const int64_t b = bh / p.Hq, h = bh % p.Hq, hk = h / (p.Hq / p.Hkv);
-  const int rows = static_cast<int>(p.T - i0 < kRows ? p.T - i0 : kRows);
+  const auto [bh, i0, b, h, hk, rows] = query_block<kRows>(p);
   const T* kh = k + b * p.k_stride[0] + hk * p.k_stride[1];
   const T* vh = v + b * p.v_stride[0] + hk * p.v_stride[1];
   load_tile_tc<Ops, kRows, D>(qs, q + b * p.q_stride[0] + h * p.q_stride[1] + i0 * p.q_stride[2], p.q_stride[2], rows,
@@ -1019,20 +1050,7 @@ __global__ void __launch_bounds__(kThreads)
     load_tile_tc<Ops, kStep, D>(vs, vh + j0 * p.v_stride[2], p.v_stride[2], cols, vec);
     __syncthreads();
     float s[kNt][4] = {}, dp[kNt][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < D; kk += Ops::kK) {
-      uint32_t aq[4], ao[4];
-      Ops::load_a(aq, qs, kLd, m0, kk, g, t);
-      Ops::load_a(ao, dos, kLd, m0, kk, g, t);
-#pragma unroll
-      for (int nt = 0; nt < kNt; ++nt) {
-        uint32_t bk[2], bv[2];
-        Ops::load_b_nk(bk, ks, kLd, nt * 8, kk, g, t);
-        Ops::mma(s[nt], aq, bk);
-        Ops::load_b_nk(bv, vs, kLd, nt * 8, kk, g, t);
-        Ops::mma(dp[nt], ao, bv);
-      }
-    }
+    mma_pair_nk<Ops, D>(s, dp, qs, ks, dos, vs, kLd, m0, g, t);
 #pragma unroll
     for (int nt = 0; nt < kNt; ++nt)
 #pragma unroll
@@ -1044,18 +1062,7 @@ __global__ void __launch_bounds__(kThreads)
         const float z = off ? 0.f : dropout_factor(p, inv_keep, b, h, i0 + r, j0 + col);
         s[nt][e] = prob * (dp[nt][e] * z - row_delta[half]);  // dS
       }
-    // dQ += dS K over the tile's keys.
-#pragma unroll
-    for (int kk = 0; kk < kStep; kk += Ops::kK) {
-      uint32_t a[4];
-      Ops::acc_to_a(a, s, kk / 8);
-#pragma unroll
-      for (int dt = 0; dt < kDt; ++dt) {
-        uint32_t bk[2];
-        Ops::load_b_kn_acc(bk, ks, kLd, kk, dt * 8, g, t);
-        Ops::mma(dq[dt], a, bk);
-      }
-    }
+    mma_acc_kn<Ops, kStep>(dq, s, ks, kLd, g, t);  // dQ += dS K over the tile's keys
   }
 
 #pragma unroll

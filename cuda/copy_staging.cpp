@@ -68,13 +68,26 @@ void host_copy(char* dst, const char* src, size_t nbytes) {
   });
 }
 
-// Runs a staged transfer; if it throws, waits for the DMA it may have left in
-// flight before the buffer's lock is released, so the next user cannot
-// overwrite a half still being read or written.
-template <class F>
-void run_staged(F&& transfer) {
+// A transfer of nbytes in direction `kind` on `device`: one cudaMemcpy below
+// kPinnedStagingThreshold, else staged(buffer, chunk) with the pinned
+// buffer's two halves of `chunk` bytes, under its lock. If staged throws, the
+// DMA it may have left in flight is waited for before the lock is released,
+// so the next user cannot overwrite a half still being read or written.
+template <class Staged>
+void copy_small_or_staged(void* dst, const void* src, size_t nbytes, int device, cudaMemcpyKind kind,
+                          Staged&& staged) {
+  if (nbytes == 0) return;
+  DeviceGuard guard(device);
+  if (nbytes < kPinnedStagingThreshold) {
+    HEED_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, kind));
+    return;
+  }
+  PinnedStaging& staging = PinnedStaging::instance();
+  std::lock_guard<std::mutex> lock(staging.mutex());
+  char* buffer = staging.reserve(nbytes);
+  const size_t chunk = staging.half();
   try {
-    transfer();
+    staged(buffer, chunk);
   } catch (...) {
     (void)cudaStreamSynchronize(0);
     throw;
@@ -84,19 +97,9 @@ void run_staged(F&& transfer) {
 }  // namespace
 
 void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device) {
-  if (nbytes == 0) return;
-  DeviceGuard guard(device);
-  if (nbytes < kPinnedStagingThreshold) {
-    HEED_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyHostToDevice));
-    return;
-  }
-  PinnedStaging& staging = PinnedStaging::instance();
-  std::lock_guard<std::mutex> lock(staging.mutex());
-  char* buffer = staging.reserve(nbytes);
-  const size_t chunk = staging.half();
   const char* from = static_cast<const char*>(src);
   char* to = static_cast<char*>(dst);
-  run_staged([&] {
+  copy_small_or_staged(dst, src, nbytes, device, cudaMemcpyHostToDevice, [&](char* buffer, size_t chunk) {
     // Chunk k is copied into half k % 2 while the DMA of chunk k-1 reads the other half.
     for (size_t k = 0, done = 0; done < nbytes; ++k, done += chunk) {
       const size_t n = std::min(chunk, nbytes - done);
@@ -112,25 +115,15 @@ void copy_host_to_device(void* dst, const void* src, size_t nbytes, int device) 
 }
 
 void copy_device_to_host(void* dst, const void* src, size_t nbytes, int device) {
-  if (nbytes == 0) return;
-  DeviceGuard guard(device);
-  if (nbytes < kPinnedStagingThreshold) {
-    HEED_CUDA_CHECK(cudaMemcpy(dst, src, nbytes, cudaMemcpyDeviceToHost));
-    return;
-  }
-  PinnedStaging& staging = PinnedStaging::instance();
-  std::lock_guard<std::mutex> lock(staging.mutex());
-  char* buffer = staging.reserve(nbytes);
-  const size_t chunk = staging.half();
-  const size_t chunks = (nbytes + chunk - 1) / chunk;
   const char* from = static_cast<const char*>(src);
   char* to = static_cast<char*>(dst);
-  auto size_of = [&](size_t k) { return std::min(chunk, nbytes - k * chunk); };
-  auto fetch = [&](size_t k) {  // DMA of chunk k into half k % 2
-    HEED_CUDA_CHECK(
-        cudaMemcpyAsync(buffer + (k % 2) * chunk, from + k * chunk, size_of(k), cudaMemcpyDeviceToHost, 0));
-  };
-  run_staged([&] {
+  copy_small_or_staged(dst, src, nbytes, device, cudaMemcpyDeviceToHost, [&](char* buffer, size_t chunk) {
+    const size_t chunks = (nbytes + chunk - 1) / chunk;
+    auto size_of = [&](size_t k) { return std::min(chunk, nbytes - k * chunk); };
+    auto fetch = [&](size_t k) {  // DMA of chunk k into half k % 2
+      HEED_CUDA_CHECK(
+          cudaMemcpyAsync(buffer + (k % 2) * chunk, from + k * chunk, size_of(k), cudaMemcpyDeviceToHost, 0));
+    };
     fetch(0);
     for (size_t k = 0; k < chunks; ++k) {
       // Chunk k has landed (nothing after it is queued yet).

@@ -33,13 +33,7 @@ __global__ void __launch_bounds__(kMaxGroupThreads)
     const int64_t row = base + threadIdx.y;
     const bool active = row < rows;
     const T* xr = x + (active ? row : 0) * n;
-    C m = -kInf;
-    if (active)
-      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-        const C v = static_cast<C>(xr[j]);
-        m = v > m ? v : m;
-      }
-    m = group_reduce(m, MaxSkippingNaN(), shared_max);
+    const C m = group_row_max<C>(xr, n, active, shared_max);
     double sum = 0, xsum = 0;
     if (active)
       for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
@@ -96,22 +90,15 @@ template <class T>
 void launch_cross_entropy(const T* x, const int64_t* target, int64_t ignore_index, double smoothing, T* loss,
                           compute_t<T>* lse, int64_t rows, int64_t n) {
   if (rows <= 0 || n <= 0) return;
-  const RowLaunch l = plan_rows(rows, n);
-  const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
-  cross_entropy_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(x, target, ignore_index, smoothing, loss, lse,
-                                                                       rows, n);
-  HEED_CUDA_CHECK(cudaGetLastError());
+  launch_rows(cross_entropy_kernel<T>, rows, n, x, target, ignore_index, smoothing, loss, lse, rows, n);
 }
 
 template <class T>
 void launch_cross_entropy_backward(const T* grad, const T* x, const int64_t* target, const compute_t<T>* lse,
                                    int64_t ignore_index, double smoothing, T* grad_x, int64_t rows, int64_t n) {
   if (rows <= 0 || n <= 0) return;
-  const RowLaunch l = plan_rows(rows, n);
-  const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
-  cross_entropy_backward_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(grad, x, target, lse, ignore_index,
-                                                                                smoothing, grad_x, rows, n);
-  HEED_CUDA_CHECK(cudaGetLastError());
+  launch_rows(cross_entropy_backward_kernel<T>, rows, n, grad, x, target, lse, ignore_index, smoothing, grad_x, rows,
+              n);
 }
 
 #define HEED_INSTANTIATE(T)                                                                                   \

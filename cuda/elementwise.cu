@@ -35,6 +35,7 @@
 #include <utility>
 
 #include "cuda/check.h"
+#include "cuda/grid.h"
 #include "tensor/elementwise_formulas.h"
 #include "cuda/kernels.h"
 #include "cuda/strided.h"
@@ -43,12 +44,6 @@ namespace heed::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
-
-unsigned blocks_for(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 // out[i] = op(in[i]...) for i in [0, n): every operand dense.
 template <class Op, class Out, class... In>
@@ -83,13 +78,13 @@ void launch_map(const StridedIndexer<N>& index, const Op& op, Out* out, const In
   static_assert(N == 1 + static_cast<int>(sizeof...(In)), "one stride set per operand");
   const int64_t n = index.numel;
   if (n <= 0) return;
-  const unsigned blocks = blocks_for(n);
+  const unsigned blocks = grid_stride_blocks(n);
   if (index.contiguous()) {
-    map_contiguous_kernel<<<blocks, kThreads>>>(n, op, out, in...);
+    map_contiguous_kernel<<<blocks, kGridStrideThreads>>>(n, op, out, in...);
   } else if (index.fits_int32()) {
-    map_strided_kernel<int32_t><<<blocks, kThreads>>>(index, op, out, in...);
+    map_strided_kernel<int32_t><<<blocks, kGridStrideThreads>>>(index, op, out, in...);
   } else {
-    map_strided_kernel<int64_t><<<blocks, kThreads>>>(index, op, out, in...);
+    map_strided_kernel<int64_t><<<blocks, kGridStrideThreads>>>(index, op, out, in...);
   }
   HEED_CUDA_CHECK(cudaGetLastError());
 }

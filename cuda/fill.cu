@@ -3,14 +3,12 @@
 #include <cstdint>
 
 #include "cuda/check.h"
+#include "cuda/grid.h"
 #include "cuda/kernels.h"
 
 namespace heed::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
 
 template <class T>
 __global__ void fill_kernel(T* out, int64_t n, T value) {  // out: [n]
@@ -23,8 +21,7 @@ __global__ void fill_kernel(T* out, int64_t n, T value) {  // out: [n]
 template <class T>
 void launch_fill(T* out, int64_t n, T value) {
   if (n <= 0) return;
-  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
-  fill_kernel<T><<<static_cast<unsigned>(blocks), kThreads>>>(out, n, value);
+  fill_kernel<T><<<grid_stride_blocks(n), kGridStrideThreads>>>(out, n, value);
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -12,6 +12,9 @@
 // folds meet in shared memory, read by every thread in the same order.
 #include <cstdint>
 
+#include <cuda/std/limits>
+
+#include "cuda/check.h"
 #include "cuda/reduce_plan.h"
 #include "tensor/rounded_math.h"  // mul_rn: products nvcc may not fuse into an FMA
 
@@ -90,6 +93,30 @@ struct MaxSkippingNaN {
     return b > a ? b : a;
   }
 };
+
+// The max of row xr [n] over the group, NaN skipped (MaxSkippingNaN), in C;
+// an inactive thread (a row past the end) contributes -inf. Every thread of
+// the block must call it (group_reduce).
+template <class C, class T>
+__device__ C group_row_max(const T* xr, int64_t n, bool active, C* shared) {
+  C m = -::cuda::std::numeric_limits<C>::infinity();
+  if (active)
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const C v = static_cast<C>(xr[j]);
+      m = v > m ? v : m;
+    }
+  return group_reduce(m, MaxSkippingNaN(), shared);
+}
+
+// Launches a row kernel (block: group threads x rows per block) over `rows`
+// rows of n elements as plan_rows lays them out, and checks the launch.
+template <class... Params, class... Args>
+void launch_rows(void (*kernel)(Params...), int64_t rows, int64_t n, Args... args) {
+  const RowLaunch l = plan_rows(rows, n);
+  const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
+  kernel<<<static_cast<unsigned>(l.blocks), block>>>(args...);
+  HEED_CUDA_CHECK(cudaGetLastError());
+}
 
 // exp by type: CUDA's expf for float, exp for double.
 __device__ inline float exp_of(float v) { return expf(v); }

@@ -111,23 +111,9 @@ void dispatch_bytes(DType dtype, F&& f) {
   }
 }
 
-// dispatch_dtype without bool, which has no addition.
-template <class F>
-void dispatch_addable(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-    case DType::Int64: return f(int64_t{});
-    case DType::UInt8: return f(uint8_t{});
-    case DType::BFloat16: return f(bfloat16{});
-    case DType::Bool: break;
-  }
-  HEED_FAIL("cuda {}: cannot accumulate into a {} tensor", op, dtype_name(t));
-}
-
 // *dst += *src for 0-d dst and src.
 void add_one(const Tensor& dst, const Tensor& src, const char* op) {
-  dispatch_addable(dst.dtype(), op, [&](auto zero) {
+  dispatch_addable_or_bf16(dst.dtype(), op, [&](auto zero) {
     using T = decltype(zero);
     launch_add_one<T>(static_cast<T*>(dst.raw_data()), static_cast<const T*>(src.raw_data()));
   });
@@ -242,7 +228,7 @@ void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tens
   args.dst_step = dst.strides()[dim];
   args.src_step = src.strides()[dim];
   args.index_step = index.strides()[dim];
-  dispatch_addable(dst.dtype(), op, [&](auto zero) {
+  dispatch_addable_or_bf16(dst.dtype(), op, [&](auto zero) {
     using T = decltype(zero);
     launch_scatter_add<T>(args, static_cast<T*>(dst.raw_data()), static_cast<const T*>(src.raw_data()),
                           static_cast<const int64_t*>(index.raw_data()), numel_of(line_shape));
@@ -278,7 +264,7 @@ void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor
   int64_t* order = base + 3 * n;
   check_all(index, size, op, dim, keys_in, order_in);
   if (src.numel() == 0) return;
-  dispatch_addable(dst.dtype(), op, [&](auto zero) {
+  dispatch_addable_or_bf16(dst.dtype(), op, [&](auto zero) {
     using T = decltype(zero);
     const int bits = key_bits(size);
     const size_t temp_bytes = index_sort_temp_bytes(n, bits);

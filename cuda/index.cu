@@ -8,6 +8,7 @@
 #include <cub/device/device_radix_sort.cuh>
 
 #include "cuda/check.h"
+#include "cuda/grid.h"
 #include "cuda/index_math.h"
 #include "cuda/kernels.h"
 
@@ -15,12 +16,6 @@ namespace heed::cuda {
 
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
-
-unsigned blocks_for(int64_t n) {
-  return static_cast<unsigned>(std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks));
-}
 
 #define HEED_GRID_STRIDE(i, n)                                                            \
   for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); \
@@ -91,7 +86,7 @@ __global__ void index_add_kernel(IndexAddArgs a, T* dst, const T* src, const uin
 void launch_check_index(const IndexCheckArgs& a, const int64_t* index, int64_t numel, int64_t* first_bad,
                         uint64_t* keys, int64_t* order) {
   if (numel <= 0) return;
-  check_index_kernel<<<blocks_for(numel), kThreads>>>(a, index, numel, first_bad, keys, order);
+  check_index_kernel<<<grid_stride_blocks(numel), kGridStrideThreads>>>(a, index, numel, first_bad, keys, order);
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -99,7 +94,7 @@ template <class T>
 void launch_index_select(const IndexSelectArgs& a, const T* x, const int64_t* index, T* out, int64_t numel,
                          int64_t* first_bad) {
   if (numel <= 0) return;
-  index_select_kernel<T><<<blocks_for(numel), kThreads>>>(a, x, index, out, numel, first_bad);
+  index_select_kernel<T><<<grid_stride_blocks(numel), kGridStrideThreads>>>(a, x, index, out, numel, first_bad);
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -107,14 +102,14 @@ template <class T>
 void launch_gather(const GatherArgs& a, const T* x, const int64_t* index, T* out, int64_t numel,
                    int64_t* first_bad) {
   if (numel <= 0) return;
-  gather_kernel<T><<<blocks_for(numel), kThreads>>>(a, x, index, out, numel, first_bad);
+  gather_kernel<T><<<grid_stride_blocks(numel), kGridStrideThreads>>>(a, x, index, out, numel, first_bad);
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class T>
 void launch_scatter_add(const ScatterAddArgs& a, T* dst, const T* src, const int64_t* index, int64_t lines) {
   if (lines <= 0) return;
-  scatter_add_kernel<T><<<blocks_for(lines), kThreads>>>(a, dst, src, index, lines);
+  scatter_add_kernel<T><<<grid_stride_blocks(lines), kGridStrideThreads>>>(a, dst, src, index, lines);
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -145,7 +140,7 @@ template <class T>
 void launch_index_add(const IndexAddArgs& a, T* dst, const T* src, const uint64_t* keys, const int64_t* order,
                       int64_t work) {
   if (work <= 0) return;
-  index_add_kernel<T><<<blocks_for(work), kThreads>>>(a, dst, src, keys, order, work);
+  index_add_kernel<T><<<grid_stride_blocks(work), kGridStrideThreads>>>(a, dst, src, keys, order, work);
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -115,15 +115,7 @@ void run_gemm(cublasHandle_t handle, const GemmPlan& p, const T* a, const T* b, 
 }
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
-  HEED_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3,
-             "cuda matmul: expected a [B, M, K], b [B, K, N], out [B, M, N], got {}, {}, {}", shape_str(a.shape()),
-             shape_str(b.shape()), shape_str(out.shape()));
-  HEED_CHECK(a.shape()[0] == out.shape()[0] && b.shape()[0] == out.shape()[0] && a.shape()[1] == out.shape()[1] &&
-                 b.shape()[2] == out.shape()[2] && a.shape()[2] == b.shape()[1],
-             "cuda matmul: shapes {} x {} -> {} do not match", shape_str(a.shape()), shape_str(b.shape()),
-             shape_str(out.shape()));
-  HEED_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "cuda matmul: dtypes {}, {}, {} differ",
-             dtype_name(a.dtype()), dtype_name(b.dtype()), dtype_name(out.dtype()));
+  check_matmul_kernel_args(a, b, out, "cuda");
   HEED_CHECK(out.is_contiguous(), "cuda matmul: out must be contiguous, got {}", describe(out));
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   if (batch == 0 || m == 0 || n == 0) return;

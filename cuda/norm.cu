@@ -199,10 +199,7 @@ template <class T>
 void launch_layer_norm(const T* x, const T* weight, const T* bias, double eps, T* out, compute_t<T>* mean,
                        compute_t<T>* rstd, int64_t rows, int64_t d) {
   if (rows <= 0 || d <= 0) return;
-  const RowLaunch l = plan_rows(rows, d);
-  const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
-  layer_norm_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(x, weight, bias, eps, out, mean, rstd, rows, d);
-  HEED_CUDA_CHECK(cudaGetLastError());
+  launch_rows(layer_norm_kernel<T>, rows, d, x, weight, bias, eps, out, mean, rstd, rows, d);
 }
 
 int64_t layer_norm_backward_workspace(int64_t rows, int64_t d) { return plan_column_sums(rows, d).chunks * 2 * d; }
@@ -212,13 +209,8 @@ void launch_layer_norm_backward(const T* grad, const T* x, const T* weight, cons
                                 const compute_t<T>* rstd, T* grad_x, T* grad_weight, T* grad_bias, int64_t rows,
                                 int64_t d, double* workspace) {
   if (rows < 0 || d <= 0) return;
-  if (grad_x && rows > 0) {
-    const RowLaunch l = plan_rows(rows, d);
-    const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
-    layer_norm_grad_x_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(grad, x, weight, mean, rstd, grad_x, rows,
-                                                                             d);
-    HEED_CUDA_CHECK(cudaGetLastError());
-  }
+  if (grad_x && rows > 0)
+    launch_rows(layer_norm_grad_x_kernel<T>, rows, d, grad, x, weight, mean, rstd, grad_x, rows, d);
   if (grad_weight || grad_bias) {
     const ColumnSumLaunch l = plan_column_sums(rows, d);
     const dim3 grid(static_cast<unsigned>(l.col_blocks), static_cast<unsigned>(l.chunks));

@@ -6,15 +6,13 @@
 #include <cstdint>
 
 #include "cuda/check.h"
+#include "cuda/grid.h"
 #include "cuda/kernels.h"
 #include "cuda/optim_math.h"
 
 namespace heed::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
 
 template <class T>
 __global__ void adam_kernel(AdamScalars<compute_t<T>> s, T* p, const T* g, T* m, T* v, int64_t n) {  // all [n]
@@ -29,8 +27,7 @@ template <class T>
 void launch_adam_step(const AdamScalars<compute_t<T>>& s, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                       int64_t n) {
   if (n <= 0) return;
-  const int64_t blocks = std::min<int64_t>((n + kThreads - 1) / kThreads, kMaxBlocks);
-  adam_kernel<T><<<static_cast<unsigned>(blocks), kThreads>>>(s, param, grad, exp_avg, exp_avg_sq, n);
+  adam_kernel<T><<<grid_stride_blocks(n), kGridStrideThreads>>>(s, param, grad, exp_avg, exp_avg_sq, n);
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 

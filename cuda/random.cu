@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "cuda/check.h"
+#include "cuda/grid.h"
 #include "cuda/kernels.h"
 #include "cuda/optim_math.h"
 #include "tensor/dropout_rule.h"
@@ -15,9 +16,6 @@
 namespace heed::cuda {
 
 namespace {
-
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = 65535;  // a grid-stride loop covers the rest
 
 template <class T, class Sampler>
 __global__ void random_kernel(T* out, int64_t n, uint64_t seed, uint64_t offset, int words, int64_t blocks,
@@ -31,8 +29,8 @@ template <class T, class Sampler>
 void launch(T* out, int64_t n, uint64_t seed, uint64_t offset, int words, const Sampler& sample) {
   if (n <= 0) return;
   const int64_t blocks = random_blocks(n, words);
-  const int64_t grid = std::min<int64_t>((blocks + kThreads - 1) / kThreads, kMaxBlocks);
-  random_kernel<T, Sampler><<<static_cast<unsigned>(grid), kThreads>>>(out, n, seed, offset, words, blocks, sample);
+  random_kernel<T, Sampler><<<grid_stride_blocks(blocks), kGridStrideThreads>>>(out, n, seed, offset, words, blocks,
+                                                                               sample);
   HEED_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -58,8 +56,7 @@ template <class T>
 void launch_dropout(const T* x, const T* residual, T* out, int64_t n, uint64_t seed, uint64_t offset, double p) {
   if (n <= 0) return;
   const int64_t blocks = random_blocks(n, 1);
-  const int64_t grid = std::min<int64_t>((blocks + kThreads - 1) / kThreads, kMaxBlocks);
-  dropout_kernel<T><<<static_cast<unsigned>(grid), kThreads>>>(x, residual, out, n, seed, offset,
+  dropout_kernel<T><<<grid_stride_blocks(blocks), kGridStrideThreads>>>(x, residual, out, n, seed, offset,
                                                                 dropout_threshold(p), dropout_scale<T>(p), blocks);
   HEED_CUDA_CHECK(cudaGetLastError());
 }

@@ -17,18 +17,6 @@ namespace heed::cuda {
 
 namespace {
 
-const char* reduce_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Prod: return "prod";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    case ReduceOp::ArgMax: return "argmax";
-    case ReduceOp::ArgMin: return "argmin";
-  }
-  return "?";
-}
-
 ReduceKind kind_of(ReduceOp op) {
   switch (op) {
     case ReduceOp::Sum: return ReduceKind::Sum;
@@ -48,7 +36,7 @@ Tensor workspace(int64_t nbytes, Device device) {
 }
 
 void reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
-  const char* name = reduce_name(op);
+  const char* name = reduce_op_name(op);
   HEED_CHECK(x.dim() == out.dim(), "cuda {}: out has {} dims, x has {}", name, out.dim(), x.dim());
   int64_t n_out = 1, n_red = 1, red_dims = 0;
   for (int64_t d = 0; d < x.dim(); ++d) {

@@ -103,22 +103,19 @@ __device__ T highest_value() {
   else return L::max();
 }
 
-// Max and min keep a (widened) element, so writing it back is exact.
-template <class T>
-struct MaxOp {
+// Max (kMax) and min keep a (widened) element, so writing it back is exact.
+template <class T, bool kMax>
+struct ExtremeOp {
   using Acc = compute_t<T>;
-  __device__ static Acc init() { return lowest_value<Acc>(); }
-  __device__ static Acc step(Acc a, T v, int64_t) { return max_step(a, load(v)); }
-  __device__ static Acc merge(Acc a, Acc b) { return max_step(a, b); }
-  __device__ static void write(void* out, int64_t off, Acc a) { static_cast<T*>(out)[off] = static_cast<T>(a); }
-};
-
-template <class T>
-struct MinOp {
-  using Acc = compute_t<T>;
-  __device__ static Acc init() { return highest_value<Acc>(); }
-  __device__ static Acc step(Acc a, T v, int64_t) { return min_step(a, load(v)); }
-  __device__ static Acc merge(Acc a, Acc b) { return min_step(a, b); }
+  __device__ static Acc init() {
+    if constexpr (kMax) return lowest_value<Acc>();
+    else return highest_value<Acc>();
+  }
+  __device__ static Acc step(Acc a, T v, int64_t) { return merge(a, load(v)); }
+  __device__ static Acc merge(Acc a, Acc b) {
+    if constexpr (kMax) return max_step(a, b);
+    else return min_step(a, b);
+  }
   __device__ static void write(void* out, int64_t off, Acc a) { static_cast<T*>(out)[off] = static_cast<T>(a); }
 };
 
@@ -239,8 +236,8 @@ void launch_reduce(ReduceKind kind, const T* x, void* out, const ReducePlan& pla
   switch (kind) {
     case ReduceKind::Sum: return run<T, SumOp<T>>(x, out, plan, workspace);
     case ReduceKind::Prod: return run<T, ProdOp<T>>(x, out, plan, workspace);
-    case ReduceKind::Max: return run<T, MaxOp<T>>(x, out, plan, workspace);
-    case ReduceKind::Min: return run<T, MinOp<T>>(x, out, plan, workspace);
+    case ReduceKind::Max: return run<T, ExtremeOp<T, true>>(x, out, plan, workspace);
+    case ReduceKind::Min: return run<T, ExtremeOp<T, false>>(x, out, plan, workspace);
     case ReduceKind::ArgMax: return run<T, ArgOp<T, true>>(x, out, plan, workspace);
     case ReduceKind::ArgMin: return run<T, ArgOp<T, false>>(x, out, plan, workspace);
   }

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "cuda/grid.h"  // kMaxGridX
 #include "tensor/hd.h"
 
 namespace heed::cuda {
@@ -40,7 +41,6 @@ constexpr int kReducePartialBytes = 16;    // room for any accumulator (a value 
 constexpr int kReduceBlockThreads = 256;   // threads per block, but for a row group above 256
 constexpr int kMaxGroupThreads = 512;      // threads folding one row
 constexpr int64_t kTargetBlocks = 1024;    // enough blocks to fill a GPU (a few per SM)
-constexpr int64_t kMaxGridX = 65535;       // blocks along x; kernels loop for more
 constexpr int64_t kMaxSplits = 65535;      // gridDim.y's limit
 
 struct ReducePlan {
@@ -56,35 +56,31 @@ struct ReducePlan {
   int64_t splits = 1, chunk = 0;  // reduced elements [s * chunk, min(n_red, (s + 1) * chunk)) in split s
 };
 
-// x's offset (in elements) of output o's first element.
-HEED_HD inline int64_t kept_x_offset(const ReducePlan& p, int64_t o) {
+// The offset (in elements, through `stride`) of position i, row-major, of
+// the ndim dims `size`.
+HEED_HD inline int64_t offset_at(int ndim, const int64_t* size, const int64_t* stride, int64_t i) {
   int64_t off = 0;
-  for (int d = p.kept_ndim - 1; d >= 0; --d) {
-    off += (o % p.kept_size[d]) * p.kept_x_stride[d];
-    o /= p.kept_size[d];
+  for (int d = ndim - 1; d >= 0; --d) {
+    off += (i % size[d]) * stride[d];
+    i /= size[d];
   }
   return off;
 }
 
+// x's offset (in elements) of output o's first element.
+HEED_HD inline int64_t kept_x_offset(const ReducePlan& p, int64_t o) {
+  return offset_at(p.kept_ndim, p.kept_size, p.kept_x_stride, o);
+}
+
 // out's offset (in elements) of output o.
 HEED_HD inline int64_t kept_out_offset(const ReducePlan& p, int64_t o) {
-  int64_t off = 0;
-  for (int d = p.kept_ndim - 1; d >= 0; --d) {
-    off += (o % p.kept_size[d]) * p.kept_out_stride[d];
-    o /= p.kept_size[d];
-  }
-  return off;
+  return offset_at(p.kept_ndim, p.kept_size, p.kept_out_stride, o);
 }
 
 // The offset of reduced element r from its output's first element.
 HEED_HD inline int64_t red_x_offset(const ReducePlan& p, int64_t r) {
   if (p.red_ndim == 1) return r * p.red_x_stride[0];  // the common case: one merged dim
-  int64_t off = 0;
-  for (int d = p.red_ndim - 1; d >= 0; --d) {
-    off += (r % p.red_size[d]) * p.red_x_stride[d];
-    r /= p.red_size[d];
-  }
-  return off;
+  return offset_at(p.red_ndim, p.red_size, p.red_x_stride, r);
 }
 
 // The reduced elements of split s: [begin, end).

@@ -35,4 +35,12 @@ decltype(auto) dispatch_floating_or_bf16(DType t, const char* op, F&& f) {
   return dispatch_floating(t, op, std::forward<F>(f));
 }
 
+// dispatch_addable plus bfloat16: for the kernels that sum bfloat16 in
+// float32 themselves (index_add's runs; scatter_add widens it first).
+template <class F>
+decltype(auto) dispatch_addable_or_bf16(DType t, const char* op, F&& f) {
+  if (t == DType::BFloat16) return f(bfloat16{});
+  return dispatch_addable(t, "cuda", op, std::forward<F>(f));
+}
+
 }  // namespace heed::cuda

@@ -44,13 +44,7 @@ __global__ void __launch_bounds__(kMaxGroupThreads)
     const bool active = row < rows;
     const T* xr = x + (active ? row : 0) * n;
 
-    C m = -kInf;
-    if (active)
-      for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-        const C v = static_cast<C>(xr[j]);
-        m = v > m ? v : m;
-      }
-    m = group_reduce(m, MaxSkippingNaN(), shared_max);
+    const C m = group_row_max<C>(xr, n, active, shared_max);
     const bool all_neg_inf = m == -kInf;
 
     double sum = 0;
@@ -115,10 +109,7 @@ __global__ void __launch_bounds__(kMaxGroupThreads)
 template <class T>
 void launch_softmax_backward(const T* grad, const T* y, T* grad_x, int64_t rows, int64_t n, bool log) {
   if (rows <= 0 || n <= 0) return;
-  const RowLaunch l = plan_rows(rows, n);
-  const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
-  softmax_backward_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(grad, y, grad_x, rows, n, log);
-  HEED_CUDA_CHECK(cudaGetLastError());
+  launch_rows(softmax_backward_kernel<T>, rows, n, grad, y, grad_x, rows, n, log);
 }
 
 template void launch_softmax_backward<float>(const float*, const float*, float*, int64_t, int64_t, bool);
@@ -128,10 +119,7 @@ template void launch_softmax_backward<bfloat16>(const bfloat16*, const bfloat16*
 template <class T>
 void launch_softmax(const T* x, T* out, int64_t rows, int64_t n, bool log) {
   if (rows <= 0 || n <= 0) return;
-  const RowLaunch l = plan_rows(rows, n);
-  const dim3 block(static_cast<unsigned>(l.threads), static_cast<unsigned>(l.rows_per_block));
-  softmax_kernel<T><<<static_cast<unsigned>(l.blocks), block>>>(x, out, rows, n, log);
-  HEED_CUDA_CHECK(cudaGetLastError());
+  launch_rows(softmax_kernel<T>, rows, n, x, out, rows, n, log);
 }
 
 template void launch_softmax<float>(const float*, float*, int64_t, int64_t, bool);

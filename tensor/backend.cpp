@@ -3,7 +3,6 @@
 #include <mutex>
 
 #include "tensor/cpu/cpu_backend.h"
-#include "tensor/ops.h"
 
 namespace heed {
 
@@ -38,6 +37,18 @@ const Backend& backend(DeviceType type) {
              "device {}: heed was built without this backend (configure with -DHEED_CUDA=ON on a machine with nvcc)",
              Device(type).str());
   return rows[static_cast<int>(type)];
+}
+
+void check_matmul_kernel_args(const Tensor& a, const Tensor& b, const Tensor& out, const char* device) {
+  HEED_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3,
+             "{} matmul: expected a [B, M, K], b [B, K, N], out [B, M, N], got {}, {}, {}", device,
+             shape_str(a.shape()), shape_str(b.shape()), shape_str(out.shape()));
+  HEED_CHECK(a.shape()[0] == out.shape()[0] && b.shape()[0] == out.shape()[0] && a.shape()[1] == out.shape()[1] &&
+                 b.shape()[2] == out.shape()[2] && a.shape()[2] == b.shape()[1],
+             "{} matmul: shapes {} x {} -> {} do not match", device, shape_str(a.shape()), shape_str(b.shape()),
+             shape_str(out.shape()));
+  HEED_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "{} matmul: dtypes {}, {}, {} differ", device,
+             dtype_name(a.dtype()), dtype_name(b.dtype()), dtype_name(out.dtype()));
 }
 
 int device_count(DeviceType type) {

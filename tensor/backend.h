@@ -27,6 +27,19 @@ namespace heed {
 
 enum class ReduceOp { Sum, Prod, Max, Min, ArgMax, ArgMin };
 
+// "sum", "prod", "max", "min", "argmax", "argmin": the op as kernels' error messages name it.
+inline constexpr const char* reduce_op_name(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::Sum: return "sum";
+    case ReduceOp::Prod: return "prod";
+    case ReduceOp::Max: return "max";
+    case ReduceOp::Min: return "min";
+    case ReduceOp::ArgMax: return "argmax";
+    case ReduceOp::ArgMin: return "argmin";
+  }
+  return "?";
+}
+
 enum class RandomDist {
   Uniform,    // in [a, b)
   Normal,     // mean a, std b
@@ -157,11 +170,23 @@ struct Backend {
   int (*device_count)() = nullptr;
 };
 
+// The shape and dtype check each backend's matmul makes of its arguments,
+// named in the message by `device` ("cpu matmul: ...").
+void check_matmul_kernel_args(const Tensor& a, const Tensor& b, const Tensor& out, const char* device);
+
 // The registered row for a device type; throws heed::Error naming the device
 // when none was compiled in or registered.
 const Backend& backend(DeviceType type);
 inline const Backend& backend(Device d) { return backend(d.type); }
 bool has_backend(DeviceType type);
+
+// Number of devices of a type heed can use now: 1 for the CPU; for CUDA 0
+// when heed was built without it or no GPU is visible.
+int device_count(DeviceType type);
+inline bool cuda_is_available() { return device_count(DeviceType::CUDA) > 0; }
+// Waits for queued work on a device (a no-op on the CPU).
+void synchronize(Device device = kCPU);
+
 // How a backend puts its row in the table, from its own folder.
 void register_backend(DeviceType type, const Backend& row);
 // The hook through which the backends built into heed besides the CPU's

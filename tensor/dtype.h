@@ -80,6 +80,21 @@ decltype(auto) dispatch_floating(DType t, const char* op, F&& f) {
   }
 }
 
+// float32, float64, int64 and uint8: the dtypes a kernel adds into. Bool has
+// no addition, and bfloat16, summed in float32, is widened before it gets
+// here (or dispatched by the backend itself: cuda's dispatch_addable_or_bf16).
+// `device` and `op` name the kernel in the error ("cpu scatter_add: ...").
+template <class F>
+decltype(auto) dispatch_addable(DType t, const char* device, const char* op, F&& f) {
+  switch (t) {
+    case DType::Float32: return f(float{});
+    case DType::Float64: return f(double{});
+    case DType::Int64: return f(int64_t{});
+    case DType::UInt8: return f(uint8_t{});
+    default: HEED_FAIL("{} {}: cannot accumulate into a {} tensor", device, op, dtype_name(t));
+  }
+}
+
 }  // namespace heed
 
 template <>

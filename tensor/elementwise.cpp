@@ -52,12 +52,22 @@ void check_arithmetic(const Tensor& t, const char* name) {
              shape_str(t.shape()));
 }
 
+// The operands of add, sub, mul and div: each widened by autocast to the
+// wider dtype of the two, then checked.
+struct Operands {
+  Tensor a, b;
+};
+Operands arithmetic_operands(const Tensor& a_in, const Tensor& b_in, const char* name) {
+  Operands o{autocast::widest(a_in, b_in), autocast::widest(b_in, a_in)};
+  check_arithmetic(o.a, name);
+  check_arithmetic(o.b, name);
+  return o;
+}
+
 }  // namespace
 
 Tensor add(const Tensor& a_in, const Tensor& b_in, double alpha) {
-  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
-  check_arithmetic(a, "add");
-  check_arithmetic(b, "add");
+  const auto [a, b] = arithmetic_operands(a_in, b_in, "add");
   Tensor out = alpha == 1.0 ? binary_kernel(BinaryOp::Add, a, b, "add")
                             : binary_kernel(BinaryOp::Add, a, mul(b.detach(), alpha), "add");
   if (auto* node = record("add", {a, b}, out)) {
@@ -69,9 +79,7 @@ Tensor add(const Tensor& a_in, const Tensor& b_in, double alpha) {
 }
 
 Tensor sub(const Tensor& a_in, const Tensor& b_in) {
-  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
-  check_arithmetic(a, "sub");
-  check_arithmetic(b, "sub");
+  const auto [a, b] = arithmetic_operands(a_in, b_in, "sub");
   Tensor out = binary_kernel(BinaryOp::Sub, a, b, "sub");
   if (auto* node = record("sub", {a, b}, out))
     node->backward = [sa = a.shape(), sb = b.shape()](const Tensor& g) { return TensorList{sum_to(g, sa), sum_to(neg(g), sb)}; };
@@ -79,9 +87,7 @@ Tensor sub(const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor mul(const Tensor& a_in, const Tensor& b_in) {
-  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
-  check_arithmetic(a, "mul");
-  check_arithmetic(b, "mul");
+  const auto [a, b] = arithmetic_operands(a_in, b_in, "mul");
   Tensor out = binary_kernel(BinaryOp::Mul, a, b, "mul");
   if (auto* node = record("mul", {a, b}, out)) {
     node->backward = [sa = SavedTensor(a), sb = SavedTensor(b), shape_a = a.shape(), shape_b = b.shape(),
@@ -95,9 +101,7 @@ Tensor mul(const Tensor& a_in, const Tensor& b_in) {
 }
 
 Tensor div(const Tensor& a_in, const Tensor& b_in) {
-  const Tensor a = autocast::widest(a_in, b_in), b = autocast::widest(b_in, a_in);
-  check_arithmetic(a, "div");
-  check_arithmetic(b, "div");
+  const auto [a, b] = arithmetic_operands(a_in, b_in, "div");
   Tensor out = binary_kernel(BinaryOp::Div, a, b, "div");
   if (auto* node = record("div", {a, b}, out)) {
     node->backward = [sa = SavedTensor(a), sb = SavedTensor(b), shape_a = a.shape(), shape_b = b.shape(),

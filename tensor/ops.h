@@ -13,13 +13,8 @@
 
 namespace heed {
 
-// ---- devices (backend.cpp) ----
-// Number of devices of a type heed can use now: 1 for the CPU; for CUDA 0
-// when heed was built without it or no GPU is visible.
-int device_count(DeviceType type);
-inline bool cuda_is_available() { return device_count(DeviceType::CUDA) > 0; }
-// Waits for queued work on a device (a no-op on the CPU).
-void synchronize(Device device = kCPU);
+// device_count, cuda_is_available and synchronize ask the op table:
+// tensor/backend.h, included above.
 
 // ---- creation (factory.cpp) ----
 // Fresh contiguous, uninitialised tensor.

@@ -11,75 +11,30 @@
 
 namespace heed {
 
-HEED_HD inline float mul_rn(float a, float b) {
+// The device rounds through the intrinsics; the host's operators already
+// round each operation (no FMA in the CPU build). One definition per side.
 #ifdef __CUDA_ARCH__
-  return __fmul_rn(a, b);
+HEED_HD inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
+HEED_HD inline float add_rn(float a, float b) { return __fadd_rn(a, b); }
+HEED_HD inline float sub_rn(float a, float b) { return __fsub_rn(a, b); }
+HEED_HD inline float div_rn(float a, float b) { return __fdiv_rn(a, b); }
+HEED_HD inline float sqrt_rn(float a) { return __fsqrt_rn(a); }
+HEED_HD inline double mul_rn(double a, double b) { return __dmul_rn(a, b); }
+HEED_HD inline double add_rn(double a, double b) { return __dadd_rn(a, b); }
+HEED_HD inline double sub_rn(double a, double b) { return __dsub_rn(a, b); }
+HEED_HD inline double div_rn(double a, double b) { return __ddiv_rn(a, b); }
+HEED_HD inline double sqrt_rn(double a) { return __dsqrt_rn(a); }
 #else
-  return a * b;
+HEED_HD inline float mul_rn(float a, float b) { return a * b; }
+HEED_HD inline float add_rn(float a, float b) { return a + b; }
+HEED_HD inline float sub_rn(float a, float b) { return a - b; }
+HEED_HD inline float div_rn(float a, float b) { return a / b; }
+HEED_HD inline float sqrt_rn(float a) { return ::sqrtf(a); }
+HEED_HD inline double mul_rn(double a, double b) { return a * b; }
+HEED_HD inline double add_rn(double a, double b) { return a + b; }
+HEED_HD inline double sub_rn(double a, double b) { return a - b; }
+HEED_HD inline double div_rn(double a, double b) { return a / b; }
+HEED_HD inline double sqrt_rn(double a) { return ::sqrt(a); }
 #endif
-}
-HEED_HD inline float add_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-HEED_HD inline float sub_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-HEED_HD inline float div_rn(float a, float b) {
-#ifdef __CUDA_ARCH__
-  return __fdiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-HEED_HD inline float sqrt_rn(float a) {
-#ifdef __CUDA_ARCH__
-  return __fsqrt_rn(a);
-#else
-  return ::sqrtf(a);
-#endif
-}
-HEED_HD inline double mul_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dmul_rn(a, b);
-#else
-  return a * b;
-#endif
-}
-HEED_HD inline double add_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dadd_rn(a, b);
-#else
-  return a + b;
-#endif
-}
-HEED_HD inline double sub_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __dsub_rn(a, b);
-#else
-  return a - b;
-#endif
-}
-HEED_HD inline double div_rn(double a, double b) {
-#ifdef __CUDA_ARCH__
-  return __ddiv_rn(a, b);
-#else
-  return a / b;
-#endif
-}
-HEED_HD inline double sqrt_rn(double a) {
-#ifdef __CUDA_ARCH__
-  return __dsqrt_rn(a);
-#else
-  return ::sqrt(a);
-#endif
-}
 
 }  // namespace heed

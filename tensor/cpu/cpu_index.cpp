@@ -183,18 +183,20 @@ void index_add_rows(const Tensor& dst, int64_t dim, const Tensor& index, const T
   });
 }
 
-// dispatch_dtype without bool, which has no addition, and bfloat16, summed in float32.
-template <class F>
-void dispatch_addable(DType t, const char* op, F&& f) {
-  switch (t) {
-    case DType::Float32: return f(float{});
-    case DType::Float64: return f(double{});
-    case DType::Int64: return f(int64_t{});
-    case DType::UInt8: return f(uint8_t{});
-    case DType::Bool: break;
-    case DType::BFloat16: break;  // scatter_add and index_add widen it to float32 first
-  }
-  HEED_FAIL("cpu {}: cannot accumulate into a {} tensor", op, dtype_name(t));
+// *dst += *src for 0-d dst and src.
+void add_one(const Tensor& dst, const Tensor& src, const char* op) {
+  dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) {
+    using T = decltype(zero);
+    add_into(static_cast<T*>(dst.raw_data()), *static_cast<const T*>(src.raw_data()));
+  });
+}
+
+// scatter_add or index_add of bfloat16 dst and src: float32 sums, rounded once into dst.
+void add_in_float32(void (*add)(const Tensor&, int64_t, const Tensor&, const Tensor&), const Tensor& dst,
+                    int64_t dim, const Tensor& index, const Tensor& src) {
+  Tensor dst32 = widened(dst);
+  add(dst32, dim, index, widened(src));
+  store_rounded(dst32, dst);
 }
 
 }  // namespace
@@ -276,11 +278,8 @@ void gather(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out
 }
 
 void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) {
-  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16) {  // float32 sums, rounded once into dst
-    Tensor dst32 = widened(dst);
-    scatter_add(dst32, dim, index, widened(src));
-    return store_rounded(dst32, dst);
-  }
+  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16)
+    return add_in_float32(scatter_add, dst, dim, index, src);
   const char* op = "scatter_add";
   check_index_dtype(index, op);
   HEED_CHECK(dst.dim() == index.dim() && src.dim() == index.dim() && dst.dtype() == src.dtype() && dim >= 0 &&
@@ -293,27 +292,21 @@ void scatter_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tens
                shape_str(src.shape()), shape_str(dst.shape()), d);
   if (dst.dim() == 0) {  // scalars: one element, index must be 0
     check_all(index, 1, op, dim);
-    return dispatch_addable(dst.dtype(), op, [&](auto zero) {
-      using T = decltype(zero);
-      add_into(static_cast<T*>(dst.raw_data()), *static_cast<const T*>(src.raw_data()));
-    });
+    return add_one(dst, src, op);
   }
   check_all(index, dst.shape()[dim], op, dim);
   if (index.numel() == 0) return;
   Shape line_shape, index_line_strides;
   drop_dim(index.shape(), index.strides(), dim, line_shape, index_line_strides);
-  dispatch_addable(dst.dtype(), op, [&](auto zero) {
+  dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) {
     accumulate_lines<decltype(zero)>(dst, dim, index, index_line_strides, index.strides()[dim], src, line_shape,
                                      index.shape()[dim]);
   });
 }
 
 void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor& src) {
-  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16) {  // float32 sums, rounded once into dst
-    Tensor dst32 = widened(dst);
-    index_add(dst32, dim, index, widened(src));
-    return store_rounded(dst32, dst);
-  }
+  if (dst.dtype() == DType::BFloat16 && src.dtype() == DType::BFloat16)
+    return add_in_float32(index_add, dst, dim, index, src);
   const char* op = "index_add";
   check_index_dtype(index, op);
   HEED_CHECK(index.dim() <= 1 && dst.dim() == src.dim() && dst.dtype() == src.dtype() && dim >= 0 &&
@@ -328,14 +321,11 @@ void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor
                shape_str(dst.shape()), n, dim);
   if (dst.dim() == 0) {
     check_all(index, 1, op, dim);
-    return dispatch_addable(dst.dtype(), op, [&](auto zero) {
-      using T = decltype(zero);
-      add_into(static_cast<T*>(dst.raw_data()), *static_cast<const T*>(src.raw_data()));
-    });
+    return add_one(dst, src, op);
   }
   check_all(index, dst.shape()[dim], op, dim);
   if (src.numel() == 0) return;
-  dispatch_addable(dst.dtype(), op, [&](auto zero) { index_add_rows<decltype(zero)>(dst, dim, index, src); });
+  dispatch_addable(dst.dtype(), "cpu", op, [&](auto zero) { index_add_rows<decltype(zero)>(dst, dim, index, src); });
 }
 
 }  // namespace heed::cpu

@@ -48,15 +48,7 @@ void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool accu
 }  // namespace
 
 void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
-  HEED_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3,
-             "cpu matmul: expected a [B, M, K], b [B, K, N], out [B, M, N], got {}, {}, {}", shape_str(a.shape()),
-             shape_str(b.shape()), shape_str(out.shape()));
-  HEED_CHECK(a.shape()[0] == out.shape()[0] && b.shape()[0] == out.shape()[0] && a.shape()[1] == out.shape()[1] &&
-                 b.shape()[2] == out.shape()[2] && a.shape()[2] == b.shape()[1],
-             "cpu matmul: shapes {} x {} -> {} do not match", shape_str(a.shape()), shape_str(b.shape()),
-             shape_str(out.shape()));
-  HEED_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "cpu matmul: dtypes {}, {}, {} differ",
-             dtype_name(a.dtype()), dtype_name(b.dtype()), dtype_name(out.dtype()));
+  check_matmul_kernel_args(a, b, out, "cpu");
   if (a.dtype() == DType::BFloat16) {  // float32 products and sums, like cuBLAS's bf16 GEMM
     Tensor out32 = accumulate ? widened(out) : float32_like(out);
     matmul(widened(a), widened(b), out32, accumulate);

@@ -32,18 +32,6 @@ constexpr int64_t kWork = 32768;       // reduced elements per parallel chunk
 constexpr int64_t kBlock = 32768;      // reduced elements per block when splitting one output
 constexpr int64_t kMinChunks = 8;      // fewer output chunks than this: split the reduced dims
 
-const char* reduce_name(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::Sum: return "sum";
-    case ReduceOp::Prod: return "prod";
-    case ReduceOp::Max: return "max";
-    case ReduceOp::Min: return "min";
-    case ReduceOp::ArgMax: return "argmax";
-    case ReduceOp::ArgMin: return "argmin";
-  }
-  return "?";
-}
-
 // Sums and products accumulate floats (bfloat16 too) in double and integers
 // in uint64 (which wraps like two's complement instead of overflowing).
 template <class T>
@@ -269,7 +257,7 @@ void arg_reduce(const Tensor& x, const Tensor& out, const Geometry& g) {
 }  // namespace
 
 void reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
-  const char* name = reduce_name(op);
+  const char* name = reduce_op_name(op);
   Geometry g = split_dims(x, out, name);
   if (g.n_out == 0) return;
   const bool extreme = op != ReduceOp::Sum && op != ReduceOp::Prod;

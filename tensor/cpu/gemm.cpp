@@ -518,12 +518,37 @@ void with_tile(int isa, F&& f) {
   }
 }
 
+// Throws for a block [k0, k0 + K) x [j0, j0 + N) that does not lie in a packed B of bK x bN.
+[[noreturn]] void throw_bad_block(const char* fn, int64_t K, int64_t N, int64_t k0, int64_t j0, int64_t bK,
+                                  int64_t bN) {
+  throw std::invalid_argument(std::string("heed::cpu::") + fn + ": the block [" + std::to_string(k0) + ", " +
+                              std::to_string(k0 + K) + ") x [" + std::to_string(j0) + ", " + std::to_string(j0 + N) +
+                              ") does not lie in the packed " + std::to_string(bK) + " x " + std::to_string(bN) +
+                              " (j0 must be a multiple of 64)");
+}
+
 }  // namespace
 
+namespace gemm_detail {
+
 template <typename T>
-void PackedB<T>::Free::operator()(T* p) const {
+void PanelBuffer<T>::Free::operator()(T* p) const {
   std::free(p);
 }
+
+template <typename T>
+void PanelBuffer<T>::reserve(size_t elements) {
+  if (elements <= capacity_) return;
+  void* p = std::aligned_alloc(64, (sizeof(T) * elements + 63) / 64 * 64);
+  if (p == nullptr) throw std::bad_alloc();
+  data_.reset(static_cast<T*>(p));
+  capacity_ = elements;
+}
+
+template class PanelBuffer<float>;
+template class PanelBuffer<double>;
+
+}  // namespace gemm_detail
 
 template <typename T>
 void PackedB<T>::pack(int64_t K, int64_t N, const T* b, int64_t rsb, int64_t csb) {
@@ -533,15 +558,10 @@ void PackedB<T>::pack(int64_t K, int64_t N, const T* b, int64_t rsb, int64_t csb
   nr_ = spec.nr;
   K_ = K, N_ = N;
   const size_t need = static_cast<size_t>(round_up(std::max<int64_t>(N, 1), nr_) * std::max<int64_t>(K, 1));
-  if (need > capacity_) {
-    void* p = std::aligned_alloc(64, (sizeof(T) * need + 63) / 64 * 64);
-    if (p == nullptr) throw std::bad_alloc();
-    data_.reset(static_cast<T*>(p));
-    capacity_ = need;
-  }
+  panels_.reserve(need);
   if (K == 0 || N == 0) return;
   with_tile<T>(isa_, [&](auto mr, auto nr) {
-    pack_b_with<T, decltype(mr)::value, decltype(nr)::value>(spec, data_.get(), K, N, b, rsb, csb);
+    pack_b_with<T, decltype(mr)::value, decltype(nr)::value>(spec, panels_.get(), K, N, b, rsb, csb);
   });
 }
 
@@ -549,22 +569,14 @@ template <typename T>
 void gemm_packed_b(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa, int64_t csa,
                    const PackedB<T>& B, int64_t k0, int64_t j0, T beta, T* C, int64_t rsc, int64_t csc) {
   if (M < 0 || N < 0 || K < 0 || k0 < 0 || j0 < 0 || j0 % 64 != 0 || k0 + K > B.K_ || j0 + N > B.N_)
-    throw std::invalid_argument("heed::cpu::gemm_packed_b: the block [" + std::to_string(k0) + ", " +
-                                std::to_string(k0 + K) + ") x [" + std::to_string(j0) + ", " + std::to_string(j0 + N) +
-                                ") does not lie in the packed " + std::to_string(B.K_) + " x " +
-                                std::to_string(B.N_) + " (j0 must be a multiple of 64)");
+    throw_bad_block("gemm_packed_b", K, N, k0, j0, B.K_, B.N_);
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == T(0)) return scale_c(M, N, beta, C, rsc, csc);
   const KernelSpec<T> spec = spec_for<T>(B.isa_);
   with_tile<T>(B.isa_, [&](auto mr, auto nr) {
-    multiply_packed_b<T, decltype(mr)::value, decltype(nr)::value>(spec, M, N, K, alpha, A, rsa, csa, B.data_.get(),
+    multiply_packed_b<T, decltype(mr)::value, decltype(nr)::value>(spec, M, N, K, alpha, A, rsa, csa, B.panels_.get(),
                                                                    B.K_, k0, j0, beta, C, rsc, csc);
   });
-}
-
-template <typename T>
-void PackedA<T>::Free::operator()(T* p) const {
-  std::free(p);
 }
 
 template <typename T>
@@ -574,16 +586,11 @@ void PackedA<T>::pack(int64_t M, int64_t K, const T* a, int64_t rsa, int64_t csa
   const KernelSpec<T> spec = spec_for<T>(isa_);
   M_ = M, K_ = K;
   const size_t need = static_cast<size_t>(round_up(std::max<int64_t>(M, 1), spec.mr) * std::max<int64_t>(K, 1));
-  if (need > capacity_) {
-    void* p = std::aligned_alloc(64, (sizeof(T) * need + 63) / 64 * 64);
-    if (p == nullptr) throw std::bad_alloc();
-    data_.reset(static_cast<T*>(p));
-    capacity_ = need;
-  }
+  panels_.reserve(need);
   if (M == 0 || K == 0) return;
   with_tile<T>(isa_, [&](auto mr, auto) {
     constexpr int MR = decltype(mr)::value;
-    pack_a_panels<T, MR>(spec, data_.get(), a, rsa, csa, M, 0, ceil_div(M, MR), K);
+    pack_a_panels<T, MR>(spec, panels_.get(), a, rsa, csa, M, 0, ceil_div(M, MR), K);
   });
 }
 
@@ -594,15 +601,12 @@ void gemm_packed_ab(int64_t N, T alpha, const PackedA<T>& A, const PackedB<T>& B
   if (A.isa_ != B.isa_)
     throw std::invalid_argument("heed::cpu::gemm_packed_ab: A and B were packed for different kernels");
   if (N < 0 || k0 < 0 || j0 < 0 || j0 % 64 != 0 || k0 + K > B.K_ || j0 + N > B.N_)
-    throw std::invalid_argument("heed::cpu::gemm_packed_ab: the block [" + std::to_string(k0) + ", " +
-                                std::to_string(k0 + K) + ") x [" + std::to_string(j0) + ", " + std::to_string(j0 + N) +
-                                ") does not lie in the packed " + std::to_string(B.K_) + " x " +
-                                std::to_string(B.N_) + " (j0 must be a multiple of 64)");
+    throw_bad_block("gemm_packed_ab", K, N, k0, j0, B.K_, B.N_);
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == T(0)) return scale_c(M, N, beta, C, rsc, csc);
   const KernelSpec<T> spec = spec_for<T>(B.isa_);
   with_tile<T>(B.isa_, [&](auto mr, auto nr) {
-    multiply_panels<T, decltype(mr)::value, decltype(nr)::value>(spec, M, N, K, alpha, A.data_.get(), B.data_.get(),
+    multiply_panels<T, decltype(mr)::value, decltype(nr)::value>(spec, M, N, K, alpha, A.panels_.get(), B.panels_.get(),
                                                                  B.K_, k0, j0, beta, C, rsc, csc);
   });
 }

@@ -36,6 +36,25 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_
 template <typename T>
 class PackedA;
 
+namespace gemm_detail {
+// The 64-byte-aligned buffer a packed operand keeps its panels in. It grows
+// and never shrinks, so packing another operand of the same size or smaller
+// allocates nothing.
+template <typename T>
+class PanelBuffer {
+ public:
+  void reserve(size_t elements);  // throws std::bad_alloc
+  T* get() const { return data_.get(); }
+
+ private:
+  struct Free {
+    void operator()(T* p) const;
+  };
+  std::unique_ptr<T, Free> data_;
+  size_t capacity_ = 0;  // elements
+};
+}  // namespace gemm_detail
+
 template <typename T>
 class PackedB {
  public:
@@ -52,11 +71,7 @@ class PackedB {
   template <typename U>
   friend void gemm_packed_ab(int64_t, U, const PackedA<U>&, const PackedB<U>&, int64_t, int64_t, U, U*, int64_t,
                              int64_t);
-  struct Free {
-    void operator()(T* p) const;
-  };
-  std::unique_ptr<T, Free> data_;
-  size_t capacity_ = 0;  // elements
+  gemm_detail::PanelBuffer<T> panels_;
   int64_t K_ = 0, N_ = 0;
   int isa_ = 0, nr_ = 0;
 };
@@ -75,11 +90,7 @@ class PackedA {
   template <typename U>
   friend void gemm_packed_ab(int64_t, U, const PackedA<U>&, const PackedB<U>&, int64_t, int64_t, U, U*, int64_t,
                              int64_t);
-  struct Free {
-    void operator()(T* p) const;
-  };
-  std::unique_ptr<T, Free> data_;
-  size_t capacity_ = 0;
+  gemm_detail::PanelBuffer<T> panels_;
   int64_t M_ = 0, K_ = 0;
   int isa_ = 0;
 };

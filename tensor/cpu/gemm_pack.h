@@ -13,48 +13,42 @@
 
 namespace heed::cpu::gemm_detail {
 
+// One panel, of A or of B: dst (kc, W), dst[k*W + l] = src[l*ls + k*ks] for
+// l < lanes, 0 beyond. `transposed` is the kernel's own packing for ks == 1
+// (KernelSpec::pack_a_rows / pack_b_cols), or null.
+template <typename T, int W>
+void pack_panel(typename KernelSpec<T>::PackTransposed transposed, T* dst, const T* src, int64_t ls, int64_t ks,
+                int64_t lanes, int64_t kc) {
+  if (ks == 1 && transposed != nullptr) {
+    transposed(dst, src, ls, lanes, kc);
+  } else if (lanes == W && ls == 1) {  // each k is W contiguous values
+    for (int64_t k = 0; k < kc; ++k)
+      for (int l = 0; l < W; ++l) dst[k * W + l] = src[k * ks + l];
+  } else if (lanes == W && ks == 1) {  // each lane is contiguous: read it once, in order
+    for (int l = 0; l < W; ++l) {
+      const T* lane = src + l * ls;
+      for (int64_t k = 0; k < kc; ++k) dst[k * W + l] = lane[k];
+    }
+  } else {
+    for (int64_t k = 0; k < kc; ++k) {
+      for (int64_t l = 0; l < lanes; ++l) dst[k * W + l] = src[l * ls + k * ks];
+      for (int64_t l = lanes; l < W; ++l) dst[k * W + l] = T(0);
+    }
+  }
+}
+
 // dst (kc, MR): dst[k*MR + r] = A[r, k] for r < rows, 0 beyond. a points at A[i0, p0].
 template <typename T, int MR>
 void pack_a_panel(const KernelSpec<T>& spec, T* dst, const T* a, int64_t rsa, int64_t csa,
                   int64_t rows, int64_t kc) {
-  if (csa == 1 && spec.pack_a_rows != nullptr) {
-    spec.pack_a_rows(dst, a, rsa, rows, kc);
-  } else if (rows == MR && rsa == 1) {  // column-major A: each k is MR contiguous values
-    for (int64_t k = 0; k < kc; ++k)
-      for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[k * csa + r];
-  } else if (rows == MR && csa == 1) {  // row-major A: read each row once, in order
-    for (int r = 0; r < MR; ++r) {
-      const T* src = a + r * rsa;
-      for (int64_t k = 0; k < kc; ++k) dst[k * MR + r] = src[k];
-    }
-  } else {
-    for (int64_t k = 0; k < kc; ++k) {
-      for (int64_t r = 0; r < rows; ++r) dst[k * MR + r] = a[r * rsa + k * csa];
-      for (int64_t r = rows; r < MR; ++r) dst[k * MR + r] = T(0);
-    }
-  }
+  pack_panel<T, MR>(spec.pack_a_rows, dst, a, rsa, csa, rows, kc);
 }
 
 // dst (kc, NR): dst[k*NR + j] = B[k, j] for j < cols, 0 beyond. b points at B[p0, j0].
 template <typename T, int NR>
 void pack_b_panel(const KernelSpec<T>& spec, T* dst, const T* b, int64_t rsb, int64_t csb,
                   int64_t cols, int64_t kc) {
-  if (cols == NR && csb == 1) {  // row-major B: each k is NR contiguous values
-    for (int64_t k = 0; k < kc; ++k)
-      for (int j = 0; j < NR; ++j) dst[k * NR + j] = b[k * rsb + j];
-  } else if (rsb == 1 && spec.pack_b_cols != nullptr) {
-    spec.pack_b_cols(dst, b, csb, cols, kc);
-  } else if (cols == NR && rsb == 1) {  // column-major B (x W^T): read each column in order
-    for (int j = 0; j < NR; ++j) {
-      const T* src = b + j * csb;
-      for (int64_t k = 0; k < kc; ++k) dst[k * NR + j] = src[k];
-    }
-  } else {
-    for (int64_t k = 0; k < kc; ++k) {
-      for (int64_t j = 0; j < cols; ++j) dst[k * NR + j] = b[k * rsb + j * csb];
-      for (int64_t j = cols; j < NR; ++j) dst[k * NR + j] = T(0);
-    }
-  }
+  pack_panel<T, NR>(spec.pack_b_cols, dst, b, csb, rsb, cols, kc);
 }
 
 // Panels [p_begin, p_end) of a block: panel p goes to dst + p*MR*kc. a points at
