@@ -35,6 +35,10 @@ TEST_TIMEOUT=${HEED_TEST_TIMEOUT:-600}
 #   build-essential cmake pkg-config    compilers and the build
 #   libfmt-dev libhdf5-dev catch2       libraries heed and its tests use
 #   libcli11-dev                        command-line parsing in examples/ and bench/
+#   libopenmpi-dev openmpi-bin          MPI for heed::dist (docs/distributed.md): the
+#                                       headers and library heed links, and mpirun, which
+#                                       the dist_mpi test runs; without them heed builds
+#                                       as a world of one process and dist_mpi is skipped
 #   hdf5-tools                          h5dump, to look into checkpoints
 #   python3-torch python3-h5py          the reference-data generator and the
 #   python3-numpy                       benchmarks' PyTorch side
@@ -46,6 +50,7 @@ TEST_TIMEOUT=${HEED_TEST_TIMEOUT:-600}
 APT_PACKAGES=(
   build-essential cmake pkg-config
   libfmt-dev libhdf5-dev hdf5-tools catch2 libcli11-dev
+  libopenmpi-dev openmpi-bin
   python3 python3-numpy python3-h5py python3-torch libopenblas0-pthread
   trans-de-en bible-kjv
 )
