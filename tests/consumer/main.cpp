@@ -1,4 +1,6 @@
-// Uses an installed heed: include the umbrella header, make a tensor, reduce it.
+// Uses an installed heed: include the umbrella header, make a tensor, reduce it,
+// and ask heed::dist about its world (which, in a heed built with MPI, pulls
+// MPI onto the link line: heedConfig.cmake must have found it).
 #include <cstdio>
 
 #include <heed.h>
@@ -10,5 +12,8 @@ int main() {
     return 1;
   }
   std::printf("consumer: heed::ones({2, 3}).sum() = %g\n", total);
+  heed::dist::InitGuard dist;
+  std::printf("consumer: heed::dist (%s MPI) has rank %d of %d\n", heed::dist::built_with_mpi() ? "with" : "without",
+              heed::dist::rank(), heed::dist::world_size());
   return 0;
 }
