@@ -8,6 +8,7 @@
 #include "dist/collective.h"
 #include "dist/dist.h"
 #include "tensor/error.h"
+#include "tensor/tensor_impl.h"
 
 namespace heed::dist {
 
@@ -21,12 +22,15 @@ class SingleProcessGroup : public ProcessGroup {
   int size() const override { return 1; }
   std::string backend() const override { return "single"; }
   void barrier() override {}
-  void broadcast(Tensor& t, int root) override { throw_if(detail::broadcast_problem(t, root, 1)); }
-  void all_reduce(Tensor& t, ReduceOp op) override { throw_if(detail::all_reduce_problem(t, op)); }
+  void broadcast(Tensor& t, int root) override { written(t, detail::broadcast_problem(t, root, 1)); }
+  void all_reduce(Tensor& t, ReduceOp op) override { written(t, detail::all_reduce_problem(t, op)); }
 
  private:
-  static void throw_if(const std::string& problem) {
+  // Throws `problem` when there is one; else counts `t` as written in place
+  // (its version goes up, as it does under MPI), though its values stay.
+  static void written(Tensor& t, const std::string& problem) {
     if (!problem.empty()) throw Error(problem);
+    if (t.numel() > 0) t.impl()->storage->bump_version();
   }
 };
 
