@@ -181,4 +181,85 @@ std::vector<LMBatch> LMBatcher::sequential_batches(int64_t max_batches) const {
   return out;
 }
 
+// ---- take_part -------------------------------------------------------------------
+
+namespace {
+// Rows part, part + parts, ... of a batch of B rows. Counted, not stepped, so
+// that a huge `parts` cannot overflow.
+std::vector<int64_t> part_rows(int64_t B, int64_t part, int64_t parts) {
+  HEED_CHECK(parts >= 1, "take_part: parts must be >= 1, got parts = {}", parts);
+  HEED_CHECK(part >= 0 && part < parts, "take_part: part must be in [0, parts), got part = {} with parts = {}", part,
+             parts);
+  const int64_t count = part < B ? (B - 1 - part) / parts + 1 : 0;
+  std::vector<int64_t> rows(count);
+  for (int64_t i = 0; i < count; ++i) rows[i] = part + i * parts;
+  return rows;
+}
+
+void check_shape(const Tensor& t, const char* name, const Shape& want) {
+  HEED_CHECK(t.defined() && t.shape() == want, "take_part: {} must be {}, got {}", name, shape_str(want),
+             t.defined() ? shape_str(t.shape()) : "an undefined tensor");
+}
+
+// Columns [0, width) of the given rows of a row-major [B, L] table, as a
+// [rows, width] tensor.
+template <class T>
+Tensor pick(const std::vector<T>& all, int64_t L, const std::vector<int64_t>& rows, int64_t width) {
+  std::vector<T> out;
+  out.reserve(rows.size() * width);
+  for (int64_t r : rows) out.insert(out.end(), all.begin() + r * L, all.begin() + r * L + width);
+  return from_vector<T>(out, {static_cast<int64_t>(rows.size()), width});
+}
+
+// One past the last non-PAD position over the given rows of a [B, L] mask:
+// the width the rows need once the padding for longer rows is cut.
+int64_t needed_width(const std::vector<bool>& pad, int64_t L, const std::vector<int64_t>& rows) {
+  int64_t width = 0;
+  for (int64_t r : rows)
+    for (int64_t k = L; k > width; --k)
+      if (!pad[r * L + k - 1]) {
+        width = k;
+        break;
+      }
+  return width;
+}
+}  // namespace
+
+TranslationBatch take_part(const TranslationBatch& batch, int64_t part, int64_t parts) {
+  HEED_CHECK(batch.src.defined() && batch.src.dim() == 2 && batch.tgt_in.defined() && batch.tgt_in.dim() == 2,
+             "take_part: src and tgt_in must be [B, S] and [B, T]");
+  const int64_t B = batch.src.size(0), S = batch.src.size(1), T = batch.tgt_in.size(1);
+  check_shape(batch.tgt_in, "tgt_in", {B, T});
+  check_shape(batch.tgt_out, "tgt_out", {B, T});
+  check_shape(batch.src_pad, "src_pad", {B, S});
+  check_shape(batch.tgt_pad, "tgt_pad", {B, T});
+  HEED_CHECK(batch.indices.empty() || static_cast<int64_t>(batch.indices.size()) == B,
+             "take_part: a batch of {} rows has {} indices", B, batch.indices.size());
+  const std::vector<int64_t> rows = part_rows(B, part, parts);
+
+  // Cells past a row's last non-PAD position are PAD already, as make_batch
+  // would write them; cutting the columns no kept row needs re-pads the part.
+  const std::vector<bool> src_pad = batch.src_pad.to_vector<bool>(), tgt_pad = batch.tgt_pad.to_vector<bool>();
+  const int64_t part_S = needed_width(src_pad, S, rows), part_T = needed_width(tgt_pad, T, rows);
+  TranslationBatch out;
+  out.src = pick(batch.src.to_vector<int64_t>(), S, rows, part_S);
+  out.tgt_in = pick(batch.tgt_in.to_vector<int64_t>(), T, rows, part_T);
+  out.tgt_out = pick(batch.tgt_out.to_vector<int64_t>(), T, rows, part_T);
+  out.src_pad = pick(src_pad, S, rows, part_S);
+  out.tgt_pad = pick(tgt_pad, T, rows, part_T);
+  for (int64_t r : rows) {
+    for (int64_t k = 0; k < T; ++k) out.num_tgt_tokens += !tgt_pad[r * T + k];
+    if (!batch.indices.empty()) out.indices.push_back(batch.indices[r]);
+  }
+  return out;
+}
+
+LMBatch take_part(const LMBatch& batch, int64_t part, int64_t parts) {
+  HEED_CHECK(batch.x.defined() && batch.x.dim() == 2, "take_part: x must be [B, block]");
+  const int64_t B = batch.x.size(0), L = batch.x.size(1);
+  check_shape(batch.y, "y", {B, L});
+  const std::vector<int64_t> rows = part_rows(B, part, parts);
+  return {pick(batch.x.to_vector<int64_t>(), L, rows, L), pick(batch.y.to_vector<int64_t>(), L, rows, L)};
+}
+
 }  // namespace heed::data

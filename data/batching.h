@@ -2,7 +2,8 @@
 // Turning encoded text into int64 tensors for training: padded translation
 // batches bucketed by length, and random windows for language models. Both
 // are deterministic functions of a seed and a position, so a run resumed
-// from a checkpoint sees exactly the batches it would have seen.
+// from a checkpoint sees exactly the batches it would have seen. take_part
+// splits a batch's rows among data-parallel ranks or micro-batches.
 //
 // Shapes: B batch, S source length (+EOS), T target length (+BOS or +EOS).
 #include <cstdint>
@@ -92,5 +93,17 @@ class LMBatcher {
   uint64_t seed_;
   int64_t position_ = 0;
 };
+
+// Part `part` of `parts` (0 <= part < parts) of a batch's rows, for data-parallel
+// training: rows part, part + parts, part + 2·parts, ... (interleaved, so that
+// in a TranslationBatch, whose rows are packed by length, every part gets rows
+// of similar lengths and the ranks similar work). The parts of 0..parts-1 hold
+// every row exactly once. A TranslationBatch part is re-padded to its own
+// longest row (S, T can shrink) and counts its own num_tgt_tokens; indices follow
+// the rows. A part can be empty (parts > rows): then B = 0 and every tensor has
+// shape [0, 0], num_tgt_tokens 0. An LMBatch part keeps its width: an empty
+// one is [0, block].
+TranslationBatch take_part(const TranslationBatch& batch, int64_t part, int64_t parts);
+LMBatch take_part(const LMBatch& batch, int64_t part, int64_t parts);
 
 }  // namespace heed::data

@@ -1,5 +1,6 @@
 // Translation and language-model batchers: layout, masks, token budget,
-// coverage of an epoch, determinism and exact resume.
+// coverage of an epoch, determinism, exact resume, and the parts of a batch
+// that data-parallel ranks take.
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -212,4 +213,157 @@ TEST_CASE("LMBatcher::sequential_batches tiles the stream", "[data][batching]") 
   std::vector<LMBatch> parts = uneven.sequential_batches();
   REQUIRE(parts.size() == 2);
   CHECK(parts[1].x.shape() == Shape{2, 8});  // the last batch holds the 2 windows left
+}
+
+namespace {
+void check_same_batch(const TranslationBatch& got, const TranslationBatch& want) {
+  CHECK(got.src.shape() == want.src.shape());
+  CHECK(got.tgt_in.shape() == want.tgt_in.shape());
+  CHECK(got.tgt_out.shape() == want.tgt_out.shape());
+  CHECK(got.src_pad.shape() == want.src_pad.shape());
+  CHECK(got.tgt_pad.shape() == want.tgt_pad.shape());
+  CHECK(got.src.to_vector<int64_t>() == want.src.to_vector<int64_t>());
+  CHECK(got.tgt_in.to_vector<int64_t>() == want.tgt_in.to_vector<int64_t>());
+  CHECK(got.tgt_out.to_vector<int64_t>() == want.tgt_out.to_vector<int64_t>());
+  CHECK(got.src_pad.to_vector<bool>() == want.src_pad.to_vector<bool>());
+  CHECK(got.tgt_pad.to_vector<bool>() == want.tgt_pad.to_vector<bool>());
+  CHECK(got.num_tgt_tokens == want.num_tgt_tokens);
+  CHECK(got.indices == want.indices);
+}
+
+// The batch make_batch builds from the examples of a part's rows: a batcher
+// over just those examples, unshuffled and with room for all of them, packs
+// them into one batch in the same order (the rows of a packed batch are
+// sorted by length already, and the sort is stable).
+TranslationBatch made_from_rows(const TranslationBatch& part, const std::vector<EncodedPair>& ex) {
+  std::vector<EncodedPair> rows;
+  for (int64_t i : part.indices) rows.push_back(ex[i]);
+  std::vector<TranslationBatch> all = TranslationBatcher(rows, int64_t{1} << 40, 0, /*shuffle=*/false).all_batches();
+  REQUIRE(all.size() == 1);
+  Ids in_order(rows.size());
+  for (size_t i = 0; i < rows.size(); ++i) in_order[i] = static_cast<int64_t>(i);
+  REQUIRE(all[0].indices == in_order);
+  all[0].indices = part.indices;  // back to indices into ex
+  return all[0];
+}
+}  // namespace
+
+TEST_CASE("take_part interleaves a TranslationBatch's rows and re-pads each part", "[data][batching]") {
+  // Sorted by source length: rows (src 1, tgt 1), (src 2, tgt 4), (src 3, tgt 2).
+  std::vector<EncodedPair> ex = {{Ids{11}, Ids{21}}, {Ids{12, 13, 14}, Ids{22, 23}}, {Ids{15, 16}, Ids{24, 25, 26, 27}}};
+  TranslationBatch batch = TranslationBatcher(ex, 1000, 0, /*shuffle=*/false).next();
+  REQUIRE(batch.indices == Ids{0, 2, 1});
+  REQUIRE(batch.src.shape() == Shape{3, 4});
+  REQUIRE(batch.tgt_in.shape() == Shape{3, 5});
+
+  // Part 0 of 2: rows 0 and 2, one padding column fewer on the target side.
+  TranslationBatch even = take_part(batch, 0, 2);
+  CHECK(even.indices == Ids{0, 1});
+  CHECK(even.src.to_vector<int64_t>() == Ids{11, kEos, kPad, kPad, 12, 13, 14, kEos});
+  CHECK(even.src_pad.to_vector<bool>() == std::vector<bool>{false, false, true, true, false, false, false, false});
+  CHECK(even.tgt_in.to_vector<int64_t>() == Ids{kBos, 21, kPad, kBos, 22, 23});
+  CHECK(even.tgt_out.to_vector<int64_t>() == Ids{21, kEos, kPad, 22, 23, kEos});
+  CHECK(even.tgt_pad.to_vector<bool>() == std::vector<bool>{false, false, true, false, false, false});
+  CHECK(even.num_tgt_tokens == 2 + 3);
+  // Part 1 of 2: row 1 alone, no padding left.
+  TranslationBatch odd = take_part(batch, 1, 2);
+  CHECK(odd.indices == Ids{2});
+  CHECK(odd.src.to_vector<int64_t>() == Ids{15, 16, kEos});
+  CHECK(odd.tgt_in.to_vector<int64_t>() == Ids{kBos, 24, 25, 26, 27});
+  CHECK(odd.tgt_out.to_vector<int64_t>() == Ids{24, 25, 26, 27, kEos});
+  CHECK(odd.src_pad.to_vector<bool>() == std::vector<bool>(3, false));
+  CHECK(odd.tgt_pad.to_vector<bool>() == std::vector<bool>(5, false));
+  CHECK(odd.num_tgt_tokens == 5);
+}
+
+TEST_CASE("take_part: the parts of a TranslationBatch hold every row once, as make_batch would", "[data][batching]") {
+  std::vector<EncodedPair> ex = make_examples(300);
+  TranslationBatcher batcher(ex, 400, 7);
+  bool shrank = false;
+  for (int step = 0; step < 6; ++step) {
+    TranslationBatch batch = batcher.next();
+    const int64_t B = batch.src.size(0);
+    REQUIRE(B >= 4);  // so that parts 2 and 3 have rows to split
+
+    check_same_batch(take_part(batch, 0, 1), batch);  // one part is the batch
+
+    for (int64_t parts : {int64_t{2}, int64_t{3}, B - 1, B, B + 3}) {
+      std::map<int64_t, int> seen;
+      int64_t tokens = 0;
+      for (int64_t p = 0; p < parts; ++p) {
+        TranslationBatch part = take_part(batch, p, parts);
+        const int64_t rows = part.src.size(0);
+        CHECK(rows == (p < B ? (B - 1 - p) / parts + 1 : 0));
+        REQUIRE(static_cast<int64_t>(part.indices.size()) == rows);
+        for (int64_t i = 0; i < rows; ++i) CHECK(part.indices[i] == batch.indices[p + i * parts]);  // interleaved
+        for (int64_t idx : part.indices) ++seen[idx];
+        tokens += part.num_tgt_tokens;
+        check_batch_layout(part, ex);
+        if (rows == 0) {
+          CHECK(part.src.shape() == Shape{0, 0});
+          CHECK(part.tgt_in.shape() == Shape{0, 0});
+          CHECK(part.tgt_out.shape() == Shape{0, 0});
+          CHECK(part.src_pad.shape() == Shape{0, 0});
+          CHECK(part.tgt_pad.shape() == Shape{0, 0});
+          CHECK(part.num_tgt_tokens == 0);
+          continue;
+        }
+        // Shapes shrink to the part's longest row, and the part is the batch
+        // make_batch builds from its rows.
+        int64_t S = 0, T = 0;
+        for (int64_t idx : part.indices) {
+          S = std::max<int64_t>(S, ex[idx].src.size() + 1);
+          T = std::max<int64_t>(T, ex[idx].tgt.size() + 1);
+        }
+        CHECK(part.src.size(1) == S);
+        CHECK(part.tgt_in.size(1) == T);
+        shrank |= S < batch.src.size(1) || T < batch.tgt_in.size(1);
+        check_same_batch(part, made_from_rows(part, ex));
+      }
+      CHECK(static_cast<int64_t>(seen.size()) == B);
+      for (const auto& [idx, count] : seen) CHECK(count == 1);
+      CHECK(tokens == batch.num_tgt_tokens);
+    }
+  }
+  CHECK(shrank);
+}
+
+TEST_CASE("take_part picks the rows of an LMBatch", "[data][batching]") {
+  Ids ids(500);
+  for (int64_t i = 0; i < 500; ++i) ids[i] = i;
+  LMBatch batch = LMBatcher(ids, 7, 5, 3).next();
+  CHECK(take_part(batch, 0, 1).x.to_vector<int64_t>() == batch.x.to_vector<int64_t>());
+  for (int64_t parts : {2, 3, 7, 10}) {
+    int64_t rows_seen = 0;
+    for (int64_t p = 0; p < parts; ++p) {
+      LMBatch part = take_part(batch, p, parts);
+      const int64_t rows = p < 7 ? (6 - p) / parts + 1 : 0;
+      REQUIRE(part.x.shape() == Shape{rows, 5});  // an empty part is [0, block]
+      REQUIRE(part.y.shape() == Shape{rows, 5});
+      for (int64_t i = 0; i < rows; ++i) {
+        CHECK(row<int64_t>(part.x, i) == row<int64_t>(batch.x, p + i * parts));
+        CHECK(row<int64_t>(part.y, i) == row<int64_t>(batch.y, p + i * parts));
+      }
+      rows_seen += rows;
+    }
+    CHECK(rows_seen == 7);
+  }
+}
+
+TEST_CASE("take_part rejects bad parts and malformed batches", "[data][batching]") {
+  TranslationBatch batch = TranslationBatcher(make_examples(10), 100, 0).next();
+  REQUIRE_THROWS_WITH(take_part(batch, 0, 0), Contains("take_part: parts must be >= 1, got parts = 0"));
+  REQUIRE_THROWS_WITH(take_part(batch, 0, -2), Contains("parts must be >= 1, got parts = -2"));
+  REQUIRE_THROWS_WITH(take_part(batch, 3, 3), Contains("take_part: part must be in [0, parts), got part = 3 with parts = 3"));
+  REQUIRE_THROWS_WITH(take_part(batch, -1, 2), Contains("got part = -1 with parts = 2"));
+  REQUIRE_THROWS_WITH(take_part(TranslationBatch{}, 0, 1), Contains("take_part: src and tgt_in must be"));
+  TranslationBatch no_mask = batch;
+  no_mask.tgt_pad = Tensor();
+  REQUIRE_THROWS_WITH(take_part(no_mask, 0, 1), Contains("take_part: tgt_pad must be"));
+
+  Ids ids(100, 4);
+  LMBatch lm = LMBatcher(ids, 4, 8, 0).next();
+  REQUIRE_THROWS_WITH(take_part(lm, 0, 0), Contains("take_part: parts must be >= 1, got parts = 0"));
+  REQUIRE_THROWS_WITH(take_part(lm, 5, 4), Contains("got part = 5 with parts = 4"));
+  REQUIRE_THROWS_WITH(take_part(LMBatch{}, 0, 1), Contains("take_part: x must be [B, block]"));
 }
