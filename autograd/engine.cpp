@@ -15,6 +15,19 @@ namespace heed {
 
 namespace {
 
+// The callbacks of the backwards running on this thread, innermost last (a
+// hook may run a backward of its own).
+thread_local std::vector<std::vector<std::function<void()>>*> t_callbacks;
+
+// Registers a backward's callback list for its duration.
+class CallbackScope {
+ public:
+  explicit CallbackScope(std::vector<std::function<void()>>& list) { t_callbacks.push_back(&list); }
+  ~CallbackScope() { t_callbacks.pop_back(); }
+  CallbackScope(const CallbackScope&) = delete;
+  CallbackScope& operator=(const CallbackScope&) = delete;
+};
+
 struct Capture {
   Node* node;
   uint32_t slot;
@@ -145,6 +158,8 @@ TensorList execute(const TensorList& roots, const TensorList& grad_roots, bool r
     }
 
   TensorList captured(num_captures);
+  std::vector<std::function<void()>> callbacks;
+  CallbackScope callback_scope(callbacks);
   while (!ready.empty()) {
     Node* n = ready.top();
     ready.pop();
@@ -176,6 +191,10 @@ TensorList execute(const TensorList& roots, const TensorList& grad_roots, bool r
       accumulate(e.node.get(), e.input_nr, i < out.size() ? out[i] : Tensor());
       if (--dependencies[e.node.get()] == 0) ready.push(e.node.get());
     }
+  }
+  for (size_t i = 0; i < callbacks.size(); ++i) {
+    std::function<void()> callback = std::move(callbacks[i]);  // the list may grow while it runs
+    callback();
   }
   return captured;
 }
@@ -210,6 +229,11 @@ TensorList grad(const TensorList& outputs, const TensorList& inputs, const Tenso
 TensorList grad(const TensorList& outputs, const TensorList& inputs, const TensorList& grad_outputs,
                 bool create_graph, bool allow_unused) {
   return grad(outputs, inputs, grad_outputs, create_graph, create_graph, allow_unused);
+}
+
+void queue_callback(std::function<void()> callback) {
+  HEED_CHECK(!t_callbacks.empty(), "queue_callback: no backward is running on this thread");
+  t_callbacks.back()->push_back(std::move(callback));
 }
 
 // Declared with the Tensor handle (tensor/tensor.h) and defined here, beside

@@ -2,6 +2,8 @@
 // The backward engine: an iterative walk over the graph in dependency order
 // (no recursion, so a chain of 100,000 ops works), summing the gradients that
 // meet at a node before running it.
+#include <functional>
+
 #include "tensor/tensor.h"
 
 namespace heed {
@@ -21,5 +23,12 @@ TensorList grad(const TensorList& outputs, const TensorList& inputs, const Tenso
                 bool create_graph = false, bool allow_unused = false);
 TensorList grad(const TensorList& outputs, const TensorList& inputs, const TensorList& grad_outputs,
                 bool retain_graph, bool create_graph, bool allow_unused);
+
+// Runs `callback` once the backward now running has finished, after every
+// gradient has reached its leaf (as PyTorch's Variable._execution_engine.
+// queue_callback): a gradient hook uses it to act on the whole backward, as
+// data-parallel training waits for its last gradients. Callbacks run in the
+// order queued, and may queue more. Throws when no backward is running.
+void queue_callback(std::function<void()> callback);
 
 }  // namespace heed

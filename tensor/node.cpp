@@ -66,6 +66,11 @@ TensorList AccumulateGrad::apply(TensorList&& grads) {
   } else {
     meta.grad = meta.grad + g;
   }
+  if (!meta.post_accumulate_hooks.empty()) {
+    const Tensor as_leaf(leaf);
+    const std::vector<PostAccumulateGradHook> hooks = meta.post_accumulate_hooks;  // a hook may add hooks
+    for (const PostAccumulateGradHook& hook : hooks) hook(as_leaf);
+  }
   return {};
 }
 

@@ -63,7 +63,8 @@ std::shared_ptr<T> make_node(Args&&... args) {
 // that requires grad its accumulator node. Invalid edge otherwise.
 Edge gradient_edge(const Tensor& t);
 
-// Accumulates into a leaf's .grad (running the leaf's hooks first).
+// Accumulates into a leaf's .grad (running the leaf's hooks first, and its
+// post-accumulate hooks after).
 class AccumulateGrad : public Node {
  public:
   explicit AccumulateGrad(std::shared_ptr<TensorImpl> leaf);

@@ -161,6 +161,14 @@ void Tensor::register_hook(GradHook hook) const {
     grad_fn()->pre_hooks.emplace_back(output_nr(), std::move(hook));
 }
 
+void Tensor::register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const {
+  HEED_CHECK(requires_grad() && is_leaf(),
+             "register_post_accumulate_grad_hook: the tensor (shape {}) is not a leaf that requires grad; only a "
+             "leaf's .grad is accumulated",
+             shape_str(shape()));
+  impl_->meta().post_accumulate_hooks.push_back(std::move(hook));
+}
+
 // ---- methods spelled after the free functions ----
 Tensor Tensor::view(const Shape& s) const { return heed::view(*this, s); }
 Tensor Tensor::reshape(const Shape& s) const { return heed::reshape(*this, s); }

@@ -22,6 +22,10 @@ using TensorList = std::vector<Tensor>;
 // A gradient hook: sees the gradient flowing into a tensor and returns it,
 // possibly replaced. Return an undefined Tensor to leave it unchanged.
 using GradHook = std::function<Tensor(const Tensor&)>;
+// A hook run on a leaf after a backward has added into its .grad: it sees the
+// leaf, whose grad() is the total so far (for data-parallel training, which
+// starts sending a gradient the moment it is complete).
+using PostAccumulateGradHook = std::function<void(const Tensor&)>;
 
 class Tensor {
  public:
@@ -75,6 +79,11 @@ class Tensor {
   bool retains_grad() const;
   // Registers a hook that reads or replaces the gradient flowing into this tensor.
   void register_hook(GradHook hook) const;
+  // Registers a hook run after each backward's gradient is added to this
+  // leaf's .grad (a leaf that requires grad only; as PyTorch's
+  // register_post_accumulate_grad_hook). Do not capture the leaf itself in
+  // the hook (it would keep itself alive): the hook is given it.
+  void register_post_accumulate_grad_hook(PostAccumulateGradHook hook) const;
   uint64_t version() const;
 
   // ---- views (no copy) ----

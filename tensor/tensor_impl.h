@@ -22,6 +22,7 @@ struct AutogradMeta {
   std::weak_ptr<Node> grad_accumulator;
   bool retains_grad = false;
   std::vector<GradHook> leaf_hooks;  // hooks of a leaf, run before accumulation
+  std::vector<PostAccumulateGradHook> post_accumulate_hooks;  // run after it
 };
 
 struct TensorImpl {

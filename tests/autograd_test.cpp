@@ -4,7 +4,10 @@
 // CPU, and cuda:0 when a GPU is visible.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
+#include <vector>
 
 #include <heed.h>
 #include "tests/test_devices.h"
@@ -178,6 +181,35 @@ TEST_CASE("a hook on a non-leaf can replace the gradient flowing on", "[autograd
     sum(h).backward();
     REQUIRE(a.grad().to_vector<double>() == Vec{0, 0});
   }
+}
+
+TEST_CASE("post-accumulate hooks see a leaf's total gradient; queued callbacks run after the last one",
+          "[autograd]") {
+  Tensor a = from_vector<double>({1, 2}, {2}).requires_grad_();
+  Tensor b = from_vector<double>({3}, {1}).requires_grad_();
+  std::vector<std::string> events;
+  a.register_post_accumulate_grad_hook([&](const Tensor& leaf) {
+    events.push_back("a " + std::to_string(leaf.grad().to_vector<double>()[0]));
+    if (events.size() == 1) queue_callback([&] { events.push_back("end"); });
+  });
+  b.register_post_accumulate_grad_hook([&](const Tensor& leaf) {
+    events.push_back("b " + std::to_string(leaf.grad().to_vector<double>()[0]));
+  });
+  // a is used twice: its hook runs once, after both uses are summed.
+  Tensor loss = add(sum(mul(a, 2.0)), sum(mul(a, b.expand({2}))));
+  loss.backward(Tensor(), true);
+  REQUIRE(events.size() == 3);
+  REQUIRE(events.back() == "end");
+  REQUIRE(std::count(events.begin(), events.end(), "a 5.000000") == 1);  // 2 + b
+  REQUIRE(std::count(events.begin(), events.end(), "b 3.000000") == 1);  // a0 + a1
+  // A second backward accumulates: the hook sees the running total.
+  events.clear();
+  loss.backward();
+  REQUIRE(std::count(events.begin(), events.end(), "a 10.000000") == 1);
+  REQUIRE(events.back() == "end");
+  REQUIRE_THROWS_WITH(queue_callback([] {}), Catch::Contains("no backward is running"));
+  Tensor h = mul(a, 2.0);
+  REQUIRE_THROWS_WITH(h.register_post_accumulate_grad_hook([](const Tensor&) {}), Catch::Contains("not a leaf"));
 }
 
 TEST_CASE("modifying a tensor backward needs raises a clear error", "[autograd][device]") {
