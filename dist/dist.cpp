@@ -2,6 +2,8 @@
 // behind it comes from dist/backend.h (MPI, or the world of one).
 #include "dist/dist.h"
 
+#include <cstdio>
+#include <exception>
 #include <memory>
 
 #include "dist/backend.h"
@@ -31,6 +33,8 @@ void finalize() {
 bool is_initialized() { return g_world != nullptr; }
 
 InitGuard::~InitGuard() {
+  if (std::uncaught_exceptions() > 0 && g_world && g_world->size() > 1)
+    abort("an exception left the scope of dist::InitGuard (see its message above, if any)");
   try {
     finalize();
   } catch (const Error&) {
@@ -48,5 +52,13 @@ int world_size() { return world().size(); }
 void barrier() { world().barrier(); }
 void broadcast(Tensor& t, int root) { world().broadcast(t, root); }
 void all_reduce(Tensor& t, ReduceOp op) { world().all_reduce(t, op); }
+std::shared_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) { return world().all_reduce_async(t, op); }
+
+void abort(const std::string& message, int code) {
+  if (g_world) g_world->abort(message, code);
+  std::fprintf(stderr, "heed dist: %s\n", message.c_str());
+  std::fflush(nullptr);
+  std::_Exit(code);
+}
 
 }  // namespace heed::dist

@@ -27,7 +27,9 @@ void init();
 void finalize();
 bool is_initialized();
 
-// init() on construction, finalize() on destruction.
+// init() on construction, finalize() on destruction. Left by an exception
+// in a world of more than one, it ends every rank (abort) instead: finalize()
+// would wait for ranks that may be waiting for this one.
 class InitGuard {
  public:
   InitGuard() { init(); }
@@ -45,5 +47,16 @@ int world_size();
 void barrier();
 void broadcast(Tensor& t, int root = 0);
 void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum);
+std::shared_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op = ReduceOp::Sum);
+// Ends every rank now: prints "heed dist: rank R of N: <message>" and exits
+// with `code` on every process. A program calls it when an error on one rank
+// would otherwise leave the others waiting in a collective.
+[[noreturn]] void abort(const std::string& message, int code = 1);
+
+// How long a collective may wait for the other ranks before it ends the job
+// (every rank, naming the one that timed out and its call): 30 minutes
+// unless set here or by the environment variable HEED_DIST_TIMEOUT (seconds).
+void set_timeout(double seconds);
+double timeout();
 
 }  // namespace heed::dist

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstdio>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,6 +14,7 @@
 #include "dist/backend.h"
 #include "dist/collective.h"
 #include "dist/dist.h"
+#include "dist/work_queue.h"
 #include "tensor/error.h"
 
 namespace heed::dist {
@@ -57,8 +59,13 @@ class MpiProcessGroup : public ProcessGroup {
     if (code != MPI_SUCCESS) HEED_FAIL("dist::init: MPI_Comm_set_errhandler failed: {}", mpi_error_text(code));
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    queue_ = std::make_unique<detail::WorkQueue>(fmt::format("rank {} of {}", rank_, size_),
+                                                 [this](const std::string& message) { abort(message, 1); });
   }
-  ~MpiProcessGroup() override { MPI_Comm_free(&comm_); }
+  ~MpiProcessGroup() override {
+    queue_.reset();  // the last collectives finish before the communicator goes
+    MPI_Comm_free(&comm_);
+  }
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -66,9 +73,34 @@ class MpiProcessGroup : public ProcessGroup {
 
   // The header exchange is an all-gather, which no rank leaves before every
   // rank has entered it: it is the barrier, and checks that it is one.
-  void barrier() override { agree(detail::make_header(detail::Call::Barrier, nullptr, 0, true), "", "barrier"); }
-
+  void barrier() override { queue_->run("barrier", [this] { barrier_now(); }); }
   void broadcast(Tensor& t, int root) override {
+    queue_->run(fmt::format("broadcast from rank {}", root), [&] { broadcast_now(t, root); });
+  }
+  void all_reduce(Tensor& t, ReduceOp op) override {
+    queue_->run(fmt::format("all_reduce({})", reduce_op_name(op)), [&] { all_reduce_now(t, op); });
+  }
+  std::shared_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
+    // The job holds the tensor (its storage) until it has run.
+    return queue_->submit(fmt::format("all_reduce({}) of {} {}", reduce_op_name(op), t.defined() ? dtype_name(t.dtype()) : "?",
+                                      t.defined() ? shape_str(t.shape()) : "[]"),
+                          [this, target = Tensor(t), op]() mutable { all_reduce_now(target, op); });
+  }
+
+  [[noreturn]] void abort(const std::string& message, int code) override {
+    std::fprintf(stderr, "heed dist: rank %d of %d: %s\n", rank_, size_, message.c_str());
+    std::fflush(nullptr);
+    MPI_Abort(MPI_COMM_WORLD, code);
+    std::_Exit(code);  // MPI_Abort does not return; should it, the process still ends
+  }
+
+ private:
+  // The collectives themselves, run on the queue's thread.
+  // The header exchange is an all-gather, which no rank leaves before every
+  // rank has entered it: it is the barrier, and checks that it is one.
+  void barrier_now() { agree(detail::make_header(detail::Call::Barrier, nullptr, 0, true), "", "barrier"); }
+
+  void broadcast_now(Tensor& t, int root) {
     const std::string problem = detail::broadcast_problem(t, root, size_);
     agree(detail::make_header(detail::Call::Broadcast, &t, root, problem.empty()), problem, "broadcast");
     if (t.numel() == 0) return;
@@ -82,7 +114,7 @@ class MpiProcessGroup : public ProcessGroup {
     });
   }
 
-  void all_reduce(Tensor& t, ReduceOp op) override {
+  void all_reduce_now(Tensor& t, ReduceOp op) {
     const std::string problem = detail::all_reduce_problem(t, op);
     agree(detail::make_header(detail::Call::AllReduce, &t, static_cast<int64_t>(op), problem.empty()), problem,
           "all_reduce");
@@ -99,7 +131,6 @@ class MpiProcessGroup : public ProcessGroup {
     });
   }
 
- private:
   void check(int code, const char* call) const { check_mpi(code, call, rank_, size_); }
 
   // Every rank's header to every rank. Then throws this rank's own `problem`
@@ -127,6 +158,7 @@ class MpiProcessGroup : public ProcessGroup {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  std::unique_ptr<detail::WorkQueue> queue_;
 };
 
 }  // namespace
@@ -136,13 +168,22 @@ namespace detail {
 std::unique_ptr<ProcessGroup> start_world() {
   int initialized = 0;
   MPI_Initialized(&initialized);
+  // heed calls MPI from one thread at a time, but not always the same one:
+  // the program's thread starts and stops the world, the queue's thread
+  // (dist/work_queue.h) runs the collectives in between.
+  int provided = 0;
   if (!initialized) {
-    // heed calls MPI from one thread at a time, the one that calls dist::*.
-    int provided = 0;
     const int code = MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided);
     if (code != MPI_SUCCESS) HEED_FAIL("dist::init: MPI_Init_thread failed: {}", mpi_error_text(code));
     g_started_mpi = true;
+  } else {
+    MPI_Query_thread(&provided);
   }
+  HEED_CHECK(provided >= MPI_THREAD_SERIALIZED,
+             "dist::init: MPI provides thread level {} but heed needs MPI_THREAD_SERIALIZED ({}): it runs the "
+             "collectives on a thread of their own{}",
+             provided, MPI_THREAD_SERIALIZED,
+             g_started_mpi ? "" : "; initialise MPI with MPI_Init_thread(..., MPI_THREAD_SERIALIZED, ...)");
   return std::make_unique<MpiProcessGroup>();
 }
 

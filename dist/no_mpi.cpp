@@ -2,11 +2,15 @@
 // is this one process (rank 0 of 1). The collectives check their tensors as
 // the MPI backend does and then leave them as they are: the sum or mean over
 // one rank, and a broadcast from rank 0 to itself, are the tensor itself.
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
 #include <memory>
 
 #include "dist/backend.h"
 #include "dist/collective.h"
 #include "dist/dist.h"
+#include "dist/work_queue.h"
 #include "tensor/error.h"
 #include "tensor/tensor_impl.h"
 
@@ -24,6 +28,20 @@ class SingleProcessGroup : public ProcessGroup {
   void barrier() override {}
   void broadcast(Tensor& t, int root) override { written(t, detail::broadcast_problem(t, root, 1)); }
   void all_reduce(Tensor& t, ReduceOp op) override { written(t, detail::all_reduce_problem(t, op)); }
+  std::shared_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) override {
+    try {
+      Tensor target = t;
+      all_reduce(target, op);
+    } catch (...) {
+      return detail::completed_work(std::current_exception());
+    }
+    return detail::completed_work();
+  }
+  [[noreturn]] void abort(const std::string& message, int code) override {
+    std::fprintf(stderr, "heed dist: rank 0 of 1: %s\n", message.c_str());
+    std::fflush(nullptr);
+    std::_Exit(code);
+  }
 
  private:
   // Throws `problem` when there is one; else counts `t` as written in place

@@ -9,6 +9,7 @@
 // with tensors of the same shape and dtype. heed checks that before moving any
 // data: a mismatch throws heed::Error on every rank, naming each rank's tensor,
 // instead of hanging or mixing unrelated bytes.
+#include <memory>
 #include <string>
 
 #include "tensor/tensor.h"
@@ -18,6 +19,18 @@ namespace heed::dist {
 enum class ReduceOp { Sum, Mean };
 
 inline constexpr const char* reduce_op_name(ReduceOp op) { return op == ReduceOp::Sum ? "sum" : "mean"; }
+
+// A collective that was started without waiting for it (all_reduce_async).
+class Work {
+ public:
+  virtual ~Work() = default;
+  // Returns once the collective is done, throwing its error if it failed. A
+  // wait longer than dist::timeout() ends every rank (a rank that died or
+  // stopped calling collectives must not leave the others waiting forever).
+  virtual void wait() = 0;
+  // Whether it is done (wait() would return at once).
+  virtual bool is_completed() const = 0;
+};
 
 class ProcessGroup {
  public:
@@ -34,6 +47,15 @@ class ProcessGroup {
   // Replaces `t` on every rank, in place, by the sum (or mean) over the ranks.
   // float32, float64 or int64 (Mean: float32 or float64 only); contiguous.
   virtual void all_reduce(Tensor& t, ReduceOp op) = 0;
+  // all_reduce, started in the background: returns at once, and `t` holds the
+  // result once the Work's wait() has returned. Until then the program must
+  // neither read nor write `t`. Collectives run in the order they were called,
+  // waited for or not, on every rank.
+  virtual std::shared_ptr<Work> all_reduce_async(const Tensor& t, ReduceOp op) = 0;
+  // Ends every process of the group at once with exit status `code`, after
+  // printing `message` (MPI_Abort): for an error that one rank cannot recover
+  // from while the others may be waiting for it.
+  [[noreturn]] virtual void abort(const std::string& message, int code) = 0;
 };
 
 }  // namespace heed::dist
