@@ -20,6 +20,7 @@
 #include "data/bleu.h"
 #include "data/corpus.h"
 #include "data/tokenizer.h"
+#include "dist/data_parallel.h"
 #include "dist/dist.h"
 #include "io/checkpoint.h"
 #include "optim/clip_grad.h"

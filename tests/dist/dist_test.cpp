@@ -6,48 +6,23 @@
 // without MPI.
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "dist/dist.h"
+#include "tests/dist/rank_check.h"
 #include "tensor/error.h"
 #include "tensor/ops.h"
 
 namespace dist = heed::dist;
 
-namespace {
-
-int g_failures = 0;
-int g_checks = 0;
-int g_rank = 0;
-
-void check(bool ok, const std::string& what) {
-  ++g_checks;
-  if (ok) return;
-  ++g_failures;
-  std::fprintf(stderr, "dist_test rank %d: FAILED: %s\n", g_rank, what.c_str());
-}
-
-// Runs f, which must throw heed::Error with a message containing `needle`.
-template <class F>
-void check_throws(F&& f, const std::string& needle, const std::string& what) {
-  try {
-    f();
-  } catch (const heed::Error& e) {
-    check(std::string(e.what()).find(needle) != std::string::npos,
-          what + ": the message does not contain \"" + needle + "\": " + e.what());
-    return;
-  }
-  check(false, what + ": no heed::Error");
-}
-
-template <class T>
-bool equal(const heed::Tensor& t, const std::vector<T>& expected) {
-  return t.to_vector<T>() == expected;
-}
-
-}  // namespace
+using rank_check::check;
+using rank_check::check_throws;
+using rank_check::equal;
 
 int main(int argc, char** argv) {
+  rank_check::g_program = "dist_test";
   const bool require_mpi = argc > 1 && std::strcmp(argv[1], "--require-mpi") == 0;
   if (require_mpi && !dist::built_with_mpi()) {
     std::printf("[skip] heed was built without MPI (HEED_MPI=OFF or no MPI found)\n");
@@ -59,7 +34,7 @@ int main(int argc, char** argv) {
   check(dist::is_initialized(), "is_initialized() after init()");
   const int rank = dist::rank();
   const int world = dist::world_size();
-  g_rank = rank;
+  rank_check::g_rank = rank;
   check(world >= 1 && rank >= 0 && rank < world, "rank within the world");
   check(dist::world().backend() == (dist::built_with_mpi() ? "mpi" : "single"), "backend name");
   if (require_mpi) check(world == 2, "mpirun -np 2 gives a world of 2, got " + std::to_string(world));
@@ -90,6 +65,24 @@ int main(int argc, char** argv) {
     heed::Tensor t = heed::from_vector(std::vector<int64_t>{big, rank}, {2});
     dist::all_reduce(t);
     check(equal(t, std::vector<int64_t>{big * world, int64_t{world} * (world - 1) / 2}), "all_reduce(Sum) int64: " + t.str());
+  }
+  // all_reduce_async: started in order, waited for in any order.
+  {
+    std::vector<heed::Tensor> ts;
+    std::vector<std::shared_ptr<dist::Work>> works;
+    for (int i = 0; i < 3; ++i) {
+      ts.push_back(heed::from_vector(std::vector<float>{float(rank + i), 1.0f}, {2}));
+      works.push_back(dist::all_reduce_async(ts.back(), i == 2 ? dist::ReduceOp::Mean : dist::ReduceOp::Sum));
+    }
+    for (int i = 2; i >= 0; --i) works[i]->wait();
+    for (int i = 0; i < 3; ++i) check(works[i]->is_completed(), "a waited Work is completed");
+    const float rank_sum = world * (world - 1) / 2.0f;
+    check(equal(ts[0], std::vector<float>{rank_sum, float(world)}), "all_reduce_async 0: " + ts[0].str());
+    check(equal(ts[1], std::vector<float>{rank_sum + world, float(world)}), "all_reduce_async 1: " + ts[1].str());
+    check(equal(ts[2], std::vector<float>{(rank_sum + 2 * world) / world, 1.0f}), "all_reduce_async mean: " + ts[2].str());
+    heed::Tensor b = heed::zeros({2}, heed::DType::Bool);
+    auto refused = dist::all_reduce_async(b);
+    check_throws([&] { refused->wait(); }, "dtype bool is not supported", "all_reduce_async of a bool tensor, at wait()");
   }
   // An empty tensor: nothing to move, the call is still made together.
   {
@@ -147,10 +140,5 @@ int main(int argc, char** argv) {
   dist::finalize();
   check(!dist::is_initialized(), "is_initialized() after finalize()");
   check_throws([] { dist::init(); }, "after dist::finalize()", "init() after finalize()");
-  if (g_failures) {
-    std::fprintf(stderr, "dist_test rank %d of %d: %d of %d checks failed\n", rank, world, g_failures, g_checks);
-    return 1;
-  }
-  std::printf("dist_test rank %d of %d: all %d checks passed\n", rank, world, g_checks);
-  return 0;
+  return rank_check::report(world);
 }

@@ -16,7 +16,7 @@ set(allowed_optim    optim nn autograd tensor)
 set(allowed_io       io optim nn autograd tensor)
 set(allowed_data     data tensor)
 set(allowed_cuda     cuda tensor)
-set(allowed_dist     dist tensor)
+set(allowed_dist     dist nn autograd tensor)
 set(layers tensor autograd nn optim io data cuda dist)
 set(library_folders ${layers} examples bench tests tools)
 
