@@ -49,6 +49,8 @@ ProcessGroup& world() {
 
 int rank() { return world().rank(); }
 int world_size() { return world().size(); }
+int local_rank() { return world().local_rank(); }
+int local_world_size() { return world().local_size(); }
 void barrier() { world().barrier(); }
 void broadcast(Tensor& t, int root) { world().broadcast(t, root); }
 void all_reduce(Tensor& t, ReduceOp op) { world().all_reduce(t, op); }

@@ -44,6 +44,9 @@ ProcessGroup& world();
 // The same calls on world(); each throws heed::Error before init().
 int rank();
 int world_size();
+// This rank among the ranks on its machine (0 .. local_world_size() - 1).
+int local_rank();
+int local_world_size();
 void barrier();
 void broadcast(Tensor& t, int root = 0);
 void all_reduce(Tensor& t, ReduceOp op = ReduceOp::Sum);

@@ -59,6 +59,11 @@ class MpiProcessGroup : public ProcessGroup {
     if (code != MPI_SUCCESS) HEED_FAIL("dist::init: MPI_Comm_set_errhandler failed: {}", mpi_error_text(code));
     check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
     check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+    MPI_Comm local = MPI_COMM_NULL;  // the ranks that share this machine's memory
+    check(MPI_Comm_split_type(comm_, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &local), "MPI_Comm_split_type");
+    check(MPI_Comm_rank(local, &local_rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(local, &local_size_), "MPI_Comm_size");
+    MPI_Comm_free(&local);
     queue_ = std::make_unique<detail::WorkQueue>(fmt::format("rank {} of {}", rank_, size_),
                                                  [this](const std::string& message) { abort(message, 1); });
   }
@@ -69,6 +74,8 @@ class MpiProcessGroup : public ProcessGroup {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  int local_rank() const override { return local_rank_; }
+  int local_size() const override { return local_size_; }
   std::string backend() const override { return "mpi"; }
 
   // The header exchange is an all-gather, which no rank leaves before every
@@ -158,6 +165,7 @@ class MpiProcessGroup : public ProcessGroup {
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0;
   int size_ = 1;
+  int local_rank_ = 0, local_size_ = 1;
   std::unique_ptr<detail::WorkQueue> queue_;
 };
 

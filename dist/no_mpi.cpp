@@ -24,6 +24,8 @@ class SingleProcessGroup : public ProcessGroup {
  public:
   int rank() const override { return 0; }
   int size() const override { return 1; }
+  int local_rank() const override { return 0; }
+  int local_size() const override { return 1; }
   std::string backend() const override { return "single"; }
   void barrier() override {}
   void broadcast(Tensor& t, int root) override { written(t, detail::broadcast_problem(t, root, 1)); }
@@ -55,7 +57,18 @@ class SingleProcessGroup : public ProcessGroup {
 }  // namespace
 
 namespace detail {
-std::unique_ptr<ProcessGroup> start_world() { return std::make_unique<SingleProcessGroup>(); }
+std::unique_ptr<ProcessGroup> start_world() {
+  // mpirun started several copies of a program whose heed cannot talk to the
+  // others: each would train alone and all would write the same files.
+  for (const char* variable : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"}) {  // OpenMPI's, MPICH's
+    const char* value = std::getenv(variable);
+    HEED_CHECK(!value || std::atoi(value) <= 1,
+               "dist::init: started as one of {} processes ({}={}), but this heed was built without MPI "
+               "(HEED_MPI=OFF or no MPI found): build it with MPI, or run one process",
+               value ? value : "", variable, value ? value : "");
+  }
+  return std::make_unique<SingleProcessGroup>();
+}
 void stop_world() {}
 }  // namespace detail
 

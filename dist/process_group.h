@@ -38,6 +38,10 @@ class ProcessGroup {
 
   virtual int rank() const = 0;        // this process, 0 .. size() - 1
   virtual int size() const = 0;        // the number of processes
+  // This process among those of the group on the same machine, and their
+  // number: for sharing out the machine's cores and GPUs.
+  virtual int local_rank() const = 0;
+  virtual int local_size() const = 0;
   virtual std::string backend() const = 0;  // "mpi", or "single" for the world of one
 
   // Returns once every process of the group has called it.

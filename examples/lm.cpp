@@ -26,6 +26,7 @@
 #include "examples/common/precision.h"
 #include "examples/common/program.h"
 #include "examples/common/progress.h"
+#include "examples/common/ranks.h"
 #include "examples/common/run_config.h"
 #include "examples/common/train_flags.h"
 #include "examples/common/train_log.h"
@@ -181,7 +182,7 @@ int run_train(Settings s, const RunOptions& r) {
       resumed ? data::deserialize_tokenizer(resumed->config.at("tokenizer_kind"), resumed->texts.at("tokenizer"))
               : train_tokenizer(s, train_text);
   std::vector<int64_t> train_ids = tok->encode(train_text), valid_ids = tok->encode(valid_text);
-  fmt::print(stderr, "{}: {} characters, {} tokenizer with {} tokens: {} training and {} validation tokens\n", s.text,
+  examples::say("{}: {} characters, {} tokenizer with {} tokens: {} training and {} validation tokens\n", s.text,
              text.size(), tok->kind(), tok->vocab_size(), train_ids.size(), valid_ids.size());
   data::LMBatcher train(train_ids, s.batch, s.block, static_cast<uint64_t>(s.seed));
   data::LMBatcher valid(valid_ids, s.batch, s.block, 0);
@@ -191,7 +192,7 @@ int run_train(Settings s, const RunOptions& r) {
 
   nn::GPT model(model_options(s, tok->vocab_size()));
   model.to(device);
-  fmt::print(stderr, "GPT: {} parameters, {} layers, d_model {}, {} heads, context {}, precision {}\n",
+  examples::say("GPT: {} parameters, {} layers, d_model {}, {} heads, context {}, precision {}\n",
              model.num_parameters(), s.layers, s.d_model, s.nhead, s.block, examples::precision_name(precision));
   // Training, evaluation and the sample all run in the chosen precision.
   const auto autocast = examples::use_precision(precision, device);
@@ -211,10 +212,12 @@ int run_train(Settings s, const RunOptions& r) {
     train.set_position(resumed->training.at("data_position"));
   }
   auto save = [&](const std::string& name) {
+    if (!examples::writes()) return;  // rank 0 keeps the run
     io::Checkpoint c = training.capture(config);
     c.texts["tokenizer"] = tok->serialize();
     c.training["step"] = step;
     c.training["data_position"] = train.position();
+    c.training["world_size"] = examples::world_size();
     io::save_checkpoint((fs::path(r.out) / name).string(), c);
   };
   examples::TrainLog log((fs::path(r.out) / r.log).string(),
@@ -226,9 +229,13 @@ int run_train(Settings s, const RunOptions& r) {
   double window = 0, best = INFINITY, last_valid = NAN;
   int64_t window_steps = 0;
   examples::StepTimes step_times;
+  // Every rank builds each global batch and trains on its parts of it
+  // (examples/common/ranks.h): `parts` of them per step over all ranks.
+  const int64_t world = examples::world_size(), parts = world * r.accumulate;
+  bool out_of_time = false;  // agreed by every rank
   model.train();
   while (training.length.more(step)) {
-    if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
+    if (out_of_time) {
       progress.message(fmt::format("time limit reached at step {}", step));
       break;
     }
@@ -238,16 +245,31 @@ int run_train(Settings s, const RunOptions& r) {
     }
     const auto step_start = std::chrono::steady_clock::now();
     data::LMBatch b = train.next();
-    Tensor loss = nn::cross_entropy(model.forward(b.x.to(device)), b.y.to(device));
-    training.step(loss);
+    const double own_loss = training.step(r.accumulate, [&](int64_t m) {
+      if (parts == 1) return nn::cross_entropy(model.forward(b.x.to(device)), b.y.to(device));
+      // A part's share of the global batch's mean: its sum over the batch's tokens.
+      const data::LMBatch part = data::take_part(b, m * world + examples::rank(), parts);
+      if (part.x.size(0) == 0) return Tensor();
+      nn::CrossEntropyOptions o;
+      o.reduction = nn::Reduction::Sum;
+      return mul(nn::cross_entropy(model.forward(part.x.to(device)), part.y.to(device), o),
+                 1.0 / static_cast<double>(b.y.numel()));
+    });
     ++step;
-    const double l = loss.item<double>();
-    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    // The ranks agree on the batch's loss, the step's time (for a time
+    // budget's fit) and whether time is up.
+    const examples::AgreedStep agreed = examples::agree_on_step(
+        own_loss, std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count(),
+        r.time_limit > 0 && progress.elapsed_s() >= r.time_limit);
+    const double l = agreed.loss, step_seconds = agreed.seconds;
+    out_of_time = agreed.out_of_time;
     step_times.record(step_seconds, b.y.numel(), l);
     training.length.record(step, step_seconds, training.schedule, progress);
     window += l, ++window_steps;
     progress.update(step, l, training.opt.lr(), b.y.numel());
-    if (step % r.eval_every == 0 || !training.length.more(step)) {  // !more: the total, or a spent time budget
+    // !more: the total, or a spent time budget. Rank 0 evaluates (the others
+    // wait for it in the next step's reduction).
+    if (examples::writes() && (step % r.eval_every == 0 || !training.length.more(step))) {
       {
         std::optional<optim::ExponentialMovingAverage::Swap> averaged;  // with --ema, evaluate the averages
         if (training.ema) averaged.emplace(*training.ema);
@@ -269,7 +291,7 @@ int run_train(Settings s, const RunOptions& r) {
   }
   progress.finish();
   step_times.print("tokens");
-  fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
+  examples::say("{}\n", examples::device_memory_summary(device));
   save("last.h5");
   if (!r.export_data.empty()) {
     HEED_CHECK(training.length.steps() > 0, "--export-data: the run stopped before its time budget fixed its length, so there "
@@ -279,11 +301,12 @@ int run_train(Settings s, const RunOptions& r) {
     training.length.save(config);
     export_data(r.export_data, config, *tok, train_ids, valid_ids, exported);
     examples::write_initial_parameters(r.export_data, initial_parameters);
-    fmt::print(stderr, "exported the data, the initial weights and the windows of the {} batches of the schedule to {}\n",
+    examples::say("exported the data, the initial weights and the windows of the {} batches of the schedule to {}\n",
                exported.steps, r.export_data);
   }
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "lm: loss", "step", "nats per token",
                            {train_curve, valid_curve});
+  if (!examples::writes()) return 0;  // rank 0 reports
   if (training.ema) training.ema->copy_to_parameters();  // the final report and the sample: the averages with --ema
   const double final_valid = evaluate(model, valid, 0, device);
   fmt::print("validation loss {:.4f} nats/token = {:.3f} bits/token = {:.3f} bits/char over the whole validation split{}\n",
@@ -352,7 +375,7 @@ int main(int argc, char** argv) {
   return examples::run_main(app, argc, argv, "lm", [&] {
     if (*train) {
       train_flags.resolve(r);
-      return run_train(s, r);
+      return examples::run_ranks("lm", r.threads, [&] { return run_train(s, r); });
     }
     return run_sample(checkpoint, prompt, max_new, temperature, top_k, top_p, seed, device);
   });

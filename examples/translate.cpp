@@ -34,6 +34,7 @@
 #include "examples/common/precision.h"
 #include "examples/common/program.h"
 #include "examples/common/progress.h"
+#include "examples/common/ranks.h"
 #include "examples/common/run_config.h"
 #include "examples/common/seq2seq_config.h"
 #include "examples/common/train_flags.h"
@@ -352,7 +353,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   Corpus corpus;
   auto pairs = read_pairs(s);
   corpus.splits = data::split_pairs(pairs, s.valid_fraction, s.test_fraction, static_cast<uint64_t>(s.seed));
-  fmt::print(stderr, "{} sentence pairs: {} train, {} valid, {} test\n", pairs.size(), corpus.splits.train.size(),
+  examples::say("{} sentence pairs: {} train, {} valid, {} test\n", pairs.size(), corpus.splits.train.size(),
              corpus.splits.valid.size(), corpus.splits.test.size());
   if (resumed) {
     Corpus saved = tokenizers_of(*resumed);
@@ -375,7 +376,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
                                      s.src_vocab_size > 0 ? s.src_vocab_size : s.vocab_size);
     corpus.tgt_tok = train_tokenizer(s, sides(corpus.splits.train, false), s.vocab_size);
   }
-  fmt::print(stderr, "{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
+  examples::say("{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
              corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
   std::vector<data::EncodedPair> train_pairs = encode(corpus.splits.train, corpus);
   if (s.dictionary_phrases != 0) {
@@ -392,7 +393,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     }
     const auto phrases = encode(entries, corpus);
     train_pairs.insert(train_pairs.end(), phrases.begin(), phrases.end());
-    fmt::print(stderr, "dictionary words and phrases: {} more training pairs\n", phrases.size());
+    examples::say("dictionary words and phrases: {} more training pairs\n", phrases.size());
   }
 
   // --export-data is written after training, once a time budget has fixed
@@ -408,7 +409,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   const nn::NamedTensors initial_parameters =
       r.export_data.empty() ? nn::NamedTensors{} : examples::copy_parameters(model.named_parameters());
   model.to(device);
-  fmt::print(stderr, "Seq2SeqTransformer: {} parameters, d_model {}, {}+{} layers, {} heads, ff {}, precision {}\n",
+  examples::say("Seq2SeqTransformer: {} parameters, d_model {}, {}+{} layers, {} heads, ff {}, precision {}\n",
              model.num_parameters(), s.d_model, s.encoder_layers, s.decoder_layers, s.nhead, s.ff,
              examples::precision_name(precision));
   // Training, evaluation and the test translations all run in the chosen precision.
@@ -428,6 +429,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     if (resumed->config.count("best_valid_loss")) best_valid = std::stod(resumed->config.at("best_valid_loss"));
   }
   auto save = [&](const std::string& name) {
+    if (!examples::writes()) return;  // rank 0 keeps the run
     io::Checkpoint c = training.capture(config);
     c.config["best_valid_loss"] = fmt::format("{:.17g}", best_valid);
     c.texts["src_tokenizer"] = corpus.src_tok->serialize();
@@ -435,6 +437,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     c.training["step"] = step;
     c.training["data_position"] = train.position();
     c.training["epoch"] = train.epoch();
+    c.training["world_size"] = examples::world_size();
     io::save_checkpoint((fs::path(r.out) / name).string(), c);
   };
 
@@ -456,6 +459,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   // Validation loss and BLEU at the current step, logged and plotted; a new
   // best is saved as best.h5.
   auto evaluate_now = [&] {
+    if (!examples::writes()) return;  // rank 0 evaluates; the others wait for it in the next step's reduction
     // With --ema the averages are evaluated, and swapped out again before
     // best.h5 is saved (a checkpoint holds the weights and the averages apart).
     std::optional<optim::ExponentialMovingAverage::Swap> averaged;
@@ -478,8 +482,12 @@ int run_train(TrainSettings s, const RunOptions& r) {
       save("best.h5");
     }
   };
+  // Every rank builds each global batch and trains on its parts of it
+  // (examples/common/ranks.h): `parts` of them per step over all ranks.
+  const int64_t world = examples::world_size(), parts = world * r.accumulate;
+  bool out_of_time = false;  // agreed by every rank
   while (training.length.more(step)) {
-    if (r.time_limit > 0 && progress.elapsed_s() >= r.time_limit) {
+    if (out_of_time) {
       progress.message(fmt::format("time limit of {} reached at step {}", examples::format_duration(r.time_limit), step));
       break;
     }
@@ -489,12 +497,25 @@ int run_train(TrainSettings s, const RunOptions& r) {
     }
     const auto step_start = std::chrono::steady_clock::now();
     data::TranslationBatch b = train.next();
-    Tensor logits = model.forward(b.src.to(device), b.tgt_in.to(device), b.src_pad.to(device), b.tgt_pad.to(device));
-    Tensor loss = nn::cross_entropy(logits, b.tgt_out.to(device), loss_opts);
-    training.step(loss);
+    const double own_loss = training.step(r.accumulate, [&](int64_t m) {
+      const data::TranslationBatch part = parts == 1 ? b : data::take_part(b, m * world + examples::rank(), parts);
+      if (part.num_tgt_tokens == 0) return Tensor();
+      Tensor logits =
+          model.forward(part.src.to(device), part.tgt_in.to(device), part.src_pad.to(device), part.tgt_pad.to(device));
+      if (parts == 1) return nn::cross_entropy(logits, part.tgt_out.to(device), loss_opts);
+      // A part's share of the global batch's mean: its sum over the batch's tokens.
+      nn::CrossEntropyOptions summed = loss_opts;
+      summed.reduction = nn::Reduction::Sum;
+      return mul(nn::cross_entropy(logits, part.tgt_out.to(device), summed), 1.0 / static_cast<double>(b.num_tgt_tokens));
+    });
     ++step;
-    const double l = loss.item<double>();
-    const double step_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count();
+    // The ranks agree on the batch's loss, the step's time (for a time
+    // budget's fit) and whether time is up.
+    const examples::AgreedStep agreed = examples::agree_on_step(
+        own_loss, std::chrono::duration<double>(std::chrono::steady_clock::now() - step_start).count(),
+        r.time_limit > 0 && progress.elapsed_s() >= r.time_limit);
+    const double l = agreed.loss, step_seconds = agreed.seconds;
+    out_of_time = agreed.out_of_time;
     step_times.record(step_seconds, b.num_tgt_tokens, l);
     training.length.record(step, step_seconds, training.schedule, progress);
     window_loss += l, ++window_steps;
@@ -511,9 +532,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
     save("last.h5");
   }
   progress.finish();
-  if (cpu::profiling_enabled()) fmt::print(stderr, "time per CPU kernel (HEED_PROFILE):\n{}\n", cpu::profile_report());
+  if (cpu::profiling_enabled()) examples::say("time per CPU kernel (HEED_PROFILE):\n{}\n", cpu::profile_report());
   step_times.print("target tokens");
-  fmt::print(stderr, "{}\n", examples::device_memory_summary(device));
+  examples::say("{}\n", examples::device_memory_summary(device));
   save("last.h5");
   if (!r.export_data.empty()) {
     HEED_CHECK(training.length.steps() > 0, "--export-data: the run stopped before its time budget fixed its length, so there "
@@ -522,11 +543,12 @@ int run_train(TrainSettings s, const RunOptions& r) {
     exported.steps = training.length.steps();
     export_data(r.export_data, exported, corpus, export_pairs, encode(corpus.splits.valid, corpus));
     examples::write_initial_parameters(r.export_data, initial_parameters);
-    fmt::print(stderr, "exported the data, the initial weights and the {} batches of the schedule to {}\n",
+    examples::say("exported the data, the initial weights and the {} batches of the schedule to {}\n",
                exported.steps, r.export_data);
   }
   examples::write_svg_plot((fs::path(r.out) / "loss.svg").string(), "translate: loss", "step", "nats per token",
                            {train_curve, valid_curve});
+  if (!examples::writes()) return 0;  // rank 0 reports
 
   // Test set: the best checkpoint's BLEU, greedy and beam, and a handful of translations.
   // (With --ema: its averaged weights, which validation chose it by.)
@@ -674,7 +696,7 @@ int main(int argc, char** argv) {
   return examples::run_main(app, argc, argv, "translate", [&] {
     if (*train) {
       train_flags.resolve(r);
-      return run_train(s, r);
+      return examples::run_ranks("translate", r.threads, [&] { return run_train(s, r); });
     }
     if (*bleu) return run_bleu(hyp_file, ref_file);
     if (*test) return run_test(checkpoint, t);

@@ -1,7 +1,11 @@
 #include "examples/common/optimization.h"
 
+#include <optional>
+
 #include <fmt/core.h>
 
+#include "data/random.h"
+#include "examples/common/ranks.h"
 #include "optim/clip_grad.h"
 #include "tensor/random.h"
 
@@ -23,15 +27,57 @@ Optimization::Optimization(nn::Module& model, const optim::AdamWOptions& adamw, 
       clip_(s.clip) {
   if (s.ema > 0) ema = std::make_unique<optim::ExponentialMovingAverage>(model.named_parameters(), s.ema);
   if (resumed) io::restore(*resumed, model, &opt, &schedule, &default_generator(), ema.get());
+  if (world_size() > 1) {
+    // Each rank's loss is already its share of the global batch's mean.
+    dist::DataParallelOptions o;
+    o.op = dist::ReduceOp::Sum;
+    ddp_ = std::make_unique<dist::DistributedDataParallel>(model, o);
+  }
 }
 
-void Optimization::step(const Tensor& loss) {
+namespace {
+// Points the default generator at a stream of this rank's own for one step,
+// and moves it on by one draw afterwards, the same on every rank.
+class RankStream {
+ public:
+  RankStream() : seed_(default_generator().seed()), offset_(default_generator().offset()) {
+    default_generator().set_state(data::hash_counter(seed_, offset_, static_cast<uint64_t>(rank())), 0);
+  }
+  ~RankStream() { default_generator().set_state(seed_, offset_ + 1); }
+  RankStream(const RankStream&) = delete;
+  RankStream& operator=(const RankStream&) = delete;
+
+ private:
+  uint64_t seed_, offset_;
+};
+}  // namespace
+
+double Optimization::step(int64_t parts, const std::function<Tensor(int64_t)>& loss_of) {
   opt.zero_grad();
-  loss.backward();
+  double total = 0;
+  {
+    std::optional<RankStream> stream;
+    if (ddp_) stream.emplace();
+    bool reduced = false;
+    for (int64_t i = 0; i < parts; ++i) {
+      const Tensor loss = loss_of(i);
+      if (!loss.defined()) continue;  // an empty micro-batch
+      if (ddp_ && i + 1 < parts) {
+        auto pause = ddp_->no_sync();
+        loss.backward();
+      } else {
+        loss.backward();
+        reduced = true;
+      }
+      total += loss.item<double>();
+    }
+    if (ddp_ && !reduced) ddp_->reduce_gradients();  // the last micro-batch was empty here
+  }
   optim::clip_grad_norm(model_.parameters(), clip_);
   schedule.step();
   opt.step();
   if (ema) ema->update();
+  return total;
 }
 
 io::Checkpoint Optimization::capture(Config& config) const {
@@ -48,7 +94,7 @@ void StepTimes::record(double seconds, int64_t tokens, double loss) {
 
 void StepTimes::print(const std::string& tokens) const {
   if (steps_ == 0) return;
-  fmt::print(stderr, "training steps alone: {} steps, {} {} in {:.1f} s = {:.0f} {}/s; first-step loss {:.5f}\n", steps_,
+  say("training steps alone: {} steps, {} {} in {:.1f} s = {:.0f} {}/s; first-step loss {:.5f}\n", steps_,
              tokens_, tokens, seconds_, static_cast<double>(tokens_) / seconds_, tokens, first_loss_);
 }
 

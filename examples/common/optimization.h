@@ -6,12 +6,14 @@
 // average of the weights; continued exactly from a checkpoint; and the
 // throughput of the training steps alone.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "examples/common/run_config.h"
 #include "examples/common/train_flags.h"
 #include "examples/common/training_length.h"
+#include "dist/data_parallel.h"
 #include "io/checkpoint.h"
 #include "nn/module.h"
 #include "optim/ema.h"
@@ -24,15 +26,24 @@ class Optimization {
  public:
   // A new run with the settings' length, or, with `resumed`, the run that
   // checkpoint holds: its length, and the model's, optimizer's, schedule's,
-  // default generator's and average's state.
+  // default generator's and average's state. In a run of several ranks
+  // (collective: every rank constructs it), rank 0's weights go to every
+  // rank and the gradients are summed over the ranks.
   Optimization(nn::Module& model, const optim::AdamWOptions& adamw, const TrainingSettings& settings,
                const io::Checkpoint* resumed);
   Optimization(const Optimization&) = delete;
   Optimization& operator=(const Optimization&) = delete;
 
-  // One step on `loss`: its gradients, clipped to the settings' norm, the
-  // schedule's learning rate, AdamW, then the average.
-  void step(const Tensor& loss);
+  // One step: the gradients of this rank's `parts` micro-batches, where
+  // loss_of(i) builds micro-batch i's loss (undefined when it is empty),
+  // scaled so that every micro-batch's of every rank add up to the global
+  // batch's loss; summed over the ranks (communicating after the last
+  // micro-batch only), clipped to the settings' norm; the schedule's
+  // learning rate, AdamW, then the average. Returns the sum of this rank's
+  // losses. With several ranks, dropout draws from a stream of each rank's
+  // own (seeded by the default generator, the rank and the step), so the
+  // ranks' masks differ and the default generator stays the same everywhere.
+  double step(int64_t parts, const std::function<Tensor(int64_t part)>& loss_of);
   // What a checkpoint holds of the run: the state restore reads, and
   // `config` with the run's length saved into it.
   io::Checkpoint capture(Config& config) const;
@@ -45,6 +56,7 @@ class Optimization {
  private:
   nn::Module& model_;
   double clip_;
+  std::unique_ptr<dist::DistributedDataParallel> ddp_;  // with several ranks
 };
 
 // The training steps alone (batch, forward, backward, clipping, optimizer;

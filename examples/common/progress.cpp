@@ -8,6 +8,8 @@
 
 #include <fmt/core.h>
 
+#include "examples/common/ranks.h"
+
 namespace heed::examples {
 
 std::string format_duration(double s) {
@@ -23,6 +25,7 @@ Progress::Progress(int64_t total_steps, double time_limit_s, int64_t every)
       time_limit_s_(time_limit_s),
       every_(std::max<int64_t>(1, every)),
       tty_(isatty(fileno(stderr)) != 0),
+      quiet_(!writes()),
       start_(Clock::now()) {}
 
 double Progress::elapsed_s() const { return std::chrono::duration<double>(Clock::now() - start_).count(); }
@@ -36,7 +39,7 @@ void Progress::update(int64_t step, double loss, double lr, int64_t tokens) {
   tokens_ += tokens;
   smoothed_loss_ = last_step_ == 0 ? loss : 0.95 * smoothed_loss_ + 0.05 * loss;
   last_step_ = step;
-  if (!tty_ && step % every_ != 0) return;
+  if (quiet_ || (!tty_ && step % every_ != 0)) return;
   const double e = elapsed_s();
   double eta = NAN;
   if (total_steps_ > 0 && step > 0) eta = e / static_cast<double>(step) * static_cast<double>(total_steps_ - step);
@@ -59,6 +62,7 @@ void Progress::update(int64_t step, double loss, double lr, int64_t tokens) {
 }
 
 void Progress::message(const std::string& text) {
+  if (quiet_) return;
   if (open_line_) fmt::print(stderr, "\n");
   open_line_ = false;
   fmt::print(stderr, "{}\n", text);
@@ -66,6 +70,7 @@ void Progress::message(const std::string& text) {
 }
 
 void Progress::finish() {
+  if (quiet_) return;
   if (open_line_) fmt::print(stderr, "\n");
   open_line_ = false;
 }

@@ -1,7 +1,8 @@
 #pragma once
 // A one-line training progress display: step, loss, learning rate, tokens
 // per second and the time left. On a terminal it redraws one line; in a log
-// (not a tty) it prints a line every `every` steps instead.
+// (not a tty) it prints a line every `every` steps instead. On a rank other
+// than 0 of a run of several (ranks.h) it prints nothing.
 #include <chrono>
 #include <cstdint>
 #include <string>
@@ -28,6 +29,7 @@ class Progress {
   double time_limit_s_;
   int64_t every_;
   bool tty_;
+  bool quiet_;
   Clock::time_point start_;
   int64_t tokens_ = 0;
   double smoothed_loss_ = 0;

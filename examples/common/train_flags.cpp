@@ -6,6 +6,7 @@
 
 #include "examples/common/device.h"
 #include "examples/common/program.h"
+#include "examples/common/ranks.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/error.h"
 
@@ -61,6 +62,11 @@ void add_run_flags(CLI::App& train, RunFlags& r) {
       ->check(CLI::NonNegativeNumber);
   train.add_option("--eval-every", r.eval_every)->check(CLI::PositiveNumber)->capture_default_str();
   train.add_option("--save-every", r.save_every)->check(CLI::PositiveNumber)->capture_default_str();
+  train.add_option("--accumulate", r.accumulate,
+                   "split each batch (each rank's part of it) into this many micro-batches, their gradients added "
+                   "up: the same training in less memory")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   add_threads_flag(train, r.threads);
   add_device_flag(train, r.device);
   train.add_option("--log", r.log, "log file in --out (.csv or .jsonl)")->capture_default_str();
@@ -74,11 +80,22 @@ void TrainFlags::resolve(const RunFlags& r) const {
 
 Device start_run(const RunFlags& r, std::optional<io::Checkpoint>& resumed) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
-  const Device device = device_from_flag(r.device);
-  std::filesystem::create_directories(r.out);
+  const Device device = rank_device(device_from_flag(r.device), r.device.find(':') != std::string::npos);
+  HEED_CHECK(r.export_data.empty() || world_size() == 1,
+             "--export-data: run it in one process (it exports the data of one process's run), not under mpirun "
+             "with {} ranks", world_size());
+  if (writes()) std::filesystem::create_directories(r.out);
   if (!r.resume.empty()) {
-    resumed = io::load_checkpoint(r.resume);
-    fmt::print(stderr, "resuming {} at step {}\n", r.resume, resumed->training.at("step"));
+    resumed = io::load_checkpoint(r.resume);  // by every rank: on several machines, from a shared folder
+    say("resuming {} at step {}\n", r.resume, resumed->training.at("step"));
+    // Every rank builds the same global batches whatever their number, so a
+    // run continues with another number of ranks (docs/distributed.md).
+    const auto saved_world = resumed->training.find("world_size");
+    const int64_t was = saved_world == resumed->training.end() ? 1 : saved_world->second;
+    if (was != world_size())
+      say("resuming a run of {} rank{} with {}: the same global batches and schedule; the gradients are summed in "
+          "another order and dropout draws other masks\n",
+          was, was == 1 ? "" : "s", world_size());
   }
   return device;
 }

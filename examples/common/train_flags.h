@@ -51,7 +51,10 @@ struct RunFlags {
   double time_limit = 0;         // seconds of wall time; 0 = none
   int64_t stop_at = 0;           // stop after this step (the schedule still spans the run); 0 = run to the end
   int64_t eval_every = 0, save_every = 0;
-  int64_t threads = 0;           // 0: HEED_NUM_THREADS or all cores
+  int64_t threads = 0;           // 0: HEED_NUM_THREADS or all cores (shared among a machine's ranks)
+  // Micro-batches each rank's part of a batch is split into, their gradients
+  // added up before the step: the same step in less memory.
+  int64_t accumulate = 1;
 };
 
 // The train command's common flags come in two groups, so that a program
@@ -72,12 +75,13 @@ class TrainFlags {
 };
 
 // --out, --resume, --time-limit, --stop-at, --eval-every, --save-every,
-// --threads, --device and --log (each program words its own --export-data).
+// --accumulate, --threads, --device and --log (each program words its own --export-data).
 void add_run_flags(CLI::App& train, RunFlags& run);
 
 // The start of a training run: applies --threads, checks --device (the
-// device it returns), creates --out and reads the --resume checkpoint into
-// `resumed` ("resuming FILE at step N"), if one is given.
+// device it returns: with several ranks and "cuda", a GPU per rank), creates
+// --out and reads the --resume checkpoint into `resumed` ("resuming FILE at
+// step N"), if one is given. Run within run_ranks (ranks.h).
 Device start_run(const RunFlags& run, std::optional<io::Checkpoint>& resumed);
 
 }  // namespace heed::examples

@@ -6,6 +6,7 @@
 
 #include <fmt/core.h>
 
+#include "examples/common/ranks.h"
 #include "tensor/error.h"
 
 namespace heed::examples {
@@ -30,6 +31,7 @@ std::string xml_escape(const std::string& s) {
 TrainLog::TrainLog(const std::string& path, std::vector<std::string> fields, bool append)
     : path_(path), fields_(std::move(fields)), json_(ends_with(path, ".jsonl") || ends_with(path, ".json")) {
   HEED_CHECK(json_ || ends_with(path, ".csv"), "training log {}: the name must end in .csv or .jsonl", path);
+  if (!writes()) return;  // rank 0 writes the log
   const bool had_file = append && std::ifstream(path).good();
   file_ = std::fopen(path.c_str(), append ? "a" : "w");
   HEED_CHECK(file_ != nullptr, "training log {}: cannot open it for writing", path);
@@ -45,6 +47,7 @@ TrainLog::~TrainLog() {
 }
 
 void TrainLog::write(const std::map<std::string, double>& row) {
+  if (!file_) return;  // not rank 0
   std::string line;
   if (json_) {
     line = "{";
@@ -68,6 +71,7 @@ void TrainLog::write(const std::map<std::string, double>& row) {
 
 void write_svg_plot(const std::string& path, const std::string& title, const std::string& x_label,
                     const std::string& y_label, const std::vector<Curve>& curves) {
+  if (!writes()) return;
   const double W = 720, H = 420, left = 70, right = 20, top = 40, bottom = 55;
   double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
   for (const auto& c : curves)

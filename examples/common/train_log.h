@@ -12,7 +12,8 @@ namespace heed::examples {
 class TrainLog {
  public:
   // fields: the column names, in order. Appends to an existing file when
-  // `append` (a resumed run), else starts a new one.
+  // `append` (a resumed run), else starts a new one. On a rank other than 0
+  // of a run of several (examples/common/ranks.h) it writes nothing.
   TrainLog(const std::string& path, std::vector<std::string> fields, bool append = false);
   ~TrainLog();
   TrainLog(const TrainLog&) = delete;

@@ -36,6 +36,8 @@ int main(int argc, char** argv) {
   const int world = dist::world_size();
   rank_check::g_rank = rank;
   check(world >= 1 && rank >= 0 && rank < world, "rank within the world");
+  // ctest's mpirun starts both ranks on this machine.
+  check(dist::local_world_size() == world && dist::local_rank() == rank, "both ranks on this machine");
   check(dist::world().backend() == (dist::built_with_mpi() ? "mpi" : "single"), "backend name");
   if (require_mpi) check(world == 2, "mpirun -np 2 gives a world of 2, got " + std::to_string(world));
   dist::barrier();

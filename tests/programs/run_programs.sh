@@ -273,6 +273,36 @@ device_check "translate train --device cuda:7 works or says clearly why not" -- 
   --eval-every 2 --device cuda:7 --out "$WORK/tr_cuda7"
 check "a malformed --device is refused" 1 "--device gpu: unknown device" -- "$L" train --text "$WORK/text.txt" --device gpu
 
+# Several ranks (docs/distributed.md): HEED_TEST_MPIEXEC names mpirun when
+# heed has MPI (set by CMake). Two ranks train one model; rank 0 alone writes
+# and reports; a run moves between numbers of ranks; an error on one rank
+# ends both.
+if [[ -n ${HEED_TEST_MPIEXEC:-} ]]; then
+  MPI=("$HEED_TEST_MPIEXEC" -np 2 --oversubscribe)
+  export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+  LM2=(--text "$WORK/text.txt" --tokenizer char --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --warmup 5
+       --sample-len 20)
+  check "mpirun -np 2 lm train: two ranks, one report" 0 "lm: 2 ranks" -- "${MPI[@]}" "$L" train "${LM2[@]}" --steps 30 \
+    --eval-every 15 --save-every 15 --out "$WORK/lm_np2"
+  check "mpirun -np 2 lm train: rank 0 alone writes the log" 0 "^3$" -- bash -c "wc -l < '$WORK/lm_np2/log.csv'"
+  check "mpirun -np 2 lm train: the whole run's report, printed once" 0 "^1$" -- bash -c \
+    "'${MPI[0]}' -np 2 --oversubscribe '$L' train ${LM2[*]} --steps 6 --eval-every 6 --out '$WORK/lm_np2b' 2>/dev/null | grep -c 'over the whole validation split'"
+  check "mpirun -np 2 lm train --stop-at, then resumed by one process" 0 "resuming a run of 2 ranks with 1" -- bash -c \
+    "'${MPI[0]}' -np 2 --oversubscribe '$L' train ${LM2[*]} --steps 30 --stop-at 15 --eval-every 15 --out '$WORK/lm_np2s' >/dev/null 2>&1 && \
+     '$L' train --resume '$WORK/lm_np2s/last.h5' --out '$WORK/lm_np2r' 2>&1"
+  check "one process's lm run resumed by two ranks" 0 "resuming a run of 1 rank with 2" -- "${MPI[@]}" "$L" train \
+    --resume "$WORK/lm/best.h5" --out "$WORK/lm_np2t" --stop-at 25
+  check "mpirun -np 2 translate train --accumulate 2" 0 "BLEU greedy" -- "${MPI[@]}" "$T" train --task copy "${TINY[@]}" \
+    --steps 20 --eval-every 20 --accumulate 2 --out "$WORK/tr_np2"
+  check "mpirun -np 2: --export-data is refused on every rank" 1 "--export-data: run it in one process" -- "${MPI[@]}" "$L" train \
+    "${LM2[@]}" --steps 2 --export-data "$WORK/x.h5" --out "$WORK/lm_np2x"
+  check "mpirun -np 2: an error on one rank ends both" 1 "rank 1 of 2: lm: error: --text .*nothing.txt" -- "${MPI[@]}" bash -c \
+    "if [[ \$OMPI_COMM_WORLD_RANK == 1 ]]; then t='$WORK/nothing.txt'; else t='$WORK/text.txt'; fi; \
+     exec '$L' train --text \"\$t\" --tokenizer char --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 5 --out '$WORK/lm_np2e'"
+else
+  echo "skip the programs under mpirun: heed has no MPI here"
+fi
+
 if ((failures > 0)); then
   echo "$failures program check(s) failed"
   exit 1
