@@ -185,6 +185,7 @@ struct DistributedDataParallel::State {
     const auto start = std::chrono::steady_clock::now();
     for (Bucket& b : buckets) b.work->wait();
     stats.wait_s += seconds_since(start);
+    for (const Bucket& b : buckets) stats.communication_s += b.work->seconds();
     ++stats.reductions;
     NoGradGuard no_grad;
     for (Slot& s : slots) {

@@ -47,7 +47,8 @@ struct DataParallelStats {
   int64_t reductions = 0;     // backward passes whose gradients were reduced
   int64_t buckets_sent = 0;   // all-reduces started
   int64_t bytes_sent = 0;     // bytes of those buckets
-  double wait_s = 0;          // time the program waited for them at the end of backward
+  double communication_s = 0;  // time the all-reduces took, overlapped with backward or not
+  double wait_s = 0;           // of which the program waited for them at the end of backward
 };
 
 class DistributedDataParallel {

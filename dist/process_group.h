@@ -30,6 +30,9 @@ class Work {
   virtual void wait() = 0;
   // Whether it is done (wait() would return at once).
   virtual bool is_completed() const = 0;
+  // Seconds it took once started, waiting for the other ranks included
+  // (0 until done): the communication a program overlaps or waits for.
+  virtual double seconds() const = 0;
 };
 
 class ProcessGroup {

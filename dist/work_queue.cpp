@@ -67,16 +67,24 @@ class WorkQueue::Job : public Work {
     return done_;
   }
 
+  double seconds() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return seconds_;
+  }
+
   void execute() {
     std::exception_ptr error;
+    const auto start = std::chrono::steady_clock::now();
     try {
       run_();
     } catch (...) {
       error = std::current_exception();
     }
     run_ = nullptr;  // free what the job held (its tensors) before anyone waits on it
+    const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::lock_guard<std::mutex> lock(mutex_);
     error_ = error;
+    seconds_ = took;
     done_ = true;
     done_changed_.notify_all();
   }
@@ -88,6 +96,7 @@ class WorkQueue::Job : public Work {
   mutable std::mutex mutex_;
   std::condition_variable done_changed_;
   bool done_ = false;
+  double seconds_ = 0;
   std::exception_ptr error_;
 };
 
@@ -136,6 +145,7 @@ class CompletedWork : public Work {
     if (error_) std::rethrow_exception(error_);
   }
   bool is_completed() const override { return true; }
+  double seconds() const override { return 0; }
 
  private:
   std::exception_ptr error_;

@@ -290,7 +290,7 @@ int run_train(Settings s, const RunOptions& r) {
     if (step % r.save_every == 0) save("last.h5");
   }
   progress.finish();
-  step_times.print("tokens");
+  step_times.print("tokens", training.data_parallel_stats());
   examples::say("{}\n", examples::device_memory_summary(device));
   save("last.h5");
   if (!r.export_data.empty()) {

@@ -533,7 +533,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   }
   progress.finish();
   if (cpu::profiling_enabled()) examples::say("time per CPU kernel (HEED_PROFILE):\n{}\n", cpu::profile_report());
-  step_times.print("target tokens");
+  step_times.print("target tokens", training.data_parallel_stats());
   examples::say("{}\n", examples::device_memory_summary(device));
   save("last.h5");
   if (!r.export_data.empty()) {

@@ -92,10 +92,18 @@ void StepTimes::record(double seconds, int64_t tokens, double loss) {
   seconds_ += seconds, tokens_ += tokens, ++steps_;
 }
 
-void StepTimes::print(const std::string& tokens) const {
+void StepTimes::print(const std::string& tokens, const dist::DataParallelStats* reductions) const {
   if (steps_ == 0) return;
-  say("training steps alone: {} steps, {} {} in {:.1f} s = {:.0f} {}/s; first-step loss {:.5f}\n", steps_,
-             tokens_, tokens, seconds_, static_cast<double>(tokens_) / seconds_, tokens, first_loss_);
+  say("training steps alone: {} steps, {} {} in {:.1f} s = {:.0f} {}/s; first-step loss {:.5f}\n", steps_, tokens_, tokens,
+      seconds_, static_cast<double>(tokens_) / seconds_, tokens, first_loss_);
+  if (!reductions || reductions->reductions == 0) return;
+  const auto per_step = static_cast<double>(reductions->reductions);
+  say("gradient all-reduce over {} ranks: {:.1f} buckets and {:.2f} MB per step; {:.1f} ms per step communicating "
+      "(overlapped with backward or not), of which the step waited {:.1f} ms at the end of backward: {:.1f}% of the "
+      "step time\n",
+      world_size(), static_cast<double>(reductions->buckets_sent) / per_step,
+      static_cast<double>(reductions->bytes_sent) / per_step / 1e6, 1e3 * reductions->communication_s / per_step,
+      1e3 * reductions->wait_s / per_step, 100 * reductions->wait_s / seconds_);
 }
 
 }  // namespace heed::examples

@@ -47,6 +47,8 @@ class Optimization {
   // What a checkpoint holds of the run: the state restore reads, and
   // `config` with the run's length saved into it.
   io::Checkpoint capture(Config& config) const;
+  // What the gradient reductions cost so far; null in a world of one.
+  const dist::DataParallelStats* data_parallel_stats() const { return ddp_ ? &ddp_->stats() : nullptr; }
 
   optim::AdamW opt;
   TrainingLength length;
@@ -66,8 +68,9 @@ class StepTimes {
   void record(double seconds, int64_t tokens, double loss);
   // "training steps alone: 40 steps, 20150 target tokens in 0.7 s = 27643
   // target tokens/s; first-step loss 3.84078" on stderr, where `tokens` is
-  // "target tokens"; nothing when no step ran.
-  void print(const std::string& tokens) const;
+  // "target tokens"; nothing when no step ran. With `reductions` (several
+  // ranks) a second line says what the gradients' all-reduces took.
+  void print(const std::string& tokens, const dist::DataParallelStats* reductions = nullptr) const;
 
  private:
   double seconds_ = 0;
