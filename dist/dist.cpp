@@ -34,7 +34,10 @@ bool is_initialized() { return g_world != nullptr; }
 
 InitGuard::~InitGuard() {
   if (std::uncaught_exceptions() > 0 && g_world && g_world->size() > 1)
-    abort("an exception left the scope of dist::InitGuard (see its message above, if any)");
+    // Its message cannot be read here: an exception is known to
+    // std::current_exception() only once caught, and the catch comes after this.
+    abort("an exception left the scope of dist::InitGuard; its message is lost (to have it printed here, catch it "
+          "inside the scope and pass e.what() to dist::abort)");
   try {
     finalize();
   } catch (const Error&) {

@@ -104,11 +104,23 @@ WorkQueue::WorkQueue(std::string who, Abort abort)
     : who_(std::move(who)), abort_(std::move(abort)), thread_([this] { loop(); }) {}
 
 WorkQueue::~WorkQueue() {
+  std::shared_ptr<Job> last;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     stopping_ = true;
+    last = last_;
   }
   wake_.notify_all();
+  // Jobs run in order, so the last one done means all are. Its wait() has the
+  // timeout: a collective started and never waited for, that another rank
+  // never joins, must not hold finalize() (and the process) forever.
+  if (last) {
+    try {
+      last->wait();
+    } catch (...) {
+      // Its error was the program's to see through its Work; this only ends the thread.
+    }
+  }
   thread_.join();
 }
 
@@ -118,6 +130,7 @@ std::shared_ptr<Work> WorkQueue::submit(std::string what, std::function<void()> 
     std::lock_guard<std::mutex> lock(mutex_);
     HEED_CHECK(!stopping_, "dist: {} is shutting down; no collective can start", who_);
     queue_.push_back(work);
+    last_ = work;
   }
   wake_.notify_one();
   return work;

@@ -27,7 +27,8 @@ class WorkQueue {
   // whole job (every rank) after a wait ran out of time, given the message.
   using Abort = std::function<void(const std::string& message)>;
   WorkQueue(std::string who, Abort abort);
-  // Runs what is queued, then stops the thread.
+  // Runs what is queued, then stops the thread. Waits for it as Work::wait()
+  // does: past dist::timeout() it ends the job.
   ~WorkQueue();
   WorkQueue(const WorkQueue&) = delete;
   WorkQueue& operator=(const WorkQueue&) = delete;
@@ -46,6 +47,7 @@ class WorkQueue {
   std::mutex mutex_;
   std::condition_variable wake_;
   std::deque<std::shared_ptr<Job>> queue_;
+  std::shared_ptr<Job> last_;  // the job submitted last, which the destructor waits for
   bool stopping_ = false;
   std::thread thread_;  // last: starts once the rest is ready
 };
