@@ -97,11 +97,13 @@ struct DistributedDataParallel::State {
     Tensor param;
     size_t bucket = 0;
     int64_t offset = 0;  // into the bucket's buffer
-    int64_t flag = 0;    // the bucket element that says "this rank has a gradient"
+    size_t flag = 0;     // its entry among the bucket's flags: "this rank has a gradient"
   };
   struct Bucket {
     Tensor flat;  // the gradients, then one flag per slot
     std::vector<size_t> slots;
+    int64_t flags_start = 0;    // where the flags begin in `flat`
+    std::vector<double> flags;  // this rank's, written into `flat` at launch (one copy, not one per slot)
     size_t pending = 0;
     std::shared_ptr<Work> work;
   };
@@ -122,6 +124,7 @@ struct DistributedDataParallel::State {
     next_launch = 0;
     for (Bucket& b : buckets) {
       b.pending = b.slots.size();
+      std::fill(b.flags.begin(), b.flags.end(), 0.0);
       b.work.reset();
     }
   }
@@ -139,7 +142,7 @@ struct DistributedDataParallel::State {
     } else {
       place.zero_();
     }
-    b.flat.narrow(0, s.flag, 1).fill_(g.defined() ? 1.0 : 0.0);
+    b.flags[s.flag] = g.defined() ? 1.0 : 0.0;
     ready[index] = 1;
     --b.pending;
   }
@@ -150,6 +153,11 @@ struct DistributedDataParallel::State {
   void launch_complete() {
     while (next_launch < buckets.size() && buckets[next_launch].pending == 0) {
       Bucket& b = buckets[next_launch++];
+      {
+        NoGradGuard no_grad;
+        b.flat.narrow(0, b.flags_start, static_cast<int64_t>(b.flags.size()))
+            .copy_(from_vector<double>(b.flags, {static_cast<int64_t>(b.flags.size())}).to(b.flat.dtype()));
+      }
       b.work = group->all_reduce_async(b.flat, op);
       ++stats.buckets_sent;
       stats.bytes_sent += b.flat.numel() * static_cast<int64_t>(dtype_size(b.flat.dtype()));
@@ -188,9 +196,13 @@ struct DistributedDataParallel::State {
     for (const Bucket& b : buckets) stats.communication_s += b.work->seconds();
     ++stats.reductions;
     NoGradGuard no_grad;
+    std::vector<std::vector<double>> reduced_flags;  // one read of each bucket's flags
+    for (const Bucket& b : buckets)
+      reduced_flags.push_back(
+          b.flat.narrow(0, b.flags_start, static_cast<int64_t>(b.flags.size())).to(DType::Float64).to_vector<double>());
     for (Slot& s : slots) {
       const Bucket& b = buckets[s.bucket];
-      if (b.flat.narrow(0, s.flag, 1).item<double>() == 0) continue;  // no rank had a gradient
+      if (reduced_flags[s.bucket][s.flag] == 0) continue;  // no rank had a gradient
       Tensor result = b.flat.narrow(0, s.offset, s.param.numel()).view(s.param.shape());
       if (s.param.grad().defined()) {
         s.param.mutable_grad().copy_(result);
@@ -256,9 +268,10 @@ DistributedDataParallel::DistributedDataParallel(nn::Module& module, DataParalle
   }
   for (size_t b = 0; b < s.buckets.size(); ++b) {
     State::Bucket& bucket = s.buckets[b];
-    int64_t flag = sizes[b];
-    for (size_t index : bucket.slots) s.slots[index].flag = flag++;
-    bucket.flat = zeros({flag}, kinds[b].second, kinds[b].first);
+    bucket.flags_start = sizes[b];
+    bucket.flags.assign(bucket.slots.size(), 0.0);
+    for (size_t k = 0; k < bucket.slots.size(); ++k) s.slots[bucket.slots[k]].flag = k;
+    bucket.flat = zeros({sizes[b] + static_cast<int64_t>(bucket.slots.size())}, kinds[b].second, kinds[b].first);
   }
   s.ready.assign(s.slots.size(), 0);
 
