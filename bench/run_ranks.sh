@@ -79,7 +79,7 @@ def read(name):
     if not speed:
         sys.exit(f"run_ranks.sh: no throughput in {name}.log")
     comm = re.search(r"([\d.]+) buckets and ([\d.]+) MB per step; ([\d.]+) ms per step communicating .*? waited "
-                     r"([\d.]+) ms at the end of backward: ([\d.]+)% of the step time", text)
+                     r"([\d.]+) ms for them at the end of backward: ([\d.]+)% of the step time", text)
     return float(speed.group(2)), float(speed.group(1)), comm
 
 commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
@@ -106,7 +106,7 @@ print(f"""<!-- ranks:begin -->
   gradients summed by `DistributedDataParallel` (4 MB buckets)
 - processes x threads: the total matches the machine's {cores} cores, except the 1 x 1 row; speed is over
   1 x {cores}; "communicating" is the time the bucket all-reduces took per step (overlapped with backward or not,
-  waiting for the other rank included), "waited" the part of it the step waited for at the end of backward
+  waiting for the other rank included), "waited" how long the step waited for them at the end of backward
 - Command: `{command}`
 
 | job | processes x threads | throughput | speed | time per step | gradient all-reduce per step |

@@ -99,7 +99,7 @@ void StepTimes::print(const std::string& tokens, const dist::DataParallelStats* 
   if (!reductions || reductions->reductions == 0) return;
   const auto per_step = static_cast<double>(reductions->reductions);
   say("gradient all-reduce over {} ranks: {:.1f} buckets and {:.2f} MB per step; {:.1f} ms per step communicating "
-      "(overlapped with backward or not), of which the step waited {:.1f} ms at the end of backward: {:.1f}% of the "
+      "(overlapped with backward or not); the step waited {:.1f} ms for them at the end of backward: {:.1f}% of the "
       "step time\n",
       world_size(), static_cast<double>(reductions->buckets_sent) / per_step,
       static_cast<double>(reductions->bytes_sent) / per_step / 1e6, 1e3 * reductions->communication_s / per_step,
