@@ -14,6 +14,11 @@ schedule and gradient clipping, and reports the validation loss as heed's
 final one: mean cross-entropy per token over every consecutive
 non-overlapping window of the validation stream, in eval mode.  A JSON
 summary goes to stdout's last line.
+
+With --ranks N it trains as heed does under `mpirun -np N lm train`: N
+processes (torch.multiprocessing, the gloo backend), each taking rows
+rank, rank + N, ... of every batch, the model wrapped in PyTorch's
+DistributedDataParallel; rank 0 reports, counting the whole batch's tokens.
 """
 import argparse
 import os
@@ -23,6 +28,8 @@ import time
 import h5py
 import torch
 import torch.nn as nn
+import torch.distributed as dist
+import torch.multiprocessing as mp
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -78,7 +85,19 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     ap.add_argument("export", help="HDF5 file written by `lm train --export-data`")
     add_export_args(ap)
+    ap.add_argument("--ranks", type=int, default=1, help="processes training together (DistributedDataParallel)")
     args = ap.parse_args()
+    if args.ranks > 1:
+        port = str(29500 + os.getpid() % 1000)
+        mp.spawn(train, args=(args, port), nprocs=args.ranks, join=True)
+    else:
+        train(0, args, None)
+
+
+def train(rank, args, port):
+    if port is not None:
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=port)
+        dist.init_process_group("gloo", rank=rank, world_size=args.ranks)
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     wall_start = time.perf_counter()
@@ -91,26 +110,36 @@ def main():
     valid_ids = torch.from_numpy(f["valid_ids"][()])
     starts = f["train_starts"][()]
     assert starts.shape == (c["steps"], c["batch"]), (starts.shape, c)
+    if args.steps:  # the first steps of the schedule only
+        starts = starts[:args.steps]
+    batches = [row[rank::args.ranks] for row in starts]  # this rank's part of every batch
 
     if args.dropout is not None:
         c["dropout"] = args.dropout
     model = GPT(c)
     if args.init == "heed":
         load_heed_init(model, f["init"])
-    params = count_parameters(model, "GPT", c["steps"])
+    params = count_parameters(model, "GPT", len(batches)) if rank == 0 else 0
+    trained_model = model
+    if args.ranks > 1:
+        trained_model = nn.parallel.DistributedDataParallel(model)  # broadcasts rank 0's weights
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(0.9, 0.99), eps=1e-8,
                             weight_decay=c["weight_decay"])
 
     def forward_loss(batch_starts):
         x, y = windows(train_ids, batch_starts, c["block"])
-        logits = model(x)
+        logits = trained_model(x)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1)), y
 
-    trained = train_steps(model, opt, c, starts, forward_loss, lambda y: y.numel())
+    # Every rank's part has the same rows, so DDP's mean of their means is the batch's mean;
+    # the tokens counted are the whole batch's.
+    trained = train_steps(model, opt, c, batches, forward_loss, lambda y: y.numel() * args.ranks, quiet=rank > 0)
+    if rank > 0:
+        return
 
     valid_loss = validation_loss(model, valid_ids, c["block"], c["batch"])
     print(f"validation loss {valid_loss:.4f} nats/token over the whole validation split", file=sys.stderr)
-    print_summary("lm", args, c, params, c["steps"], trained, valid_loss, wall_start)
+    print_summary("lm", args, c, params, len(batches), trained, valid_loss, wall_start, ranks=args.ranks)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,7 @@ def add_export_args(ap):
     ap.add_argument("--init", choices=("torch", "heed"), default="torch",
                     help="initial weights: PyTorch's own draw, or heed's (from the export)")
     ap.add_argument("--dropout", type=float, help="override the exported dropout (0: compare first steps exactly)")
+    ap.add_argument("--steps", type=int, default=0, help="train only the first STEPS steps of the schedule (0: all)")
 
 
 def export_attrs(f):
@@ -90,14 +91,14 @@ def export_attrs(f):
     return {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in f.attrs.items()}
 
 
-def train_steps(model, opt, c, batches, forward_loss, count_tokens, after_step=None):
+def train_steps(model, opt, c, batches, forward_loss, count_tokens, after_step=None, quiet=False):
     """The side-by-side programs' training loop, as heed's: one step per batch,
     forward_loss(batch) -> (loss, targets); zero_grad, backward,
     clip_grad_norm_(c["clip"]), the learning rate lr_at(step, c), opt.step(),
     then after_step(step) if given (translate's weight averages). The step's
     time runs from the batch's making to loss.item(); count_tokens(targets),
     the trained tokens, is counted outside it. A progress line every 50 steps
-    and at the last goes to stderr. Returns (train_seconds, tokens, first_loss,
+    and at the last goes to stderr, unless quiet. Returns (train_seconds, tokens, first_loss,
     losses)."""
     import numpy as np  # the mean of the last 50 losses, as the programs report it; only they need numpy
 
@@ -119,7 +120,7 @@ def train_steps(model, opt, c, batches, forward_loss, count_tokens, after_step=N
         tokens += count_tokens(targets)
         first_loss = l if first_loss is None else first_loss
         losses.append(l)
-        if step % 50 == 0 or step == len(batches):
+        if not quiet and (step % 50 == 0 or step == len(batches)):
             print(f"step {step}/{c['steps']} loss {np.mean(losses[-50:]):.3f} "
                   f"lr {lr_at(step, c):.2e} {tokens / train_seconds:.0f} tok/s", file=sys.stderr, flush=True)
     return train_seconds, tokens, first_loss, losses

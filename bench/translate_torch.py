@@ -237,6 +237,8 @@ def main():
     train_batches = [list(r) for r in ragged(f["train_batches"])]
     valid_batches = [list(r) for r in ragged(f["valid_batches"])]
     assert len(train_batches) == c["steps"], (len(train_batches), c["steps"])
+    if args.steps:  # the first steps of the schedule only
+        train_batches = train_batches[:args.steps]
 
     if args.dropout is not None:
         c["dropout"] = args.dropout
@@ -248,7 +250,7 @@ def main():
         worst = check_cached_decoder(model, test_src[:args.check_decode], c["max_len"])
         print(f"cached decoder vs full decoder: largest logit difference {worst:.2e}")
         sys.exit(0 if worst < 1e-3 else 1)
-    params = count_parameters(model, "Seq2Seq", c["steps"])
+    params = count_parameters(model, "Seq2Seq", len(train_batches))
     opt = torch.optim.AdamW(model.parameters(), lr=c["lr"], betas=(0.9, 0.98), eps=1e-9,
                             weight_decay=c["weight_decay"])
     # heed's optim::ExponentialMovingAverage (docs/optim.md): avg += (1 - d) (p - avg),
