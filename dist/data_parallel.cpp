@@ -123,6 +123,15 @@ struct DistributedDataParallel::State {
     std::fill(ready.begin(), ready.end(), 0);
     next_launch = 0;
     for (Bucket& b : buckets) {
+      // A round that ended in an error may have left a bucket in flight: it
+      // must land before the bucket is written again.
+      if (b.work && !b.work->is_completed()) {
+        try {
+          b.work->wait();
+        } catch (const Error&) {
+          // that round's error was reported to whoever ran it
+        }
+      }
       b.pending = b.slots.size();
       std::fill(b.flags.begin(), b.flags.end(), 0.0);
       b.work.reset();
