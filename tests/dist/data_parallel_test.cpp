@@ -267,11 +267,8 @@ void bad_options() {
 
 int main(int argc, char** argv) {
   rank_check::g_program = "data_parallel_test";
-  const bool require_mpi = argc > 1 && std::strcmp(argv[1], "--require-mpi") == 0;
-  if (require_mpi && !dist::built_with_mpi()) {
-    std::printf("[skip] heed was built without MPI (HEED_MPI=OFF or no MPI found)\n");
-    return 77;
-  }
+  const bool require_mpi = rank_check::mpi_required(argc, argv);
+  if (require_mpi && rank_check::no_mpi_to_test()) return rank_check::kSkip;
   dist::InitGuard guard;
   g_world = dist::world_size();
   g_rank = rank_check::g_rank = dist::rank();

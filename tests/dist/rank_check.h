@@ -4,13 +4,29 @@
 // (Catch2 does not fit: every rank must run every case, in the same order,
 // or the collectives inside them do not pair up.)
 #include <cstdio>
+#include <cstring>
 #include <string>
 #include <vector>
 
+#include "dist/dist.h"
 #include "tensor/error.h"
 #include "tensor/tensor.h"
 
 namespace rank_check {
+
+// ctest's status for a skipped test (SKIP_RETURN_CODE).
+inline constexpr int kSkip = 77;
+
+// Whether ctest passed --require-mpi: the run under mpirun, which must have MPI.
+inline bool mpi_required(int argc, char** argv) { return argc > 1 && std::strcmp(argv[1], "--require-mpi") == 0; }
+
+// Whether heed was built without MPI, said on a [skip] line: a test meant for
+// mpirun then returns kSkip.
+inline bool no_mpi_to_test() {
+  if (heed::dist::built_with_mpi()) return false;
+  std::printf("[skip] heed was built without MPI (HEED_MPI=OFF or no MPI found)\n");
+  return true;
+}
 
 inline int g_failures = 0;
 inline int g_checks = 0;
