@@ -208,7 +208,7 @@ struct DistributedDataParallel::State {
     std::vector<std::vector<double>> reduced_flags;  // one read of each bucket's flags
     for (const Bucket& b : buckets)
       reduced_flags.push_back(
-          b.flat.narrow(0, b.flags_start, static_cast<int64_t>(b.flags.size())).to(DType::Float64).to_vector<double>());
+          b.flat.narrow(0, b.flags_start, static_cast<int64_t>(b.flags.size())).to_vector<double>());
     for (Slot& s : slots) {
       const Bucket& b = buckets[s.bucket];
       if (reduced_flags[s.bucket][s.flag] == 0) continue;  // no rank had a gradient
