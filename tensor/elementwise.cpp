@@ -244,7 +244,22 @@ Tensor sigmoid(const Tensor& t) {
 
 namespace detail {
 
-Tensor relu_backward(const Tensor& g, const Tensor& y) { return mul(g, mask_like(gt(y.detach(), scalar_like(0, y)), y)); }
+// g where y > 0, else 0, in one pass (composed it was a comparison, a cast of
+// the mask and a product: three passes over the layer's widest activation).
+// It is linear in g, and its derivative in y is zero almost everywhere, so its
+// own backward is itself, and a second-order graph sees the same function.
+Tensor relu_backward(const Tensor& g, const Tensor& y) {
+  detail::check_floating(g, "relu_backward");
+  HEED_CHECK(g.shape() == y.shape(), "relu_backward: the gradient {} and the output {} must have one shape",
+             shape_str(g.shape()), shape_str(y.shape()));
+  Tensor out = binary_kernel(BinaryOp::ReluGrad, g, y.detach(), "relu_backward");
+  if (auto* node = record("relu_backward", {g}, out)) {
+    node->backward = [sy = SavedTensor(y.detach())](const Tensor& gg) {
+      return TensorList{relu_backward(gg, sy.unpack("relu_backward"))};
+    };
+  }
+  return out;
+}
 
 Tensor gelu_backward(const Tensor& g, const Tensor& x, bool exact) {
   if (exact) {

@@ -52,6 +52,7 @@ enum class UnaryOp {
 
 enum class BinaryOp {
   Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  ReluGrad,                // float only: x where y > 0, else 0 (ReLU's backward: x the gradient, y the output)
   Eq, Ne, Lt, Le, Gt, Ge,  // out is bool
   LogicalAnd, LogicalOr,   // bool x bool -> bool
 };
@@ -88,7 +89,7 @@ HEED_HD constexpr bool binary_defined(BinaryOp k) {
     return k == BinaryOp::LogicalAnd || k == BinaryOp::LogicalOr || k == BinaryOp::Maximum ||
            k == BinaryOp::Minimum;
   } else {
-    return k <= BinaryOp::Minimum;
+    return k <= BinaryOp::Minimum || (k == BinaryOp::ReluGrad && kIsFloat<T>);
   }
 }
 
@@ -109,8 +110,8 @@ inline const char* unary_op_name(UnaryOp k) {
   return kNames[static_cast<int>(k)];
 }
 inline const char* binary_op_name(BinaryOp k) {
-  constexpr const char* kNames[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "eq",
-                                    "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"};
+  constexpr const char* kNames[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "relu_grad",
+                                    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(BinaryOp::LogicalOr) + 1);
   return kNames[static_cast<int>(k)];
 }
@@ -371,6 +372,7 @@ struct BinaryFn {
       else if constexpr (K == BinaryOp::Mul) return p * q;
       else if constexpr (K == BinaryOp::Div) return p / q;
       else if constexpr (K == BinaryOp::Pow) return M::pow(p, q);
+      else if constexpr (K == BinaryOp::ReluGrad) return q > T(0) ? p : T(0);  // a select, as torch's threshold_backward
       else if constexpr (K == BinaryOp::Maximum) return (p > q || p != p) ? p : q;  // NaN in either propagates
       else return (p < q || p != p) ? p : q;                                        // Minimum
     } else {
@@ -445,7 +447,7 @@ decltype(auto) dispatch_binary(BinaryOp k, F&& f) {
   case K::name: return f(std::integral_constant<K, K::name>{});
   switch (k) {
     HEED_BINARY_CASE(Add) HEED_BINARY_CASE(Sub) HEED_BINARY_CASE(Mul) HEED_BINARY_CASE(Div) HEED_BINARY_CASE(Pow)
-    HEED_BINARY_CASE(Maximum) HEED_BINARY_CASE(Minimum) HEED_BINARY_CASE(Eq) HEED_BINARY_CASE(Ne)
+    HEED_BINARY_CASE(Maximum) HEED_BINARY_CASE(Minimum) HEED_BINARY_CASE(ReluGrad) HEED_BINARY_CASE(Eq) HEED_BINARY_CASE(Ne)
     HEED_BINARY_CASE(Lt) HEED_BINARY_CASE(Le) HEED_BINARY_CASE(Gt) HEED_BINARY_CASE(Ge)
     HEED_BINARY_CASE(LogicalAnd) HEED_BINARY_CASE(LogicalOr)
   }

@@ -183,6 +183,7 @@ TEST_CASE("every binary op matches its formula with broadcast and strided inputs
       {BinaryOp::Pow, "pow", [](double p, double q) { return std::pow(p, q); }, false},
       {BinaryOp::Maximum, "maximum", [](double p, double q) { return std::max(p, q); }, false},
       {BinaryOp::Minimum, "minimum", [](double p, double q) { return std::min(p, q); }, false},
+      {BinaryOp::ReluGrad, "relu_grad", [](double p, double q) { return q > 0 ? p : 0.0; }, false},
       {BinaryOp::Eq, "eq", [](double p, double q) { return double(p == q); }, true},
       {BinaryOp::Ne, "ne", [](double p, double q) { return double(p != q); }, true},
       {BinaryOp::Lt, "lt", [](double p, double q) { return double(p < q); }, true},

@@ -57,7 +57,7 @@ const char* unary_name(UnaryOp op) {
 }
 
 const char* binary_name(BinaryOp op) {
-  static const char* names[] = {"Add", "Sub", "Mul", "Div", "Pow", "Maximum", "Minimum", "Eq",
+  static const char* names[] = {"Add", "Sub", "Mul", "Div", "Pow", "Maximum", "Minimum", "ReluGrad", "Eq",
                                 "Ne",  "Lt",  "Le",  "Gt",  "Ge",  "LogicalAnd", "LogicalOr"};
   const size_t i = static_cast<size_t>(op);
   return i < sizeof(names) / sizeof(names[0]) ? names[i] : "?";
