@@ -114,13 +114,18 @@ void run_gemm(cublasHandle_t handle, const GemmPlan& p, const T* a, const T* b, 
       p.ld_out, p.stride_out, p.batch, compute, CUBLAS_GEMM_DEFAULT));
 }
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
-  check_matmul_kernel_args(a, b, out, "cuda");
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& addend) {
+  check_matmul_kernel_args(a, b, out, addend, "cuda");
   HEED_CHECK(out.is_contiguous(), "cuda matmul: out must be contiguous, got {}", describe(out));
   const int64_t batch = out.shape()[0], m = out.shape()[1], n = out.shape()[2], k = a.shape()[2];
   if (batch == 0 || m == 0 || n == 0) return;
   const int device = out.device().index;
   DeviceGuard guard(device);
+  // cuBLAS adds the product to out itself (beta = 1): an addend elsewhere (a
+  // broadcast bias, a residual) is copied into out first.
+  const bool accumulate = addend.defined();
+  const bool addend_is_out = accumulate && addend.raw_data() == out.raw_data() && addend.strides() == out.strides();
+  if (accumulate && !addend_is_out) backend(out.device()).copy(addend, out);
   dispatch_floating_or_bf16(a.dtype(), "cuda matmul", [&](auto zero) {
     using T = decltype(zero);
     if (k == 0) {  // empty sums

@@ -39,7 +39,8 @@ const Backend& backend(DeviceType type) {
   return rows[static_cast<int>(type)];
 }
 
-void check_matmul_kernel_args(const Tensor& a, const Tensor& b, const Tensor& out, const char* device) {
+void check_matmul_kernel_args(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& addend,
+                              const char* device) {
   HEED_CHECK(a.dim() == 3 && b.dim() == 3 && out.dim() == 3,
              "{} matmul: expected a [B, M, K], b [B, K, N], out [B, M, N], got {}, {}, {}", device,
              shape_str(a.shape()), shape_str(b.shape()), shape_str(out.shape()));
@@ -49,6 +50,12 @@ void check_matmul_kernel_args(const Tensor& a, const Tensor& b, const Tensor& ou
              shape_str(out.shape()));
   HEED_CHECK(a.dtype() == b.dtype() && a.dtype() == out.dtype(), "{} matmul: dtypes {}, {}, {} differ", device,
              dtype_name(a.dtype()), dtype_name(b.dtype()), dtype_name(out.dtype()));
+  if (addend.defined()) {
+    HEED_CHECK(addend.shape() == out.shape() && addend.dtype() == out.dtype() && addend.device() == out.device(),
+               "{} matmul: the addend must be a {} {} tensor on {} like out, got {} {} on {}", device,
+               shape_str(out.shape()), dtype_name(out.dtype()), out.device(), shape_str(addend.shape()),
+               dtype_name(addend.dtype()), addend.device());
+  }
 }
 
 int device_count(DeviceType type) {

@@ -72,10 +72,11 @@ struct Backend {
   // ArgMax/ArgMin reduce exactly one dim and write int64.
   void (*reduce)(ReduceOp op, const Tensor& x, const Tensor& out) = nullptr;
   // Batched matrix product: a [B, M, K] x b [B, K, N] -> out [B, M, N], float.
-  // With accumulate, out += a b instead (BLAS's beta = 1): a fused linear
-  // layer puts its bias (and residual) into out first, so adding them costs
-  // no pass of its own.
-  void (*matmul)(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) = nullptr;
+  // With a defined addend, out = a b + addend instead: addend has out's shape
+  // and dtype, any strides (a bias broadcast over rows, a residual), or is out
+  // itself (BLAS's beta = 1). A fused linear layer adds its bias this way, so
+  // the bias costs no pass over out of its own.
+  void (*matmul)(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& addend) = nullptr;
   // Softmax (or log-softmax) over the last dim of a contiguous x. A row whose
   // entries are all -inf gives zeros (softmax) or -inf (log-softmax), not NaN.
   void (*softmax)(const Tensor& x, bool log, const Tensor& out) = nullptr;
@@ -172,7 +173,8 @@ struct Backend {
 
 // The shape and dtype check each backend's matmul makes of its arguments,
 // named in the message by `device` ("cpu matmul: ...").
-void check_matmul_kernel_args(const Tensor& a, const Tensor& b, const Tensor& out, const char* device);
+void check_matmul_kernel_args(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& addend,
+                              const char* device);
 
 // The registered row for a device type; throws heed::Error naming the device
 // when none was compiled in or registered.

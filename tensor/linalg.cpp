@@ -50,7 +50,7 @@ Tensor matmul_nd(const Tensor& a, const Tensor& b) {
     if (k == 0)
       detail::kernel(a.device(), &Backend::fill, "matmul")(out, 0.0);
     else
-      detail::kernel(a.device(), &Backend::matmul, "matmul")(a3, b3, o3, false);
+      detail::kernel(a.device(), &Backend::matmul, "matmul")(a3, b3, o3, Tensor());
   }
   if (auto* node = record("matmul", {a, b}, out)) {
     node->backward = [sa_ = SavedTensor(a), sb_ = SavedTensor(b), shape_a = a.shape(), shape_b = b.shape(),

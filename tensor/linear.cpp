@@ -2,9 +2,10 @@
 // residual) fused, as torch's addmm and cuBLASLt's epilogues do. Composed,
 // the same layer is a matmul, an add for the bias (a new [..., N] tensor), an
 // activation (another) and, in a transformer block, an add for the residual
-// (a third): each a pass over memory and an allocation. Here the bias and the
-// residual are written into the output first and the GEMM adds the product to
-// them (beta = 1), and ReLU runs in place on the result.
+// (a third): each a pass over memory and an allocation. Here the GEMM adds
+// the product to the bias or the residual as it writes each tile of the output
+// (the backend's matmul addend; the CPU reads them while the tile is in L1,
+// cuBLAS after a copy into the output), and ReLU runs in place on the result.
 #include "tensor/grad_mode.h"
 #include "tensor/record.h"
 #include "tensor/autocast.h"
@@ -57,25 +58,35 @@ Tensor linear(const Tensor& x_in, const Tensor& weight_in, const Tensor& bias_in
   if (rows > 0) {
     const Tensor o2 = make_view(out, {rows, N}, {N, 1}, 0);
     const Tensor wd = w.detach();
-    // First what the product is added to: bias, residual, both, or nothing.
-    bool accumulate = true;
-    if (b.defined() && residual.defined())
+    // First what the product is added to: bias, residual, their sum, or nothing.
+    // A bias or a residual alone is read by the GEMM as it writes each tile
+    // (the addend); both are summed into out first, which the GEMM adds to.
+    Tensor addend;  // [rows, N]
+    bool addend_in_out = false;
+    if (b.defined() && residual.defined()) {
       detail::kernel(x.device(), &Backend::binary, "linear")(
           BinaryOp::Add, reshape(residual.detach(), {rows, N}), detail::broadcast_view(b.detach(), {rows, N}), o2);
-    else if (residual.defined())
-      detail::kernel(x.device(), &Backend::copy, "linear")(reshape(residual.detach(), {rows, N}), o2);
-    else if (b.defined())
-      detail::kernel(x.device(), &Backend::copy, "linear")(detail::broadcast_view(b.detach(), {rows, N}), o2);
-    else
-      accumulate = false;
+      addend = o2;
+      addend_in_out = true;
+    } else if (residual.defined()) {
+      addend = reshape(residual.detach(), {rows, N});
+    } else if (b.defined()) {
+      addend = detail::broadcast_view(b.detach(), {rows, N});
+    }
     if (K == 0) {
-      if (!accumulate) detail::kernel(x.device(), &Backend::fill, "linear")(o2, 0.0);
+      if (!addend.defined())
+        detail::kernel(x.device(), &Backend::fill, "linear")(o2, 0.0);
+      else if (!addend_in_out)
+        detail::kernel(x.device(), &Backend::copy, "linear")(addend, o2);
     } else {
       // x [1, rows, K] times W^T [1, K, N] (the weight read transposed, never copied).
+      const Tensor addend3 = addend.defined() ? make_view(addend, {1, rows, N}, {0, addend.stride(0), addend.stride(1)},
+                                                           addend.offset())
+                                              : Tensor();
       detail::kernel(x.device(), &Backend::matmul, "linear")(make_view(x2, {1, rows, K}, {0, K, 1}, x2.offset()),
                                                                make_view(wd, {1, K, N}, {0, wd.stride(1), wd.stride(0)},
                                                                          wd.offset()),
-                                                               make_view(out, {1, rows, N}, {0, N, 1}, 0), accumulate);
+                                                               make_view(out, {1, rows, N}, {0, N, 1}, 0), addend3);
     }
   }
   // The tensor backward needs besides x and W: relu's output (out itself,

@@ -335,8 +335,8 @@ TEST_CASE("cuda bfloat16: matmul through cuBLAS with float32 accumulation", "[cu
   for (const Operands& c : cases) {
     INFO(c.name);
     Tensor got = empty({B, M, N}, DType::BFloat16, kCUDA), want32 = empty({B, M, N}, DType::Float32, kCUDA);
-    gpu().matmul(c.a, c.b, got, false);
-    gpu().matmul(widened(c.a), widened(c.b), want32, false);  // float32, TF32 off (the default)
+    gpu().matmul(c.a, c.b, got, Tensor());
+    gpu().matmul(widened(c.a), widened(c.b), want32, Tensor());  // float32, TF32 off (the default)
     // The products of bfloat16 values are exact in float32; only the order
     // of the float32 sums differs: one ulp after rounding, plus K float ulps
     // of the sum of |products| near a rounding edge.

@@ -288,6 +288,66 @@ TEST_CASE("gemm results are bit-identical for 1, 2 and 3 threads", "[gemm]") {
   }
 }
 
+// gemm_add must give exactly the bits of copying D into C and calling gemm:
+// the linear layer's bias and residual moved into the GEMM change no result.
+template <typename T>
+void check_gemm_add(int64_t M, int64_t N, int64_t K, Layout la, Layout lc, T beta, uint32_t seed) {
+  std::mt19937 rng(seed);
+  auto A = make_operand<T>(M, K, la, rng);
+  auto B = make_operand<T>(K, N, Layout::col_major, rng);  // x W^T: the weight read transposed
+  auto bias = make_operand<T>(1, N, Layout::row_major, rng);
+  auto column = make_operand<T>(M, 1, Layout::row_major, rng);
+  auto residual = make_operand<T>(M, N, Layout::sliced, rng);
+  struct D {
+    const char* name;
+    const T* d;
+    int64_t rsd, csd;
+  };
+  for (const D& d : {D{"a bias broadcast over rows", bias.data(), 0, 1},
+                     D{"a column broadcast over columns", column.data(), 1, 0},
+                     D{"a strided residual", residual.data(), residual.rs, residual.cs}}) {
+    INFO("M=" << M << " N=" << N << " K=" << K << " A layout " << int(la) << " C layout " << int(lc) << ", D "
+              << d.name << ", beta " << beta << ", kernel " << heed::cpu::gemm_kernel_name());
+    auto want = make_operand<T>(M, N, lc, rng);
+    auto got = want;  // the same NaN between the elements of the view
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) {
+        want.at(i, j) = d.d[i * d.rsd + j * d.csd];
+        got.at(i, j) = std::numeric_limits<T>::quiet_NaN();  // never read: the product adds to D
+      }
+    gemm(M, N, K, T(0.75), A.data(), A.rs, A.cs, B.data(), B.rs, B.cs, beta, want.data(), want.rs, want.cs);
+    heed::cpu::gemm_add(M, N, K, T(0.75), A.data(), A.rs, A.cs, B.data(), B.rs, B.cs, beta, d.d, d.rsd, d.csd,
+                        got.data(), got.rs, got.cs);
+    if (beta == T(0))  // nothing read from D, and C overwritten
+      for (int64_t i = 0; i < M; ++i)
+        for (int64_t j = 0; j < N; ++j) REQUIRE(!std::isnan(got.get(i, j)));
+    REQUIRE(want.buffer.size() == got.buffer.size());
+    REQUIRE(std::memcmp(want.buffer.data(), got.buffer.data(), want.buffer.size() * sizeof(T)) == 0);
+  }
+}
+
+TEST_CASE("gemm_add equals copying D into C then gemm, to the bit", "[gemm]") {
+  RestoreSettings restore;
+  for (const auto& kernel : kernels_to_test()) {
+    heed::cpu::set_gemm_kernel(kernel);
+    for (int threads : {1, 2}) {
+      heed::cpu::set_num_threads(threads);
+      uint32_t seed = 40;
+      for (const Shape& s : kShapes)
+        for (Layout lc : {Layout::row_major, Layout::col_major}) check_gemm_add<float>(s.M, s.N, s.K, Layout::row_major, lc, 1.0f, ++seed);
+      // A weight gradient's column-major A; depth past a superblock; K == 0; beta 0 and 0.5.
+      check_gemm_add<float>(150, 300, 270, Layout::col_major, Layout::row_major, 1.0f, 7);
+      check_gemm_add<float>(20, 70, 1100, Layout::row_major, Layout::row_major, 1.0f, 8);
+      check_gemm_add<float>(9, 13, 0, Layout::row_major, Layout::row_major, 1.0f, 9);
+      check_gemm_add<float>(97, 130, 140, Layout::row_major, Layout::row_major, 0.5f, 10);
+      check_gemm_add<float>(97, 130, 140, Layout::row_major, Layout::row_major, 0.0f, 11);
+      check_gemm_add<float>(3, 300, 100, Layout::row_major, Layout::row_major, 0.0f, 12);
+      check_gemm_add<double>(45, 90, 513, Layout::row_major, Layout::row_major, 1.0, 13);
+      check_gemm_add<double>(1, 40, 33, Layout::row_major, Layout::col_major, 1.0, 14);
+    }
+  }
+}
+
 TEST_CASE("gemm kernel selection", "[gemm]") {
   RestoreSettings restore;
   auto kernels = heed::cpu::gemm_available_kernels();

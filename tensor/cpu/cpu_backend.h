@@ -50,7 +50,7 @@ void layer_norm_backward(const Tensor& grad, const Tensor& x, const Tensor& weig
                          const Tensor& rstd, const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias);
 
 // cpu_matmul.cpp
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate);
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& addend);
 
 // cpu_index.cpp
 void index_select(const Tensor& x, int64_t dim, const Tensor& index, const Tensor& out);

@@ -21,7 +21,7 @@ namespace {
 constexpr int64_t kSmallProduct = 128 * 128 * 128;
 
 template <class T>
-void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
+void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& addend) {
   const Shape& as = a.strides();  // a [B, M, K]
   const Shape& bs = b.strides();  // b [B, K, N]
   const Shape& os = out.strides();  // out [B, M, N]
@@ -30,9 +30,14 @@ void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool accu
   const T* pb = static_cast<const T*>(b.raw_data());
   T* po = static_cast<T*>(out.raw_data());
   if (batch == 0 || m == 0 || n == 0) return;
+  // Without an addend the product overwrites out (beta 0, out never read).
+  const Tensor& d = addend.defined() ? addend : out;
+  const Shape& ds = d.strides();
+  const T* pd = static_cast<const T*>(d.raw_data());
+  const T beta = addend.defined() ? T(1) : T(0);
   auto one = [&](int64_t i) {
-    gemm(m, n, k, T(1), pa + i * as[0], as[1], as[2], pb + i * bs[0], bs[1], bs[2], accumulate ? T(1) : T(0), po + i * os[0], os[1],
-         os[2]);
+    gemm_add(m, n, k, T(1), pa + i * as[0], as[1], as[2], pb + i * bs[0], bs[1], bs[2], beta, pd + i * ds[0], ds[1],
+             ds[2], po + i * os[0], os[1], os[2]);
   };
   if (batch > 1 && m * n * k < kSmallProduct) {
     // A chunk of products per task, about kSmallProduct multiply-adds each.
@@ -47,14 +52,14 @@ void batched_gemm(const Tensor& a, const Tensor& b, const Tensor& out, bool accu
 
 }  // namespace
 
-void matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
-  check_matmul_kernel_args(a, b, out, "cpu");
+void matmul(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& addend) {
+  check_matmul_kernel_args(a, b, out, addend, "cpu");
   if (a.dtype() == DType::BFloat16) {  // float32 products and sums, like cuBLAS's bf16 GEMM
-    Tensor out32 = accumulate ? widened(out) : float32_like(out);
-    matmul(widened(a), widened(b), out32, accumulate);
+    Tensor out32 = addend.defined() ? widened(addend) : float32_like(out);
+    matmul(widened(a), widened(b), out32, addend.defined() ? out32 : Tensor());
     return store_rounded(out32, out);
   }
-  dispatch_floating(a.dtype(), "cpu matmul", [&](auto zero) { batched_gemm<decltype(zero)>(a, b, out, accumulate); });
+  dispatch_floating(a.dtype(), "cpu matmul", [&](auto zero) { batched_gemm<decltype(zero)>(a, b, out, addend); });
 }
 
 }  // namespace heed::cpu

@@ -95,9 +95,9 @@ std::string matmul_name(const Tensor& a, const Tensor& b) {
                      b.shape()[2], shape_str(b.strides()));
 }
 
-void p_matmul(const Tensor& a, const Tensor& b, const Tensor& out, bool accumulate) {
+void p_matmul(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& addend) {
   Timed t(matmul_name(a, b));
-  matmul(a, b, out, accumulate);
+  matmul(a, b, out, addend);
 }
 void p_softmax(const Tensor& x, bool log, const Tensor& out) {
   Timed t(log ? "log_softmax" : "softmax");

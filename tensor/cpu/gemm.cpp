@@ -167,15 +167,31 @@ thread_local PackBuffer t_pack_buffer;
 int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 
-// ---- C = beta*C, for K == 0 and alpha == 0 -----------------------------------------
+// What the product is added to (beta * D): D is C itself for gemm, another
+// matrix (a broadcast bias, a residual) for gemm_add. Each C element reads its
+// D element once, before the product is added, so D == C is plain accumulation.
 template <typename T>
-void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t rsc, int64_t csc) {
-  if (beta == T(1)) return;
+struct Addend {
+  const T* d;
+  int64_t rsd, csd;
+  const T& at(int64_t i, int64_t j) const { return d[i * rsd + j * csd]; }
+  bool is(const T* c, int64_t rsc, int64_t csc) const { return d == c && rsd == rsc && csd == csc; }
+};
+
+// ---- C = beta*D, for K == 0 and alpha == 0 -----------------------------------------
+template <typename T>
+void scale_c(int64_t M, int64_t N, T beta, Addend<T> D, T* C, int64_t rsc, int64_t csc) {
+  if (beta == T(1) && D.is(C, rsc, csc)) return;
   for (int64_t i = 0; i < M; ++i)
     for (int64_t j = 0; j < N; ++j) {
       T& c = C[i * rsc + j * csc];
-      c = beta == T(0) ? T(0) : beta * c;  // beta == 0 must not read (NaN) C
+      c = beta == T(0) ? T(0) : beta * D.at(i, j);  // beta == 0 must not read (NaN) D
     }
+}
+
+template <typename T>
+void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t rsc, int64_t csc) {
+  scale_c(M, N, beta, Addend<T>{C, rsc, csc}, C, rsc, csc);
 }
 
 // ---- small or skinny products: no packing ------------------------------------------
@@ -184,9 +200,12 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t rsc, int64_t csc) {
 // partial sum, and neither depends on how the columns are split between threads.
 template <typename T>
 void gemm_unpacked(int64_t M, int64_t j_begin, int64_t j_end, int64_t K, T alpha, const T* A,
-                   int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb, T beta, T* C,
+                   int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb, T beta, Addend<T> D, T* C,
                    int64_t rsc, int64_t csc) {
-  auto store = [&](T* out, T sum) { *out = beta == T(0) ? alpha * sum : alpha * sum + beta * *out; };
+  auto store = [&](int64_t i, int64_t j, T sum) {
+    T* out = C + i * rsc + j * csc;
+    *out = beta == T(0) ? alpha * sum : alpha * sum + beta * D.at(i, j);
+  };
   if (rsb == 1 && csb != 1) {
     // B's columns are contiguous (x W^T): one dot product per element, with
     // eight partial sums so the compiler can keep them in a vector.
@@ -202,7 +221,7 @@ void gemm_unpacked(int64_t M, int64_t j_begin, int64_t j_end, int64_t K, T alpha
         for (; k < K; ++k) part[0] += a[k * csa] * b[k];
         for (int w = kLanes / 2; w > 0; w /= 2)
           for (int l = 0; l < w; ++l) part[l] += part[l + w];
-        store(C + i * rsc + j * csc, part[0]);
+        store(i, j, part[0]);
       }
     }
     return;
@@ -233,7 +252,7 @@ void gemm_unpacked(int64_t M, int64_t j_begin, int64_t j_end, int64_t K, T alpha
         }
       }
       for (int64_t i = 0; i < mb; ++i)
-        for (int64_t j = 0; j < nb; ++j) store(C + (i0 + i) * rsc + (j0 + j) * csc, acc[i * nb + j]);
+        for (int64_t j = 0; j < nb; ++j) store(i0 + i, j0 + j, acc[i * nb + j]);
     }
   }
 }
@@ -271,9 +290,10 @@ thread_local PackBuffer t_a_whole;
 
 template <typename T, int MR, int NR>
 void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
-                 int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb, T beta, T* C,
+                 int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb, T beta, Addend<T> D, T* C,
                  int64_t rsc, int64_t csc) {
   const auto kernel = spec.run;
+  const bool d_is_c = D.is(C, rsc, csc);
   const int64_t KC = spec.kc;
   const int64_t MC = round_up(spec.mc, MR), NC = round_up(spec.nc, NR);
   const int64_t NS = round_up(kSuperCols, NR);
@@ -281,18 +301,25 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
 
   // One tile of C at (i, j), from packed panels; partial tiles (and a C whose
   // rows are not contiguous) go through a scratch tile so the kernel always
-  // sees a full one.
+  // sees a full one. The first K block of a tile adds the product to D: a D
+  // other than C is copied into the tile just before, while it is hot in L1,
+  // so it is never a pass over the whole of C (the same bits as copying D
+  // into C first).
   auto run_tile = [&](const T* ap, const T* bp, int64_t kc, int64_t i, int64_t j, int64_t rows,
-                      int64_t cols, T beta_k) {
+                      int64_t cols, T beta_k, bool first) {
     T* c = C + i * rsc + j * csc;
+    const bool from_d = first && beta_k != T(0) && !d_is_c;
     if (rows == MR && cols == NR && csc == 1) {
+      if (from_d)
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t q = 0; q < cols; ++q) c[r * rsc + q] = D.at(i + r, j + q);
       kernel(kc, ap, bp, c, rsc, alpha, beta_k);
       return;
     }
     alignas(64) T tile[MR * NR] = {};
     if (beta_k != T(0))
       for (int64_t r = 0; r < rows; ++r)
-        for (int64_t q = 0; q < cols; ++q) tile[r * NR + q] = c[r * rsc + q * csc];
+        for (int64_t q = 0; q < cols; ++q) tile[r * NR + q] = from_d ? D.at(i + r, j + q) : c[r * rsc + q * csc];
     kernel(kc, ap, bp, tile, NR, alpha, beta_k);
     for (int64_t r = 0; r < rows; ++r)
       for (int64_t q = 0; q < cols; ++q) c[r * rsc + q * csc] = tile[r * NR + q];
@@ -342,7 +369,8 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
           const int64_t jb = tj * nc, je = std::min(ns, jb + nc);
           for (int64_t kb = 0; kb < num_kb; ++kb) {
             const int64_t k0 = kb * KC, kc = std::min(KC, ks - k0);
-            const T beta_k = (p0 + k0 == 0) ? beta : T(1);
+            const bool first = p0 + k0 == 0;
+            const T beta_k = first ? beta : T(1);
             const T* ablock = a_whole ? apack_whole + k0 * m_pad + ib * kc : apack;
             if (!a_whole)
               pack_a_panels<T, MR>(spec, apack, A + ib * rsa + (p0 + k0) * csa, rsa, csa, ie - ib, 0,
@@ -353,7 +381,7 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
               const int64_t cols = std::min<int64_t>(NR, je - jr);
               for (int64_t ir = ib; ir < ie; ir += MR)
                 run_tile(ablock + (ir - ib) * kc, bp, kc, ir, j0 + jr, std::min<int64_t>(MR, ie - ir),
-                         cols, beta_k);
+                         cols, beta_k, first);
             }
           }
         }
@@ -372,13 +400,13 @@ constexpr int64_t kUnpackedCols = 1024;
 
 template <typename T, typename Packed>
 void gemm_any(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa, int64_t csa,
-              const T* B, int64_t rsb, int64_t csb, T beta, T* C, int64_t rsc, int64_t csc,
+              const T* B, int64_t rsb, int64_t csb, T beta, Addend<T> D, T* C, int64_t rsc, int64_t csc,
               Packed packed) {
   if (M < 0 || N < 0 || K < 0)
     throw std::invalid_argument("heed::cpu::gemm: negative size M=" + std::to_string(M) +
                                 " N=" + std::to_string(N) + " K=" + std::to_string(K));
   if (M == 0 || N == 0) return;
-  if (K == 0 || alpha == T(0)) return scale_c(M, N, beta, C, rsc, csc);
+  if (K == 0 || alpha == T(0)) return scale_c(M, N, beta, D, C, rsc, csc);
   // C^T = B^T A^T: the same product with the roles of rows and columns swapped.
   auto transpose_problem = [&] {
     std::swap(M, N);
@@ -386,6 +414,7 @@ void gemm_any(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa,
     std::swap(rsa, csb);
     std::swap(csa, rsb);
     std::swap(rsc, csc);
+    std::swap(D.rsd, D.csd);
   };
   const double macs = static_cast<double>(M) * N * K;
   if (macs >= kSmallMacs && N <= kSkinny && M > kSkinny) transpose_problem();
@@ -396,13 +425,35 @@ void gemm_any(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa,
                               ? N
                               : std::max(kUnpackedCols, round_up(ceil_div(N, num_threads()), 64));
     parallel_for(0, N, grain, [&](int64_t jb, int64_t je) {
-      gemm_unpacked(M, jb, je, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
+      gemm_unpacked(M, jb, je, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc);
     });
     return;
   }
   // The kernels write rows of C; a column-major C becomes a row-major C^T.
   if (csc != 1 && rsc == 1) transpose_problem();
-  packed(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc);
+  packed(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc);
+}
+
+}  // namespace
+
+namespace {
+
+template <typename T>
+void gemm_with_kernel(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa, int64_t csa, const T* B,
+                      int64_t rsb, int64_t csb, T beta, Addend<T> D, T* C, int64_t rsc, int64_t csc) {
+  if constexpr (std::is_same_v<T, float>) {
+    gemm_any<float>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc, [](auto... args) {
+      switch (current_isa()) {
+        case Isa::avx512: return gemm_packed<float, kAvx512Rows, kAvx512Cols>(avx512_kernel_f32(), args...);
+        case Isa::avx2: return gemm_packed<float, kAvx2Rows, kAvx2Cols>(avx2_kernel_f32(), args...);
+        default: return gemm_packed<float, kPortableRowsF32, kPortableColsF32>(portable_kernel_f32(), args...);
+      }
+    });
+  } else {
+    gemm_any<double>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc, [](auto... args) {
+      gemm_packed<double, kPortableRowsF64, kPortableColsF64>(portable_kernel_f64(), args...);
+    });
+  }
 }
 
 }  // namespace
@@ -410,29 +461,25 @@ void gemm_any(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa,
 void gemm(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsa, int64_t csa,
           const float* B, int64_t rsb, int64_t csb, float beta, float* C, int64_t rsc,
           int64_t csc) {
-  gemm_any<float>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc,
-                  [](auto... args) {
-                    switch (current_isa()) {
-                      case Isa::avx512:
-                        return gemm_packed<float, kAvx512Rows, kAvx512Cols>(avx512_kernel_f32(),
-                                                                            args...);
-                      case Isa::avx2:
-                        return gemm_packed<float, kAvx2Rows, kAvx2Cols>(avx2_kernel_f32(), args...);
-                      default:
-                        return gemm_packed<float, kPortableRowsF32, kPortableColsF32>(
-                            portable_kernel_f32(), args...);
-                    }
-                  });
+  gemm_with_kernel<float>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, {C, rsc, csc}, C, rsc, csc);
 }
 
 void gemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsa,
           int64_t csa, const double* B, int64_t rsb, int64_t csb, double beta, double* C,
           int64_t rsc, int64_t csc) {
-  gemm_any<double>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, C, rsc, csc,
-                   [](auto... args) {
-                     gemm_packed<double, kPortableRowsF64, kPortableColsF64>(portable_kernel_f64(),
-                                                                            args...);
-                   });
+  gemm_with_kernel<double>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, {C, rsc, csc}, C, rsc, csc);
+}
+
+void gemm_add(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsa, int64_t csa,
+              const float* B, int64_t rsb, int64_t csb, float beta, const float* D, int64_t rsd, int64_t csd,
+              float* C, int64_t rsc, int64_t csc) {
+  gemm_with_kernel<float>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, {D, rsd, csd}, C, rsc, csc);
+}
+
+void gemm_add(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsa, int64_t csa,
+              const double* B, int64_t rsb, int64_t csb, double beta, const double* D, int64_t rsd,
+              int64_t csd, double* C, int64_t rsc, int64_t csc) {
+  gemm_with_kernel<double>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, {D, rsd, csd}, C, rsc, csc);
 }
 
 // ---- PackedB ---------------------------------------------------------------------

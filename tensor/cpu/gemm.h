@@ -28,6 +28,20 @@ void gemm(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_
           int64_t csa, const double* B, int64_t rsb, int64_t csb, double beta, double* C,
           int64_t rsc, int64_t csc);
 
+// C[i,j] = alpha * sum_k A[i,k] * B[k,j] + beta * D[i*rsd + j*csd]: gemm with
+// what the product is added to read from D instead of C, so a bias (D a
+// broadcast row: rsd = 0, csd = 1) or a residual is read by the tile that
+// needs it, while the tile is in L1, rather than copied into C in a pass of
+// its own first. The bits equal that copy followed by gemm with the same beta.
+// D may be C itself (same strides: gemm), or must not overlap C; beta == 0
+// never reads D.
+void gemm_add(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsa, int64_t csa,
+              const float* B, int64_t rsb, int64_t csb, float beta, const float* D, int64_t rsd, int64_t csd,
+              float* C, int64_t rsc, int64_t csc);
+void gemm_add(int64_t M, int64_t N, int64_t K, double alpha, const double* A, int64_t rsa, int64_t csa,
+              const double* B, int64_t rsb, int64_t csb, double beta, const double* D, int64_t rsd,
+              int64_t csd, double* C, int64_t rsc, int64_t csc);
+
 // ---- a B operand packed once, multiplied many times ---------------------------
 // Kernels made of many small products that share an operand (fused attention
 // multiplies every query tile by the same keys and values) pack it once into
