@@ -137,8 +137,10 @@ def train(rank, args, port):
     if rank > 0:
         return
 
-    valid_loss = validation_loss(model, valid_ids, c["block"], c["batch"])
-    print(f"validation loss {valid_loss:.4f} nats/token over the whole validation split", file=sys.stderr)
+    valid_loss = None
+    if not args.train_only:
+        valid_loss = validation_loss(model, valid_ids, c["block"], c["batch"])
+        print(f"validation loss {valid_loss:.4f} nats/token over the whole validation split", file=sys.stderr)
     print_summary("lm", args, c, params, len(batches), trained, valid_loss, wall_start, ranks=args.ranks)
 
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # heed's translate and lm programs side by side with PyTorch: the same model,
 # data, tokenisation, batches, hyper-parameters and number of steps, one run
-# after the other (never at the same time), each on 2 threads. Writes a table
-# between the side-by-side markers of bench/RESULTS.md (see docs/benchmarks.md).
+# after the other (never at the same time). heed runs on THREADS threads;
+# PyTorch on its faster setting of 1..THREADS threads, picked by a short probe
+# of each (Debian's PyTorch 1.13 runs these models faster on 1 thread than on
+# 2 here, and a comparison at its slower setting would flatter heed). Writes a
+# table between the side-by-side markers of bench/RESULTS.md (see docs/benchmarks.md).
 #
 #   bench/run_side_by_side.sh [BUILD_DIR] [--smoke] [--no-results]
 #
@@ -14,7 +17,8 @@
 # (RESULTS.md is then left alone). Environment:
 #   TRANSLATE_STEPS, LM_STEPS (fixed --steps instead of the budget), TRANSLATE_MODEL and LM_MODEL
 #   (more flags for heed, e.g. "--warmup 100"), TORCH_INIT (torch: PyTorch's own initial weights, the
-#   default; heed: heed's, from the export), THREADS (default 2),
+#   default; heed: heed's, from the export), THREADS (default 2), TORCH_THREADS (PyTorch's thread
+#   count; default: the faster of 1..THREADS over PROBE_STEPS steps, default 40),
 #   WORK (default /tmp/heed_side_by_side), KJV (default data/cache/kjv.txt),
 #   NOTE (a line written under the table, e.g. about other load on the machine).
 set -euo pipefail
@@ -30,7 +34,7 @@ for arg in "$@"; do
   case $arg in
     --smoke) SMOKE=1 ;;
     --no-results) WRITE_RESULTS=0 ;;
-    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,23p "$0"; exit 0 ;;
     *) BUILD=$arg ;;
   esac
 done
@@ -82,21 +86,55 @@ run() {  # run NAME command...: stdout+stderr to $WORK/NAME.log, peak RSS (KB) a
   tail -3 "$WORK/$name.log" >&2
 }
 
+# PyTorch's thread count for one program: TORCH_THREADS, or the fastest of
+# 1..THREADS over the first PROBE_STEPS steps of its export (training alone).
+PROBE_STEPS=${PROBE_STEPS:-$([[ $SMOKE == 1 ]] && echo 10 || echo 40)}
+torch_threads() {  # torch_threads NAME SCRIPT EXPORT: prints the count; probe figures in $WORK/NAME_probe.txt
+  local name=$1 script=$2 export=$3 n best="" best_speed=0 speed
+  if [[ -n ${TORCH_THREADS:-} ]]; then
+    echo "$TORCH_THREADS (TORCH_THREADS)" >"$WORK/${name}_probe.txt"
+    echo "$TORCH_THREADS"
+    return
+  fi
+  : >"$WORK/${name}_probe.txt"
+  for ((n = 1; n <= THREADS; n++)); do
+    run "${name}_probe$n" $PY "$script" "$export" --threads "$n" --steps "$PROBE_STEPS" --train-only
+    speed=$($PY -c 'import json,sys; print(round(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["tokens_per_s"]))' \
+      "$WORK/${name}_probe$n.log")
+    echo "$n $speed" >>"$WORK/${name}_probe.txt"
+    if ((speed > best_speed)); then best=$n best_speed=$speed; fi
+  done
+  echo "$best"
+}
+
 run translate_heed "$TRANSLATE" "${TR_ARGS[@]}"
-run translate_torch $PY bench/translate_torch.py "$WORK/translate.h5" --threads "$THREADS" --init "${TORCH_INIT:-torch}" \
+TR_TORCH_THREADS=$(torch_threads translate bench/translate_torch.py "$WORK/translate.h5")
+TR_TORCH_THREADS=${TR_TORCH_THREADS%% *}
+run translate_torch $PY bench/translate_torch.py "$WORK/translate.h5" --threads "$TR_TORCH_THREADS" --init "${TORCH_INIT:-torch}" \
   --hyp-out "$WORK/translate_torch.hyp" --ref-out "$WORK/translate_ref.txt"
 "$TRANSLATE" bleu --hyp "$WORK/translate_heed.hyp" --ref "$WORK/translate_ref.txt" >"$WORK/bleu_heed.txt"
 "$TRANSLATE" bleu --hyp "$WORK/translate_torch.hyp" --ref "$WORK/translate_ref.txt" >"$WORK/bleu_torch.txt"
 run lm_heed "$LM" "${LM_ARGS[@]}"
-run lm_torch $PY bench/lm_torch.py "$WORK/lm.h5" --threads "$THREADS" --init "${TORCH_INIT:-torch}"
+LM_TORCH_THREADS=$(torch_threads lm bench/lm_torch.py "$WORK/lm.h5")
+LM_TORCH_THREADS=${LM_TORCH_THREADS%% *}
+run lm_torch $PY bench/lm_torch.py "$WORK/lm.h5" --threads "$LM_TORCH_THREADS" --init "${TORCH_INIT:-torch}"
 
 # Collect the figures and (unless --smoke / --no-results) write the table.
 $PY - "$WORK" "$(bench_machine "$(uname -m)")" "$(bench_date)" "${NOTE:-}" "$THREADS" \
-  "$(basename "$TRANSLATE") ${TR_ARGS[*]}" "$(basename "$LM") ${LM_ARGS[*]}" >"$WORK/section.md" <<'EOF'
+  "$(basename "$TRANSLATE") ${TR_ARGS[*]}" "$(basename "$LM") ${LM_ARGS[*]}" "$PROBE_STEPS" >"$WORK/section.md" <<'EOF'
 import json, re, subprocess, sys
 from pathlib import Path
 
-work, machine, date, note, threads, tr_cmd, lm_cmd = Path(sys.argv[1]), *sys.argv[2:8]
+work, machine, date, note, threads, tr_cmd, lm_cmd, probe_steps = Path(sys.argv[1]), *sys.argv[2:9]
+
+def probe_line(name):
+    """How PyTorch's thread count was chosen, from torch_threads' file."""
+    lines = (work / f"{name}_probe.txt").read_text().split("\n")
+    if "TORCH_THREADS" in lines[0]:
+        return "set by TORCH_THREADS"
+    speeds = [line.split() for line in lines if line.strip()]
+    return f"the faster over its first {probe_steps} steps: " + ", ".join(
+        f"{n} thread{'s' if n != '1' else ''} {s}" for n, s in speeds) + " tokens/s"
 
 def grab(text, pattern, what):
     found = re.findall(pattern, text)
@@ -167,7 +205,8 @@ header = "| | heed | PyTorch | heed vs PyTorch |\n|---|---:|---:|---:|"
 table = f"""<!-- side-by-side:begin -->
 ## Training programs side by side with PyTorch (translate, lm)
 
-- CPU: {machine}; threads: {threads} (heed and PyTorch {torch_version}, Debian python3-torch)
+- CPU: {machine}; heed: {threads} threads; PyTorch {torch_version} (Debian python3-torch): {tr_t['threads']} thread(s)
+  for translate ({probe_line("translate")}), {lm_t['threads']} for lm ({probe_line("lm")})
 - Date: {date}; heed at {commit}, Release build
 - Command: `bench/run_side_by_side.sh` (docs/benchmarks.md); the two sides run one after the other, on the same
   exported data and batches (same splits, tokenizers, batch order, hyper-parameters and steps; each side its own
@@ -191,10 +230,10 @@ table = f"""<!-- side-by-side:begin -->
 Commands (`bench/run_side_by_side.sh`):
 
     {tr_cmd}
-    /usr/bin/python3 bench/translate_torch.py translate.h5 --threads {threads} --init {tr_t['init']} --hyp-out translate_torch.hyp --ref-out translate_ref.txt
+    /usr/bin/python3 bench/translate_torch.py translate.h5 --threads {tr_t['threads']} --init {tr_t['init']} --hyp-out translate_torch.hyp --ref-out translate_ref.txt
     translate bleu --hyp translate_heed.hyp --ref translate_ref.txt   (and the same for translate_torch.hyp)
     {lm_cmd}
-    /usr/bin/python3 bench/lm_torch.py lm.h5 --threads {threads} --init {lm_t['init']}
+    /usr/bin/python3 bench/lm_torch.py lm.h5 --threads {lm_t['threads']} --init {lm_t['init']}
 {note_block}<!-- side-by-side:end -->"""
 print(table)
 EOF

@@ -84,6 +84,8 @@ def add_export_args(ap):
                     help="initial weights: PyTorch's own draw, or heed's (from the export)")
     ap.add_argument("--dropout", type=float, help="override the exported dropout (0: compare first steps exactly)")
     ap.add_argument("--steps", type=int, default=0, help="train only the first STEPS steps of the schedule (0: all)")
+    ap.add_argument("--train-only", action="store_true",
+                    help="skip validation and decoding (valid_loss null): a throughput probe")
 
 
 def export_attrs(f):

@@ -277,6 +277,10 @@ def main():
         with torch.no_grad():
             for a, p in zip(averages, model.parameters()):
                 p.copy_(a)
+    if args.train_only:
+        print_summary("translate", args, c, params, len(train_batches), trained, None, wall_start,
+                      test_sentences=len(test_src))
+        return
     valid_loss = validation_loss(model, valid, valid_batches)
     print(f"validation loss {valid_loss:.4f}", file=sys.stderr)
     hyps = greedy_translate(model, test_src, c["max_len"])
