@@ -7,7 +7,10 @@
 #   bench/run_train.sh [path/to/train_bench]     (default: build/bench/train_bench)
 #
 # Environment:
-#   HEED_BENCH_THREADS  threads for both sides (default 2)
+#   HEED_BENCH_THREADS  heed's threads (default 2); PyTorch runs with each count from 1 to it and
+#                       the table shows its fastest (PyTorch 1.13 is faster on 1 thread than on 2
+#                       on the 2-core machines measured; its slower setting would flatter heed)
+#   HEED_BENCH_TORCH_THREADS  PyTorch's thread count instead of trying each
 #   HEED_BENCH_STEPS    timed steps per model (default 10; 3 warm-up steps first)
 #   HEED_BENCH_MODELS   comma-separated models (default seq2seq,gpt)
 #   HEED_BENCH_NOTE     a line of text added under the table (e.g. the figures before a change)
@@ -28,8 +31,9 @@ python=/usr/bin/python3
 
 bench_require_bin "$bench_bin" train_bench
 
-command_line="$(bench_command_line "bench/run_train.sh $*" HEED_BENCH_THREADS HEED_BENCH_STEPS HEED_BENCH_MODELS \
-  HEED_BENCH_PRIORITY)"
+command_line="$(bench_command_line "bench/run_train.sh $*" HEED_BENCH_THREADS HEED_BENCH_TORCH_THREADS \
+  HEED_BENCH_STEPS HEED_BENCH_MODELS HEED_BENCH_PRIORITY)"
+torch_counts=${HEED_BENCH_TORCH_THREADS:-$(seq -s ' ' 1 "$threads")}
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -38,10 +42,12 @@ IFS=',' read -ra model_list <<< "$models"
 for model in "${model_list[@]}"; do
   echo "== heed $model ($threads threads)" >&2
   "$bench_bin" --model "$model" --threads "$threads" --steps "$steps" | tee -a "$tmp/heed.jsonl" >&2
-  echo "== torch $model ($threads threads)" >&2
-  OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
-    "$python" "$here/train_torch.py" --model "$model" --threads "$threads" --steps "$steps" |
-    tee -a "$tmp/torch.jsonl" >&2
+  for n in $torch_counts; do
+    echo "== torch $model ($n threads)" >&2
+    OMP_NUM_THREADS="$n" OPENBLAS_NUM_THREADS="$n" \
+      "$python" "$here/train_torch.py" --model "$model" --threads "$n" --steps "$steps" |
+      tee -a "$tmp/torch.jsonl" >&2
+  done
 done
 
 "$python" - "$tmp" "$threads" "$command_line" "${HEED_BENCH_NOTE:-}" "$(bench_machine unknown)" "$(bench_date)" \
@@ -54,11 +60,17 @@ tmp, threads, command_line, note, machine, date = sys.argv[1:7]
 
 
 def read_jsonl(name):
+    """Each model's fastest row (PyTorch's file has one per thread count tried), and every row's speed."""
+    best, speeds = {}, {}
     with open(os.path.join(tmp, name)) as f:
-        return {r["model"]: r for r in (json.loads(l) for l in f if l.strip().startswith("{"))}
+        for r in (json.loads(l) for l in f if l.strip().startswith("{")):
+            speeds.setdefault(r["model"], []).append((r.get("threads", "?"), r["tokens_per_s"]))
+            if r["model"] not in best or r["tokens_per_s"] > best[r["model"]]["tokens_per_s"]:
+                best[r["model"]] = r
+    return best, speeds
 
 
-heed, torch = read_jsonl("heed.jsonl"), read_jsonl("torch.jsonl")
+(heed, _), (torch, torch_speeds) = read_jsonl("heed.jsonl"), read_jsonl("torch.jsonl")
 try:
     load = open("/proc/loadavg").read().split()[0]
 except OSError:
@@ -71,8 +83,8 @@ describe = {
     "gpt": "GPT 4 layers, d_model 256, nhead 4, ff 1024, GELU, ctx 128, vocab 65, dropout 0; B=16, T=128",
 }
 lines = ["## Training step (float32, CPU)", ""]
-lines.append(f"- CPU: {machine}; threads: {threads} (heed and torch {torch_version} "
-             f"with its OpenBLAS); load average when the results were written: {load}")
+lines.append(f"- CPU: {machine}; heed: {threads} threads; torch {torch_version} with its OpenBLAS: its fastest "
+             f"thread count of those tried, given per row; load average when the results were written: {load}")
 lines.append(f"- Date: {date}")
 for model in describe:
     if model in heed:
@@ -83,15 +95,17 @@ lines.append("- One step: forward, cross_entropy, backward, clip_grad_norm(1.0),
 lines.append("- Peak: resident high-water mark (VmHWM) minus the resident set before the model was built.")
 lines.append(f"- Command: `{command_line}`")
 lines.append("")
-lines.append("| model | heed tokens/s | torch tokens/s | heed / torch speed | heed step ms (fwd / bwd / optim) "
-             "| torch step ms (fwd / bwd / optim) | heed peak MiB | torch peak MiB |")
+lines.append("| model | heed tokens/s | torch tokens/s (threads; the others tried) | heed / torch speed "
+             "| heed step ms (fwd / bwd / optim) | torch step ms (fwd / bwd / optim) | heed peak MiB | torch peak MiB |")
 lines.append("|---|---:|---:|---:|---|---|---:|---:|")
 for model in describe:
     if model not in heed or model not in torch:
         continue
     h, t = heed[model], torch[model]
     parts = lambda r: f"{r['step_ms']:.0f} ({r['forward_ms']:.0f} / {r['backward_ms']:.0f} / {r['optim_ms']:.0f})"
-    lines.append(f"| {model} | {h['tokens_per_s']:.0f} | {t['tokens_per_s']:.0f} | "
+    others = ", ".join(f"{n}: {s:.0f}" for n, s in torch_speeds[model] if n != t.get("threads"))
+    tried = f"{t.get('threads', '?')}" + (f"; {others}" if others else "")
+    lines.append(f"| {model} | {h['tokens_per_s']:.0f} | {t['tokens_per_s']:.0f} ({tried}) | "
                  f"{h['tokens_per_s'] / t['tokens_per_s']:.2f} | {parts(h)} | {parts(t)} | "
                  f"{h['peak_mib']:.0f} | {t['peak_mib']:.0f} |")
 if note:

@@ -348,6 +348,36 @@ TEST_CASE("gemm_add equals copying D into C then gemm, to the bit", "[gemm]") {
   }
 }
 
+// A column-major A with a row-major B (a weight gradient's dY^T X) is read in
+// place by the strided kernel rather than packed: the same K blocks and the
+// same kernel arithmetic, so the bits must equal the packed path's (which a
+// row-major copy of A takes).
+TEST_CASE("gemm reads k-major operands in place with the packed path's bits", "[gemm]") {
+  RestoreSettings restore;
+  const std::vector<Shape> shapes = {{6, 64, 1}, {256, 256, 2040}, {97, 130, 140}, {12, 257, 1100},
+                                     {7, 65, 513}, {130, 70, 600},  {6, 4200, 20}, {50, 64, 3000}};
+  for (const auto& kernel : kernels_to_test()) {
+    heed::cpu::set_gemm_kernel(kernel);
+    for (int threads : {1, 2, 3}) {
+      heed::cpu::set_num_threads(threads);
+      uint32_t seed = 60;
+      for (const Shape& s : shapes) {
+        INFO("M=" << s.M << " N=" << s.N << " K=" << s.K << " kernel " << kernel << " threads " << threads);
+        std::mt19937 rng(++seed);
+        auto At = make_operand<float>(s.M, s.K, Layout::col_major, rng);
+        auto B = make_operand<float>(s.K, s.N, Layout::row_major, rng);
+        auto A = make_operand<float>(s.M, s.K, Layout::row_major, rng);
+        for (int64_t i = 0; i < s.M; ++i)
+          for (int64_t k = 0; k < s.K; ++k) A.at(i, k) = At.get(i, k);
+        std::vector<float> want(s.M * s.N, 0.5f), got(want);
+        gemm(s.M, s.N, s.K, 0.7f, A.data(), A.rs, A.cs, B.data(), B.rs, B.cs, 0.3f, want.data(), s.N, 1);
+        gemm(s.M, s.N, s.K, 0.7f, At.data(), At.rs, At.cs, B.data(), B.rs, B.cs, 0.3f, got.data(), s.N, 1);
+        REQUIRE(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)) == 0);
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm kernel selection", "[gemm]") {
   RestoreSettings restore;
   auto kernels = heed::cpu::gemm_available_kernels();

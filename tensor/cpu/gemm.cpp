@@ -257,6 +257,35 @@ void gemm_unpacked(int64_t M, int64_t j_begin, int64_t j_end, int64_t K, T alpha
   }
 }
 
+// ---- one tile of C ------------------------------------------------------------------
+// The MR x NR tile at c (rows x cols of it inside C) through multiply(out,
+// ldo, beta), the micro-kernel on the tile's panels: a full tile of a C with
+// contiguous rows in place, a partial one (or a C whose rows are not
+// contiguous) in a scratch tile, so the kernel always sees a full one. What
+// beta multiplies is c's own values, or, where `from` is set (the tile's first
+// K block adding the product to an addend other than C), the addend's: copied
+// into the tile just before, while it is hot in L1, so it is never a pass over
+// the whole of C, and the bits are those of copying it into C first.
+template <typename T, int MR, int NR, class Multiply>
+void run_tile(const Multiply& multiply, T* c, int64_t rsc, int64_t csc, int64_t rows, int64_t cols, T beta,
+              const Addend<T>* from, int64_t i, int64_t j) {
+  const bool from_d = from != nullptr && beta != T(0);
+  if (rows == MR && cols == NR && csc == 1) {
+    if (from_d)
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t q = 0; q < cols; ++q) c[r * rsc + q] = from->at(i + r, j + q);
+    multiply(c, rsc, beta);
+    return;
+  }
+  alignas(64) T tile[MR * NR] = {};
+  if (beta != T(0))
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t q = 0; q < cols; ++q) tile[r * NR + q] = from_d ? from->at(i + r, j + q) : c[r * rsc + q * csc];
+  multiply(tile, int64_t{NR}, beta);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t q = 0; q < cols; ++q) c[r * rsc + q * csc] = tile[r * NR + q];
+}
+
 // ---- the packed, blocked path ---------------------------------------------------------
 // B is packed for a whole superblock (at most kSuperCols columns x kSuperDepth
 // deep) before the tasks start, and shared by them; A is packed by each task,
@@ -288,41 +317,97 @@ void pack_every_block(int64_t panels, int64_t width, int64_t num_kb, int64_t KC,
 // A column-major A packed whole (see gemm_packed), on the calling thread.
 thread_local PackBuffer t_a_whole;
 
+// ---- both operands k-major: read in place -------------------------------------
+// A column-major A and a row-major B (a weight gradient dY^T X, both read
+// along the tokens) already hold the kernel's panels, a stride apart: per k,
+// MR contiguous values of A and NR of B. The kernel reads them where they are,
+// so nothing is packed, and the threads share one parallel phase instead of
+// three per 1024-deep superblock (packing these two operands was a memory-bound
+// fifth of the GEMM on one thread, a third on two). The K blocks are the
+// packed path's (kc deep, from k = 0), so the bits are the same; partial
+// panels at the edges are packed, zero padded, as there.
+thread_local PackBuffer t_edge_panels;
+
+// Where reading in place wins (Zen 5, K 2040, GFLOP/s on 1 / 2 threads, packed ->
+// in place): 256x256 183/240 -> 191/355, 2000x256 168/298 -> 176/337, 4096x256
+// 172/323 -> 187/375, 256x1024 on 2 threads 264 -> 326. Where it loses: wide
+// B rows (256x4096: 164/297 -> 143/263) and large squares (2048^3: 176/349 ->
+// 140/279), whose long strides cost cache sets and TLB entries that packing
+// saves; 512x512 is even. The bits are the same either way.
+constexpr int64_t kKmajorMaxCols = 1024, kKmajorMinSide = 512;
+
+template <typename T, int MR, int NR>
+void gemm_kmajor(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t lda,
+                 const T* B, int64_t ldb, T beta, Addend<T> D, T* C, int64_t rsc) {
+  const auto kernel = spec.run_strided;
+  const int64_t KC = spec.kc;
+  const bool d_is_c = D.is(C, rsc, 1);
+  const bool parallel = 2.0 * M * N * K >= kParallelFlops;
+  // Tasks as the packed path's, (mc, nc) tiles of C, smaller when there are too
+  // few to keep every thread busy (task shapes never change the arithmetic).
+  int64_t mc = round_up(spec.mc, MR), nc = round_up(spec.nc, NR);
+  const int64_t enough = parallel ? 4 * int64_t{num_threads()} : 1;
+  while (ceil_div(M, mc) * ceil_div(N, nc) < enough && nc > NR) nc = round_up(nc / 2, NR);
+  while (ceil_div(M, mc) * ceil_div(N, nc) < enough && mc > MR) mc = round_up(mc / 2, MR);
+  const int64_t tiles_i = ceil_div(M, mc), tiles_j = ceil_div(N, nc), tasks = tiles_i * tiles_j;
+  parallel_for(0, tasks, parallel ? 1 : tasks, [&](int64_t first_task, int64_t last_task) {
+    // The edge panels of this thread: one of A (MR wide) and one of B (NR wide).
+    const int64_t a_room = round_up(MR * KC, 64);  // keeps b_edge 64-byte aligned
+    T* a_edge = static_cast<T*>(t_edge_panels.get(sizeof(T) * (a_room + NR * KC)));
+    T* b_edge = a_edge + a_room;
+    for (int64_t task = first_task; task < last_task; ++task) {
+      const int64_t ib = task / tiles_j * mc, ie = std::min(M, ib + mc);
+      const int64_t jb = task % tiles_j * nc, je = std::min(N, jb + nc);
+      for (int64_t k0 = 0; k0 < K; k0 += KC) {
+        const int64_t kc = std::min(KC, K - k0);
+        const bool first = k0 == 0;
+        const T beta_k = first ? beta : T(1);
+        for (int64_t jr = jb; jr < je; jr += NR) {
+          const int64_t cols = std::min<int64_t>(NR, je - jr);
+          const T* bp = B + k0 * ldb + jr;
+          int64_t ldbp = ldb;
+          if (cols < NR) {
+            pack_b_panels<T, NR>(spec, b_edge, bp, ldb, 1, cols, 0, 1, kc);
+            bp = b_edge, ldbp = NR;
+          }
+          for (int64_t ir = ib; ir < ie; ir += MR) {
+            const int64_t rows = std::min<int64_t>(MR, ie - ir);
+            const T* ap = A + k0 * lda + ir;
+            int64_t ldap = lda;
+            if (rows < MR) {
+              pack_a_panels<T, MR>(spec, a_edge, ap, 1, lda, rows, 0, 1, kc);
+              ap = a_edge, ldap = MR;
+            }
+            run_tile<T, MR, NR>([&](T* out, int64_t ldo, T b) { kernel(kc, ap, ldap, bp, ldbp, out, ldo, alpha, b); },
+                                C + ir * rsc + jr, rsc, 1, rows, cols, beta_k, first && !d_is_c ? &D : nullptr, ir,
+                                jr);
+          }
+        }
+      }
+    }
+  });
+}
+
 template <typename T, int MR, int NR>
 void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T alpha, const T* A,
                  int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb, T beta, Addend<T> D, T* C,
                  int64_t rsc, int64_t csc) {
   const auto kernel = spec.run;
+  if (spec.run_strided != nullptr && rsa == 1 && csa >= M && csb == 1 && rsb >= N && csc == 1 && M >= MR &&
+      N >= NR && N <= kKmajorMaxCols && std::min(M, N) < kKmajorMinSide)
+    return gemm_kmajor<T, MR, NR>(spec, M, N, K, alpha, A, csa, B, rsb, beta, D, C, rsc);
   const bool d_is_c = D.is(C, rsc, csc);
   const int64_t KC = spec.kc;
   const int64_t MC = round_up(spec.mc, MR), NC = round_up(spec.nc, NR);
   const int64_t NS = round_up(kSuperCols, NR);
   const int64_t KS = std::max<int64_t>(1, kSuperDepth / KC) * KC;
 
-  // One tile of C at (i, j), from packed panels; partial tiles (and a C whose
-  // rows are not contiguous) go through a scratch tile so the kernel always
-  // sees a full one. The first K block of a tile adds the product to D: a D
-  // other than C is copied into the tile just before, while it is hot in L1,
-  // so it is never a pass over the whole of C (the same bits as copying D
-  // into C first).
-  auto run_tile = [&](const T* ap, const T* bp, int64_t kc, int64_t i, int64_t j, int64_t rows,
-                      int64_t cols, T beta_k, bool first) {
-    T* c = C + i * rsc + j * csc;
-    const bool from_d = first && beta_k != T(0) && !d_is_c;
-    if (rows == MR && cols == NR && csc == 1) {
-      if (from_d)
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t q = 0; q < cols; ++q) c[r * rsc + q] = D.at(i + r, j + q);
-      kernel(kc, ap, bp, c, rsc, alpha, beta_k);
-      return;
-    }
-    alignas(64) T tile[MR * NR] = {};
-    if (beta_k != T(0))
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t q = 0; q < cols; ++q) tile[r * NR + q] = from_d ? D.at(i + r, j + q) : c[r * rsc + q * csc];
-    kernel(kc, ap, bp, tile, NR, alpha, beta_k);
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t q = 0; q < cols; ++q) c[r * rsc + q * csc] = tile[r * NR + q];
+  // One tile of C at (i, j) from packed panels; its first K block adds the
+  // product to D.
+  auto tile_at = [&](const T* ap, const T* bp, int64_t kc, int64_t i, int64_t j, int64_t rows,
+                     int64_t cols, T beta_k, bool first) {
+    run_tile<T, MR, NR>([&](T* out, int64_t ldo, T b) { kernel(kc, ap, bp, out, ldo, alpha, b); },
+                        C + i * rsc + j * csc, rsc, csc, rows, cols, beta_k, first && !d_is_c ? &D : nullptr, i, j);
   };
 
   for (int64_t j0 = 0; j0 < N; j0 += NS) {
@@ -380,7 +465,7 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
               const T* bp = bblock + jr * kc;
               const int64_t cols = std::min<int64_t>(NR, je - jr);
               for (int64_t ir = ib; ir < ie; ir += MR)
-                run_tile(ablock + (ir - ib) * kc, bp, kc, ir, j0 + jr, std::min<int64_t>(MR, ie - ir),
+                tile_at(ablock + (ir - ib) * kc, bp, kc, ir, j0 + jr, std::min<int64_t>(MR, ie - ir),
                          cols, beta_k, first);
             }
           }
@@ -526,18 +611,8 @@ void multiply_panels(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K,
     for (int64_t ir = 0; ir < M; ir += MR) {
       const int64_t rows = std::min<int64_t>(MR, M - ir);
       const T* ap = apack + ir * K;
-      T* c = C + ir * rsc + jr * csc;
-      if (rows == MR && cols == NR && csc == 1) {
-        spec.run(K, ap, bp, c, rsc, alpha, beta);
-        continue;
-      }
-      alignas(64) T tile[MR * NR] = {};
-      if (beta != T(0))
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t q = 0; q < cols; ++q) tile[r * NR + q] = c[r * rsc + q * csc];
-      spec.run(K, ap, bp, tile, NR, alpha, beta);
-      for (int64_t r = 0; r < rows; ++r)
-        for (int64_t q = 0; q < cols; ++q) c[r * rsc + q * csc] = tile[r * NR + q];
+      run_tile<T, MR, NR>([&](T* out, int64_t ldo, T b) { spec.run(K, ap, bp, out, ldo, alpha, b); },
+                          C + ir * rsc + jr * csc, rsc, csc, rows, cols, beta, nullptr, ir, jr);
     }
   }
 }

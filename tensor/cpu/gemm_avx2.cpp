@@ -14,8 +14,11 @@ constexpr int kMR = kAvx2Rows;
 constexpr int kNV = kAvx2Cols / 8;  // ymm vectors per row of the tile
 static_assert(kAvx2Cols % 8 == 0 && kMR * kNV + kNV + 1 <= 16, "the tile must fit 16 ymm registers");
 
-void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, float alpha,
-            float beta) {
+// The tile, for panels a stride apart (kStrided: b unaligned); the packed
+// kernel is the same code with lda = MR, ldb = 8 * NV.
+template <bool kStrided>
+inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                                                float* c, int64_t rsc, float alpha, float beta) {
   __m256 acc[kMR][kNV];
 #pragma GCC unroll 8
   for (int r = 0; r < kMR; ++r)
@@ -25,15 +28,15 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, f
   for (int64_t k = 0; k < kc; ++k) {
     __m256 row[kNV];
 #pragma GCC unroll 2
-    for (int v = 0; v < kNV; ++v) row[v] = _mm256_load_ps(b + 8 * v);
+    for (int v = 0; v < kNV; ++v) row[v] = kStrided ? _mm256_loadu_ps(b + 8 * v) : _mm256_load_ps(b + 8 * v);
 #pragma GCC unroll 8
     for (int r = 0; r < kMR; ++r) {
       __m256 ar = _mm256_broadcast_ss(a + r);
 #pragma GCC unroll 2
       for (int v = 0; v < kNV; ++v) acc[r][v] = _mm256_fmadd_ps(ar, row[v], acc[r][v]);
     }
-    a += kMR;
-    b += 8 * kNV;
+    a += lda;
+    b += ldb;
   }
 
   __m256 va = _mm256_set1_ps(alpha);
@@ -52,6 +55,15 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, f
         _mm256_storeu_ps(p, _mm256_fmadd_ps(va, acc[r][v], _mm256_mul_ps(vb, _mm256_loadu_ps(p))));
       }
   }
+}
+
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, float alpha, float beta) {
+  tile<false>(kc, a, kMR, b, 8 * kNV, c, rsc, alpha, beta);
+}
+
+void kernel_strided(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t rsc,
+                    float alpha, float beta) {
+  tile<true>(kc, a, lda, b, ldb, c, rsc, alpha, beta);
 }
 
 // In-register transpose of an 8 x 8 block: r[i] holds row i on entry and column
@@ -105,7 +117,7 @@ void pack_transposed(float* dst, const float* src, int64_t ld, int64_t lanes, in
 
 KernelSpecF32 avx2_kernel_f32() {
   return {"avx2", kMR, 8 * kNV, 256, 96, 256, &kernel, &pack_transposed<kMR>,
-          &pack_transposed<8 * kNV>};
+          &pack_transposed<8 * kNV>, &kernel_strided};
 }
 
 }  // namespace heed::cpu::gemm_detail

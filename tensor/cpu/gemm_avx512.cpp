@@ -19,9 +19,11 @@
 namespace heed::cpu::gemm_detail {
 namespace {
 
-template <int MR, int NV>
-void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, float alpha,
-            float beta) {
+// The tile, for panels a stride apart (kStrided: b unaligned); the packed
+// kernel is the same code with lda = MR, ldb = 16 * NV.
+template <int MR, int NV, bool kStrided>
+inline __attribute__((always_inline)) void tile(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb,
+                                                float* c, int64_t rsc, float alpha, float beta) {
   __m512 acc[MR][NV];
 #pragma GCC unroll 16
   for (int r = 0; r < MR; ++r)
@@ -39,15 +41,15 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, f
   for (int64_t k = 0; k < kc; ++k) {
     __m512 row[NV];
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) row[v] = _mm512_load_ps(b + 16 * v);
+    for (int v = 0; v < NV; ++v) row[v] = kStrided ? _mm512_loadu_ps(b + 16 * v) : _mm512_load_ps(b + 16 * v);
 #pragma GCC unroll 16
     for (int r = 0; r < MR; ++r) {
       __m512 ar = _mm512_set1_ps(a[r]);
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(ar, row[v], acc[r][v]);
     }
-    a += MR;
-    b += 16 * NV;
+    a += lda;
+    b += ldb;
   }
 
   __m512 va = _mm512_set1_ps(alpha);
@@ -66,6 +68,17 @@ void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, f
         _mm512_storeu_ps(p, _mm512_fmadd_ps(va, acc[r][v], _mm512_mul_ps(vb, _mm512_loadu_ps(p))));
       }
   }
+}
+
+template <int MR, int NV>
+void kernel(int64_t kc, const float* a, const float* b, float* c, int64_t rsc, float alpha, float beta) {
+  tile<MR, NV, false>(kc, a, MR, b, 16 * NV, c, rsc, alpha, beta);
+}
+
+template <int MR, int NV>
+void kernel_strided(int64_t kc, const float* a, int64_t lda, const float* b, int64_t ldb, float* c, int64_t rsc,
+                    float alpha, float beta) {
+  tile<MR, NV, true>(kc, a, lda, b, ldb, c, rsc, alpha, beta);
 }
 
 // In-register transpose of a 16 x 16 block: r[i] holds row i on entry and
@@ -136,7 +149,7 @@ KernelSpecF32 avx512_kernel_f32() {
   // Zen 5 with 2 threads: kc 512 beat 128 by ~5% at 1024^3; mc 96..192 and
   // nc 256..1024 were within noise of each other.
   return {"avx512", mr, 16 * nv, 512, 96, 512,
-          &kernel<mr, nv>, &pack_transposed<mr>, &pack_transposed<16 * nv>};
+          &kernel<mr, nv>, &pack_transposed<mr>, &pack_transposed<16 * nv>, &kernel_strided<mr, nv>};
 }
 
 }  // namespace heed::cpu::gemm_detail

@@ -23,9 +23,15 @@ namespace heed::cpu::gemm_detail {
 // column-major B) is a transpose; a kernel may bring a SIMD one:
 //   dst[k*width + l] = src[l*ld + k]  for l < lanes,  0 for lanes <= l < width
 // (width is MR for A, NR for B; dst is 64-byte aligned, as for the kernel.)
+// A kernel may also come in a strided form, the same arithmetic on panels a
+// stride apart: a[k*lda + r], b[k*ldb + j] (lda = MR, ldb = NR is the packed
+// kernel; b need not be aligned). The driver then reads operands whose panels
+// are already in memory (column-major A, row-major B) in place.
 template <typename T>
 struct KernelSpec {
   using Kernel = void (*)(int64_t kc, const T* a, const T* b, T* c, int64_t rsc, T alpha, T beta);
+  using StridedKernel = void (*)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t rsc,
+                                 T alpha, T beta);
   using PackTransposed = void (*)(T* dst, const T* src, int64_t ld, int64_t lanes, int64_t kc);
 
   const char* name;
@@ -36,6 +42,7 @@ struct KernelSpec {
   Kernel run;
   PackTransposed pack_a_rows;  // width MR, for csa == 1; null: the driver's plain loop
   PackTransposed pack_b_cols;  // width NR, for rsb == 1; null: the driver's plain loop
+  StridedKernel run_strided = nullptr;  // null: operands are always packed
 };
 
 using KernelSpecF32 = KernelSpec<float>;
