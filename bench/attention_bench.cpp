@@ -18,7 +18,8 @@
 // /proc/self/status) minus its resident set just before the inputs were
 // made, so it counts the inputs, every intermediate and every gradient, but
 // not the program and its libraries. That is why each configuration runs in
-// a process of its own (bench/run_attention.sh starts them).
+// a process of its own (bench/run_attention.sh starts them). With
+// HEED_PROFILE=1 the timed steps' per-kernel table goes to stderr.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -30,6 +31,7 @@
 #include "bench/bench_util.h"
 #include "nn/attention.h"
 #include "nn/linear_attention.h"
+#include "tensor/cpu/cpu_profile.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
 
@@ -109,6 +111,7 @@ int main(int argc, char** argv) {
     };
 
     step();  // warm-up: first-touch page faults, thread start
+    heed::cpu::profile_reset();
     double best = std::numeric_limits<double>::infinity(), total = 0;
     int reps = 0;
     while ((total < a.min_time || reps < 2) && reps < a.max_reps) {
@@ -126,6 +129,10 @@ int main(int argc, char** argv) {
         a.impl.c_str(), static_cast<long long>(a.B), static_cast<long long>(a.H), static_cast<long long>(a.T),
         static_cast<long long>(a.d), static_cast<long long>(a.window), a.threads, reps, best * 1e3,
         peak / (1024.0 * 1024.0));
+    std::fflush(stdout);
+    if (heed::cpu::profiling_enabled())
+      std::fprintf(stderr, "heed kernel profile, %d steps of %s at T = %lld:\n%s", reps, a.impl.c_str(),
+                   static_cast<long long>(a.T), heed::cpu::profile_report().c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "attention_bench: %s\n", e.what());

@@ -48,6 +48,18 @@ Edge gradient_edge(const Tensor& t) {
   return {acc, 0};
 }
 
+namespace {
+// Whether g is the only handle on memory that holds exactly g, densely: a
+// backward's fresh result, which the leaf may keep instead of a copy (as
+// PyTorch's AccumulateGrad does). A view, an expanded or offset tensor, or
+// one that the caller, a hook or a saved tensor still holds is copied.
+bool owns_its_memory(const Tensor& g) {
+  const std::shared_ptr<TensorImpl>& impl = g.impl_ptr();
+  return impl.use_count() == 1 && impl->storage.use_count() == 1 && impl->offset == 0 && g.is_contiguous() &&
+         impl->storage->nbytes() == static_cast<size_t>(g.numel()) * dtype_size(g.dtype());
+}
+}  // namespace
+
 AccumulateGrad::AccumulateGrad(std::shared_ptr<TensorImpl> leaf_impl) : leaf(std::move(leaf_impl)) {}
 
 TensorList AccumulateGrad::apply(TensorList&& grads) {
@@ -62,7 +74,7 @@ TensorList AccumulateGrad::apply(TensorList&& grads) {
   // expanded view, and optimizers update .grad in place.
   if (!GradMode::is_enabled()) g = g.detach();
   if (!meta.grad.defined()) {
-    meta.grad = GradMode::is_enabled() ? g : clone(g);
+    meta.grad = GradMode::is_enabled() || owns_its_memory(g) ? g : clone(g);
   } else {
     meta.grad = meta.grad + g;
   }

@@ -154,6 +154,37 @@ TEST_CASE("double backward through softmax, matmul and reductions", "[autograd][
   }
 }
 
+TEST_CASE("a leaf keeps a fresh gradient without copying it; one held elsewhere is copied", "[autograd][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    // mul's backward makes a new tensor that nothing else holds: .grad is that memory.
+    Tensor a = f64(d, {1, 2, 3}).requires_grad_();
+    const void* arriving = nullptr;
+    a.register_hook([&](const Tensor& g) {
+      arriving = g.raw_data();
+      return Tensor();
+    });
+    sum(mul(a, 3.0)).backward();
+    REQUIRE(a.grad().raw_data() == arriving);
+    REQUIRE(a.grad().to_vector<double>() == Vec{3, 3, 3});
+    // A gradient someone still holds gets memory of its own: writing to the
+    // held tensor later leaves .grad alone (and the other way round).
+    Tensor b = f64(d, {1, 2}).requires_grad_();
+    Tensor held = f64(d, {7, 8});
+    b.register_hook([&](const Tensor&) { return held; });
+    sum(mul(b, 1.0)).backward();
+    REQUIRE(b.grad().raw_data() != held.raw_data());
+    held.fill_(0.0);
+    REQUIRE(b.grad().to_vector<double>() == Vec{7, 8});
+    // So does a view of a larger buffer, even when nothing else holds it.
+    Tensor c = f64(d, {1, 2}).requires_grad_();
+    c.register_hook([&](const Tensor&) { return f64(d, {5, 6, 7, 8}).slice(0, 1, 3); });
+    sum(mul(c, 1.0)).backward();
+    REQUIRE(c.grad().to_vector<double>() == Vec{6, 7});
+    REQUIRE(c.grad().is_contiguous());
+    REQUIRE(c.grad().numel() == 2);
+  }
+}
+
 TEST_CASE("hooks read and replace gradients; retain_grad keeps non-leaf grads", "[autograd][device]") {
   FOR_EACH_TEST_DEVICE(d) {
     Tensor a = f64(d, {1, 2}).requires_grad_();

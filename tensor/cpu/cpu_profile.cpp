@@ -48,42 +48,21 @@ class Timed {
   std::chrono::steady_clock::time_point start_;
 };
 
-const char* unary_name(UnaryOp op) {
-  static const char* names[] = {"Neg",   "Exp",  "Log", "Sqrt", "Rsqrt",      "Tanh",      "Sigmoid",   "Relu",
-                                "GeluErf", "GeluTanh", "Abs", "Sign", "Erf",   "Sin",       "Cos",       "Reciprocal",
-                                "Square", "AddScalar", "MulScalar", "PowScalar", "Clamp", "LogicalNot", "IsNonFinite"};
-  const size_t i = static_cast<size_t>(op);
-  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "?";
-}
-
-const char* binary_name(BinaryOp op) {
-  static const char* names[] = {"Add", "Sub", "Mul", "Div", "Pow", "Maximum", "Minimum", "ReluGrad", "Eq",
-                                "Ne",  "Lt",  "Le",  "Gt",  "Ge",  "LogicalAnd", "LogicalOr"};
-  const size_t i = static_cast<size_t>(op);
-  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "?";
-}
-
-const char* reduce_name(ReduceOp op) {
-  static const char* names[] = {"Sum", "Prod", "Max", "Min", "ArgMax", "ArgMin"};
-  const size_t i = static_cast<size_t>(op);
-  return i < sizeof(names) / sizeof(names[0]) ? names[i] : "?";
-}
-
 void* p_allocate(size_t n, int d) { Timed t("allocate"); return allocate(n, d); }
 void p_deallocate(void* p, size_t n, int d) { Timed t("deallocate"); deallocate(p, n, d); }
 void p_copy(const Tensor& s, const Tensor& d) { Timed t("copy"); copy(s, d); }
 void p_fill(const Tensor& d, double v) { Timed t("fill"); fill(d, v); }
 void p_unary(UnaryOp op, const Tensor& x, double a, double b, const Tensor& out) {
-  Timed t(std::string("unary.") + unary_name(op));
+  Timed t(std::string("unary.") + unary_op_name(op));
   unary(op, x, a, b, out);
 }
 void p_binary(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& out) {
-  Timed t(std::string("binary.") + binary_name(op));
+  Timed t(std::string("binary.") + binary_op_name(op));
   binary(op, x, y, out);
 }
 void p_where(const Tensor& c, const Tensor& x, const Tensor& y, const Tensor& out) { Timed t("where"); where(c, x, y, out); }
 void p_reduce(ReduceOp op, const Tensor& x, const Tensor& out) {
-  Timed t(std::string("reduce.") + reduce_name(op));
+  Timed t(std::string("reduce.") + reduce_op_name(op));
   reduce(op, x, out);
 }
 bool with_shapes = false;  // HEED_PROFILE=2: matmul buckets per shape and layout
@@ -115,6 +94,17 @@ void p_cross_entropy_backward(const Tensor& g, const Tensor& x, const Tensor& t,
                               double e, const Tensor& gx) {
   Timed timed("cross_entropy_backward");
   cross_entropy_backward(g, x, t, lse, ignore, e, gx);
+}
+void p_attention_forward(const Tensor& q, const Tensor& k, const Tensor& v, const AttentionArgs& args,
+                         const Tensor& out, const Tensor& lse) {
+  Timed t("attention_forward");
+  attention_forward(q, k, v, args, out, lse);
+}
+void p_attention_backward(const Tensor& g, const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                          const Tensor& lse, const AttentionArgs& args, const Tensor& gq, const Tensor& gk,
+                          const Tensor& gv) {
+  Timed t("attention_backward");
+  attention_backward(g, q, k, v, out, lse, args, gq, gk, gv);
 }
 void p_layer_norm(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& out, const Tensor& mean,
                   const Tensor& rstd) {
@@ -195,6 +185,8 @@ void maybe_profile(Backend& row) {
   row.softmax_backward = &p_softmax_backward;
   row.cross_entropy = &p_cross_entropy;
   row.cross_entropy_backward = &p_cross_entropy_backward;
+  row.attention_forward = &p_attention_forward;
+  row.attention_backward = &p_attention_backward;
   row.layer_norm = &p_layer_norm;
   row.layer_norm_backward = &p_layer_norm_backward;
   row.index_select = &p_index_select;
