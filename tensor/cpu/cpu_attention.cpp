@@ -42,9 +42,12 @@ namespace {
 
 constexpr int64_t kQueryTile = 96;
 constexpr int64_t kKeyTile = 128;  // also the row stride of the score tiles
-// A sliding window's band crosses tiles diagonally; narrower key tiles there
-// waste less of each tile on masked pairs.
-constexpr int64_t kWindowKeyTile = 64, kWindowQueryTile = 48;
+// A sliding window's band crosses tiles diagonally; narrower tiles there waste
+// less of each tile on masked pairs. Square ones keep every query tile's band
+// at the same place in its key tiles: a window w reads ceil((w - 1) / 64) + 1
+// of them, the fewest 64-row tiles can (48 rows measured 9% slower at
+// w = 256, T = 8192: their bands straddle one tile more, half the time).
+constexpr int64_t kWindowKeyTile = 64, kWindowQueryTile = 64;
 constexpr int64_t kQueryBlock = 8;  // query tiles per forward task
 
 inline float exp_any(float x) { return exp_f32(x); }
@@ -228,8 +231,8 @@ TileState tile_of(const AttentionPatternView& pat, int64_t i0, int64_t i1, int64
 template <class T>
 struct Workspace {
   PackedB<T> keys_t, values;  // the backward packs V^T into `values`
-  PackedB<T> query_tile, grad_tile;
-  PackedA<T> query_a, grad_a;  // the same tiles as A operands
+  PackedB<T> keys;            // K [S, d], the backward's dQ operand
+  PackedA<T> query_a, grad_a;  // Q_i and dO_i as A operands
   std::vector<T> s, dp, o, z, m, delta;
   std::vector<double> l;
 };
@@ -373,14 +376,16 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
     T* z = w.z.data();
     T* delta = w.delta.data();
     // The operands the task's tile products read, each packed once: K^T
-    // [d, S] and V^T [dv, S] per task, Q_i and dO_i per query tile. (K for
-    // dQ is packed per tile by the plain GEMM: a 1% cost, and 4 d S bytes
-    // less per thread.)
+    // [d, S], K [S, d] and V^T [dv, S] per task, Q_i and dO_i per query tile.
+    // dV and dK read their A (P^T, dS^T: the score tiles, transposed) and
+    // their B (dO_i, Q_i) where they lie: a score tile's columns are the
+    // micro-kernel's A panels a row apart, so gemm multiplies them in place.
     PackedB<T>& keys_t = w.keys_t;
     PackedB<T>& values_t = w.values;
     for (int64_t task = tb; task < te; ++task) {
       const int64_t b = task / D.Hkv, hk = task % D.Hkv;
       keys_t.pack(D.d, D.S, k.row(b, hk, 0), 1, k.sl);
+      w.keys.pack(D.S, D.d, k.row(b, hk, 0), k.sl, 1);
       values_t.pack(D.dv, D.S, v.row(b, hk, 0), 1, v.sl);
       // Each task owns its rows of the three gradients: clear them, then accumulate.
       for (int64_t g = 0; g < D.G; ++g) {
@@ -406,8 +411,6 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
         for (int64_t i0 = 0; i0 < D.T; i0 += D.query_tile) {
           const int64_t rows = std::min(D.query_tile, D.T - i0);
           const T* go_i = gout + ((b * D.Hq + h) * D.T + i0) * D.dv;
-          w.query_tile.pack(rows, D.d, q.row(b, h, i0), q.sl, 1);
-          w.grad_tile.pack(rows, D.dv, go_i, D.dv, 1);
           w.query_a.pack(rows, D.d, q.row(b, h, i0), q.sl, 1);
           w.grad_a.pack(rows, D.dv, go_i, D.dv, 1);
           for (int64_t j0 = 0; j0 < D.S; j0 += D.key_tile) {
@@ -434,8 +437,8 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
             }
             // dV_j += P^T dO_i  (P dropped when dropout is on)
             const T* p_used = dropout ? dp : s;
-            gemm_packed_b(cols, D.dv, rows, T(1), p_used, int64_t{1}, kKeyTile, w.grad_tile, 0, 0, T(1),
-                          gv_head + j0 * D.dv, D.dv, 1);
+            gemm(cols, D.dv, rows, T(1), p_used, int64_t{1}, kKeyTile, go_i, D.dv, 1, T(1), gv_head + j0 * D.dv,
+                 D.dv, 1);
             // dP = dO_i V_j^T
             gemm_packed_ab(cols, T(1), w.grad_a, values_t, 0, j0, T(0), dp, kKeyTile, 1);
             // dS = P (dP z - D_i), into dp
@@ -451,10 +454,10 @@ void backward_impl(const Tensor& got, const Tensor& qt, const Tensor& kt, const 
               }
             }
             // dQ_i += dS K_j * scale;  dK_j += dS^T Q_i * scale
-            gemm(rows, D.d, cols, scale, dp, kKeyTile, 1, k.row(b, hk, j0), k.sl, 1, T(1),
-                 gq + ((b * D.Hq + h) * D.T + i0) * D.d, D.d, 1);
-            gemm_packed_b(cols, D.d, rows, scale, dp, int64_t{1}, kKeyTile, w.query_tile, 0, 0, T(1),
-                          gk_head + j0 * D.d, D.d, 1);
+            gemm_packed_b(rows, D.d, cols, scale, dp, kKeyTile, int64_t{1}, w.keys, j0, 0, T(1),
+                          gq + ((b * D.Hq + h) * D.T + i0) * D.d, D.d, 1);
+            gemm(cols, D.d, rows, scale, dp, int64_t{1}, kKeyTile, q.row(b, h, i0), q.sl, 1, T(1),
+                 gk_head + j0 * D.d, D.d, 1);
           }
         }
       }
