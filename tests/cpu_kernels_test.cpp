@@ -798,6 +798,23 @@ TEST_CASE("cpu allocator keeps large freed blocks for reuse, aligned, and gives 
   REQUIRE(cpu::cached_bytes() == 0);
 }
 
+TEST_CASE("cpu allocator gives blocks of 32 MiB or more 2 MiB alignment (huge pages)", "[cpu]") {
+#if defined(__SANITIZE_ADDRESS__)
+  WARN("AddressSanitizer build: its allocator owns the pages");
+  return;
+#endif
+  for (size_t bytes : {size_t(32) << 20, (size_t(40) << 20) + 12345, size_t(100) << 20}) {
+    INFO(bytes << " bytes");
+    void* p = cpu::allocate(bytes, 0);
+    REQUIRE(reinterpret_cast<uintptr_t>(p) % (size_t(2) << 20) == 0);
+    std::memset(p, 7, bytes);  // every requested byte is usable
+    cpu::deallocate(p, bytes, 0);
+  }
+  void* p = cpu::allocate(size_t(5) << 20, 0);  // smaller blocks keep the ordinary alignment only
+  REQUIRE(reinterpret_cast<uintptr_t>(p) % 64 == 0);
+  cpu::deallocate(p, size_t(5) << 20, 0);
+}
+
 TEST_CASE("cpu memory stats count what tensors hold and its peak", "[cpu]") {
   cpu::reset_peak_stats();
   const cpu::MemoryStats before = cpu::memory_stats();
