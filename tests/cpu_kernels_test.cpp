@@ -815,6 +815,33 @@ TEST_CASE("cpu allocator gives blocks of 32 MiB or more 2 MiB alignment (huge pa
   cpu::deallocate(p, size_t(5) << 20, 0);
 }
 
+TEST_CASE("cpu allocator: a freed block serves the next request of its size", "[cpu]") {
+#if !defined(__GLIBC__) || defined(__SANITIZE_ADDRESS__)
+  WARN("not glibc's malloc, or an AddressSanitizer build: nothing to check");
+  return;
+#endif
+  if (!cpu::memory_stats().malloc_tuned) {
+    WARN("malloc's thresholds were set by the environment: blocks may be mmapped");
+    return;
+  }
+  // glibc's aligned_alloc would need a few bytes more than the freed block
+  // holds, and take new memory every time (cpu_allocator.cpp).
+  const size_t limit_before = cpu::cache_limit();
+  cpu::set_cache_limit(0);  // malloc itself, not the size-class cache
+  for (size_t bytes : {size_t(64) << 10, size_t(2) << 20, (size_t(5) << 20) + 4}) {
+    INFO(bytes << " bytes");
+    void* a = cpu::allocate(bytes, 0);
+    void* keep = cpu::allocate(bytes, 0);  // so that a is not at the top of the heap
+    cpu::deallocate(a, bytes, 0);
+    void* b = cpu::allocate(bytes, 0);
+    REQUIRE(b == a);
+    REQUIRE(reinterpret_cast<uintptr_t>(b) % 64 == 0);
+    cpu::deallocate(b, bytes, 0);
+    cpu::deallocate(keep, bytes, 0);
+  }
+  cpu::set_cache_limit(limit_before);
+}
+
 TEST_CASE("cpu memory stats count what tensors hold and its peak", "[cpu]") {
   cpu::reset_peak_stats();
   const cpu::MemoryStats before = cpu::memory_stats();
