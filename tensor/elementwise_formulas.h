@@ -53,6 +53,7 @@ enum class UnaryOp {
 enum class BinaryOp {
   Add, Sub, Mul, Div, Pow, Maximum, Minimum,
   ReluGrad,                // float only: x where y > 0, else 0 (ReLU's backward: x the gradient, y the output)
+  GeluErfGrad, GeluTanhGrad,  // float only: x * gelu'(y) (GELU's backward: x the gradient, y the input)
   Eq, Ne, Lt, Le, Gt, Ge,  // out is bool
   LogicalAnd, LogicalOr,   // bool x bool -> bool
 };
@@ -89,7 +90,7 @@ HEED_HD constexpr bool binary_defined(BinaryOp k) {
     return k == BinaryOp::LogicalAnd || k == BinaryOp::LogicalOr || k == BinaryOp::Maximum ||
            k == BinaryOp::Minimum;
   } else {
-    return k <= BinaryOp::Minimum || (k == BinaryOp::ReluGrad && kIsFloat<T>);
+    return k <= BinaryOp::Minimum || (k >= BinaryOp::ReluGrad && k <= BinaryOp::GeluTanhGrad && kIsFloat<T>);
   }
 }
 
@@ -111,7 +112,8 @@ inline const char* unary_op_name(UnaryOp k) {
 }
 inline const char* binary_op_name(BinaryOp k) {
   constexpr const char* kNames[] = {"add", "sub", "mul", "div", "pow", "maximum", "minimum", "relu_grad",
-                                    "eq", "ne", "lt", "le", "gt", "ge", "logical_and", "logical_or"};
+                                    "gelu_erf_grad", "gelu_tanh_grad", "eq", "ne", "lt", "le", "gt", "ge",
+                                    "logical_and", "logical_or"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(BinaryOp::LogicalOr) + 1);
   return kNames[static_cast<int>(k)];
 }
@@ -373,6 +375,18 @@ struct BinaryFn {
       else if constexpr (K == BinaryOp::Div) return p / q;
       else if constexpr (K == BinaryOp::Pow) return M::pow(p, q);
       else if constexpr (K == BinaryOp::ReluGrad) return q > T(0) ? p : T(0);  // a select, as torch's threshold_backward
+      else if constexpr (K == BinaryOp::GeluErfGrad) {
+        // Phi(q) + q phi(q), the erf form's derivative
+        const T cdf = T(0.5) * (T(1) + M::erf(q * T(0.70710678118654752440)));
+        const T pdf = M::exp(T(-0.5) * q * q) * T(0.39894228040143267794);  // 1 / sqrt(2 pi)
+        return p * (cdf + q * pdf);
+      } else if constexpr (K == BinaryOp::GeluTanhGrad) {
+        // t = tanh(u), u = k (q + c q^3): 0.5 (1 + t) + 0.5 q (1 - t^2) k (1 + 3 c q^2)
+        const T k = T(0.79788456080286535588), c = T(0.044715);
+        const T q2 = q * q;
+        const T t = M::tanh(k * q * (T(1) + c * q2));
+        return p * (T(0.5) * (T(1) + t) + T(0.5) * k * q * (T(1) - t * t) * (T(1) + T(3) * c * q2));
+      }
       else if constexpr (K == BinaryOp::Maximum) return (p > q || p != p) ? p : q;  // NaN in either propagates
       else return (p < q || p != p) ? p : q;                                        // Minimum
     } else {
@@ -447,7 +461,8 @@ decltype(auto) dispatch_binary(BinaryOp k, F&& f) {
   case K::name: return f(std::integral_constant<K, K::name>{});
   switch (k) {
     HEED_BINARY_CASE(Add) HEED_BINARY_CASE(Sub) HEED_BINARY_CASE(Mul) HEED_BINARY_CASE(Div) HEED_BINARY_CASE(Pow)
-    HEED_BINARY_CASE(Maximum) HEED_BINARY_CASE(Minimum) HEED_BINARY_CASE(ReluGrad) HEED_BINARY_CASE(Eq) HEED_BINARY_CASE(Ne)
+    HEED_BINARY_CASE(Maximum) HEED_BINARY_CASE(Minimum) HEED_BINARY_CASE(ReluGrad) HEED_BINARY_CASE(GeluErfGrad)
+    HEED_BINARY_CASE(GeluTanhGrad) HEED_BINARY_CASE(Eq) HEED_BINARY_CASE(Ne)
     HEED_BINARY_CASE(Lt) HEED_BINARY_CASE(Le) HEED_BINARY_CASE(Gt) HEED_BINARY_CASE(Ge)
     HEED_BINARY_CASE(LogicalAnd) HEED_BINARY_CASE(LogicalOr)
   }

@@ -184,6 +184,17 @@ TEST_CASE("every binary op matches its formula with broadcast and strided inputs
       {BinaryOp::Maximum, "maximum", [](double p, double q) { return std::max(p, q); }, false},
       {BinaryOp::Minimum, "minimum", [](double p, double q) { return std::min(p, q); }, false},
       {BinaryOp::ReluGrad, "relu_grad", [](double p, double q) { return q > 0 ? p : 0.0; }, false},
+      {BinaryOp::GeluErfGrad, "gelu_erf_grad",
+       [](double p, double q) {
+         return p * (0.5 * (1 + std::erf(q / std::sqrt(2.0))) + q * std::exp(-q * q / 2) / std::sqrt(2 * M_PI));
+       },
+       false},
+      {BinaryOp::GeluTanhGrad, "gelu_tanh_grad",
+       [](double p, double q) {
+         const double k = std::sqrt(2 / M_PI), c = 0.044715, t = std::tanh(k * (q + c * q * q * q));
+         return p * (0.5 * (1 + t) + 0.5 * q * (1 - t * t) * k * (1 + 3 * c * q * q));
+       },
+       false},
       {BinaryOp::Eq, "eq", [](double p, double q) { return double(p == q); }, true},
       {BinaryOp::Ne, "ne", [](double p, double q) { return double(p != q); }, true},
       {BinaryOp::Lt, "lt", [](double p, double q) { return double(p < q); }, true},

@@ -112,7 +112,7 @@ TEST_CASE("cuda bfloat16: unary, binary, where and fill are float32's kernels ro
                                UnaryOp::Clamp};
   const BinaryOp binary_ops[] = {BinaryOp::Add, BinaryOp::Sub, BinaryOp::Mul, BinaryOp::Div,
                                  BinaryOp::Pow, BinaryOp::Maximum, BinaryOp::Minimum,
-                                 BinaryOp::ReluGrad};
+                                 BinaryOp::ReluGrad, BinaryOp::GeluErfGrad, BinaryOp::GeluTanhGrad};
   const BinaryOp compare_ops[] = {BinaryOp::Eq, BinaryOp::Ne, BinaryOp::Lt, BinaryOp::Le, BinaryOp::Gt, BinaryOp::Ge};
   for (const View& vx : kViews) {
     const Tensor bx = host_tensor(vx.base, DType::BFloat16, [](int64_t i) { return i == 5 ? NAN : wavy(i); });

@@ -77,7 +77,9 @@ void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& o
       }
       using Fn = BinaryFn<K, T, VecMath>;
       int64_t unused_error[2] = {0, 0};  // never written: the operands were checked above
-      const int64_t grain = K == BinaryOp::Pow && kIsFloat<T> ? kGrainCostly : kGrainCheap;
+      constexpr bool costly = kIsFloat<T> && (K == BinaryOp::Pow || K == BinaryOp::GeluErfGrad ||
+                                              K == BinaryOp::GeluTanhGrad);
+      const int64_t grain = costly ? kGrainCostly : kGrainCheap;
       map2<typename Fn::Out, T>(out, x, y, grain, Fn{unused_error});
     } else {
       HEED_FAIL("cpu binary: {} is not defined for {} tensors", binary_op_name(K), dtype_name(x.dtype()));
