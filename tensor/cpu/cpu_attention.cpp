@@ -33,6 +33,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/vec_math.h"
 #include "tensor/error.h"
@@ -114,17 +115,12 @@ __attribute__((always_inline)) inline void scale(T* x, int64_t n, T a) {
   for (int64_t i = 0; i < n; ++i) x[i] *= a;
 }
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define HEED_ROW_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define HEED_ROW_CLONES
-#endif
 
-HEED_ROW_CLONES float row_max(const float* x, int64_t n) { return max_of(x, n); }
-HEED_ROW_CLONES double row_exp_sum(float* x, int64_t n, float m) { return exp_shifted_sum(x, n, m); }
-HEED_ROW_CLONES void row_exp(float* x, int64_t n, float m) { exp_shifted(x, n, m); }
-HEED_ROW_CLONES void row_softmax_grad(const float* p, float* dp, int64_t n, float di) { softmax_grad(p, dp, n, di); }
-HEED_ROW_CLONES void row_scale(float* x, int64_t n, float a) { scale(x, n, a); }
+HEED_ISA_CLONES float row_max(const float* x, int64_t n) { return max_of(x, n); }
+HEED_ISA_CLONES double row_exp_sum(float* x, int64_t n, float m) { return exp_shifted_sum(x, n, m); }
+HEED_ISA_CLONES void row_exp(float* x, int64_t n, float m) { exp_shifted(x, n, m); }
+HEED_ISA_CLONES void row_softmax_grad(const float* p, float* dp, int64_t n, float di) { softmax_grad(p, dp, n, di); }
+HEED_ISA_CLONES void row_scale(float* x, int64_t n, float a) { scale(x, n, a); }
 double row_max(const double* x, int64_t n) { return max_of(x, n); }
 double row_exp_sum(double* x, int64_t n, double m) { return exp_shifted_sum(x, n, m); }
 void row_exp(double* x, int64_t n, double m) { exp_shifted(x, n, m); }
@@ -164,7 +160,7 @@ __attribute__((always_inline)) inline void keep_factors(uint64_t seed, uint64_t 
     for (int w = 0; w < 4; ++w) z[b * 4 + w] = (r.w[w] >> 8) < threshold ? inv : T(0);
   }
 }
-HEED_ROW_CLONES void row_keep_factors(uint64_t seed, uint64_t block0, int64_t blocks, uint32_t threshold, float inv,
+HEED_ISA_CLONES void row_keep_factors(uint64_t seed, uint64_t block0, int64_t blocks, uint32_t threshold, float inv,
                                       float* z) {
   keep_factors(seed, block0, blocks, threshold, inv, z);
 }

@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/strided_loop.h"
 #include "tensor/cpu/vec_math.h"
 #include "tensor/elementwise_formulas.h"
@@ -20,6 +21,63 @@ constexpr bool is_costly(UnaryOp op) {
   return op == UnaryOp::Exp || op == UnaryOp::Log || op == UnaryOp::Tanh || op == UnaryOp::Sigmoid ||
          op == UnaryOp::GeluErf || op == UnaryOp::GeluTanh || op == UnaryOp::Erf || op == UnaryOp::Sin ||
          op == UnaryOp::Cos || op == UnaryOp::PowScalar;
+}
+
+// ---- float32 runs at the CPU's full vector width -------------------------------
+// The ops whose float formula is mostly vec_math's exp, tanh or erf: their
+// contiguous float32 runs go through HEED_ISA_CLONES loops (isa_clones.h),
+// 2-4x faster than the baseline build's 4-lane loop on an AVX-512 CPU.
+constexpr bool has_wide_run(UnaryOp op) {
+  return op == UnaryOp::Exp || op == UnaryOp::Tanh || op == UnaryOp::Sigmoid || op == UnaryOp::GeluErf ||
+         op == UnaryOp::GeluTanh || op == UnaryOp::Erf;
+}
+constexpr bool has_wide_run(BinaryOp op) { return op == BinaryOp::GeluErfGrad || op == BinaryOp::GeluTanhGrad; }
+
+template <UnaryOp K>
+__attribute__((always_inline)) inline void unary_run(const float* x, float* o, int64_t n) {
+  const UnaryFn<K, float, VecMath> f{};
+  for (int64_t i = 0; i < n; ++i) o[i] = f(x[i]);
+}
+template <BinaryOp K>
+__attribute__((always_inline)) inline void binary_run(const float* x, const float* y, float* o, int64_t n) {
+  const BinaryFn<K, float, VecMath> f{};
+  for (int64_t i = 0; i < n; ++i) o[i] = f(x[i], y[i]);
+}
+
+// One cloned function per op (flatten: every call in it is inlined into each
+// clone, so the formula and vec_math run at the clone's width; an
+// out-of-line call would run the baseline code an element at a time).
+#define HEED_WIDE_UNARY(name) \
+  HEED_ISA_CLONES __attribute__((flatten)) void wide_##name(const float* x, float* o, int64_t n) { \
+    unary_run<UnaryOp::name>(x, o, n);                                                          \
+  }
+HEED_WIDE_UNARY(Exp)
+HEED_WIDE_UNARY(Tanh)
+HEED_WIDE_UNARY(Sigmoid)
+HEED_WIDE_UNARY(GeluErf)
+HEED_WIDE_UNARY(GeluTanh)
+HEED_WIDE_UNARY(Erf)
+#undef HEED_WIDE_UNARY
+HEED_ISA_CLONES __attribute__((flatten)) void wide_GeluErfGrad(const float* x, const float* y, float* o, int64_t n) {
+  binary_run<BinaryOp::GeluErfGrad>(x, y, o, n);
+}
+HEED_ISA_CLONES __attribute__((flatten)) void wide_GeluTanhGrad(const float* x, const float* y, float* o, int64_t n) {
+  binary_run<BinaryOp::GeluTanhGrad>(x, y, o, n);
+}
+
+template <UnaryOp K>
+void wide_unary_run(const float* x, float* o, int64_t n) {
+  if constexpr (K == UnaryOp::Exp) wide_Exp(x, o, n);
+  else if constexpr (K == UnaryOp::Tanh) wide_Tanh(x, o, n);
+  else if constexpr (K == UnaryOp::Sigmoid) wide_Sigmoid(x, o, n);
+  else if constexpr (K == UnaryOp::GeluErf) wide_GeluErf(x, o, n);
+  else if constexpr (K == UnaryOp::GeluTanh) wide_GeluTanh(x, o, n);
+  else wide_Erf(x, o, n);
+}
+template <BinaryOp K>
+void wide_binary_run(const float* x, const float* y, float* o, int64_t n) {
+  if constexpr (K == BinaryOp::GeluErfGrad) wide_GeluErfGrad(x, y, o, n);
+  else wide_GeluTanhGrad(x, y, o, n);
 }
 
 template <class T>
@@ -35,7 +93,13 @@ void unary_typed(UnaryOp op, const Tensor& x, double a, double b, const Tensor& 
     constexpr UnaryOp K = decltype(kind)::value;
     if constexpr (unary_defined<T>(K)) {
       using Fn = UnaryFn<K, T, VecMath>;
-      map1<typename Fn::Out, T>(out, x, is_costly(K) ? kGrainCostly : kGrainCheap, make_unary_fn<K, T, VecMath>(a, b));
+      const int64_t grain = is_costly(K) ? kGrainCostly : kGrainCheap;
+      if constexpr (std::is_same_v<T, float> && has_wide_run(K)) {
+        map1<float, float>(out, x, grain, make_unary_fn<K, T, VecMath>(a, b),
+                           [](float* o, const float* in, int64_t n) { wide_unary_run<K>(in, o, n); });
+      } else {
+        map1<typename Fn::Out, T>(out, x, grain, make_unary_fn<K, T, VecMath>(a, b));
+      }
     } else {
       HEED_FAIL("cpu unary: {} is not defined for {} tensors", unary_op_name(K), dtype_name(x.dtype()));
     }
@@ -80,7 +144,12 @@ void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& o
       constexpr bool costly = kIsFloat<T> && (K == BinaryOp::Pow || K == BinaryOp::GeluErfGrad ||
                                               K == BinaryOp::GeluTanhGrad);
       const int64_t grain = costly ? kGrainCostly : kGrainCheap;
-      map2<typename Fn::Out, T>(out, x, y, grain, Fn{unused_error});
+      if constexpr (std::is_same_v<T, float> && has_wide_run(K)) {
+        map2<float, float>(out, x, y, grain, Fn{unused_error},
+                           [](float* o, const float* p, const float* q, int64_t n) { wide_binary_run<K>(p, q, o, n); });
+      } else {
+        map2<typename Fn::Out, T>(out, x, y, grain, Fn{unused_error});
+      }
     } else {
       HEED_FAIL("cpu binary: {} is not defined for {} tensors", binary_op_name(K), dtype_name(x.dtype()));
     }

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <type_traits>
 
 #include "tensor/cpu/parallel.h"
 #include "tensor/error.h"
@@ -141,15 +142,23 @@ inline char* bytes_of(const Tensor& t) { return static_cast<char*>(t.raw_data())
 // out = f(x...) over tensors of out's shape, with a contiguous fast path (and a
 // broadcast-scalar one for two inputs) that the compiler vectorises.
 
-template <class Out, class In, class F>
-void map1(const Tensor& out, const Tensor& x, int64_t grain, F f) {
+// The contiguous runs of a map, handed whole to a function of their own (a
+// loop compiled for several instruction sets, say); the default runs f.
+struct NoSpan {};
+
+template <class Out, class In, class F, class Span = NoSpan>
+void map1(const Tensor& out, const Tensor& x, int64_t grain, F f, Span span = {}) {
   auto plan = make_plan<2>(out.shape(), {&out.strides(), &x.strides()},
                            {int64_t(sizeof(Out)), int64_t(sizeof(In))});
   for_each(plan, {bytes_of(out), bytes_of(x)}, grain, [&](char* const* p, const int64_t* s, int64_t n) {
     Out* o = reinterpret_cast<Out*>(p[0]);
     const In* a = reinterpret_cast<const In*>(p[1]);
     if (s[0] == sizeof(Out) && s[1] == sizeof(In)) {
-      for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+      if constexpr (std::is_same_v<Span, NoSpan>) {
+        for (int64_t i = 0; i < n; ++i) o[i] = f(a[i]);
+      } else {
+        span(o, a, n);
+      }
     } else {
       for (int64_t i = 0; i < n; ++i)
         *reinterpret_cast<Out*>(p[0] + i * s[0]) = f(*reinterpret_cast<const In*>(p[1] + i * s[1]));
@@ -157,8 +166,8 @@ void map1(const Tensor& out, const Tensor& x, int64_t grain, F f) {
   });
 }
 
-template <class Out, class In, class F>
-void map2(const Tensor& out, const Tensor& x, const Tensor& y, int64_t grain, F f) {
+template <class Out, class In, class F, class Span = NoSpan>
+void map2(const Tensor& out, const Tensor& x, const Tensor& y, int64_t grain, F f, Span span = {}) {
   auto plan = make_plan<3>(out.shape(), {&out.strides(), &x.strides(), &y.strides()},
                            {int64_t(sizeof(Out)), int64_t(sizeof(In)), int64_t(sizeof(In))});
   for_each(plan, {bytes_of(out), bytes_of(x), bytes_of(y)}, grain,
@@ -168,7 +177,11 @@ void map2(const Tensor& out, const Tensor& x, const Tensor& y, int64_t grain, F 
              const In* b = reinterpret_cast<const In*>(p[2]);
              constexpr int64_t so = sizeof(Out), si = sizeof(In);
              if (s[0] == so && s[1] == si && s[2] == si) {
-               for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+               if constexpr (std::is_same_v<Span, NoSpan>) {
+                 for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], b[i]);
+               } else {
+                 span(o, a, b, n);
+               }
              } else if (s[0] == so && s[1] == si && s[2] == 0) {
                const In bv = b[0];
                for (int64_t i = 0; i < n; ++i) o[i] = f(a[i], bv);
