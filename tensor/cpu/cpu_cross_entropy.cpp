@@ -10,6 +10,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
+#include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/vec_math.h"
 
@@ -21,6 +22,68 @@ constexpr int kLanes = 8;
 
 inline float exp_nonpos(float v) { return exp_nonpositive(v); }
 inline double exp_nonpos(double v) { return std::exp(v); }
+
+// ---- one row, at the CPU's full vector width ----------------------------------
+// The row loops are written once (always_inline templates) and, for float32,
+// compiled for AVX-512, AVX2 and baseline x86-64 (isa_clones.h; this file is
+// built with -ffp-contract=off, so every clone gives the baseline's bits).
+
+// The row's maximum, in 16 lanes so that it vectorises (max is exact, so the
+// lanes change nothing; a NaN is never picked, as in one running maximum).
+template <class T>
+__attribute__((always_inline)) inline T max_of(const T* row, int64_t C) {
+  constexpr int kMaxLanes = 16;
+  T lanes[kMaxLanes];
+  for (T& l : lanes) l = -std::numeric_limits<T>::infinity();
+  int64_t c = 0;
+  for (; c + kMaxLanes <= C; c += kMaxLanes)
+    for (int j = 0; j < kMaxLanes; ++j) lanes[j] = row[c + j] > lanes[j] ? row[c + j] : lanes[j];
+  T m = -std::numeric_limits<T>::infinity();
+  for (; c < C; ++c) m = row[c] > m ? row[c] : m;
+  for (T l : lanes) m = l > m ? l : m;
+  return m;
+}
+
+// Sums of exp(row - m) and of the row, each in kLanes double lanes.
+template <class T>
+__attribute__((always_inline)) inline void lane_sums(const T* row, int64_t C, T m, bool want_exp, bool want_sum,
+                                                     double* lanes, double* xlanes) {
+  if (want_exp) {
+    int64_t c = 0;
+    for (; c + kLanes <= C; c += kLanes)
+      for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(exp_nonpos(row[c + j] - m));
+    for (int j = 0; c < C; ++c, ++j) lanes[j] += static_cast<double>(exp_nonpos(row[c] - m));
+  }
+  if (want_sum) {
+    int64_t c = 0;
+    for (; c + kLanes <= C; c += kLanes)
+      for (int j = 0; j < kLanes; ++j) xlanes[j] += static_cast<double>(row[c + j]);
+    for (int j = 0; c < C; ++c, ++j) xlanes[j] += static_cast<double>(row[c]);
+  }
+}
+
+// out = g * (exp(row - lse) - spread): the row's gradient before its target's -g * keep.
+template <class T>
+__attribute__((always_inline)) inline void grad_of(const T* row, int64_t C, T gn, T ln, T spread, T* out) {
+  for (int64_t c = 0; c < C; ++c) out[c] = gn * (exp_nonpos(row[c] - ln) - spread);
+}
+
+HEED_ISA_CLONES __attribute__((flatten)) float row_max(const float* row, int64_t C) { return max_of(row, C); }
+HEED_ISA_CLONES __attribute__((flatten)) void row_sums(const float* row, int64_t C, float m, bool want_exp,
+                                                       bool want_sum, double* lanes, double* xlanes) {
+  lane_sums(row, C, m, want_exp, want_sum, lanes, xlanes);
+}
+HEED_ISA_CLONES __attribute__((flatten)) void row_grad(const float* row, int64_t C, float gn, float ln, float spread,
+                                                       float* out) {
+  grad_of(row, C, gn, ln, spread, out);
+}
+double row_max(const double* row, int64_t C) { return max_of(row, C); }
+void row_sums(const double* row, int64_t C, double m, bool want_exp, bool want_sum, double* lanes, double* xlanes) {
+  lane_sums(row, C, m, want_exp, want_sum, lanes, xlanes);
+}
+void row_grad(const double* row, int64_t C, double gn, double ln, double spread, double* out) {
+  grad_of(row, C, gn, ln, spread, out);
+}
 
 void check_args(const char* op, const Tensor& logits, const Tensor& target) {
   HEED_CHECK(logits.dim() == 2 && logits.is_contiguous(), "cpu {}: logits must be a contiguous [N, C], got {}", op,
@@ -42,21 +105,9 @@ void forward_rows(const Tensor& logits, const int64_t* target, int64_t ignore, d
   parallel_for(0, N, std::max<int64_t>(1, kRowWork / std::max<int64_t>(C, 1)), [&](int64_t rb, int64_t re) {
     for (int64_t n = rb; n < re; ++n) {
       const T* row = x + n * C;
-      T m = -kInf;
-      for (int64_t c = 0; c < C; ++c) m = row[c] > m ? row[c] : m;
+      const T m = static_cast<T>(row_max(row, C));
       double lanes[kLanes] = {}, xlanes[kLanes] = {};
-      if (m != -kInf) {
-        int64_t c = 0;
-        for (; c + kLanes <= C; c += kLanes)
-          for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(exp_nonpos(row[c + j] - m));
-        for (int j = 0; c < C; ++c, ++j) lanes[j] += static_cast<double>(exp_nonpos(row[c] - m));
-      }
-      if (e > 0) {
-        int64_t c = 0;
-        for (; c + kLanes <= C; c += kLanes)
-          for (int j = 0; j < kLanes; ++j) xlanes[j] += static_cast<double>(row[c + j]);
-        for (int j = 0; c < C; ++c, ++j) xlanes[j] += static_cast<double>(row[c]);
-      }
+      row_sums(row, C, m, m != -kInf, e > 0, lanes, xlanes);
       double sum = 0, xsum = 0;
       for (int j = 0; j < kLanes; ++j) sum += lanes[j], xsum += xlanes[j];
       // An all -inf row has no probability mass: its lse is -inf (and its loss inf).
@@ -98,7 +149,7 @@ void backward_rows(const Tensor& grad, const Tensor& logits, const int64_t* targ
       if (ln == -std::numeric_limits<T>::infinity()) {
         for (int64_t c = 0; c < C; ++c) out[c] = gn * (T(0) - spread);
       } else {
-        for (int64_t c = 0; c < C; ++c) out[c] = gn * (exp_nonpos(row[c] - ln) - spread);
+        row_grad(row, C, gn, ln, spread, out);
       }
       out[t] -= gn * keep;
     }
