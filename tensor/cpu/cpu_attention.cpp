@@ -34,6 +34,7 @@
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/gemm.h"
 #include "tensor/cpu/isa_clones.h"
+#include "tensor/cpu/lane_max.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/vec_math.h"
 #include "tensor/error.h"
@@ -63,19 +64,6 @@ inline double exp_any(double x) { return std::exp(x); }
 // the CPU's full vector width although the library is built for any x86-64.
 // The lane structure is fixed, so results never depend on the thread count.
 constexpr int kLanes = 16;
-
-template <class T>
-__attribute__((always_inline)) inline T max_of(const T* x, int64_t n) {
-  T lanes[kLanes];
-  for (auto& l : lanes) l = -std::numeric_limits<T>::infinity();
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
-  for (int j = 0; i < n; ++i, ++j) lanes[j] = x[i] > lanes[j] ? x[i] : lanes[j];
-  T m = lanes[0];
-  for (int j = 1; j < kLanes; ++j) m = lanes[j] > m ? lanes[j] : m;
-  return m;
-}
 
 // x = exp(x - m); returns the sum (lanes in T, combined in double).
 template <class T>
@@ -116,12 +104,12 @@ __attribute__((always_inline)) inline void scale(T* x, int64_t n, T a) {
 }
 
 
-HEED_ISA_CLONES float row_max(const float* x, int64_t n) { return max_of(x, n); }
+HEED_ISA_CLONES float row_max(const float* x, int64_t n) { return lane_max(x, n); }
 HEED_ISA_CLONES double row_exp_sum(float* x, int64_t n, float m) { return exp_shifted_sum(x, n, m); }
 HEED_ISA_CLONES void row_exp(float* x, int64_t n, float m) { exp_shifted(x, n, m); }
 HEED_ISA_CLONES void row_softmax_grad(const float* p, float* dp, int64_t n, float di) { softmax_grad(p, dp, n, di); }
 HEED_ISA_CLONES void row_scale(float* x, int64_t n, float a) { scale(x, n, a); }
-double row_max(const double* x, int64_t n) { return max_of(x, n); }
+double row_max(const double* x, int64_t n) { return lane_max(x, n); }
 double row_exp_sum(double* x, int64_t n, double m) { return exp_shifted_sum(x, n, m); }
 void row_exp(double* x, int64_t n, double m) { exp_shifted(x, n, m); }
 void row_softmax_grad(const double* p, double* dp, int64_t n, double di) { softmax_grad(p, dp, n, di); }

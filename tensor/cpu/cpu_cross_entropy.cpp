@@ -11,6 +11,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/isa_clones.h"
+#include "tensor/cpu/lane_max.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/vec_math.h"
 
@@ -27,22 +28,6 @@ inline double exp_nonpos(double v) { return std::exp(v); }
 // The row loops are written once (always_inline templates) and, for float32,
 // compiled for AVX-512, AVX2 and baseline x86-64 (isa_clones.h; this file is
 // built with -ffp-contract=off, so every clone gives the baseline's bits).
-
-// The row's maximum, in 16 lanes so that it vectorises (max is exact, so the
-// lanes change nothing; a NaN is never picked, as in one running maximum).
-template <class T>
-__attribute__((always_inline)) inline T max_of(const T* row, int64_t C) {
-  constexpr int kMaxLanes = 16;
-  T lanes[kMaxLanes];
-  for (T& l : lanes) l = -std::numeric_limits<T>::infinity();
-  int64_t c = 0;
-  for (; c + kMaxLanes <= C; c += kMaxLanes)
-    for (int j = 0; j < kMaxLanes; ++j) lanes[j] = row[c + j] > lanes[j] ? row[c + j] : lanes[j];
-  T m = -std::numeric_limits<T>::infinity();
-  for (; c < C; ++c) m = row[c] > m ? row[c] : m;
-  for (T l : lanes) m = l > m ? l : m;
-  return m;
-}
 
 // Sums of exp(row - m) and of the row, each in kLanes double lanes.
 template <class T>
@@ -68,7 +53,7 @@ __attribute__((always_inline)) inline void grad_of(const T* row, int64_t C, T gn
   for (int64_t c = 0; c < C; ++c) out[c] = gn * (exp_nonpos(row[c] - ln) - spread);
 }
 
-HEED_ISA_CLONES __attribute__((flatten)) float row_max(const float* row, int64_t C) { return max_of(row, C); }
+HEED_ISA_CLONES __attribute__((flatten)) float row_max(const float* row, int64_t C) { return lane_max(row, C); }
 HEED_ISA_CLONES __attribute__((flatten)) void row_sums(const float* row, int64_t C, float m, bool want_exp,
                                                        bool want_sum, double* lanes, double* xlanes) {
   lane_sums(row, C, m, want_exp, want_sum, lanes, xlanes);
@@ -77,7 +62,7 @@ HEED_ISA_CLONES __attribute__((flatten)) void row_grad(const float* row, int64_t
                                                        float* out) {
   grad_of(row, C, gn, ln, spread, out);
 }
-double row_max(const double* row, int64_t C) { return max_of(row, C); }
+double row_max(const double* row, int64_t C) { return lane_max(row, C); }
 void row_sums(const double* row, int64_t C, double m, bool want_exp, bool want_sum, double* lanes, double* xlanes) {
   lane_sums(row, C, m, want_exp, want_sum, lanes, xlanes);
 }

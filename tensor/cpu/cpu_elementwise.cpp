@@ -141,8 +141,7 @@ void binary_typed(BinaryOp op, const Tensor& x, const Tensor& y, const Tensor& o
       }
       using Fn = BinaryFn<K, T, VecMath>;
       int64_t unused_error[2] = {0, 0};  // never written: the operands were checked above
-      constexpr bool costly = kIsFloat<T> && (K == BinaryOp::Pow || K == BinaryOp::GeluErfGrad ||
-                                              K == BinaryOp::GeluTanhGrad);
+      constexpr bool costly = kIsFloat<T> && (K == BinaryOp::Pow || has_wide_run(K));
       const int64_t grain = costly ? kGrainCostly : kGrainCheap;
       if constexpr (std::is_same_v<T, float> && has_wide_run(K)) {
         map2<float, float>(out, x, y, grain, Fn{unused_error},
