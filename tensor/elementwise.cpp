@@ -277,13 +277,13 @@ Tensor gelu_backward(const Tensor& g, const Tensor& x, bool exact) {
   if (auto* node = record("gelu_backward", {g, x}, out)) {
     node->backward = [sg = SavedTensor(g), sx = SavedTensor(x), exact](const Tensor& gg) {
       const Tensor g = sg.unpack("gelu_backward"), x = sx.unpack("gelu_backward");
+      const Tensor x2 = square(x);
       Tensor second;  // gelu''(x)
       if (exact) {
-        Tensor pdf = mul(exp(mul(square(x), -0.5)), 1.0 / std::sqrt(2.0 * kPi));
-        second = mul(pdf, sub(scalar_like(2.0, x), square(x)));
+        Tensor pdf = mul(exp(mul(x2, -0.5)), 1.0 / std::sqrt(2.0 * kPi));
+        second = mul(pdf, sub(scalar_like(2.0, x), x2));
       } else {
         const double k = std::sqrt(2.0 / kPi), c = 0.044715;
-        Tensor x2 = square(x);
         Tensor t = tanh(mul(mul(x, add(mul(x2, c), 1.0)), k));
         Tensor u1 = mul(add(mul(x2, 3 * c), 1.0), k);
         Tensor u2 = mul(x, 6 * k * c);

@@ -103,7 +103,6 @@ __attribute__((always_inline)) inline void scale(T* x, int64_t n, T a) {
   for (int64_t i = 0; i < n; ++i) x[i] *= a;
 }
 
-
 HEED_ISA_CLONES float row_max(const float* x, int64_t n) { return lane_max(x, n); }
 HEED_ISA_CLONES double row_exp_sum(float* x, int64_t n, float m) { return exp_shifted_sum(x, n, m); }
 HEED_ISA_CLONES void row_exp(float* x, int64_t n, float m) { exp_shifted(x, n, m); }
