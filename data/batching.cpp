@@ -14,7 +14,7 @@ constexpr int64_t kBatchesPerWindow = 50;  // length-sorting window, in batches
 
 TranslationBatcher::TranslationBatcher(std::vector<EncodedPair> examples, int64_t max_tokens, uint64_t seed,
                                        bool shuffle, int64_t max_len)
-    : examples_(std::move(examples)), max_tokens_(max_tokens), seed_(seed), shuffle_(shuffle) {
+    : examples_(std::move(examples)), max_tokens_(max_tokens), seed_(seed), shuffle_(shuffle), max_len_(max_len) {
   HEED_CHECK(max_tokens > 0, "TranslationBatcher: max_tokens must be > 0, got {}", max_tokens);
   HEED_CHECK(max_len >= 0, "TranslationBatcher: max_len must be >= 0 (0 keeps all), got {}", max_len);
   int64_t total_cost = 0;
@@ -75,18 +75,28 @@ std::vector<std::vector<int64_t>> TranslationBatcher::pack(const std::vector<int
   return batches;
 }
 
-TranslationBatch TranslationBatcher::make_batch(const std::vector<int64_t>& rows) const {
+TranslationBatch TranslationBatcher::make_batch(const std::vector<int64_t>& rows, int64_t epoch) const {
   const auto B = static_cast<int64_t>(rows.size());
+  std::vector<EncodedPair> resampled;
+  if (resample_ && epoch >= 0) {
+    for (int64_t i : rows) {
+      EncodedPair e = resample_(i, epoch);
+      const bool fits = max_len_ == 0 || (static_cast<int64_t>(e.src.size()) + 1 <= max_len_ &&
+                                          static_cast<int64_t>(e.tgt.size()) + 1 <= max_len_);
+      resampled.push_back(fits ? std::move(e) : examples_[i]);
+    }
+  }
+  auto row = [&](int64_t b) -> const EncodedPair& { return resampled.empty() ? examples_[rows[b]] : resampled[b]; };
   int64_t S = 0, T = 0;
-  for (int64_t i : rows) {
-    S = std::max<int64_t>(S, examples_[i].src.size() + 1);
-    T = std::max<int64_t>(T, examples_[i].tgt.size() + 1);
+  for (int64_t b = 0; b < B; ++b) {
+    S = std::max<int64_t>(S, row(b).src.size() + 1);
+    T = std::max<int64_t>(T, row(b).tgt.size() + 1);
   }
   std::vector<int64_t> src(B * S, kPad), tgt_in(B * T, kPad), tgt_out(B * T, kPad);
   std::vector<bool> src_pad(B * S, true), tgt_pad(B * T, true);
   TranslationBatch batch;
   for (int64_t b = 0; b < B; ++b) {
-    const EncodedPair& e = examples_[rows[b]];
+    const EncodedPair& e = row(b);
     const auto n = static_cast<int64_t>(e.src.size()), m = static_cast<int64_t>(e.tgt.size());
     for (int64_t k = 0; k < n; ++k) src[b * S + k] = e.src[k];
     src[b * S + n] = kEos;
@@ -120,7 +130,7 @@ TranslationBatch TranslationBatcher::next() {
     }
     order_epoch_ = e;
   }
-  return make_batch(batches_[order_[position_++ % n]]);
+  return make_batch(batches_[order_[position_++ % n]], e);
 }
 
 void TranslationBatcher::set_position(int64_t position) {

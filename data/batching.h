@@ -7,6 +7,7 @@
 //
 // Shapes: B batch, S source length (+EOS), T target length (+BOS or +EOS).
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -41,6 +42,14 @@ class TranslationBatcher {
   TranslationBatcher(std::vector<EncodedPair> examples, int64_t max_tokens, uint64_t seed, bool shuffle = true,
                      int64_t max_len = 0 /*0: keep all*/);
   TranslationBatch next();  // wraps to the next epoch automatically
+  // Subword regularisation: from now on next() fills each row with
+  // resample(example, epoch), a pure function of both (so a resumed run sees
+  // the same rows), instead of the example as given; a result longer than
+  // max_len falls back to the given example. Batches stay packed by the given
+  // examples' lengths, so a batch of resampled rows may run somewhat over
+  // max_tokens (with BPE-dropout 0.1, about a tenth). all_batches() is not affected.
+  using Resample = std::function<EncodedPair(int64_t example, int64_t epoch)>;
+  void set_resample(Resample resample) { resample_ = std::move(resample); }
   int64_t epoch() const { return position_ / batches_per_epoch(); }
   int64_t position() const { return position_; }  // batches drawn so far in total
   // Resume: afterwards next() returns what it would have after `position` draws.
@@ -53,13 +62,16 @@ class TranslationBatcher {
 
  private:
   std::vector<std::vector<int64_t>> pack(const std::vector<int64_t>& order) const;
-  TranslationBatch make_batch(const std::vector<int64_t>& rows) const;
+  // epoch >= 0 with a resample set: the rows are resampled for that epoch.
+  TranslationBatch make_batch(const std::vector<int64_t>& rows, int64_t epoch = -1) const;
 
   std::vector<EncodedPair> examples_;
   std::vector<int64_t> kept_;  // indices into examples_ that passed max_len
   int64_t max_tokens_;
   uint64_t seed_;
   bool shuffle_;
+  int64_t max_len_;
+  Resample resample_;
   int64_t num_dropped_ = 0;
   std::vector<std::vector<int64_t>> batches_;  // each a list of indices into examples_
   int64_t position_ = 0;

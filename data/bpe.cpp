@@ -4,6 +4,7 @@
 #include <queue>
 #include <unordered_map>
 
+#include "data/random.h"
 #include "data/text_util.h"
 #include "data/tokenizer.h"
 #include "data/vocab_tokenizer.h"
@@ -87,27 +88,13 @@ class BpeTokenizer : public Tokenizer {
   std::string kind() const override { return "bpe"; }
   int64_t vocab_size() const override { return kFirstMergeId + static_cast<int64_t>(merges_.size()); }
 
-  std::vector<int64_t> encode(const std::string& text) const override {
-    std::vector<int64_t> ids;
-    std::vector<Symbol> syms;
-    for_each_piece(text, [&](size_t start, size_t len) {
-      syms.clear();
-      for (size_t i = start; i < start + len; ++i)
-        syms.push_back(static_cast<Symbol>(kFirstByteId + static_cast<unsigned char>(text[i])));
-      // Apply the earliest-learned merge present, as training did, until none is.
-      while (syms.size() > 1) {
-        Symbol best_rank = -1;
-        for (size_t i = 0; i + 1 < syms.size(); ++i) {
-          auto it = ranks_.find(pair_key(syms[i], syms[i + 1]));
-          if (it != ranks_.end() && (best_rank < 0 || it->second < best_rank)) best_rank = it->second;
-        }
-        if (best_rank < 0) break;
-        auto [a, b] = merges_[best_rank];
-        merge_pair(syms, a, b, static_cast<Symbol>(kFirstMergeId + best_rank));
-      }
-      ids.insert(ids.end(), syms.begin(), syms.end());
-    });
-    return ids;
+  std::vector<int64_t> encode(const std::string& text) const override { return segment(text, 0.0, nullptr); }
+
+  std::vector<int64_t> encode_sampled(const std::string& text, double dropout, uint64_t seed) const override {
+    HEED_CHECK(dropout >= 0.0 && dropout <= 1.0, "bpe tokenizer encode_sampled: dropout must be in [0, 1], got {}",
+               dropout);
+    SplitMix64 rng(seed);
+    return segment(text, dropout, &rng);
   }
 
   std::string decode(const std::vector<int64_t>& ids) const override {
@@ -137,6 +124,52 @@ class BpeTokenizer : public Tokenizer {
   }
 
  private:
+  // Each piece starts as its bytes; the earliest-learned merge present is
+  // applied, as training did, until none is. With a dropout, every adjacent
+  // pair is left out of each step with that probability (drawn from rng), and
+  // the earliest-learned surviving merge is applied where it survived.
+  std::vector<int64_t> segment(const std::string& text, double dropout, SplitMix64* rng) const {
+    std::vector<int64_t> ids;
+    std::vector<Symbol> syms;
+    std::vector<char> kept;  // per adjacent pair: survived this step's dropout
+    for_each_piece(text, [&](size_t start, size_t len) {
+      syms.clear();
+      for (size_t i = start; i < start + len; ++i)
+        syms.push_back(static_cast<Symbol>(kFirstByteId + static_cast<unsigned char>(text[i])));
+      while (syms.size() > 1) {
+        Symbol best_rank = -1;
+        kept.assign(syms.size() - 1, 1);
+        for (size_t i = 0; i + 1 < syms.size(); ++i) {
+          if (rng && rng->uniform() < dropout) {
+            kept[i] = 0;
+            continue;
+          }
+          auto it = ranks_.find(pair_key(syms[i], syms[i + 1]));
+          if (it != ranks_.end() && (best_rank < 0 || it->second < best_rank)) best_rank = it->second;
+        }
+        if (best_rank < 0) break;
+        auto [a, b] = merges_[best_rank];
+        const Symbol merged = static_cast<Symbol>(kFirstMergeId + best_rank);
+        if (!rng) {
+          merge_pair(syms, a, b, merged);
+          continue;
+        }
+        size_t out = 0;  // merge_pair, skipping the occurrences dropped this step
+        for (size_t i = 0; i < syms.size();) {
+          if (i + 1 < syms.size() && kept[i] && syms[i] == a && syms[i + 1] == b) {
+            syms[out++] = merged;
+            i += 2;
+          } else {
+            syms[out++] = syms[i++];
+          }
+        }
+        syms.resize(out);
+      }
+      ids.insert(ids.end(), syms.begin(), syms.end());
+    });
+    return ids;
+  }
+
   std::vector<std::pair<Symbol, Symbol>> merges_;  // merges_[r] makes id kFirstMergeId + r
   std::unordered_map<uint64_t, Symbol> ranks_;      // pair -> r
   std::vector<std::string> bytes_;                  // bytes_[id - kFirstByteId]

@@ -13,6 +13,12 @@ namespace heed::data {
 
 std::unique_ptr<Tokenizer> deserialize_bpe(const std::string& blob);  // bpe.cpp
 
+std::vector<int64_t> Tokenizer::encode_sampled(const std::string& text, double dropout, uint64_t /*seed*/) const {
+  HEED_CHECK(dropout == 0.0, "{} tokenizer: a {} tokenizer has one segmentation only, so it cannot sample one "
+             "with dropout {} (subword dropout needs a bpe tokenizer)", kind(), kind(), dropout);
+  return encode(text);
+}
+
 namespace detail {
 namespace {
 const char* const kSpecialTokens[kNumSpecials] = {"<pad>", "<bos>", "<eos>", "<unk>"};

@@ -21,6 +21,13 @@ class Tokenizer {
   virtual ~Tokenizer() = default;
   virtual std::string kind() const = 0;                                   // "char", "word", "bpe"
   virtual std::vector<int64_t> encode(const std::string& text) const = 0;  // no BOS/EOS added; unknown -> kUnk
+  // Subword regularisation (BPE-dropout, Provilkov et al. 2020): one of the
+  // text's many segmentations, drawn from `seed`: each merge a step could
+  // apply is left out of that step with probability `dropout`, so words come
+  // out in smaller pieces now and then. dropout 0 gives encode(text), 1 the
+  // bytes; decode gives the text back either way. Only bpe has segmentations
+  // to draw from: the other kinds accept dropout 0 and throw otherwise.
+  virtual std::vector<int64_t> encode_sampled(const std::string& text, double dropout, uint64_t seed) const;
   // Skips PAD/BOS/EOS (it does not stop at EOS: cut the ids first if needed).
   // An unknown id (out of range) throws.
   virtual std::string decode(const std::vector<int64_t>& ids) const = 0;

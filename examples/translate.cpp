@@ -78,6 +78,9 @@ struct TrainSettings : examples::TrainingSettings {
   // tokenizers still learn from sentences only.
   int64_t dictionary_phrases = 0;
   double dropout = 0.2, label_smoothing = 0.1;
+  // BPE-dropout: each epoch, every training sentence is segmented afresh with
+  // this merge dropout (Tokenizer::encode_sampled); 0 keeps one segmentation.
+  double bpe_dropout = 0.0;
   int64_t max_tokens = 4096, max_len = 48;
   double valid_fraction = 0.04, test_fraction = 0.05;
   TrainSettings() { lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, ema = 0.998; }
@@ -93,7 +96,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("norm_first", int64_t{s.norm_first});
   c.set("shared_vocab", int64_t{s.shared_vocab}), c.set("tie_output", int64_t{s.tie_output});
   c.set("dictionary_phrases", s.dictionary_phrases);
-  c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing);
+  c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing), c.set("bpe_dropout", s.bpe_dropout);
   c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
   c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction);
   c.set("src_vocab", src_vocab), c.set("tgt_vocab", tgt_vocab);
@@ -111,6 +114,7 @@ TrainSettings from_config(const Config& c) {
   s.norm_first = c.flag("norm_first"), s.shared_vocab = c.flag("shared_vocab"), s.tie_output = c.flag("tie_output");
   s.dictionary_phrases = c.has("dictionary_phrases") ? c.integer("dictionary_phrases") : 0;  // older checkpoints: none
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
+  s.bpe_dropout = c.has("bpe_dropout") ? c.real("bpe_dropout") : 0.0;  // older checkpoints: none
   s.max_tokens = c.integer("max_tokens"), s.max_len = c.integer("max_len");
   s.valid_fraction = c.real("valid_fraction"), s.test_fraction = c.real("test_fraction");
   s.load(c);
@@ -379,6 +383,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   examples::say("{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
              corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
   std::vector<data::EncodedPair> train_pairs = encode(corpus.splits.train, corpus);
+  std::vector<data::SentencePair> train_texts = corpus.splits.train;  // what BPE-dropout segments afresh
   if (s.dictionary_phrases != 0) {
     HEED_CHECK(s.task.empty() && !is_tsv(s.data),
                "--dictionary-phrases reads the Ding dictionary's entries: it needs --data to be the Ding file, not "
@@ -393,6 +398,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     }
     const auto phrases = encode(entries, corpus);
     train_pairs.insert(train_pairs.end(), phrases.begin(), phrases.end());
+    train_texts.insert(train_texts.end(), entries.begin(), entries.end());
     examples::say("dictionary words and phrases: {} more training pairs\n", phrases.size());
   }
 
@@ -401,6 +407,19 @@ int run_train(TrainSettings s, const RunOptions& r) {
   std::vector<data::EncodedPair> export_pairs;
   if (!r.export_data.empty()) export_pairs = train_pairs;
   data::TranslationBatcher train(std::move(train_pairs), s.max_tokens, static_cast<uint64_t>(s.seed), true, s.max_len);
+  if (s.bpe_dropout > 0) {
+    HEED_CHECK(s.tokenizer == "bpe", "--bpe-dropout {} needs --tokenizer bpe (a {} tokenizer has one segmentation "
+               "only)", s.bpe_dropout, s.tokenizer);
+    HEED_CHECK(r.export_data.empty(), "--export-data writes one segmentation per sentence, so it cannot replay a run "
+               "with --bpe-dropout {}: export with --bpe-dropout 0", s.bpe_dropout);
+    // A pure function of (seed, example, epoch), so a resumed run draws the same segmentations.
+    train.set_resample([&, seed = static_cast<uint64_t>(s.seed)](int64_t i, int64_t epoch) {
+      const uint64_t key = data::hash_counter(seed ^ 0xb9e0d40bull, static_cast<uint64_t>(i), static_cast<uint64_t>(epoch));
+      const data::SentencePair& p = train_texts[static_cast<size_t>(i)];
+      return data::EncodedPair{corpus.src_tok->encode_sampled(p.src, s.bpe_dropout, key),
+                               corpus.tgt_tok->encode_sampled(p.tgt, s.bpe_dropout, data::mix64(key))};
+    });
+  }
   auto valid_batches =
       data::TranslationBatcher(encode(corpus.splits.valid, corpus), s.max_tokens, 0, false, s.max_len).all_batches();
   const std::vector<int64_t> valid_words = words_per_target(corpus.splits.valid);
@@ -651,6 +670,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();
   train->add_option("--label-smoothing", s.label_smoothing)->check(CLI::Range(0.0, 0.99))->capture_default_str();
+  train->add_option("--bpe-dropout", s.bpe_dropout,
+                    "BPE-dropout: segment each training sentence afresh every epoch, leaving out each applicable "
+                    "merge with this probability (subword regularisation; needs --tokenizer bpe)")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
   train->add_option("--max-tokens", s.max_tokens, "padded tokens per batch")->check(CLI::PositiveNumber)->capture_default_str();
   train->add_option("--max-len", s.max_len, "longest sentence in tokens (longer training pairs are dropped)")->check(CLI::PositiveNumber)->capture_default_str();
   const examples::TrainFlags train_flags(*train, s, "translate");

@@ -138,6 +138,53 @@ TEST_CASE("TranslationBatcher is deterministic, reshuffles each epoch and resume
   REQUIRE_THROWS_WITH(reference.set_position(-1), Contains("set_position: position must be >= 0"));
 }
 
+TEST_CASE("TranslationBatcher resamples rows per epoch and resumes exactly", "[data][batching]") {
+  std::vector<EncodedPair> ex = make_examples(120);
+  // A stand-in for BPE-dropout: example i in epoch e gets e + (i % 3) extra
+  // tokens at the end of its source and one at the end of its target.
+  auto resample = [&](int64_t i, int64_t e) {
+    EncodedPair p = ex[i];
+    for (int64_t k = 0; k < e + i % 3; ++k) p.src.push_back(1000 + e);
+    p.tgt.push_back(2000 + e);
+    return p;
+  };
+  const int64_t max_len = 12;
+  auto make = [&] {
+    TranslationBatcher b(ex, 80, 3, true, max_len);
+    b.set_resample(resample);
+    return b;
+  };
+  TranslationBatcher plain(ex, 80, 3, true, max_len), sampled = make();
+  const int64_t n = sampled.batches_per_epoch();
+  CHECK(n == plain.batches_per_epoch());  // packed by the given lengths
+  std::vector<TranslationBatch> stream;
+  for (int64_t i = 0; i < 3 * n; ++i) {
+    TranslationBatch x = plain.next(), y = sampled.next();
+    CHECK(x.indices == y.indices);  // same rows, same order
+    const int64_t epoch = i / n;
+    std::vector<EncodedPair> want = ex;
+    for (int64_t r : y.indices) {
+      EncodedPair e = resample(r, epoch);
+      // Too long for max_len: the given example instead.
+      if (static_cast<int64_t>(e.src.size()) + 1 <= max_len && static_cast<int64_t>(e.tgt.size()) + 1 <= max_len)
+        want[r] = e;
+    }
+    check_batch_layout(y, want);
+    stream.push_back(y);
+  }
+  // The all_batches pass (validation) is never resampled.
+  for (const TranslationBatch& b : sampled.all_batches()) check_batch_layout(b, ex);
+  // Resumed anywhere, the rows are those of the uninterrupted stream.
+  for (int64_t p : {int64_t{0}, n - 1, n, 2 * n + 1}) {
+    TranslationBatcher resumed = make();
+    resumed.set_position(p);
+    TranslationBatch y = resumed.next();
+    CHECK(y.indices == stream[p].indices);
+    CHECK(y.src.to_vector<int64_t>() == stream[p].src.to_vector<int64_t>());
+    CHECK(y.tgt_out.to_vector<int64_t>() == stream[p].tgt_out.to_vector<int64_t>());
+  }
+}
+
 TEST_CASE("TranslationBatcher without shuffle and with max_len", "[data][batching]") {
   std::vector<EncodedPair> ex = make_examples(50);
   TranslationBatcher fixed(ex, 60, 3, /*shuffle=*/false);

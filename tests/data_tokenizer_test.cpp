@@ -1,6 +1,8 @@
 // Tokenizers: round trips, unknowns, special ids, serialization. (Speed: bench/data_bench.cpp.)
 #include <catch2/catch.hpp>
 
+#include <map>
+
 #include "data/tokenizer.h"
 #include "tensor/error.h"
 
@@ -112,6 +114,55 @@ TEST_CASE("BPE round-trips arbitrary bytes and learns up to vocab_size", "[data]
   check_specials(*tok);
   check_reloads(*tok, {texts[0], all_bytes});
   REQUIRE_THROWS_WITH(train_bpe_tokenizer(texts, 100), Contains("vocab_size must be at least 260"));
+}
+
+TEST_CASE("BPE-dropout draws segmentations that decode to the text", "[data][tokenizer]") {
+  std::vector<std::string> texts;
+  for (int i = 0; i < 50; ++i) texts.push_back("the theme of these three theses is there, then.");
+  auto tok = train_bpe_tokenizer(texts, 300);
+  const std::string text = "these three themes, then the thesis. Größe";
+  // dropout 0 is the deterministic encoding, whatever the seed.
+  for (uint64_t seed : {0u, 1u, 99u}) CHECK(tok->encode_sampled(text, 0.0, seed) == tok->encode(text));
+  // dropout 1 applies no merge: one id per byte.
+  Ids bytes = tok->encode_sampled(text, 1.0, 5);
+  CHECK(bytes.size() == text.size());
+  CHECK(tok->decode(bytes) == text);
+  // In between: the same seed gives the same pieces; seeds differ; every
+  // draw decodes to the text, and is never shorter than the encoding
+  // (merges are only ever left out).
+  const Ids plain = tok->encode(text);
+  CHECK(tok->encode_sampled(text, 0.3, 7) == tok->encode_sampled(text, 0.3, 7));
+  std::map<Ids, int> seen;
+  size_t longer = 0;
+  for (uint64_t seed = 0; seed < 200; ++seed) {
+    Ids ids = tok->encode_sampled(text, 0.1, seed);
+    CHECK(tok->decode(ids) == text);
+    CHECK(ids.size() >= plain.size());
+    longer += ids.size() > plain.size();
+    ++seen[ids];
+  }
+  CHECK(seen.size() > 20);  // many segmentations are drawn...
+  CHECK(seen.count(plain) == 1);  // ...the usual one among them
+  CHECK(longer > 100);  // with 0.1 per pair and step, most draws of this text split a word somewhere
+  // Dropout is per occurrence: in "aaaa" (merges aa, then aaaa) a step may
+  // merge one "aa" and leave the other, which merging every occurrence of
+  // the chosen pair never does.
+  auto runs = train_bpe_tokenizer({"aaaa", "aaaa", "aaaa"}, 262);
+  const int64_t a = 4 + 'a', aa = 260;
+  REQUIRE(runs->encode("aaaa") == Ids{aa + 1});
+  bool half_merged = false;
+  for (uint64_t seed = 0; seed < 100; ++seed) {
+    Ids ids = runs->encode_sampled("aaaa", 0.3, seed);
+    half_merged |= ids == Ids{aa, a, a} || ids == Ids{a, aa, a} || ids == Ids{a, a, aa};
+  }
+  CHECK(half_merged);
+  // Every draw is made of tokens the model knows.
+  for (int64_t id : tok->encode_sampled(text, 0.5, 3)) CHECK((id >= 4 && id < tok->vocab_size()));
+  REQUIRE_THROWS_WITH(tok->encode_sampled(text, 1.5, 0), Contains("dropout must be in [0, 1]"));
+  // The other kinds have one segmentation: dropout 0 is encode, anything else an error.
+  auto words = train_word_tokenizer(texts);
+  CHECK(words->encode_sampled(text, 0.0, 1) == words->encode(text));
+  REQUIRE_THROWS_WITH(words->encode_sampled(text, 0.1, 1), Contains("subword dropout needs a bpe tokenizer"));
 }
 
 TEST_CASE("BPE training is deterministic", "[data][tokenizer]") {

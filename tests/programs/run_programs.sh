@@ -88,6 +88,26 @@ needs "--ema resumed averages equal the uninterrupted run's, bit for bit" h5diff
   check "--ema resumed averages equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
     "h5diff -d 0 '$WORK/ema_full/last.h5' '$WORK/ema_half/last.h5' /averages && h5diff -d 0 '$WORK/ema_full/last.h5' '$WORK/ema_half/last.h5' /model"
 check "translate decode reads an --ema checkpoint" 0 "" -- "$T" decode -c "$WORK/ema_full/best.h5" "a b c"
+# --bpe-dropout: fresh segmentations every epoch, drawn from (seed, example,
+# epoch), so an interrupted run resumes to the same losses and weights.
+BPE=(--tokenizer bpe --vocab-size 300 --bpe-dropout 0.2)
+check "translate --bpe-dropout: 40 steps in one run" 0 "BLEU" -- "$T" train "${RESUME[@]}" "${BPE[@]}" --out "$WORK/bd_full"
+check "translate --bpe-dropout: 20 steps, then stop" 0 "stopping at step 20" -- "$T" train "${RESUME[@]}" "${BPE[@]}" \
+  --stop-at 20 --out "$WORK/bd_half"
+check "translate --bpe-dropout: resume for the other 20" 0 "resuming" -- "$T" train --resume "$WORK/bd_half/last.h5" \
+  --out "$WORK/bd_half" --eval-every 10 --save-every 10 --beam 1 --show 0
+check "--bpe-dropout resumed losses equal the uninterrupted run's" 0 "" -- bash -c \
+  "diff <(cut -d, -f1,3,7-9 '$WORK/bd_full/log.csv') <(cut -d, -f1,3,7-9 '$WORK/bd_half/log.csv')"
+needs "--bpe-dropout resumed parameters equal the uninterrupted run's, bit for bit" h5diff &&
+  check "--bpe-dropout resumed parameters equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
+    "h5diff -d 0 '$WORK/bd_full/last.h5' '$WORK/bd_half/last.h5' /model"
+check "translate --bpe-dropout 0: the same BPE run without it trains on other batches" 0 "BLEU" -- "$T" train \
+  "${RESUME[@]}" --tokenizer bpe --vocab-size 300 --out "$WORK/bd_none"
+check "--bpe-dropout changes the training losses (the segmentations differ)" 1 "" -- bash -c \
+  "diff -q <(cut -d, -f3 '$WORK/bd_full/log.csv') <(cut -d, -f3 '$WORK/bd_none/log.csv') > /dev/null"
+check "translate: --bpe-dropout with a word tokenizer is refused" 1 "needs --tokenizer bpe" -- "$T" train --task copy \
+  "${TINY[@]}" --bpe-dropout 0.1 --steps 5 --out "$WORK/x"
+check "translate: --bpe-dropout above 0.9 is refused" 1 "bpe-dropout" -- "$T" train --bpe-dropout 0.95
 check "translate: --ema 1 is refused" 1 "--ema" -- "$T" train --task copy "${TINY[@]}" --ema 1 --steps 5 --out "$WORK/x"
 # A time budget: the warmup is timed, the run's length is fitted to the
 # budget and kept in the checkpoint; a resumed budgeted run continues the same
