@@ -1,7 +1,7 @@
 // Fused layer norm over the last dim of a contiguous x [R, D] (R = leading
 // dims flattened), forward and backward, float32 and float64.
 //
-// Forward, per row: mean and variance (biased) in double, then
+// Forward, per row: mean and variance (biased) in double (8 lanes), then
 // y = (x - mean) * rstd * w + b in one pass; mean and rstd = 1/sqrt(var + eps)
 // are written out for the backward. Backward, with xhat = (x - mean) * rstd
 // and gxhat = g * w:
@@ -17,6 +17,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
+#include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/strided_loop.h"
 
@@ -24,6 +25,91 @@ namespace heed::cpu {
 namespace {
 
 constexpr int64_t kRowBlock = 32;  // rows per task and per partial sum of gw, gb
+constexpr int kLanes = 8;          // double lanes of a row's sums
+
+// ---- one row, at the CPU's full vector width ----------------------------------
+// The row loops are written once (always_inline templates) and, for float32,
+// compiled for AVX-512, AVX2 and baseline x86-64 (isa_clones.h; this file is
+// built with -ffp-contract=off, so every clone gives the baseline's bits).
+// A row's sums run in kLanes double lanes added in lane order at the end: a
+// single running double sum is a chain of dependent adds that no compiler
+// vectorises, and it was most of the kernels' time.
+
+template <class T, class F>
+__attribute__((always_inline)) inline double lane_sum(int64_t d, F term) {
+  double lanes[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= d; j += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += term(j + l);
+  for (int l = 0; j < d; ++j, ++l) lanes[l] += term(j);
+  double total = 0;
+  for (double v : lanes) total += v;
+  return total;
+}
+
+// y = (x - mean) * rstd * w + b over one row; writes the row's mean and rstd.
+template <class T>
+__attribute__((always_inline)) inline void forward_row(const T* xr, int64_t d, const T* pw, const T* pb, double eps,
+                                                       T* yr, T* mean, T* rstd) {
+  const double mu = lane_sum<T>(d, [&](int64_t j) { return static_cast<double>(xr[j]); }) / d;
+  const double sq = lane_sum<T>(d, [&](int64_t j) {
+    const double c = xr[j] - mu;
+    return c * c;
+  });
+  const double inv = 1.0 / std::sqrt(sq / d + eps);
+  *mean = static_cast<T>(mu);
+  *rstd = static_cast<T>(inv);
+  const T m = static_cast<T>(mu), s = static_cast<T>(inv);
+  if (pw && pb) {
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s * pw[j] + pb[j];
+  } else if (pw) {
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s * pw[j];
+  } else if (pb) {
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s + pb[j];
+  } else {
+    for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s;
+  }
+}
+
+// One row of the backward: gx (when out is set) and the row's terms of the
+// gw and gb sums (when pgw / pgb are set). xhat and gxhat are scratch [d].
+template <class T>
+__attribute__((always_inline)) inline void backward_row(const T* gr, const T* xr, const T* pw, T m, T s, int64_t d,
+                                                        T* xhat, T* gxhat, double* pgw, double* pgb, T* out) {
+  for (int64_t j = 0; j < d; ++j) {
+    xhat[j] = (xr[j] - m) * s;
+    gxhat[j] = pw ? gr[j] * pw[j] : gr[j];
+  }
+  if (pgw)
+    for (int64_t j = 0; j < d; ++j) pgw[j] += static_cast<double>(gr[j]) * xhat[j];
+  if (pgb)
+    for (int64_t j = 0; j < d; ++j) pgb[j] += gr[j];
+  if (!out) return;
+  const double sum_gxhat = lane_sum<T>(d, [&](int64_t j) { return static_cast<double>(gxhat[j]); });
+  const double sum_gxhat_xhat =
+      lane_sum<T>(d, [&](int64_t j) { return static_cast<double>(gxhat[j]) * static_cast<double>(xhat[j]); });
+  const T a = static_cast<T>(sum_gxhat / d), c = static_cast<T>(sum_gxhat_xhat / d);
+  for (int64_t j = 0; j < d; ++j) out[j] = s * (gxhat[j] - a - xhat[j] * c);
+}
+
+HEED_ISA_CLONES __attribute__((flatten)) void forward_row_wide(const float* xr, int64_t d, const float* pw,
+                                                               const float* pb, double eps, float* yr, float* mean,
+                                                               float* rstd) {
+  forward_row(xr, d, pw, pb, eps, yr, mean, rstd);
+}
+HEED_ISA_CLONES __attribute__((flatten)) void backward_row_wide(const float* gr, const float* xr, const float* pw,
+                                                                float m, float s, int64_t d, float* xhat,
+                                                                float* gxhat, double* pgw, double* pgb, float* out) {
+  backward_row(gr, xr, pw, m, s, d, xhat, gxhat, pgw, pgb, out);
+}
+void forward_row_wide(const double* xr, int64_t d, const double* pw, const double* pb, double eps, double* yr,
+                      double* mean, double* rstd) {
+  forward_row(xr, d, pw, pb, eps, yr, mean, rstd);
+}
+void backward_row_wide(const double* gr, const double* xr, const double* pw, double m, double s, int64_t d,
+                       double* xhat, double* gxhat, double* pgw, double* pgb, double* out) {
+  backward_row(gr, xr, pw, m, s, d, xhat, gxhat, pgw, pgb, out);
+}
 
 template <class T>
 void forward_rows(const Tensor& x, const Tensor& w, const Tensor& b, double eps, const Tensor& out, const Tensor& mean,
@@ -36,31 +122,7 @@ void forward_rows(const Tensor& x, const Tensor& w, const Tensor& b, double eps,
   T* pm = static_cast<T*>(mean.raw_data());                // [R]
   T* pr = static_cast<T*>(rstd.raw_data());                // [R]
   parallel_for(0, rows, kRowBlock, [&](int64_t lo, int64_t hi) {
-    for (int64_t r = lo; r < hi; ++r) {
-      const T* xr = px + r * d;
-      double sum = 0;
-      for (int64_t j = 0; j < d; ++j) sum += xr[j];
-      const double mu = sum / d;
-      double sq = 0;
-      for (int64_t j = 0; j < d; ++j) {
-        const double c = xr[j] - mu;
-        sq += c * c;
-      }
-      const double inv = 1.0 / std::sqrt(sq / d + eps);
-      pm[r] = static_cast<T>(mu);
-      pr[r] = static_cast<T>(inv);
-      const T m = static_cast<T>(mu), s = static_cast<T>(inv);
-      T* yr = po + r * d;
-      if (pw && pb) {
-        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s * pw[j] + pb[j];
-      } else if (pw) {
-        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s * pw[j];
-      } else if (pb) {
-        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s + pb[j];
-      } else {
-        for (int64_t j = 0; j < d; ++j) yr[j] = (xr[j] - m) * s;
-      }
-    }
+    for (int64_t r = lo; r < hi; ++r) forward_row_wide(px + r * d, d, pw, pb, eps, po + r * d, pm + r, pr + r);
   });
 }
 
@@ -81,29 +143,11 @@ void backward_rows(const Tensor& g, const Tensor& x, const Tensor& w, const Tens
   parallel_for(0, blocks, 1, [&](int64_t blo, int64_t bhi) {
     std::vector<T> xhat(d), gxhat(d);
     for (int64_t blk = blo; blk < bhi; ++blk) {
-      double* pgw = partial.empty() ? nullptr : partial.data() + blk * 2 * d;
-      double* pgb = pgw ? pgw + d : nullptr;
-      for (int64_t r = blk * kRowBlock; r < std::min(rows, (blk + 1) * kRowBlock); ++r) {
-        const T* gr = pg + r * d;
-        const T* xr = px + r * d;
-        const T m = pm[r], s = pr[r];
-        double sum_gxhat = 0, sum_gxhat_xhat = 0;
-        for (int64_t j = 0; j < d; ++j) {
-          xhat[j] = (xr[j] - m) * s;
-          gxhat[j] = pw ? gr[j] * pw[j] : gr[j];
-          sum_gxhat += gxhat[j];
-          sum_gxhat_xhat += static_cast<double>(gxhat[j]) * xhat[j];
-        }
-        if (want_gw)
-          for (int64_t j = 0; j < d; ++j) pgw[j] += static_cast<double>(gr[j]) * xhat[j];
-        if (want_gb)
-          for (int64_t j = 0; j < d; ++j) pgb[j] += gr[j];
-        if (pgx) {
-          const T a = static_cast<T>(sum_gxhat / d), c = static_cast<T>(sum_gxhat_xhat / d);
-          T* out = pgx + r * d;
-          for (int64_t j = 0; j < d; ++j) out[j] = s * (gxhat[j] - a - xhat[j] * c);
-        }
-      }
+      double* pgw = want_gw ? partial.data() + blk * 2 * d : nullptr;
+      double* pgb = want_gb ? partial.data() + blk * 2 * d + d : nullptr;
+      for (int64_t r = blk * kRowBlock; r < std::min(rows, (blk + 1) * kRowBlock); ++r)
+        backward_row_wide(pg + r * d, px + r * d, pw, pm[r], pr[r], d, xhat.data(), gxhat.data(), pgw, pgb,
+                          pgx ? pgx + r * d : nullptr);
     }
   });
   if (!want_gw && !want_gb) return;
