@@ -14,6 +14,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
+#include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/strided_loop.h"
 #include "tensor/cpu/vec_math.h"
 
@@ -100,6 +101,22 @@ void softmax_backward_row(const T* g, const T* y, T* gx, int64_t n, bool log) {
   }
 }
 
+// The float32 rows at the CPU's full vector width: compiled for AVX-512, AVX2
+// and baseline x86-64 (isa_clones.h; flatten inlines the row helpers into each
+// clone, and this file is built with -ffp-contract=off, so every clone gives
+// the baseline's bits).
+HEED_ISA_CLONES __attribute__((flatten)) void softmax_row_wide(const float* x, float* out, int64_t n, bool log) {
+  softmax_row(x, out, n, log);
+}
+HEED_ISA_CLONES __attribute__((flatten)) void softmax_backward_row_wide(const float* g, const float* y, float* gx,
+                                                                        int64_t n, bool log) {
+  softmax_backward_row(g, y, gx, n, log);
+}
+void softmax_row_wide(const double* x, double* out, int64_t n, bool log) { softmax_row(x, out, n, log); }
+void softmax_backward_row_wide(const double* g, const double* y, double* gx, int64_t n, bool log) {
+  softmax_backward_row(g, y, gx, n, log);
+}
+
 }  // namespace
 
 void softmax_backward(const Tensor& grad, const Tensor& y, bool log, const Tensor& grad_x) {
@@ -124,7 +141,7 @@ void softmax_backward(const Tensor& grad, const Tensor& y, bool log, const Tenso
     const T* py = static_cast<const T*>(y.raw_data());
     T* po = static_cast<T*>(grad_x.raw_data());
     parallel_for(0, rows, std::max<int64_t>(1, kRowWork / n), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) softmax_backward_row(pg + r * n, py + r * n, po + r * n, n, log);
+      for (int64_t r = rb; r < re; ++r) softmax_backward_row_wide(pg + r * n, py + r * n, po + r * n, n, log);
     });
   });
 }
@@ -146,7 +163,7 @@ void softmax(const Tensor& x, bool log, const Tensor& out) {
     const T* px = static_cast<const T*>(x.raw_data());
     T* po = static_cast<T*>(out.raw_data());
     parallel_for(0, rows, std::max<int64_t>(1, kRowWork / n), [&](int64_t rb, int64_t re) {
-      for (int64_t r = rb; r < re; ++r) softmax_row(px + r * n, po + r * n, n, log);
+      for (int64_t r = rb; r < re; ++r) softmax_row_wide(px + r * n, po + r * n, n, log);
     });
   });
 }
