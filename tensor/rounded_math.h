@@ -12,7 +12,9 @@
 namespace heed {
 
 // The device rounds through the intrinsics; the host's operators already
-// round each operation (no FMA in the CPU build). One definition per side.
+// round each operation: the CPU build targets x86-64 without FMA, and the
+// files whose loops are also compiled for AVX2 / AVX-512 (isa_clones.h) are
+// built with -ffp-contract=off (CMakeLists.txt). One definition per side.
 #ifdef __CUDA_ARCH__
 HEED_HD inline float mul_rn(float a, float b) { return __fmul_rn(a, b); }
 HEED_HD inline float add_rn(float a, float b) { return __fadd_rn(a, b); }

@@ -4,11 +4,24 @@
 // too; every element is computed alone, so the result does not depend on the
 // thread count.
 #include "tensor/cpu/cpu_backend.h"
+#include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/strided_loop.h"
 
 namespace heed::cpu {
 namespace {
+
+// Elements [lo, hi) of a float32 parameter at the CPU's full vector width
+// (isa_clones.h). adam_element rounds every operation on its own
+// (rounded_math.h: no contraction into FMA), so each clone gives the same bits.
+HEED_ISA_CLONES __attribute__((flatten)) void adam_range(const AdamScalars<float>& s, float* p, const float* g,
+                                                         float* m, float* v, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; ++i) adam_element(s, p, g, m, v, i);
+}
+template <class T>
+void adam_range(const AdamScalars<compute_t<T>>& s, T* p, const T* g, T* m, T* v, int64_t lo, int64_t hi) {
+  for (int64_t i = lo; i < hi; ++i) adam_element(s, p, g, m, v, i);
+}
 
 // tensor/adam_rule.h's update, element by element; a bfloat16 parameter
 // and its state are updated in float32 and each rounded once on store.
@@ -21,7 +34,7 @@ void adam_rows(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
   T* m = static_cast<T*>(exp_avg.raw_data());
   T* v = static_cast<T*>(exp_avg_sq.raw_data());
   parallel_for(0, param.numel(), kGrainCheap, [&](int64_t lo, int64_t hi) {
-    for (int64_t i = lo; i < hi; ++i) adam_element(s, p, g, m, v, i);
+    adam_range(s, p, g, m, v, lo, hi);
   });
 }
 
