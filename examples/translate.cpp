@@ -312,6 +312,14 @@ void export_data(const std::string& path, const TrainSettings& s, const Corpus& 
   examples::write_ragged(f, "valid_batches", rows);
 }
 
+// What a BLEU score is made of: where a model falls short (few longer
+// n-grams right, or translations too short) shows here, not in the score.
+std::string bleu_parts(const data::BleuScore& b) {
+  return fmt::format("(1-4-gram precisions {:.1f}/{:.1f}/{:.1f}/{:.1f}, brevity penalty {:.3f}, length {}/{})",
+                     b.precisions[0], b.precisions[1], b.precisions[2], b.precisions[3], b.brevity_penalty,
+                     b.hyp_len, b.ref_len);
+}
+
 // The test set's BLEU, greedy and (with r.beam > 1) beam search, and the first
 // r.show translations; what says which model this is.
 void report_test(nn::Seq2SeqTransformer& model, const Corpus& corpus, const TrainSettings& s, const RunOptions& r,
@@ -320,7 +328,7 @@ void report_test(nn::Seq2SeqTransformer& model, const Corpus& corpus, const Trai
   const auto greedy = translate(model, corpus, test_src, 1, 0, s.max_len, device);
   const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
   fmt::print("\ntest set ({} sentences), {}:\n", test_src.size(), what);
-  fmt::print("  BLEU greedy      {:.2f}\n", bleu_greedy.bleu);
+  fmt::print("  BLEU greedy      {:.2f}   {}\n", bleu_greedy.bleu, bleu_parts(bleu_greedy));
   if (!r.hyp_out.empty()) {
     std::ofstream hyp(r.hyp_out);
     for (const auto& line : greedy) hyp << line << '\n';
@@ -334,7 +342,8 @@ void report_test(nn::Seq2SeqTransformer& model, const Corpus& corpus, const Trai
     const std::vector<std::string> src_n(test_src.begin(), test_src.begin() + n), ref_n(test_ref.begin(), test_ref.begin() + n);
     const auto beam = translate(model, corpus, src_n, r.beam, r.length_penalty, s.max_len, device);
     if (n == test_src.size()) {
-      fmt::print("  BLEU beam {}      {:.2f}\n", r.beam, data::corpus_bleu(beam, ref_n).bleu);
+      const auto bleu_beam = data::corpus_bleu(beam, ref_n);
+      fmt::print("  BLEU beam {}      {:.2f}   {}\n", r.beam, bleu_beam.bleu, bleu_parts(bleu_beam));
     } else {
       const std::vector<std::string> greedy_n(greedy.begin(), greedy.begin() + n);
       fmt::print("  on the first {} test sentences: BLEU greedy {:.2f}, BLEU beam {} {:.2f}\n", n,
