@@ -172,6 +172,9 @@ check "translate test reports a checkpoint's test BLEU as train did" 0 "" -- bas
    '$T' test -c '$WORK/test_cmd/best.h5' --beam 2 --show 0 2>/dev/null | grep 'BLEU' > '$WORK/test_cmd.test' &&
    [[ -s '$WORK/test_cmd.test' ]] && diff '$WORK/test_cmd.train' '$WORK/test_cmd.test'"
 check "translate test with another beam" 0 "BLEU beam 3" -- "$T" test -c "$WORK/tr/best.h5" --beam 3 --length-penalty 0.6 --show 1
+check "translate test --split valid scores the validation split" 0 "^validation set \\([0-9]+ sentences\\)" -- "$T" test \
+  -c "$WORK/tr/best.h5" --split valid --beam 2 --show 1
+check "translate test: an unknown --split is refused" 1 "split" -- "$T" test -c "$WORK/tr/best.h5" --split train
 check "translate decode" 0 "^[a-z]" -- "$T" decode -c "$WORK/tr/best.h5" "a b c d" "e f g"
 check "translate decode --beam 3 from a file" 0 "^[a-z]" -- bash -c "printf 'a b c\nd e f\n' > '$WORK/in.txt' && '$T' decode -c '$WORK/tr/best.h5' --beam 3 --file '$WORK/in.txt'"
 check "translate: a bad flag value is refused" 1 "d-model" -- "$T" train --d-model -4
