@@ -55,11 +55,12 @@ void for_each_piece(const std::string& s, Visit visit) {
   }
 }
 
-// Replaces every non-overlapping (a, b) in syms, left to right, by merged.
-void merge_pair(std::vector<Symbol>& syms, Symbol a, Symbol b, Symbol merged) {
+// Replaces every non-overlapping (a, b) in syms, left to right, by merged;
+// with `kept` (one flag per adjacent pair), only the pairs whose flag is set.
+void merge_pair(std::vector<Symbol>& syms, Symbol a, Symbol b, Symbol merged, const char* kept = nullptr) {
   size_t out = 0;
   for (size_t i = 0; i < syms.size();) {
-    if (i + 1 < syms.size() && syms[i] == a && syms[i + 1] == b) {
+    if (i + 1 < syms.size() && (!kept || kept[i]) && syms[i] == a && syms[i + 1] == b) {
       syms[out++] = merged;
       i += 2;
     } else {
@@ -149,21 +150,7 @@ class BpeTokenizer : public Tokenizer {
         }
         if (best_rank < 0) break;
         auto [a, b] = merges_[best_rank];
-        const Symbol merged = static_cast<Symbol>(kFirstMergeId + best_rank);
-        if (!rng) {
-          merge_pair(syms, a, b, merged);
-          continue;
-        }
-        size_t out = 0;  // merge_pair, skipping the occurrences dropped this step
-        for (size_t i = 0; i < syms.size();) {
-          if (i + 1 < syms.size() && kept[i] && syms[i] == a && syms[i + 1] == b) {
-            syms[out++] = merged;
-            i += 2;
-          } else {
-            syms[out++] = syms[i++];
-          }
-        }
-        syms.resize(out);
+        merge_pair(syms, a, b, static_cast<Symbol>(kFirstMergeId + best_rank), rng ? kept.data() : nullptr);
       }
       ids.insert(ids.end(), syms.begin(), syms.end());
     });
