@@ -15,6 +15,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/isa_clones.h"
+#include "tensor/cpu/lane_max.h"
 #include "tensor/cpu/strided_loop.h"
 #include "tensor/cpu/vec_math.h"
 
@@ -26,21 +27,6 @@ constexpr int64_t kRowWork = 16384;  // elements per parallel chunk
 
 inline float row_exp(float v) { return exp_nonpositive(v); }
 inline double row_exp(double v) { return std::exp(v); }
-
-template <class T>
-T row_max(const T* x, int64_t n) {
-  T lanes[kLanes];
-  for (auto& l : lanes) l = -std::numeric_limits<T>::infinity();
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-#pragma GCC unroll 1  // a loop, not unrolled code: only the loop vectoriser handles the select
-    for (int j = 0; j < kLanes; ++j) lanes[j] = x[i + j] > lanes[j] ? x[i + j] : lanes[j];
-  }
-  for (int j = 0; i < n; ++i, ++j) lanes[j] = x[i] > lanes[j] ? x[i] : lanes[j];
-  T m = lanes[0];
-  for (int j = 1; j < kLanes; ++j) m = lanes[j] > m ? lanes[j] : m;
-  return m;
-}
 
 template <class T>
 double row_sum(const T* x, int64_t n) {
@@ -56,7 +42,7 @@ double row_sum(const T* x, int64_t n) {
 
 template <class T>
 void softmax_row(const T* x, T* out, int64_t n, bool log) {
-  const T m = row_max(x, n);
+  const T m = lane_max(x, n);
   if (m == -std::numeric_limits<T>::infinity()) {
     // Every entry is -inf: a uniform 0 probability (no NaN from -inf - -inf).
     const T fill = log ? -std::numeric_limits<T>::infinity() : T(0);
