@@ -256,13 +256,13 @@ std::vector<std::string> sides(const std::vector<data::SentencePair>& pairs, boo
 
 // ---- train ---------------------------------------------------------------------------
 
-// --export-data: HDF5 file of the data and batches (bench/translate_torch.py
-// trains on it). `test` uses the test report's options, --threads and --device.
 // GNMT length penalty 2.0 by default: this corpus's models stop early (beam 4
 // output ~20% short of the references at 1.0); 2.0 scored best on the whole
 // validation split over eight models (docs/programs.md).
 constexpr double kDefaultLengthPenalty = 2.0;
 
+// --export-data: HDF5 file of the data and batches (bench/translate_torch.py
+// trains on it). `test` uses the test report's options, --threads and --device.
 struct RunOptions : examples::RunFlags {
   int64_t show = 8, beam = 4;
   double length_penalty = kDefaultLengthPenalty;
