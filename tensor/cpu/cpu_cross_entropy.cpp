@@ -12,6 +12,7 @@
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/lane_max.h"
+#include "tensor/cpu/lane_sum.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/vec_math.h"
 
@@ -19,7 +20,6 @@ namespace heed::cpu {
 namespace {
 
 constexpr int64_t kRowWork = 16384;  // elements per parallel chunk
-constexpr int kLanes = 8;
 
 inline float exp_nonpos(float v) { return exp_nonpositive(v); }
 inline double exp_nonpos(double v) { return std::exp(v); }
@@ -29,22 +29,12 @@ inline double exp_nonpos(double v) { return std::exp(v); }
 // compiled for AVX-512, AVX2 and baseline x86-64 (isa_clones.h; this file is
 // built with -ffp-contract=off, so every clone gives the baseline's bits).
 
-// Sums of exp(row - m) and of the row, each in kLanes double lanes.
+// The row's sum of exp(row - m) (when want_exp) and of the row (when want_sum).
 template <class T>
-__attribute__((always_inline)) inline void lane_sums(const T* row, int64_t C, T m, bool want_exp, bool want_sum,
-                                                     double* lanes, double* xlanes) {
-  if (want_exp) {
-    int64_t c = 0;
-    for (; c + kLanes <= C; c += kLanes)
-      for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(exp_nonpos(row[c + j] - m));
-    for (int j = 0; c < C; ++c, ++j) lanes[j] += static_cast<double>(exp_nonpos(row[c] - m));
-  }
-  if (want_sum) {
-    int64_t c = 0;
-    for (; c + kLanes <= C; c += kLanes)
-      for (int j = 0; j < kLanes; ++j) xlanes[j] += static_cast<double>(row[c + j]);
-    for (int j = 0; c < C; ++c, ++j) xlanes[j] += static_cast<double>(row[c]);
-  }
+__attribute__((always_inline)) inline void sums_of(const T* row, int64_t C, T m, bool want_exp, bool want_sum,
+                                                   double* sum, double* xsum) {
+  *sum = want_exp ? lane_sum(C, [&](int64_t c) { return static_cast<double>(exp_nonpos(row[c] - m)); }) : 0;
+  *xsum = want_sum ? lane_sum(C, [&](int64_t c) { return static_cast<double>(row[c]); }) : 0;
 }
 
 // out = g * (exp(row - lse) - spread): the row's gradient before its target's -g * keep.
@@ -55,16 +45,16 @@ __attribute__((always_inline)) inline void grad_of(const T* row, int64_t C, T gn
 
 HEED_ISA_CLONES __attribute__((flatten)) float row_max(const float* row, int64_t C) { return lane_max(row, C); }
 HEED_ISA_CLONES __attribute__((flatten)) void row_sums(const float* row, int64_t C, float m, bool want_exp,
-                                                       bool want_sum, double* lanes, double* xlanes) {
-  lane_sums(row, C, m, want_exp, want_sum, lanes, xlanes);
+                                                       bool want_sum, double* sum, double* xsum) {
+  sums_of(row, C, m, want_exp, want_sum, sum, xsum);
 }
 HEED_ISA_CLONES __attribute__((flatten)) void row_grad(const float* row, int64_t C, float gn, float ln, float spread,
                                                        float* out) {
   grad_of(row, C, gn, ln, spread, out);
 }
 double row_max(const double* row, int64_t C) { return lane_max(row, C); }
-void row_sums(const double* row, int64_t C, double m, bool want_exp, bool want_sum, double* lanes, double* xlanes) {
-  lane_sums(row, C, m, want_exp, want_sum, lanes, xlanes);
+void row_sums(const double* row, int64_t C, double m, bool want_exp, bool want_sum, double* sum, double* xsum) {
+  sums_of(row, C, m, want_exp, want_sum, sum, xsum);
 }
 void row_grad(const double* row, int64_t C, double gn, double ln, double spread, double* out) {
   grad_of(row, C, gn, ln, spread, out);
@@ -91,10 +81,8 @@ void forward_rows(const Tensor& logits, const int64_t* target, int64_t ignore, d
     for (int64_t n = rb; n < re; ++n) {
       const T* row = x + n * C;
       const T m = static_cast<T>(row_max(row, C));
-      double lanes[kLanes] = {}, xlanes[kLanes] = {};
-      row_sums(row, C, m, m != -kInf, e > 0, lanes, xlanes);
-      double sum = 0, xsum = 0;
-      for (int j = 0; j < kLanes; ++j) sum += lanes[j], xsum += xlanes[j];
+      double sum, xsum;
+      row_sums(row, C, m, m != -kInf, e > 0, &sum, &xsum);
       // An all -inf row has no probability mass: its lse is -inf (and its loss inf).
       const double l = m == -kInf ? -static_cast<double>(kInf) : static_cast<double>(m) + std::log(sum);
       lse_out[n] = static_cast<T>(l);

@@ -18,6 +18,7 @@
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/isa_clones.h"
+#include "tensor/cpu/lane_sum.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/strided_loop.h"
 
@@ -25,34 +26,19 @@ namespace heed::cpu {
 namespace {
 
 constexpr int64_t kRowBlock = 32;  // rows per task and per partial sum of gw, gb
-constexpr int kLanes = 8;          // double lanes of a row's sums
 
 // ---- one row, at the CPU's full vector width ----------------------------------
 // The row loops are written once (always_inline templates) and, for float32,
 // compiled for AVX-512, AVX2 and baseline x86-64 (isa_clones.h; this file is
 // built with -ffp-contract=off, so every clone gives the baseline's bits).
-// A row's sums run in kLanes double lanes added in lane order at the end: a
-// single running double sum is a chain of dependent adds that no compiler
-// vectorises, and it was most of the kernels' time.
-
-template <class T, class F>
-__attribute__((always_inline)) inline double lane_sum(int64_t d, F term) {
-  double lanes[kLanes] = {};
-  int64_t j = 0;
-  for (; j + kLanes <= d; j += kLanes)
-    for (int l = 0; l < kLanes; ++l) lanes[l] += term(j + l);
-  for (int l = 0; j < d; ++j, ++l) lanes[l] += term(j);
-  double total = 0;
-  for (double v : lanes) total += v;
-  return total;
-}
+// A row's sums run in double lanes (lane_sum.h).
 
 // y = (x - mean) * rstd * w + b over one row; writes the row's mean and rstd.
 template <class T>
 __attribute__((always_inline)) inline void forward_row(const T* xr, int64_t d, const T* pw, const T* pb, double eps,
                                                        T* yr, T* mean, T* rstd) {
-  const double mu = lane_sum<T>(d, [&](int64_t j) { return static_cast<double>(xr[j]); }) / d;
-  const double sq = lane_sum<T>(d, [&](int64_t j) {
+  const double mu = lane_sum(d, [&](int64_t j) { return static_cast<double>(xr[j]); }) / d;
+  const double sq = lane_sum(d, [&](int64_t j) {
     const double c = xr[j] - mu;
     return c * c;
   });
@@ -85,9 +71,9 @@ __attribute__((always_inline)) inline void backward_row(const T* gr, const T* xr
   if (pgb)
     for (int64_t j = 0; j < d; ++j) pgb[j] += gr[j];
   if (!out) return;
-  const double sum_gxhat = lane_sum<T>(d, [&](int64_t j) { return static_cast<double>(gxhat[j]); });
+  const double sum_gxhat = lane_sum(d, [&](int64_t j) { return static_cast<double>(gxhat[j]); });
   const double sum_gxhat_xhat =
-      lane_sum<T>(d, [&](int64_t j) { return static_cast<double>(gxhat[j]) * static_cast<double>(xhat[j]); });
+      lane_sum(d, [&](int64_t j) { return static_cast<double>(gxhat[j]) * static_cast<double>(xhat[j]); });
   const T a = static_cast<T>(sum_gxhat / d), c = static_cast<T>(sum_gxhat_xhat / d);
   for (int64_t j = 0; j < d; ++j) out[j] = s * (gxhat[j] - a - xhat[j] * c);
 }

@@ -16,29 +16,17 @@
 #include "tensor/cpu/cpu_bfloat16.h"
 #include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/lane_max.h"
+#include "tensor/cpu/lane_sum.h"
 #include "tensor/cpu/strided_loop.h"
 #include "tensor/cpu/vec_math.h"
 
 namespace heed::cpu {
 namespace {
 
-constexpr int kLanes = 8;
 constexpr int64_t kRowWork = 16384;  // elements per parallel chunk
 
 inline float row_exp(float v) { return exp_nonpositive(v); }
 inline double row_exp(double v) { return std::exp(v); }
-
-template <class T>
-double row_sum(const T* x, int64_t n) {
-  double lanes[kLanes] = {};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(x[i + j]);
-  for (int j = 0; i < n; ++i, ++j) lanes[j] += static_cast<double>(x[i]);
-  double s = 0;
-  for (int j = 0; j < kLanes; ++j) s += lanes[j];
-  return s;
-}
 
 template <class T>
 void softmax_row(const T* x, T* out, int64_t n, bool log) {
@@ -51,7 +39,7 @@ void softmax_row(const T* x, T* out, int64_t n, bool log) {
   }
   // A NaN anywhere is skipped by the max but reaches the sum, so the row is NaN.
   for (int64_t i = 0; i < n; ++i) out[i] = row_exp(x[i] - m);
-  const double sum = row_sum(out, n);
+  const double sum = lane_sum(n, [&](int64_t i) { return static_cast<double>(out[i]); });
   if (log) {
     const T log_sum = static_cast<T>(std::log(sum));
     for (int64_t i = 0; i < n; ++i) out[i] = (x[i] - m) - log_sum;
@@ -65,19 +53,8 @@ void softmax_row(const T* x, T* out, int64_t n, bool log) {
 //                          log-softmax gx = g - exp(y) * sum(g).
 template <class T>
 void softmax_backward_row(const T* g, const T* y, T* gx, int64_t n, bool log) {
-  double lanes[kLanes] = {};
-  int64_t i = 0;
-  if (log) {
-    for (; i + kLanes <= n; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(g[i + j]);
-    for (int j = 0; i < n; ++i, ++j) lanes[j] += static_cast<double>(g[i]);
-  } else {
-    for (; i + kLanes <= n; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) lanes[j] += static_cast<double>(g[i + j] * y[i + j]);
-    for (int j = 0; i < n; ++i, ++j) lanes[j] += static_cast<double>(g[i] * y[i]);
-  }
-  double s = 0;
-  for (int j = 0; j < kLanes; ++j) s += lanes[j];
+  const double s = log ? lane_sum(n, [&](int64_t i) { return static_cast<double>(g[i]); })
+                       : lane_sum(n, [&](int64_t i) { return static_cast<double>(g[i] * y[i]); });
   const T sum = static_cast<T>(s);
   if (log) {
     // exp(-inf) = 0: a row of -inf (an all -inf input) passes g through, as the composed rule does.
