@@ -107,6 +107,10 @@ void launch_index_add(const IndexAddArgs& a, T* dst, const T* src, const uint64_
 template <class T>
 void launch_adam_step(const AdamScalars<compute_t<T>>& s, T* param, const T* grad, T* exp_avg, T* exp_avg_sq,
                       int64_t n);
+// out[i] = lerp(start[i], end[i], weight) (tensor/lerp_rule.h), all [n]
+// contiguous; out may be start or end.
+template <class T>
+void launch_lerp(const T* start, const T* end, compute_t<T> weight, T* out, int64_t n);
 
 // out [n] contiguous from tensor/philox.h's mapping (T float, double or
 // bfloat16, which takes float32's sample rounded; any dtype's storage type

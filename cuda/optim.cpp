@@ -1,8 +1,8 @@
-// The CUDA op table's fused Adam step, counter-based random fill and fused
-// dropout. Both
+// The CUDA op table's fused Adam step, lerp, counter-based random fill and
+// fused dropout. They
 // follow the CPU kernels operation by operation (cuda/optim_math.h), so a
 // step or a seed gives the same numbers on either device: bit for bit for
-// adam_step, uniform and bernoulli; normal up to the device's logf/cosf.
+// adam_step, lerp, uniform and bernoulli; normal up to the device's logf/cosf.
 // bfloat16 is computed in float32 (float32 scalars and samples) and rounded
 // once on store.
 #include <cuda_runtime_api.h>
@@ -34,6 +34,22 @@ void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, c
         make_adam_scalars<C>(a);
     launch_adam_step<T>(s, static_cast<T*>(param.raw_data()), static_cast<const T*>(grad.raw_data()),
                         static_cast<T*>(exp_avg.raw_data()), static_cast<T*>(exp_avg_sq.raw_data()), param.numel());
+  });
+}
+
+void lerp(const Tensor& start, const Tensor& end, double weight, const Tensor& out) {
+  HEED_CHECK(start.is_contiguous() && end.is_contiguous() && out.is_contiguous(),
+             "cuda lerp: expected contiguous tensors, got start {}, end {}, out {}", describe(start), describe(end),
+             describe(out));
+  HEED_CHECK(start.shape() == out.shape() && end.shape() == out.shape() && start.dtype() == out.dtype() &&
+                 end.dtype() == out.dtype(),
+             "cuda lerp: start {}, end {} and out {} must agree in shape and dtype", describe(start), describe(end),
+             describe(out));
+  DeviceGuard guard(out.device().index);
+  dispatch_floating_or_bf16(out.dtype(), "cuda lerp", [&](auto zero) {
+    using T = decltype(zero);
+    launch_lerp<T>(static_cast<const T*>(start.raw_data()), static_cast<const T*>(end.raw_data()),
+                   static_cast<compute_t<T>>(weight), static_cast<T*>(out.raw_data()), out.numel());
   });
 }
 
@@ -81,6 +97,7 @@ void dropout(const Tensor& x, const Tensor& residual, double p, uint64_t seed, u
 
 void install_optim_kernels(Backend& row) {
   row.adam_step = adam_step;
+  row.lerp = lerp;
   row.random = random;
   row.dropout = dropout;
 }

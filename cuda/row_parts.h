@@ -5,7 +5,7 @@
 //   cuda/reduce.cpp       reduce, softmax, softmax_backward, cross_entropy (and backward), layer_norm, layer_norm_backward
 //   cuda/matmul.cpp       matmul through cuBLAS
 //   cuda/index.cpp        index_select, gather, scatter_add, index_add
-//   cuda/optim.cpp        adam_step, random
+//   cuda/optim.cpp        adam_step, lerp, random, dropout
 // cuda/cuda_backend.cpp sets the memory and device slots and calls each part.
 #include <string>
 #include <utility>

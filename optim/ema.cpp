@@ -25,11 +25,9 @@ void ExponentialMovingAverage::update() {
   HEED_CHECK(!swapped_, "ExponentialMovingAverage::update: the parameters hold the averages (a Swap is alive)");
   NoGradGuard no_grad;
   const double d = next_decay();
-  // avg += (1 - d) * (param - avg): one rounding fewer than d * avg + (1 - d) * param.
-  for (size_t i = 0; i < params_.size(); ++i) {
-    Tensor& avg = averages_[i].second;
-    avg.add_(sub(params_[i].second, avg), 1 - d);
-  }
+  // avg + (1 - d) * (param - avg) in one pass (lerp): one rounding fewer
+  // than d * avg + (1 - d) * param.
+  for (size_t i = 0; i < params_.size(); ++i) averages_[i].second.lerp_(params_[i].second, 1 - d);
   ++updates_;
 }
 

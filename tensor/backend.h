@@ -152,6 +152,11 @@ struct Backend {
   void (*adam_step)(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                     const AdamStepArgs& args) = nullptr;
 
+  // Element by element on contiguous tensors of one shape and float dtype:
+  // out = lerp(start, end, weight) (tensor/lerp_rule.h has the arithmetic);
+  // out may be start or end itself (an in-place lerp_, the EMA update).
+  void (*lerp)(const Tensor& start, const Tensor& end, double weight, const Tensor& out) = nullptr;
+
   // Fills contiguous out from the counter-based generator: sample i reads
   // its w 32-bit words (w = 1, 2 or 4 by dist and dtype) starting at word
   // i*w of the Philox blocks offset, offset + 1, ... (tensor/philox.h spells

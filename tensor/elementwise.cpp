@@ -420,6 +420,25 @@ Tensor where(const Tensor& cond, const Tensor& a_in, const Tensor& b_in) {
   return out;
 }
 
+Tensor lerp(const Tensor& start_in, const Tensor& end_in, double weight) {
+  const Tensor start = autocast::widest(start_in, end_in), end = autocast::widest(end_in, start_in);
+  detail::check_same(start, end, "lerp");
+  detail::check_floating(start, "lerp");
+  const Shape shape = broadcast_shapes(start.shape(), end.shape(), "lerp");
+  // The kernel takes dense operands of the output's shape.
+  auto dense = [&](const Tensor& t) {
+    return t.shape() == shape && t.is_contiguous() ? t.detach() : contiguous(detail::broadcast_view(t.detach(), shape));
+  };
+  Tensor out = empty(shape, start.dtype(), start.device());
+  if (out.numel() > 0) detail::kernel(start.device(), &Backend::lerp, "lerp")(dense(start), dense(end), weight, out);
+  if (auto* node = record("lerp", {start, end}, out)) {
+    node->backward = [shape_s = start.shape(), shape_e = end.shape(), weight](const Tensor& g) {
+      return TensorList{sum_to(mul(g, 1.0 - weight), shape_s), sum_to(mul(g, weight), shape_e)};
+    };
+  }
+  return out;
+}
+
 Tensor masked_fill(const Tensor& t, const Tensor& mask, double value) {
   detail::check_defined(t, "masked_fill");
   detail::check_dtype(mask, DType::Bool, "masked_fill", "mask");

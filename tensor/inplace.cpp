@@ -3,6 +3,9 @@
 // computing with the new ones. When autograd records, the op runs out of
 // place on a snapshot and the tensor becomes that result's output in the
 // graph (a leaf that requires grad, or a view, is refused with a clear error).
+// When it does not (optimizer updates, gradient clipping, the EMA), the
+// elementwise ops write their result straight into the tensor where that is
+// safe (write_into_ok): no temporary the size of the tensor, and no copy.
 #include "tensor/grad_mode.h"
 #include "tensor/record.h"
 #include "tensor/op_helpers.h"
@@ -15,6 +18,50 @@ void write_into(const Tensor& dst, const Tensor& src, const char* name) {
   Tensor s = detail::broadcast_view(src.detach(), dst.shape());
   if (dst.numel() > 0) detail::kernel(dst.device(), &Backend::copy, name)(s, dst);
   dst.impl()->storage->bump_version();
+}
+
+bool broadcasts_to(const Shape& from, const Shape& to) {
+  if (from.size() > to.size()) return false;
+  for (size_t i = 0; i < from.size(); ++i) {
+    const int64_t f = from[from.size() - 1 - i], t = to[to.size() - 1 - i];
+    if (f != t && f != 1) return false;
+  }
+  return true;
+}
+
+// Whether an elementwise op may write its result straight into t: nothing
+// records, t is dense and not bool, and every other operand has t's dtype
+// and device, broadcasts to t's shape and does not overlap t in another
+// layout. The kernels read element i and then write it in the same step of
+// their loop, so an operand that is t itself, in t's layout, is safe; a
+// transposed view of t is not. Everything else (and every error message)
+// goes through apply_inplace.
+bool write_into_ok(const Tensor& t, const TensorList& others) {
+  if (!t.defined() || !t.is_contiguous() || t.dtype() == DType::Bool) return false;
+  TensorList all{t};
+  all.insert(all.end(), others.begin(), others.end());
+  if (needs_grad(all)) return false;
+  for (const Tensor& o : others) {
+    if (!o.defined() || o.device() != t.device() || o.dtype() != t.dtype() || !broadcasts_to(o.shape(), t.shape()))
+      return false;
+    const bool same_memory = o.impl()->storage == t.impl()->storage;
+    if (same_memory && !(o.shape() == t.shape() && o.strides() == t.strides() && o.offset() == t.offset()))
+      return false;
+  }
+  return true;
+}
+
+Tensor& binary_into(Tensor& t, BinaryOp op, const Tensor& other, const char* name) {
+  if (t.numel() > 0)
+    detail::kernel(t.device(), &Backend::binary, name)(op, t, detail::broadcast_view(other, t.shape()), t);
+  t.impl()->storage->bump_version();
+  return t;
+}
+
+Tensor& unary_into(Tensor& t, UnaryOp op, double a, const char* name) {
+  if (t.numel() > 0) detail::kernel(t.device(), &Backend::unary, name)(op, t, a, 0.0, t);
+  t.impl()->storage->bump_version();
+  return t;
 }
 
 Tensor& apply_inplace(Tensor& t, const char* name, const TensorList& others,
@@ -59,22 +106,44 @@ Tensor& apply_inplace(Tensor& t, const char* name, const TensorList& others,
 }  // namespace
 
 Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  // The out-of-place add scales `other` by alpha first too: the same bits.
+  if (write_into_ok(*this, {other}))
+    return binary_into(*this, BinaryOp::Add, alpha == 1.0 ? other : heed::mul(other, alpha), "add_");
   return apply_inplace(*this, "add_", {other}, [&](const Tensor& x) { return heed::add(x, other, alpha); });
 }
 Tensor& Tensor::sub_(const Tensor& other) {
+  if (write_into_ok(*this, {other})) return binary_into(*this, BinaryOp::Sub, other, "sub_");
   return apply_inplace(*this, "sub_", {other}, [&](const Tensor& x) { return sub(x, other); });
 }
 Tensor& Tensor::mul_(const Tensor& other) {
+  if (write_into_ok(*this, {other})) return binary_into(*this, BinaryOp::Mul, other, "mul_");
   return apply_inplace(*this, "mul_", {other}, [&](const Tensor& x) { return mul(x, other); });
 }
 Tensor& Tensor::div_(const Tensor& other) {
+  // Integer division can fail part-way on a GPU (a zero divisor is reported
+  // after the kernel), which must not leave this tensor half written.
+  if (is_floating(dtype()) && write_into_ok(*this, {other})) return binary_into(*this, BinaryOp::Div, other, "div_");
   return apply_inplace(*this, "div_", {other}, [&](const Tensor& x) { return div(x, other); });
 }
 Tensor& Tensor::add_(double value) {
+  if (write_into_ok(*this, {})) return unary_into(*this, UnaryOp::AddScalar, value, "add_");
   return apply_inplace(*this, "add_", {}, [&](const Tensor& x) { return add(x, value); });
 }
 Tensor& Tensor::mul_(double value) {
+  if (write_into_ok(*this, {})) return unary_into(*this, UnaryOp::MulScalar, value, "mul_");
   return apply_inplace(*this, "mul_", {}, [&](const Tensor& x) { return mul(x, value); });
+}
+Tensor& Tensor::lerp_(const Tensor& end, double weight) {
+  if (is_floating(dtype()) && write_into_ok(*this, {end})) {
+    // The kernel wants end dense and of this shape; this tensor is both.
+    const Tensor e = end.shape() == shape() && end.is_contiguous()
+                         ? end
+                         : heed::contiguous(detail::broadcast_view(end.detach(), shape()));
+    if (numel() > 0) detail::kernel(device(), &Backend::lerp, "lerp_")(*this, e, weight, *this);
+    impl()->storage->bump_version();
+    return *this;
+  }
+  return apply_inplace(*this, "lerp_", {end}, [&](const Tensor& x) { return heed::lerp(x, end, weight); });
 }
 Tensor& Tensor::clamp_(double lo, double hi) {
   return apply_inplace(*this, "clamp_", {}, [&](const Tensor& x) { return heed::clamp(x, lo, hi); });

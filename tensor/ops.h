@@ -104,6 +104,9 @@ Tensor maximum(const Tensor& a, const Tensor& b);
 Tensor minimum(const Tensor& a, const Tensor& b);
 // cond ? a : b, broadcasting all three; cond is bool.
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
+// start + weight * (end - start), broadcasting both, as torch.lerp with a
+// scalar weight (computed from the nearer end: tensor/lerp_rule.h); float dtypes.
+Tensor lerp(const Tensor& start, const Tensor& end, double weight);
 // t with `value` where mask (bool, broadcastable to t) is true.
 Tensor masked_fill(const Tensor& t, const Tensor& mask, double value);
 Tensor eq(const Tensor& a, const Tensor& b);

@@ -3,7 +3,7 @@
 // compiled for x86-64 without FMA, so every product and sum there is rounded
 // on its own; nvcc instead contracts a * b + c into one fused multiply-add by
 // default, which rounds once and changes the last bits. The _rn intrinsics are
-// never contracted, so kernels that must match the CPU bit for bit (adam_step,
+// never contracted, so kernels that must match the CPU bit for bit (adam_step, lerp,
 // random, softmax, layer norm, reductions) use these.
 #include <math.h>
 

@@ -133,6 +133,8 @@ class Tensor {
   Tensor& copy_(const Tensor& src);
   Tensor& masked_fill_(const Tensor& mask, double value);
   Tensor& clamp_(double lo, double hi);
+  // *this + weight * (end - *this), as heed::lerp.
+  Tensor& lerp_(const Tensor& end, double weight);
 
  private:
   std::shared_ptr<TensorImpl> impl_;

@@ -404,6 +404,22 @@ Cases optimizer_cases() {
   cases.push_back({"Adam on a parameter that is not contiguous (the composed rule)", [](Inputs& in) {
                      return optimizer_run<optim::Adam>(in, optim::AdamOptions{0.1, 0.9, 0.999, 1e-8, 0.01}, true);
                    }});
+  // lerp rounds each operation on its own (tensor/lerp_rule.h): the same bits on both devices.
+  for (DType dt : {DType::Float32, DType::Float64, DType::BFloat16}) {
+    cases.push_back({std::string("lerp, lerp_ and the EMA update, ") + dtype_name(dt),
+                     [dt](Inputs& in) {
+                       Tensor a = in.leaf({5, 7}, N(), dt), b = in.leaf({5, 7}, N(), dt), e = in.leaf({7}, N(), dt);
+                       Tensor low = lerp(a, b, 0.3), high = lerp(a, e, 0.8);
+                       Tensor p = in.draw({64, 33}, N(), dt), avg = in.draw({64, 33}, N(), dt);
+                       Tensor q = in.draw({64, 33}, N(), dt).t();  // a strided end
+                       NoGradGuard no_grad;
+                       avg.lerp_(p, 0.002);
+                       Tensor avg2 = in.draw({33, 64}, N(), dt);
+                       avg2.lerp_(q, 0.75);
+                       return TensorList{low, high, avg, avg2};
+                     },
+                     kExact});
+  }
   cases.push_back({"SGD", [](Inputs& in) { return optimizer_run<optim::SGD>(in, optim::SGDOptions{0.1}); }});
   cases.push_back({"SGD with momentum, dampening and weight decay", [](Inputs& in) {
                      return optimizer_run<optim::SGD>(in, optim::SGDOptions{0.1, 0.9, 0.1, 0.01});

@@ -118,6 +118,8 @@ TEST_CASE("gradcheck: elementwise binary ops with broadcasting", "[gradcheck][de
     check_binary(d, "pow", [](const Tensor& a, const Tensor& b) { return pow(add(square(a), 0.5), b); });
     check_binary(d, "maximum", [](const Tensor& a, const Tensor& b) { return maximum(a, b); });
     check_binary(d, "minimum", [](const Tensor& a, const Tensor& b) { return minimum(a, b); });
+    check_binary(d, "lerp (start side)", [](const Tensor& a, const Tensor& b) { return lerp(a, b, 0.3); });
+    check_binary(d, "lerp (end side)", [](const Tensor& a, const Tensor& b) { return lerp(a, b, 0.85); });
   }
 }
 
@@ -268,6 +270,7 @@ TEST_CASE("gradcheck: in-place ops on non-leaves", "[gradcheck][device]") {
       h.mul_(in[1]);
       h.add_(in[1], 0.5);
       h.clamp_(-2.0, 2.0);
+      h.lerp_(in[0], 0.25);
       return h;
     };
     CHECK(gradcheck_on(d, fn, {leaf(rnd({3}, 95, -1, 1)), leaf(rnd({3}, 96, -1, 1))}));

@@ -171,6 +171,84 @@ TEST_CASE("in-place ops write through and bump the version", "[tensor][device]")
   }
 }
 
+TEST_CASE("in-place ops without autograd write straight into the tensor, with the out-of-place bits", "[tensor][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    Generator gen(7);
+    const Tensor x0 = randn({37, 37}, &gen).to(d), y = randn({37, 37}, &gen).to(d), row = randn({37}, &gen).to(d);
+    auto same_bits = [](const Tensor& a, const Tensor& b) {
+      REQUIRE(a.shape() == b.shape());
+      REQUIRE(a.to_vector<float>() == b.to_vector<float>());
+    };
+    NoGradGuard no_grad;
+    Tensor t = clone(x0);
+    const void* storage = t.raw_data();
+    t.add_(y, -0.75).sub_(row).mul_(y).div_(add(row, 10.0)).add_(0.5).mul_(3.0);
+    same_bits(t, mul(add(div(mul(sub(add(x0, y, -0.75), row), y), add(row, 10.0)), 0.5), 3.0));
+    REQUIRE(t.raw_data() == storage);
+    // The tensor itself as the operand, in its own layout: read, then written.
+    Tensor u = clone(x0);
+    u.add_(u).mul_(u);
+    same_bits(u, mul(add(x0, x0), add(x0, x0)));
+    // An operand overlapping it in another layout (its transpose) is read
+    // before anything is written, as out of place.
+    Tensor v = clone(x0);
+    v.add_(v.t(), 2.0);
+    same_bits(v, add(x0, x0.t(), 2.0));
+    Tensor w = clone(x0);
+    w.sub_(w.t());
+    same_bits(w, sub(x0, x0.t()));
+    // A failing integer division leaves the tensor as it was.
+    Tensor n = from_vector<int64_t>({6, 8, 9}, {3}, d);
+    REQUIRE_THROWS_WITH(n.div_(from_vector<int64_t>({2, 0, 3}, {3}, d)), Catch::Matchers::Contains("division by zero"));
+    REQUIRE(n.to_vector<int64_t>() == std::vector<int64_t>{6, 8, 9});
+    // Integers go straight in too, with the out-of-place wrap-around.
+    Tensor k = from_vector<int64_t>({INT64_MAX, 2}, {2}, d);
+    k.add_(from_vector<int64_t>({1, 3}, {2}, d)).mul_(2.0);
+    REQUIRE(k.to_vector<int64_t>() == std::vector<int64_t>{0, 10});
+  }
+}
+
+TEST_CASE("lerp and lerp_: torch.lerp's formula, both ends exact, broadcasting, float dtypes", "[tensor][device]") {
+  FOR_EACH_TEST_DEVICE(d) {
+    REQUIRE(vals(lerp(f32(d, {0, 1, 2}), f32(d, {10, 11, 12}), 0.25)) == std::vector<float>{2.5, 3.5, 4.5});
+    // start + w (end - start) rounds away from end at w = 1; the formula
+    // switches to end - (end - start)(1 - w) at w >= 0.5, so both ends are exact.
+    const Tensor s = f32(d, {0.1f, -3e-8f, 7.0f}), e = f32(d, {1e7f, 1.0f, -2.5e-3f});
+    REQUIRE(vals(lerp(s, e, 0.0)) == vals(s));
+    REQUIRE(vals(lerp(s, e, 1.0)) == vals(e));
+    REQUIRE(lerp(f32(d, {1, 2, 3, 4, 5, 6}, {2, 3}), f32(d, {1, 1, 1}), 0.5).shape() == Shape{2, 3});
+    REQUIRE(lerp(zeros({2, 1}, DType::Float64, d), ones({3}, DType::Float64, d), 0.75).to_vector<double>() ==
+            Vec(6, 0.75));
+    REQUIRE(lerp(zeros({2}, DType::BFloat16, d), ones({2}, DType::BFloat16, d), 0.5).to(DType::Float32).to_vector<float>() ==
+            std::vector<float>{0.5, 0.5});
+    REQUIRE_THROWS_WITH(lerp(arange(3, DType::Int64, d), arange(3, DType::Int64, d), 0.5),
+                        Catch::Matchers::Contains("lerp") && Catch::Matchers::Contains("float"));
+    REQUIRE_THROWS_WITH(lerp(f32(d, {1, 2}), f32(d, {1, 2, 3}), 0.5), Catch::Matchers::Contains("lerp"));
+
+    // In place: the out-of-place bits, in the tensor's own memory, the version bumped.
+    Generator gen(3);
+    const Tensor a = randn({41, 29}, &gen).to(d), b = randn({29, 41}, &gen).to(d).t();  // a strided end
+    Tensor t = clone(a);
+    const uint64_t version = t.version();
+    const void* storage = t.raw_data();
+    {
+      NoGradGuard no_grad;
+      t.lerp_(b, 0.002);
+    }
+    REQUIRE(t.to_vector<float>() == lerp(a, b, 0.002).to_vector<float>());
+    REQUIRE(t.raw_data() == storage);
+    REQUIRE(t.version() == version + 1);
+    Tensor sq = randn({9, 9}, &gen).to(d), sq0 = clone(sq);
+    {
+      NoGradGuard no_grad;
+      sq.lerp_(sq.t(), 0.7);  // overlaps itself in another layout
+    }
+    REQUIRE(sq.to_vector<float>() == lerp(sq0, sq0.t(), 0.7).to_vector<float>());
+    Tensor narrow = zeros({3}, DType::Float32, d);
+    REQUIRE_THROWS_WITH(narrow.lerp_(ones({3}, DType::Float64, d), 0.5), Catch::Matchers::Contains("lerp") && Catch::Matchers::Contains("different dtypes"));
+  }
+}
+
 TEST_CASE("reductions over any dims with keepdim", "[tensor][device]") {
   FOR_EACH_TEST_DEVICE(d) {
     Tensor t = f32(d, {1, 2, 3, 4, 5, 6}, {2, 3});

@@ -36,6 +36,7 @@ void register_cpu_backend() {
   row.scatter_add = &scatter_add;
   row.index_add = &index_add;
   row.adam_step = &adam_step;
+  row.lerp = &lerp;
   row.random = &random;
   row.dropout = &dropout;
   row.synchronize = &synchronize;

@@ -61,6 +61,7 @@ void index_add(const Tensor& dst, int64_t dim, const Tensor& index, const Tensor
 // cpu_optim.cpp
 void adam_step(const Tensor& param, const Tensor& grad, const Tensor& exp_avg, const Tensor& exp_avg_sq,
                const AdamStepArgs& args);
+void lerp(const Tensor& start, const Tensor& end, double weight, const Tensor& out);
 
 // cpu_random.cpp
 void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset, const Tensor& out);

@@ -133,6 +133,10 @@ void p_adam_step(const Tensor& p, const Tensor& g, const Tensor& m, const Tensor
   Timed t("adam_step");
   adam_step(p, g, m, v, args);
 }
+void p_lerp(const Tensor& start, const Tensor& end, double weight, const Tensor& out) {
+  Timed t("lerp");
+  lerp(start, end, weight, out);
+}
 void p_dropout(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t off, const Tensor& out) {
   Timed t(residual.defined() ? "dropout_add" : "dropout");
   dropout(x, residual, p, seed, off, out);
@@ -194,6 +198,7 @@ void maybe_profile(Backend& row) {
   row.scatter_add = &p_scatter_add;
   row.index_add = &p_index_add;
   row.adam_step = &p_adam_step;
+  row.lerp = &p_lerp;
   row.random = &p_random;
   row.dropout = &p_dropout;
 }
