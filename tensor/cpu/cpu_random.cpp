@@ -6,6 +6,7 @@
 
 #include "tensor/cpu/cpu_backend.h"
 #include "tensor/cpu/cpu_bfloat16.h"
+#include "tensor/cpu/isa_clones.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/cpu/philox_blocks.h"
 #include "tensor/dropout_rule.h"
@@ -92,6 +93,28 @@ void random(RandomDist dist, double a, double b, uint64_t seed, uint64_t offset,
 
 namespace {
 
+// out[i] = dropout(x[i]) (+ residual[i]) for n elements whose words start at
+// `words`. The float32 loop is compiled for AVX-512 / AVX2 / baseline
+// (isa_clones.h; this file is built with -ffp-contract=off, so the product
+// and the sum stay two roundings, as in dropout_rule.h, in every clone).
+template <class T>
+__attribute__((always_inline)) inline void dropout_run(const T* x, const T* r, const uint32_t* words,
+                                                       uint32_t threshold, compute_t<T> scale, T* out, int64_t n) {
+  if (r != nullptr)
+    for (int64_t i = 0; i < n; ++i) out[i] = dropout_add_value(x[i], r[i], dropout_keeps(words[i], threshold), scale);
+  else
+    for (int64_t i = 0; i < n; ++i) out[i] = dropout_value(x[i], dropout_keeps(words[i], threshold), scale);
+}
+HEED_ISA_CLONES __attribute__((flatten)) void dropout_wide(const float* x, const float* r, const uint32_t* words,
+                                                           uint32_t threshold, float scale, float* out, int64_t n) {
+  dropout_run(x, r, words, threshold, scale, out, n);
+}
+template <class T>
+void dropout_wide(const T* x, const T* r, const uint32_t* words, uint32_t threshold, compute_t<T> scale, T* out,
+                  int64_t n) {
+  dropout_run(x, r, words, threshold, scale, out, n);
+}
+
 template <class T>
 void dropout_typed(const Tensor& x, const Tensor& residual, double p, uint64_t seed, uint64_t offset, const Tensor& out) {
   const T* px = static_cast<const T*>(x.raw_data());
@@ -106,10 +129,8 @@ void dropout_typed(const Tensor& x, const Tensor& residual, double p, uint64_t s
       const int64_t block = i / 4, end = std::min<int64_t>(e, (block + kBatchBlocks) * 4);
       philox_blocks(seed, offset + static_cast<uint64_t>(block), (end - 1) / 4 - block + 1, batch);
       const int64_t first = block * 4;
-      if (pr != nullptr)
-        for (; i < end; ++i) po[i] = dropout_add_value(px[i], pr[i], dropout_keeps(batch[i - first], threshold), scale);
-      else
-        for (; i < end; ++i) po[i] = dropout_value(px[i], dropout_keeps(batch[i - first], threshold), scale);
+      dropout_wide(px + i, pr != nullptr ? pr + i : nullptr, batch + (i - first), threshold, scale, po + i, end - i);
+      i = end;
     }
   });
 }

@@ -12,7 +12,8 @@ struct Lanes256 {
   using V = __m256i;
   static constexpr int kLanes = 4;
   static V set1(uint64_t x) { return _mm256_set1_epi64x(static_cast<long long>(x)); }
-  static V load(const uint64_t* p) { return _mm256_load_si256(reinterpret_cast<const __m256i*>(p)); }
+  static V iota() { return _mm256_set_epi64x(3, 2, 1, 0); }
+  static V add(V a, V b) { return _mm256_add_epi64(a, b); }
   static V mul32(V a, V b) { return _mm256_mul_epu32(a, b); }
   static V low32(V a) { return _mm256_and_si256(a, _mm256_set1_epi64x(0xffffffffLL)); }
   static V high32(V a) { return _mm256_srli_epi64(a, 32); }

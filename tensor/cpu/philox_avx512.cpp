@@ -16,7 +16,8 @@ struct Lanes512 {
   using V = __m512i;
   static constexpr int kLanes = 8;
   static V set1(uint64_t x) { return _mm512_set1_epi64(static_cast<long long>(x)); }
-  static V load(const uint64_t* p) { return _mm512_load_si512(p); }
+  static V iota() { return _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0); }
+  static V add(V a, V b) { return _mm512_add_epi64(a, b); }
   static V mul32(V a, V b) { return _mm512_mul_epu32(a, b); }
   static V low32(V a) { return _mm512_and_si512(a, _mm512_set1_epi64(0xffffffffLL)); }
   static V high32(V a) { return _mm512_srli_epi64(a, 32); }
