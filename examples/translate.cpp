@@ -401,7 +401,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
   examples::say("{} tokenizers: source vocabulary {}, target vocabulary {}\n", s.tokenizer,
              corpus.src_tok->vocab_size(), corpus.tgt_tok->vocab_size());
   std::vector<data::EncodedPair> train_pairs = encode(corpus.splits.train, corpus);
-  std::vector<data::SentencePair> train_texts = corpus.splits.train;  // what BPE-dropout segments afresh
+  // The training sentences as text, which BPE-dropout segments afresh; kept only for it.
+  std::vector<data::SentencePair> train_texts;
+  if (s.bpe_dropout > 0) train_texts = corpus.splits.train;
   if (s.dictionary_phrases != 0) {
     HEED_CHECK(s.task.empty() && !is_tsv(s.data),
                "--dictionary-phrases reads the Ding dictionary's entries: it needs --data to be the Ding file, not "
@@ -416,7 +418,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     }
     const auto phrases = encode(entries, corpus);
     train_pairs.insert(train_pairs.end(), phrases.begin(), phrases.end());
-    train_texts.insert(train_texts.end(), entries.begin(), entries.end());
+    if (s.bpe_dropout > 0) train_texts.insert(train_texts.end(), entries.begin(), entries.end());
     examples::say("dictionary words and phrases: {} more training pairs\n", phrases.size());
   }
 
