@@ -21,6 +21,7 @@
 
 #include <CLI/CLI.hpp>
 #include <fmt/core.h>
+#include <fmt/format.h>
 
 #include <heed.h>
 #include "data/batching.h"
@@ -191,7 +192,9 @@ std::pair<Tensor, Tensor> source_batch(const data::Tokenizer& tok, const std::ve
   return {src, nn::padding_mask(src, data::kPad)};
 }
 
-std::vector<std::string> translate(nn::Seq2SeqTransformer& model, const Corpus& c,
+// Greedy (beam 1) or beam search with one model, or with an ensemble whose
+// models average their next-token probabilities (nn::beam_search).
+std::vector<std::string> translate(const std::vector<nn::Seq2SeqTransformer*>& models, const Corpus& c,
                                    const std::vector<std::string>& sentences, int64_t beam, double length_penalty,
                                    int64_t max_len, Device device) {
   std::vector<std::string> out;
@@ -200,7 +203,8 @@ std::vector<std::string> translate(nn::Seq2SeqTransformer& model, const Corpus& 
   for (size_t i = 0; i < sentences.size(); i += chunk) {
     std::vector<std::string> part(sentences.begin() + i, sentences.begin() + std::min(sentences.size(), i + chunk));
     auto [src, pad] = source_batch(*c.src_tok, part, max_len, device);
-    auto ids = beam > 1 ? nn::beam_search(model, src, pad, {beam, length_penalty}, d) : nn::greedy_decode(model, src, pad, d);
+    auto ids = beam == 1 && models.size() == 1 ? nn::greedy_decode(*models[0], src, pad, d)
+                                               : nn::beam_search(models, src, pad, {beam, length_penalty}, d);
     for (auto& row : ids) out.push_back(c.tgt_tok->decode(row));
   }
   return out;
@@ -328,12 +332,12 @@ std::string bleu_parts(const data::BleuScore& b) {
 
 // The test set's BLEU, greedy and (with r.beam > 1) beam search, and the first
 // r.show translations; what says which model this is.
-void report_test(nn::Seq2SeqTransformer& model, const Corpus& corpus, const TrainSettings& s, const RunOptions& r,
-                 Device device, const std::string& what) {
+void report_test(const std::vector<nn::Seq2SeqTransformer*>& models, const Corpus& corpus, const TrainSettings& s,
+                 const RunOptions& r, Device device, const std::string& what) {
   const bool valid = r.split == "valid";
   const std::vector<data::SentencePair>& pairs = valid ? corpus.splits.valid : corpus.splits.test;
   const auto test_src = sides(pairs, true), test_ref = sides(pairs, false);
-  const auto greedy = translate(model, corpus, test_src, 1, 0, s.max_len, device);
+  const auto greedy = translate(models, corpus, test_src, 1, 0, s.max_len, device);
   const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
   fmt::print("\n{} set ({} sentences), {}:\n", valid ? "validation" : "test", test_src.size(), what);
   fmt::print("  BLEU greedy      {:.2f}   {}\n", bleu_greedy.bleu, bleu_parts(bleu_greedy));
@@ -348,7 +352,7 @@ void report_test(nn::Seq2SeqTransformer& model, const Corpus& corpus, const Trai
     // greedy on the same ones beside it.
     const size_t n = r.beam_sentences > 0 ? std::min<size_t>(r.beam_sentences, test_src.size()) : test_src.size();
     const std::vector<std::string> src_n(test_src.begin(), test_src.begin() + n), ref_n(test_ref.begin(), test_ref.begin() + n);
-    const auto beam = translate(model, corpus, src_n, r.beam, r.length_penalty, s.max_len, device);
+    const auto beam = translate(models, corpus, src_n, r.beam, r.length_penalty, s.max_len, device);
     if (n == test_src.size()) {
       const auto bleu_beam = data::corpus_bleu(beam, ref_n);
       fmt::print("  BLEU beam {}      {:.2f}   {}\n", r.beam, bleu_beam.bleu, bleu_parts(bleu_beam));
@@ -505,7 +509,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
     if (training.ema) averaged.emplace(*training.ema);
     const ValidationLoss valid = evaluate_loss(model, valid_batches, valid_words, device);
     const double v = valid.per_token;
-    const double bleu = data::corpus_bleu(translate(model, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
+    const double bleu = data::corpus_bleu(translate({&model}, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
     averaged.reset();
     progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} nats/token ({:.3f} nats/word), "
                                  "validation BLEU (greedy, {} sentences) {:.2f}",
@@ -593,7 +597,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
   // (With --ema: its averaged weights, which validation chose it by.)
   if (fs::exists(fs::path(r.out) / "best.h5"))
     io::restore_for_evaluation(io::load_checkpoint((fs::path(r.out) / "best.h5").string()), model);
-  report_test(model, corpus, s, r, device,
+  report_test({&model}, corpus, s, r, device,
               fmt::format("best checkpoint{} (validation loss {:.3f})",
                           training.ema ? fmt::format(", averaged weights (--ema {})", s.ema) : "", best_valid));
   fmt::print("checkpoints, log and loss plot in {}/\n", r.out);
@@ -617,9 +621,53 @@ int run_bleu(const std::string& hyp_file, const std::string& ref_file) {
 
 // ---- test ----------------------------------------------------------------------------
 
+// The models of `--ensemble` beside a checkpoint's own: each restored as the
+// checkpoint is (its averaged weights when it has them), on the device. They
+// must tokenize as the first checkpoint does and, for `test`, have been
+// trained on the same data split (else the test sentences of one could be
+// training sentences of another): an error names the first difference.
+std::vector<std::unique_ptr<nn::Seq2SeqTransformer>> ensemble_members(const io::Checkpoint& first,
+                                                                      const std::vector<std::string>& paths,
+                                                                      bool same_split, Device device) {
+  std::vector<std::unique_ptr<nn::Seq2SeqTransformer>> members;
+  for (const std::string& path : paths) {
+    const io::Checkpoint ckpt = examples::load_checkpoint_of(path, "translate", "a translate");
+    for (const char* key : {"src_tokenizer_kind", "tgt_tokenizer_kind"})
+      HEED_CHECK(ckpt.config.at(key) == first.config.at(key),
+                 "--ensemble {}: its {} is {}, the first checkpoint's {}: ensemble members must share tokenizers",
+                 path, key, ckpt.config.at(key), first.config.at(key));
+    for (const char* key : {"src_tokenizer", "tgt_tokenizer"})
+      HEED_CHECK(ckpt.texts.at(key) == first.texts.at(key),
+                 "--ensemble {}: its {} differs from the first checkpoint's: ensemble members must share tokenizers "
+                 "(train them with the same --data, --seed, --tokenizer and vocabulary sizes)",
+                 path, key);
+    if (same_split)
+      for (const char* key : {"data", "task", "seed", "valid_fraction", "test_fraction"})
+        HEED_CHECK(ckpt.config.at(key) == first.config.at(key),
+                   "--ensemble {}: its {} is {}, the first checkpoint's {}: its test split would differ (and could "
+                   "hold the other models' training sentences)",
+                   path, key, ckpt.config.at(key), first.config.at(key));
+    const Config config(ckpt.config);
+    const TrainSettings s = from_config(config);
+    auto model = std::make_unique<nn::Seq2SeqTransformer>(
+        model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
+    io::restore_for_evaluation(ckpt, *model);
+    model->to(device);
+    members.push_back(std::move(model));
+  }
+  return members;
+}
+
+std::vector<nn::Seq2SeqTransformer*> all_models(nn::Seq2SeqTransformer& first,
+                                                const std::vector<std::unique_ptr<nn::Seq2SeqTransformer>>& rest) {
+  std::vector<nn::Seq2SeqTransformer*> out{&first};
+  for (const auto& m : rest) out.push_back(m.get());
+  return out;
+}
+
 // The test report of `train` for a checkpoint, with other decoding settings:
 // the split is made again from the checkpoint's data, seed and fractions.
-int run_test(const std::string& checkpoint, const RunOptions& r) {
+int run_test(const std::string& checkpoint, const std::vector<std::string>& ensemble, const RunOptions& r) {
   if (r.threads > 0) cpu::set_num_threads(static_cast<int>(r.threads));
   const Device device = examples::device_from_flag(r.device);
   const io::Checkpoint ckpt = examples::load_checkpoint_of(checkpoint, "translate", "a translate");
@@ -630,17 +678,20 @@ int run_test(const std::string& checkpoint, const RunOptions& r) {
   nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
   const bool averaged = io::restore_for_evaluation(ckpt, model);
   model.to(device);
+  const auto members = ensemble_members(ckpt, ensemble, true, device);
   const auto autocast = examples::use_precision(examples::precision_from_flag(s.precision, device), device);
-  report_test(model, corpus, s, r, device,
-              fmt::format("{}{}, beam {}, length penalty {}", checkpoint, averaged ? " (averaged weights)" : "",
+  report_test(all_models(model, members), corpus, s, r, device,
+              fmt::format("{}{}{}, beam {}, length penalty {}", checkpoint, averaged ? " (averaged weights)" : "",
+                          ensemble.empty() ? "" : fmt::format(" in an ensemble with {}", fmt::join(ensemble, ", ")),
                           r.beam, r.length_penalty));
   return 0;
 }
 
 // ---- decode --------------------------------------------------------------------------
 
-int run_decode(const std::string& checkpoint, std::vector<std::string> sentences, const std::string& file,
-               int64_t beam, double length_penalty, const std::string& device_name) {
+int run_decode(const std::string& checkpoint, const std::vector<std::string>& ensemble,
+               std::vector<std::string> sentences, const std::string& file, int64_t beam, double length_penalty,
+               const std::string& device_name) {
   const Device device = examples::device_from_flag(device_name);
   io::Checkpoint ckpt = examples::load_checkpoint_of(checkpoint, "translate", "a translate");
   Config config(ckpt.config);
@@ -649,12 +700,14 @@ int run_decode(const std::string& checkpoint, std::vector<std::string> sentences
   nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
   io::restore_for_evaluation(ckpt, model);
   model.to(device);
+  const auto members = ensemble_members(ckpt, ensemble, false, device);
   if (!file.empty()) {
     auto lines = data::read_lines(file);
     sentences.insert(sentences.end(), lines.begin(), lines.end());
   }
   HEED_CHECK(!sentences.empty(), "nothing to translate: give sentences or --file");
-  for (const auto& t : translate(model, corpus, sentences, beam, length_penalty, s.max_len, device)) fmt::print("{}\n", t);
+  for (const auto& t : translate(all_models(model, members), corpus, sentences, beam, length_penalty, s.max_len, device))
+    fmt::print("{}\n", t);
   return 0;
 }
 
@@ -709,7 +762,7 @@ int main(int argc, char** argv) {
   train->add_option("--hyp-out", r.hyp_out, "write the greedy test translations to this file, one per line");
 
   std::string checkpoint, file, device = "cpu";
-  std::vector<std::string> sentences;
+  std::vector<std::string> sentences, ensemble;
   int64_t beam = 4;
   double length_penalty = kDefaultLengthPenalty;
   CLI::App* decode = app.add_subcommand("decode", "translate sentences with a trained checkpoint");
@@ -718,6 +771,14 @@ int main(int argc, char** argv) {
   decode->add_option("--file", file, "a file of sentences, one per line")->check(CLI::ExistingFile);
   decode->add_option("--beam", beam, "beam size (1 = greedy)")->check(CLI::PositiveNumber)->capture_default_str();
   decode->add_option("--length-penalty", length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
+  decode->add_option("--ensemble", ensemble,
+                     "another checkpoint (same tokenizers) whose model decodes with the first as an ensemble, "
+                     "averaging their next-token probabilities; repeat the flag or separate files with commas")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->delimiter(',')
+      ->check(CLI::ExistingFile);
   examples::add_device_flag(*decode, device);
 
   RunOptions t;
@@ -734,6 +795,14 @@ int main(int argc, char** argv) {
                    "such as --length-penalty there, not on the test set)")
       ->check(CLI::IsMember({"test", "valid"}))
       ->capture_default_str();
+  test->add_option("--ensemble", ensemble,
+                   "another checkpoint (same tokenizers and data split) whose model decodes with the first as an "
+                   "ensemble, averaging their next-token probabilities; repeat the flag or separate files with commas")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->delimiter(',')
+      ->check(CLI::ExistingFile);
   examples::add_threads_flag(*test, t.threads);
   examples::add_device_flag(*test, t.device);
 
@@ -748,7 +817,7 @@ int main(int argc, char** argv) {
       return examples::run_ranks("translate", r.threads, [&] { return run_train(s, r); });
     }
     if (*bleu) return run_bleu(hyp_file, ref_file);
-    if (*test) return run_test(checkpoint, t);
-    return run_decode(checkpoint, sentences, file, beam, length_penalty, device);
+    if (*test) return run_test(checkpoint, ensemble, t);
+    return run_decode(checkpoint, ensemble, sentences, file, beam, length_penalty, device);
   });
 }

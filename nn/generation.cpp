@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <memory>
 #include <numeric>
 
 #include "tensor/grad_mode.h"
@@ -183,6 +184,26 @@ class BeamDecoder {
   int64_t vocab_ = 0;
 };
 
+// log((p_1 + ... + p_n) / n) element by element from the models' log p,
+// without leaving log space (a -inf from one model, such as a banned token,
+// is -inf only if every model gives it).
+std::vector<double> mean_probability(const std::vector<std::vector<double>>& each) {
+  const double log_n = std::log(static_cast<double>(each.size()));
+  std::vector<double> out(each[0].size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    double top = -INFINITY;
+    for (const auto& lp : each) top = std::max(top, lp[i]);
+    if (top == -INFINITY) {
+      out[i] = -INFINITY;
+      continue;
+    }
+    double sum = 0;
+    for (const auto& lp : each) sum += std::exp(lp[i] - top);
+    out[i] = top + std::log(sum) - log_n;
+  }
+  return out;
+}
+
 // Extends one sentence's beam by a step from `scores` (its n alive rows' log p,
 // [n, V]). Continuations that end (EOS, or any at the last step) join the
 // finished ones; the best K others become the alive ones, and `parents` gets
@@ -243,21 +264,46 @@ std::vector<int64_t> best_tokens(SentenceBeam& beam, const BeamOptions& options)
 
 std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const Tensor& src, const Tensor& src_pad,
                                               const BeamOptions& beam, const DecodeOptions& o) {
+  return beam_search(std::vector<Seq2SeqTransformer*>{&model}, src, src_pad, beam, o);
+}
+
+std::vector<std::vector<int64_t>> beam_search(const std::vector<Seq2SeqTransformer*>& models, const Tensor& src,
+                                              const Tensor& src_pad, const BeamOptions& beam, const DecodeOptions& o) {
   check_source(src, src_pad, "beam_search");
   HEED_CHECK(beam.beam_size > 0, "beam_search: beam_size must be positive, got {}", beam.beam_size);
+  HEED_CHECK(!models.empty(), "beam_search: the ensemble has no models");
+  for (size_t m = 0; m < models.size(); ++m)
+    HEED_CHECK(models[m] != nullptr, "beam_search: model {} of the ensemble is null", m);
   NoGradGuard no_grad;
-  EvalScope eval(model);
+  // One scope per distinct model (a model given twice must get its own mode back).
+  std::vector<std::unique_ptr<EvalScope>> eval;
+  for (size_t m = 0; m < models.size(); ++m)
+    if (std::find(models.begin(), models.begin() + m, models[m]) == models.begin() + m)
+      eval.push_back(std::make_unique<EvalScope>(*models[m]));
   const int64_t B = src.size(0);
   const std::vector<int64_t> limits = length_limits(src, src_pad, o);
   if (B == 0) return {};
 
   std::vector<SentenceBeam> beams(static_cast<size_t>(B));
-  BeamDecoder decoder(model, src, src_pad, o);
+  std::vector<std::unique_ptr<BeamDecoder>> decoders;
+  for (Seq2SeqTransformer* m : models) decoders.push_back(std::make_unique<BeamDecoder>(*m, src, src_pad, o));
   std::vector<int64_t> row_sentence(static_cast<size_t>(B));
   std::iota(row_sentence.begin(), row_sentence.end(), 0);
   for (int64_t step = 0; !row_sentence.empty(); ++step) {
-    const std::vector<double> logp = decoder.log_probs(row_sentence, last_tokens(beams, row_sentence, o.bos_id));
-    const int64_t V = decoder.vocab();
+    const std::vector<int64_t> last = last_tokens(beams, row_sentence, o.bos_id);
+    std::vector<double> logp = decoders[0]->log_probs(row_sentence, last);
+    const int64_t V = decoders[0]->vocab();
+    if (decoders.size() > 1) {
+      std::vector<std::vector<double>> each{std::move(logp)};
+      for (size_t m = 1; m < decoders.size(); ++m) {
+        each.push_back(decoders[m]->log_probs(row_sentence, last));
+        HEED_CHECK(decoders[m]->vocab() == V,
+                   "beam_search: the ensemble's models disagree on the target vocabulary: model 0 has {} tokens, "
+                   "model {} has {}",
+                   V, m, decoders[m]->vocab());
+      }
+      logp = mean_probability(each);
+    }
     std::vector<int64_t> parents, next_row_sentence;
     for (int64_t row0 = 0; row0 < static_cast<int64_t>(row_sentence.size());) {
       const int64_t b = row_sentence[row0];
@@ -268,7 +314,8 @@ std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const T
       row0 += n;
     }
     row_sentence = std::move(next_row_sentence);
-    if (!row_sentence.empty()) decoder.reorder_rows(parents);
+    if (!row_sentence.empty())
+      for (auto& d : decoders) d->reorder_rows(parents);
   }
 
   std::vector<std::vector<int64_t>> results;

@@ -44,6 +44,16 @@ struct BeamOptions {
 std::vector<std::vector<int64_t>> beam_search(Seq2SeqTransformer& model, const Tensor& src, const Tensor& src_pad,
                                               const BeamOptions& beam = {}, const DecodeOptions& options = {});
 
+// The same search over an ensemble: at every step each model scores the
+// alive hypotheses and the scores are the log of the mean of the models'
+// probabilities (as fairseq's ensemble decoding). The models may differ in
+// size and depth; they must share the target vocabulary (and read the same
+// source ids). One model gives beam_search's result exactly; beam_size 1 is
+// the ensemble's greedy decoding.
+std::vector<std::vector<int64_t>> beam_search(const std::vector<Seq2SeqTransformer*>& models, const Tensor& src,
+                                              const Tensor& src_pad, const BeamOptions& beam = {},
+                                              const DecodeOptions& options = {});
+
 struct SamplingOptions {
   double temperature = 1.0;  // > 0; logits are divided by it
   int64_t top_k = 0;         // keep the k most likely tokens; 0 = all

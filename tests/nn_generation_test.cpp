@@ -42,6 +42,58 @@ TEST_CASE("Greedy decoding equals argmax over full uncached passes, and beam 1",
   REQUIRE(nn::beam_search(model, src, pad, one, d) == greedy);
 }
 
+TEST_CASE("Ensemble beam search averages the models' probabilities; one model is plain beam search", "[generation]") {
+  Generator g(11);
+  nn::Seq2SeqTransformer a = small_seq2seq(g), b = small_seq2seq(g);
+  {
+    // b surer of itself, so that neither model decides every step alone.
+    NoGradGuard ng;
+    for (auto& [name, p] : b.named_parameters()) p.mul_(3.0);
+  }
+  Tensor src = from_vector<int64_t>({4, 5, 6, 2, 7, 8, 2, 0, 3, 9, 4, 2}, {3, 4});
+  Tensor pad = nn::padding_mask(src, 0);
+  nn::DecodeOptions d;
+  d.max_len = 6;
+  for (const nn::BeamOptions& beam : {nn::BeamOptions{1, 0.0}, nn::BeamOptions{3, 0.6}}) {
+    const auto alone = nn::beam_search(a, src, pad, beam, d);
+    REQUIRE(nn::beam_search({&a}, src, pad, beam, d) == alone);
+    // Equal probabilities average to themselves, bit for bit.
+    REQUIRE(nn::beam_search({&a, &a}, src, pad, beam, d) == alone);
+    REQUIRE(nn::beam_search({&a, &b}, src, pad, beam, d) == nn::beam_search({&b, &a}, src, pad, beam, d));
+  }
+  // Beam 1: each step takes the token of highest mean probability, from full
+  // uncached passes of both models.
+  d.eos_id = 99;  // never produced: every row runs to max_len
+  const auto together = nn::beam_search({&a, &b}, src, pad, {1, 0.0}, d);
+  REQUIRE(a.is_training());  // decoding restores each model's mode
+  a.eval(), b.eval();
+  NoGradGuard ng;
+  bool mixed = false;
+  for (int64_t row = 0; row < 3; ++row) {
+    std::vector<int64_t> prefix{1};
+    for (int step = 0; step < 6; ++step) {
+      const Tensor in = from_vector<int64_t>(prefix, {1, (int64_t)prefix.size()});
+      auto probs = [&](nn::Seq2SeqTransformer& m) {
+        Tensor logits = m.forward(src.narrow(0, row, 1), in, pad.narrow(0, row, 1)).select(0, 0).select(0, prefix.size() - 1);
+        return softmax(logits.to(DType::Float64), -1);
+      };
+      prefix.push_back(argmax(add(probs(a), probs(b)), -1).item<int64_t>());
+    }
+    REQUIRE(together[row] == std::vector<int64_t>(prefix.begin() + 1, prefix.end()));
+    mixed = mixed || (together[row] != nn::greedy_decode(a, src, pad, d)[row] &&
+                      together[row] != nn::greedy_decode(b, src, pad, d)[row]);
+  }
+  CHECK(mixed);  // some row is neither model's own choice: the check above saw both at work
+
+  nn::Seq2SeqOptions wide{12, 11};  // another target vocabulary
+  wide.d_model = 8, wide.nhead = 2, wide.num_encoder_layers = 1, wide.num_decoder_layers = 1, wide.dim_feedforward = 16;
+  nn::Seq2SeqTransformer c(wide, &g);
+  REQUIRE_THROWS_WITH(nn::beam_search({&a, &c}, src, pad, {2, 0.0}, d),
+                      Contains("disagree on the target vocabulary") && Contains("model 1 has 11"));
+  REQUIRE_THROWS_WITH(nn::beam_search(std::vector<nn::Seq2SeqTransformer*>{}, src, pad, {2, 0.0}, d),
+                      Contains("no models"));
+}
+
 TEST_CASE("Beam search finds a sequence at least as likely as greedy", "[generation]") {
   Generator g(2);
   nn::Seq2SeqTransformer model = small_seq2seq(g);

@@ -176,6 +176,14 @@ check "translate test --split valid scores the validation split" 0 "^validation 
   -c "$WORK/tr/best.h5" --split valid --beam 2 --show 1
 check "translate test: an unknown --split is refused" 1 "split" -- "$T" test -c "$WORK/tr/best.h5" --split train
 check "translate decode" 0 "^[a-z]" -- "$T" decode -c "$WORK/tr/best.h5" "a b c d" "e f g"
+check "translate test --ensemble decodes with two checkpoints of one split" 0 "in an ensemble with .*tr2/last.h5" -- "$T" test \
+  -c "$WORK/tr/best.h5" --ensemble "$WORK/tr2/last.h5" --beam 2 --show 1
+check "translate decode --ensemble, repeated and comma-separated" 0 "^[a-z]" -- "$T" decode -c "$WORK/tr/best.h5" \
+  --ensemble "$WORK/tr2/last.h5,$WORK/tr/last.h5" --ensemble "$WORK/tr/best.h5" "a b c d" "e f g"
+check "translate test --ensemble of another data split is refused" 1 "test split would differ" -- "$T" test \
+  -c "$WORK/tr/best.h5" --ensemble "$WORK/full/best.h5"
+check "translate decode --ensemble: a missing checkpoint is named" 1 "nope.h5" -- "$T" decode -c "$WORK/tr/best.h5" \
+  --ensemble "$WORK/nope.h5" "a"
 check "translate decode --beam 3 from a file" 0 "^[a-z]" -- bash -c "printf 'a b c\nd e f\n' > '$WORK/in.txt' && '$T' decode -c '$WORK/tr/best.h5' --beam 3 --file '$WORK/in.txt'"
 check "translate: a bad flag value is refused" 1 "d-model" -- "$T" train --d-model -4
 check "translate: an unknown flag is refused" 1 "bogus" -- "$T" train --bogus
