@@ -711,6 +711,20 @@ int run_decode(const std::string& checkpoint, const std::vector<std::string>& en
   return 0;
 }
 
+// --ensemble: one file a flag, the flag repeated (or files separated by
+// commas); one file only, so that sentences after it stay sentences.
+void add_ensemble_flag(CLI::App& app, std::vector<std::string>& files, const char* needs) {
+  app.add_option("--ensemble", files,
+                 fmt::format("another checkpoint ({}) whose model decodes with the first as an ensemble, averaging "
+                             "their next-token probabilities; repeat the flag or separate files with commas",
+                             needs))
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
+      ->delimiter(',')
+      ->check(CLI::ExistingFile);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -771,14 +785,7 @@ int main(int argc, char** argv) {
   decode->add_option("--file", file, "a file of sentences, one per line")->check(CLI::ExistingFile);
   decode->add_option("--beam", beam, "beam size (1 = greedy)")->check(CLI::PositiveNumber)->capture_default_str();
   decode->add_option("--length-penalty", length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
-  decode->add_option("--ensemble", ensemble,
-                     "another checkpoint (same tokenizers) whose model decodes with the first as an ensemble, "
-                     "averaging their next-token probabilities; repeat the flag or separate files with commas")
-      ->expected(1)
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
-      ->delimiter(',')
-      ->check(CLI::ExistingFile);
+  add_ensemble_flag(*decode, ensemble, "same tokenizers");
   examples::add_device_flag(*decode, device);
 
   RunOptions t;
@@ -795,14 +802,7 @@ int main(int argc, char** argv) {
                    "such as --length-penalty there, not on the test set)")
       ->check(CLI::IsMember({"test", "valid"}))
       ->capture_default_str();
-  test->add_option("--ensemble", ensemble,
-                   "another checkpoint (same tokenizers and data split) whose model decodes with the first as an "
-                   "ensemble, averaging their next-token probabilities; repeat the flag or separate files with commas")
-      ->expected(1)
-      ->allow_extra_args(false)
-      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
-      ->delimiter(',')
-      ->check(CLI::ExistingFile);
+  add_ensemble_flag(*test, ensemble, "same tokenizers and data split");
   examples::add_threads_flag(*test, t.threads);
   examples::add_device_flag(*test, t.device);
 
