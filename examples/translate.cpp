@@ -84,8 +84,15 @@ struct TrainSettings : examples::TrainingSettings {
   double bpe_dropout = 0.0;
   int64_t max_tokens = 4096, max_len = 48;
   double valid_fraction = 0.04, test_fraction = 0.05;
+  // The seed of the data: the train / valid / test split and a synthetic
+  // task's pairs; -1: --seed. Runs that differ only in --seed (initial
+  // weights, batch order, dropout) but share this see the same split and
+  // learn the same tokenizers, so they can decode as an ensemble.
+  int64_t split_seed = -1;
   TrainSettings() { lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, ema = 0.998; }
 };
+
+uint64_t data_seed(const TrainSettings& s) { return static_cast<uint64_t>(s.split_seed >= 0 ? s.split_seed : s.seed); }
 
 Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   Config c;
@@ -100,6 +107,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing), c.set("bpe_dropout", s.bpe_dropout);
   c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
   c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction);
+  c.set("split_seed", static_cast<int64_t>(data_seed(s)));
   c.set("src_vocab", src_vocab), c.set("tgt_vocab", tgt_vocab);
   s.save(c);
   return c;
@@ -119,6 +127,7 @@ TrainSettings from_config(const Config& c) {
   s.max_tokens = c.integer("max_tokens"), s.max_len = c.integer("max_len");
   s.valid_fraction = c.real("valid_fraction"), s.test_fraction = c.real("test_fraction");
   s.load(c);
+  s.split_seed = c.has("split_seed") ? c.integer("split_seed") : s.seed;  // older checkpoints: --seed
   return s;
 }
 
@@ -149,7 +158,7 @@ std::vector<data::SentencePair> read_pairs(const TrainSettings& s) {
                                : s.task == "reverse" ? data::SyntheticTask::Reverse
                                : s.task == "sort"    ? data::SyntheticTask::Sort
                                                      : throw Error(fmt::format("unknown --task {}", s.task));
-    return data::make_synthetic_pairs(task, 6000, 3, 12, 20, static_cast<uint64_t>(s.seed));
+    return data::make_synthetic_pairs(task, 6000, 3, 12, 20, data_seed(s));
   }
   HEED_CHECK(fs::exists(s.data), "--data {}: no such file{}", s.data,
              s.data == "/usr/share/trans/de-en" ? " (install the Debian package trans-de-en)" : "");
@@ -378,7 +387,7 @@ int run_train(TrainSettings s, const RunOptions& r) {
 
   Corpus corpus;
   auto pairs = read_pairs(s);
-  corpus.splits = data::split_pairs(pairs, s.valid_fraction, s.test_fraction, static_cast<uint64_t>(s.seed));
+  corpus.splits = data::split_pairs(pairs, s.valid_fraction, s.test_fraction, data_seed(s));
   examples::say("{} sentence pairs: {} train, {} valid, {} test\n", pairs.size(), corpus.splits.train.size(),
              corpus.splits.valid.size(), corpus.splits.test.size());
   if (resumed) {
@@ -632,6 +641,22 @@ std::vector<std::unique_ptr<nn::Seq2SeqTransformer>> ensemble_members(const io::
   std::vector<std::unique_ptr<nn::Seq2SeqTransformer>> members;
   for (const std::string& path : paths) {
     const io::Checkpoint ckpt = examples::load_checkpoint_of(path, "translate", "a translate");
+    const Config config(ckpt.config);
+    const TrainSettings s = from_config(config);
+    if (same_split) {
+      const TrainSettings f = from_config(Config(first.config));
+      const std::pair<const char*, std::pair<std::string, std::string>> split_settings[] = {
+          {"--data", {s.data, f.data}},
+          {"--task", {s.task, f.task}},
+          {"split seed", {std::to_string(data_seed(s)), std::to_string(data_seed(f))}},
+          {"validation fraction", {fmt::format("{}", s.valid_fraction), fmt::format("{}", f.valid_fraction)}},
+          {"test fraction", {fmt::format("{}", s.test_fraction), fmt::format("{}", f.test_fraction)}}};
+      for (const auto& [what, values] : split_settings)
+        HEED_CHECK(values.first == values.second,
+                   "--ensemble {}: its {} is '{}', the first checkpoint's '{}': its test split would differ (and "
+                   "could hold the other models' training sentences; train ensemble members with one --split-seed)",
+                   path, what, values.first, values.second);
+    }
     for (const char* key : {"src_tokenizer_kind", "tgt_tokenizer_kind"})
       HEED_CHECK(ckpt.config.at(key) == first.config.at(key),
                  "--ensemble {}: its {} is {}, the first checkpoint's {}: ensemble members must share tokenizers",
@@ -639,16 +664,8 @@ std::vector<std::unique_ptr<nn::Seq2SeqTransformer>> ensemble_members(const io::
     for (const char* key : {"src_tokenizer", "tgt_tokenizer"})
       HEED_CHECK(ckpt.texts.at(key) == first.texts.at(key),
                  "--ensemble {}: its {} differs from the first checkpoint's: ensemble members must share tokenizers "
-                 "(train them with the same --data, --seed, --tokenizer and vocabulary sizes)",
+                 "(train them with the same --data, --split-seed, --tokenizer and vocabulary sizes)",
                  path, key);
-    if (same_split)
-      for (const char* key : {"data", "task", "seed", "valid_fraction", "test_fraction"})
-        HEED_CHECK(ckpt.config.at(key) == first.config.at(key),
-                   "--ensemble {}: its {} is {}, the first checkpoint's {}: its test split would differ (and could "
-                   "hold the other models' training sentences)",
-                   path, key, ckpt.config.at(key), first.config.at(key));
-    const Config config(ckpt.config);
-    const TrainSettings s = from_config(config);
     auto model = std::make_unique<nn::Seq2SeqTransformer>(
         model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
     io::restore_for_evaluation(ckpt, *model);
@@ -674,7 +691,7 @@ int run_test(const std::string& checkpoint, const std::vector<std::string>& ense
   const Config config(ckpt.config);
   const TrainSettings s = from_config(config);
   Corpus corpus = tokenizers_of(ckpt);
-  corpus.splits = data::split_pairs(read_pairs(s), s.valid_fraction, s.test_fraction, static_cast<uint64_t>(s.seed));
+  corpus.splits = data::split_pairs(read_pairs(s), s.valid_fraction, s.test_fraction, data_seed(s));
   nn::Seq2SeqTransformer model(model_options(s, config.integer("src_vocab"), config.integer("tgt_vocab")));
   const bool averaged = io::restore_for_evaluation(ckpt, model);
   model.to(device);
@@ -753,6 +770,12 @@ int main(int argc, char** argv) {
   train->add_option("--dictionary-phrases", s.dictionary_phrases,
                     "train on this many of the Ding dictionary's word and phrase entries too (a seeded sample; -1: "
                     "all), not only its example sentences (entries of validation and test sentences left out)")
+      ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()))
+      ->capture_default_str();
+  train->add_option("--split-seed", s.split_seed,
+                    "seed of the data split (and of a --task's pairs) when it should differ from --seed; runs that "
+                    "share it share the split and tokenizers, so their checkpoints can decode as an --ensemble "
+                    "(-1: --seed)")
       ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()))
       ->capture_default_str();
   train->add_option("--dropout", s.dropout)->check(CLI::Range(0.0, 0.99))->capture_default_str();

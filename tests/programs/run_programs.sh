@@ -182,6 +182,13 @@ check "translate decode --ensemble, repeated and comma-separated" 0 "^[a-z]" -- 
   --ensemble "$WORK/tr2/last.h5,$WORK/tr/last.h5" --ensemble "$WORK/tr/best.h5" "a b c d" "e f g"
 check "translate test --ensemble of another data split is refused" 1 "test split would differ" -- "$T" test \
   -c "$WORK/tr/best.h5" --ensemble "$WORK/full/best.h5"
+check "translate train --seed 2 --split-seed 1: other weights on the first run's split" 0 "BLEU" -- "$T" train --task copy \
+  "${TINY[@]}" --steps 20 --eval-every 100 --save-every 100 --seed 2 --split-seed 1 --out "$WORK/tr_seed2"
+check "translate test --ensemble of runs that differ in --seed but share --split-seed" 0 "in an ensemble with" -- \
+  "$T" test -c "$WORK/tr/best.h5" --ensemble "$WORK/tr_seed2/best.h5" --beam 2 --show 0
+check "translate test --ensemble of another --seed without --split-seed is refused" 1 "split seed is '2'" -- bash -c \
+  "'$T' train --task copy ${TINY[*]} --steps 20 --eval-every 100 --save-every 100 --seed 2 --out '$WORK/tr_seed2b' >/dev/null &&
+   '$T' test -c '$WORK/tr/best.h5' --ensemble '$WORK/tr_seed2b/best.h5'"
 check "translate decode --ensemble: a missing checkpoint is named" 1 "nope.h5" -- "$T" decode -c "$WORK/tr/best.h5" \
   --ensemble "$WORK/nope.h5" "a"
 check "translate decode --beam 3 from a file" 0 "^[a-z]" -- bash -c "printf 'a b c\nd e f\n' > '$WORK/in.txt' && '$T' decode -c '$WORK/tr/best.h5' --beam 3 --file '$WORK/in.txt'"
