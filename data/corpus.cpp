@@ -190,6 +190,47 @@ std::vector<SentencePair> read_ding_phrases(const std::string& path, const std::
   return phrases.take();
 }
 
+std::vector<std::string> split_joined_sentences(const std::string& side) {
+  std::vector<std::string> parts;
+  size_t start = 0;
+  for (size_t pos = side.find("; "); pos != std::string::npos; pos = side.find("; ", pos + 2)) {
+    std::string part = trim(side.substr(start, pos - start));
+    // "bzw.; " or "z.B.; " end in a period too, but a join needs a whole
+    // sentence before it: at least two words.
+    if (!ends_sentence(part) || part.find(' ') == std::string::npos) continue;
+    parts.push_back(std::move(part));
+    start = pos + 2;
+  }
+  std::string last = trim(side.substr(start));
+  if (!last.empty() || parts.empty()) parts.push_back(std::move(last));
+  return parts;
+}
+
+std::vector<SentencePair> split_joined_pairs(const std::vector<SentencePair>& pairs,
+                                             const std::vector<SentencePair>& held_out) {
+  std::set<std::string> held_src, held_tgt;
+  for (const auto& p : held_out) {
+    for (auto& s : split_joined_sentences(p.src)) held_src.insert(s);
+    for (auto& t : split_joined_sentences(p.tgt)) held_tgt.insert(t);
+    held_src.insert(p.src), held_tgt.insert(p.tgt);
+  }
+  UniquePairs out;
+  for (const SentencePair& p : pairs) {
+    const std::vector<std::string> src = split_joined_sentences(p.src), tgt = split_joined_sentences(p.tgt);
+    const size_t n = std::max(src.size(), tgt.size());
+    if (n == 1 || (src.size() != tgt.size() && src.size() != 1 && tgt.size() != 1)) {
+      SentencePair whole = p;
+      out.add(whole);
+      continue;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      SentencePair part{src[src.size() == 1 ? 0 : i], tgt[tgt.size() == 1 ? 0 : i]};
+      if (!held_src.count(part.src) && !held_tgt.count(part.tgt)) out.add(part);
+    }
+  }
+  return out.take();
+}
+
 std::vector<SentencePair> read_tsv_pairs(const std::string& path) {
   std::vector<SentencePair> pairs;
   each_line(path, "read_tsv_pairs", [&](const std::string& line, int64_t number) {

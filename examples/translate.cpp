@@ -89,6 +89,12 @@ struct TrainSettings : examples::TrainingSettings {
   // weights, batch order, dropout) but share this see the same split and
   // learn the same tokenizers, so they can decode as an ensemble.
   int64_t split_seed = -1;
+  // A source that joins sentences with "; " is translated sentence by
+  // sentence, the translations joined with "; " again
+  // (data::split_joined_sentences): +0.25 beam BLEU on the validation split
+  // (docs/programs.md). train_joined_apart trains on such pairs' sentences
+  // as pairs of their own (data::split_joined_pairs); measured worse, so off.
+  bool split_joined = true, train_joined_apart = false;
   TrainSettings() { lr = 1.4e-3, min_lr = 1e-5, weight_decay = 0.01, ema = 0.998; }
 };
 
@@ -108,6 +114,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
   c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction);
   c.set("split_seed", static_cast<int64_t>(data_seed(s)));
+  c.set("split_joined", int64_t{s.split_joined}), c.set("train_joined_apart", int64_t{s.train_joined_apart});
   c.set("src_vocab", src_vocab), c.set("tgt_vocab", tgt_vocab);
   s.save(c);
   return c;
@@ -128,6 +135,8 @@ TrainSettings from_config(const Config& c) {
   s.valid_fraction = c.real("valid_fraction"), s.test_fraction = c.real("test_fraction");
   s.load(c);
   s.split_seed = c.has("split_seed") ? c.integer("split_seed") : s.seed;  // older checkpoints: --seed
+  // Older checkpoints: whole sides, as they were trained and reported.
+  s.split_joined = c.flag("split_joined"), s.train_joined_apart = c.flag("train_joined_apart");
   return s;
 }
 
@@ -203,9 +212,9 @@ std::pair<Tensor, Tensor> source_batch(const data::Tokenizer& tok, const std::ve
 
 // Greedy (beam 1) or beam search with one model, or with an ensemble whose
 // models average their next-token probabilities (nn::beam_search).
-std::vector<std::string> translate(const std::vector<nn::Seq2SeqTransformer*>& models, const Corpus& c,
-                                   const std::vector<std::string>& sentences, int64_t beam, double length_penalty,
-                                   int64_t max_len, Device device) {
+std::vector<std::string> translate_each(const std::vector<nn::Seq2SeqTransformer*>& models, const Corpus& c,
+                                        const std::vector<std::string>& sentences, int64_t beam,
+                                        double length_penalty, int64_t max_len, Device device) {
   std::vector<std::string> out;
   const size_t chunk = 64;  // sentences per decoder batch (beam search: each keeps its own beam)
   const nn::DecodeOptions d = examples::translation_decode_options(max_len);
@@ -215,6 +224,30 @@ std::vector<std::string> translate(const std::vector<nn::Seq2SeqTransformer*>& m
     auto ids = beam == 1 && models.size() == 1 ? nn::greedy_decode(*models[0], src, pad, d)
                                                : nn::beam_search(models, src, pad, {beam, length_penalty}, d);
     for (auto& row : ids) out.push_back(c.tgt_tok->decode(row));
+  }
+  return out;
+}
+
+// translate_each; with split_joined the sentences a source joins with "; "
+// are translated apart (in the same batches) and their translations joined
+// with "; " again.
+std::vector<std::string> translate(const std::vector<nn::Seq2SeqTransformer*>& models, const Corpus& c,
+                                   const std::vector<std::string>& sentences, int64_t beam, double length_penalty,
+                                   int64_t max_len, bool split_joined, Device device) {
+  if (!split_joined) return translate_each(models, c, sentences, beam, length_penalty, max_len, device);
+  std::vector<std::string> parts;
+  std::vector<size_t> count;
+  for (const std::string& sentence : sentences) {
+    const std::vector<std::string> p = data::split_joined_sentences(sentence);
+    parts.insert(parts.end(), p.begin(), p.end());
+    count.push_back(p.size());
+  }
+  const std::vector<std::string> done = translate_each(models, c, parts, beam, length_penalty, max_len, device);
+  std::vector<std::string> out;
+  auto next = done.begin();
+  for (size_t n : count) {
+    out.push_back(fmt::format("{}", fmt::join(next, next + static_cast<std::ptrdiff_t>(n), "; ")));
+    next += static_cast<std::ptrdiff_t>(n);
   }
   return out;
 }
@@ -283,6 +316,7 @@ struct RunOptions : examples::RunFlags {
   int64_t beam_sentences = 0;  // 0: the whole test set
   std::string hyp_out;         // greedy test translations, one per line
   std::string split = "test";  // `test --split valid`: decoding settings are chosen on validation, not test
+  int64_t split_joined = -1;   // test / decode: 1 or 0 overrides the checkpoint's split_joined
   RunOptions() { out = "runs/translate", eval_every = 400, save_every = 400; }
 };
 
@@ -346,7 +380,8 @@ void report_test(const std::vector<nn::Seq2SeqTransformer*>& models, const Corpu
   const bool valid = r.split == "valid";
   const std::vector<data::SentencePair>& pairs = valid ? corpus.splits.valid : corpus.splits.test;
   const auto test_src = sides(pairs, true), test_ref = sides(pairs, false);
-  const auto greedy = translate(models, corpus, test_src, 1, 0, s.max_len, device);
+  const bool split_joined = r.split_joined >= 0 ? r.split_joined == 1 : s.split_joined;
+  const auto greedy = translate(models, corpus, test_src, 1, 0, s.max_len, split_joined, device);
   const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
   fmt::print("\n{} set ({} sentences), {}:\n", valid ? "validation" : "test", test_src.size(), what);
   fmt::print("  BLEU greedy      {:.2f}   {}\n", bleu_greedy.bleu, bleu_parts(bleu_greedy));
@@ -361,7 +396,7 @@ void report_test(const std::vector<nn::Seq2SeqTransformer*>& models, const Corpu
     // greedy on the same ones beside it.
     const size_t n = r.beam_sentences > 0 ? std::min<size_t>(r.beam_sentences, test_src.size()) : test_src.size();
     const std::vector<std::string> src_n(test_src.begin(), test_src.begin() + n), ref_n(test_ref.begin(), test_ref.begin() + n);
-    const auto beam = translate(models, corpus, src_n, r.beam, r.length_penalty, s.max_len, device);
+    const auto beam = translate(models, corpus, src_n, r.beam, r.length_penalty, s.max_len, split_joined, device);
     if (n == test_src.size()) {
       const auto bleu_beam = data::corpus_bleu(beam, ref_n);
       fmt::print("  BLEU beam {}      {:.2f}   {}\n", r.beam, bleu_beam.bleu, bleu_parts(bleu_beam));
@@ -390,6 +425,14 @@ int run_train(TrainSettings s, const RunOptions& r) {
   corpus.splits = data::split_pairs(pairs, s.valid_fraction, s.test_fraction, data_seed(s));
   examples::say("{} sentence pairs: {} train, {} valid, {} test\n", pairs.size(), corpus.splits.train.size(),
              corpus.splits.valid.size(), corpus.splits.test.size());
+  if (s.train_joined_apart) {
+    // After the split, so validation and test stay the whole sentences.
+    std::vector<data::SentencePair> held_out = corpus.splits.valid;
+    held_out.insert(held_out.end(), corpus.splits.test.begin(), corpus.splits.test.end());
+    const size_t before = corpus.splits.train.size();
+    corpus.splits.train = data::split_joined_pairs(corpus.splits.train, held_out);
+    examples::say("joined sentences apart: {} training pairs (were {})\n", corpus.splits.train.size(), before);
+  }
   if (resumed) {
     Corpus saved = tokenizers_of(*resumed);
     corpus.src_tok = std::move(saved.src_tok), corpus.tgt_tok = std::move(saved.tgt_tok);
@@ -518,7 +561,8 @@ int run_train(TrainSettings s, const RunOptions& r) {
     if (training.ema) averaged.emplace(*training.ema);
     const ValidationLoss valid = evaluate_loss(model, valid_batches, valid_words, device);
     const double v = valid.per_token;
-    const double bleu = data::corpus_bleu(translate({&model}, corpus, valid_src, 1, 0, s.max_len, device), valid_ref).bleu;
+    const double bleu =
+        data::corpus_bleu(translate({&model}, corpus, valid_src, 1, 0, s.max_len, s.split_joined, device), valid_ref).bleu;
     averaged.reset();
     progress.message(fmt::format("step {}: train loss {:.3f}, validation loss {:.3f} nats/token ({:.3f} nats/word), "
                                  "validation BLEU (greedy, {} sentences) {:.2f}",
@@ -708,7 +752,7 @@ int run_test(const std::string& checkpoint, const std::vector<std::string>& ense
 
 int run_decode(const std::string& checkpoint, const std::vector<std::string>& ensemble,
                std::vector<std::string> sentences, const std::string& file, int64_t beam, double length_penalty,
-               const std::string& device_name) {
+               int64_t split_joined, const std::string& device_name) {
   const Device device = examples::device_from_flag(device_name);
   io::Checkpoint ckpt = examples::load_checkpoint_of(checkpoint, "translate", "a translate");
   Config config(ckpt.config);
@@ -723,7 +767,8 @@ int run_decode(const std::string& checkpoint, const std::vector<std::string>& en
     sentences.insert(sentences.end(), lines.begin(), lines.end());
   }
   HEED_CHECK(!sentences.empty(), "nothing to translate: give sentences or --file");
-  for (const auto& t : translate(all_models(model, members), corpus, sentences, beam, length_penalty, s.max_len, device))
+  const bool split = split_joined >= 0 ? split_joined == 1 : s.split_joined;
+  for (const auto& t : translate(all_models(model, members), corpus, sentences, beam, length_penalty, s.max_len, split, device))
     fmt::print("{}\n", t);
   return 0;
 }
@@ -740,6 +785,17 @@ void add_ensemble_flag(CLI::App& app, std::vector<std::string>& files, const cha
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll)
       ->delimiter(',')
       ->check(CLI::ExistingFile);
+}
+
+// test / decode: the checkpoint's way with joined sentences unless one is asked for.
+void add_split_joined_flag(CLI::App& app, int64_t& split_joined) {
+  CLI::Option* apart = app.add_flag_callback(
+      "--split-joined", [&split_joined] { split_joined = 1; },
+      "translate the sentences a source joins with '; ' one by one (default: as the checkpoint was trained)");
+  CLI::Option* whole = app.add_flag_callback(
+      "--whole-sentences", [&split_joined] { split_joined = 0; },
+      "translate a source that joins sentences with '; ' whole (default: as the checkpoint was trained)");
+  apart->excludes(whole);
 }
 
 }  // namespace
@@ -772,6 +828,11 @@ int main(int argc, char** argv) {
                     "all), not only its example sentences (entries of validation and test sentences left out)")
       ->check(CLI::Range(int64_t{-1}, std::numeric_limits<int64_t>::max()))
       ->capture_default_str();
+  train->add_flag("--split-joined,!--whole-sentences", s.split_joined,
+                  "translate a source that joins sentences with '; ' sentence by sentence, the translations joined "
+                  "with '; ' (validation BLEU and the test report); --whole-sentences translates it whole");
+  train->add_flag("--train-joined-apart", s.train_joined_apart,
+                  "train on the sentences that a pair's sides join with '; ' as pairs of their own (by position)");
   train->add_option("--split-seed", s.split_seed,
                     "seed of the data split (and of a --task's pairs) when it should differ from --seed; runs that "
                     "share it share the split and tokenizers, so their checkpoints can decode as an --ensemble "
@@ -809,6 +870,8 @@ int main(int argc, char** argv) {
   decode->add_option("--beam", beam, "beam size (1 = greedy)")->check(CLI::PositiveNumber)->capture_default_str();
   decode->add_option("--length-penalty", length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
   add_ensemble_flag(*decode, ensemble, "same tokenizers");
+  int64_t decode_split_joined = -1;
+  add_split_joined_flag(*decode, decode_split_joined);
   examples::add_device_flag(*decode, device);
 
   RunOptions t;
@@ -826,6 +889,7 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"test", "valid"}))
       ->capture_default_str();
   add_ensemble_flag(*test, ensemble, "same tokenizers and data split");
+  add_split_joined_flag(*test, t.split_joined);
   examples::add_threads_flag(*test, t.threads);
   examples::add_device_flag(*test, t.device);
 
@@ -841,6 +905,6 @@ int main(int argc, char** argv) {
     }
     if (*bleu) return run_bleu(hyp_file, ref_file);
     if (*test) return run_test(checkpoint, ensemble, t);
-    return run_decode(checkpoint, ensemble, sentences, file, beam, length_penalty, device);
+    return run_decode(checkpoint, ensemble, sentences, file, beam, length_penalty, decode_split_joined, device);
   });
 }

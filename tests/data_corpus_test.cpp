@@ -195,6 +195,46 @@ TEST_CASE("split_pairs is seeded and keeps a source in one split", "[data][corpu
   REQUIRE_THROWS_WITH(split_pairs(pairs, 0.6, 0.5, 1), Contains("split_pairs: fractions must be >= 0 and sum to at most 1"));
 }
 
+TEST_CASE("split_joined_sentences splits '; ' after a sentence, and nowhere else", "[data][corpus]") {
+  using V = std::vector<std::string>;
+  CHECK(split_joined_sentences("Er kam.; Er ist gekommen!") == V{"Er kam.", "Er ist gekommen!"});
+  CHECK(split_joined_sentences("Kommst du?;  Bist du da?; Ja, sicher.") == V{"Kommst du?", "Bist du da?", "Ja, sicher."});
+  CHECK(split_joined_sentences("Ein Satz ohne Fuge.") == V{"Ein Satz ohne Fuge."});
+  // Not after a sentence: a list inside one, an abbreviation of one word.
+  CHECK(split_joined_sentences("Rot; Blau und Gelb sind Farben.") == V{"Rot; Blau und Gelb sind Farben."});
+  CHECK(split_joined_sentences("Er kam usw.; dann ging er.") == V{"Er kam usw.", "dann ging er."});
+  CHECK(split_joined_sentences("bzw.; dann ging er.") == V{"bzw.; dann ging er."});
+  CHECK(split_joined_sentences("") == V{""});
+  CHECK(split_joined_sentences("Er kam.; ") == V{"Er kam."});
+}
+
+TEST_CASE("split_joined_pairs pairs joined sentences by position, none from held-out sentences", "[data][corpus]") {
+  const std::vector<SentencePair> held_out = {{"Ich bin hier.; Da bin ich.", "I am here.; Here I am."}};
+  const std::vector<SentencePair> train = {
+      {"Er kam.; Er ist gekommen.", "He came.; He has come."},  // 2 and 2: by position
+      {"Sie lacht laut.", "She laughs loudly.; She is laughing loudly."},  // 1 and 2: the one with each
+      {"A b c.; D e f.; G h i.", "X y z.; U v w."},                       // 3 and 2: whole
+      {"Ein Satz hier.", "One sentence here."},                            // whole
+      {"Ich bin hier.; Wir sind da.", "I am here now.; We are there."},  // "Ich bin hier." is held out
+      {"Er kam.", "He came."},                                             // a duplicate of a part, once
+  };
+  const std::vector<SentencePair> out = split_joined_pairs(train, held_out);
+  CHECK(has_pair(out, "Er kam.", "He came."));
+  CHECK(has_pair(out, "Er ist gekommen.", "He has come."));
+  CHECK_FALSE(has_pair(out, "Er kam.", "He has come."));
+  CHECK(has_pair(out, "Sie lacht laut.", "She laughs loudly."));
+  CHECK(has_pair(out, "Sie lacht laut.", "She is laughing loudly."));
+  CHECK(has_pair(out, "A b c.; D e f.; G h i.", "X y z.; U v w."));
+  CHECK(has_pair(out, "Ein Satz hier.", "One sentence here."));
+  CHECK(has_pair(out, "Wir sind da.", "We are there."));
+  CHECK_FALSE(has_pair(out, "Ich bin hier.", "I am here now."));
+  CHECK(out.size() == 7);
+  // Order: the parts in place of their pair.
+  CHECK(out[0].src == "Er kam.");
+  CHECK(out[1].src == "Er ist gekommen.");
+  CHECK(out[2].tgt == "She laughs loudly.");
+}
+
 TEST_CASE("make_synthetic_pairs makes copy, reverse and sort tasks", "[data][corpus]") {
   CHECK(synthetic_symbol(0) == "a");
   CHECK(synthetic_symbol(25) == "z");

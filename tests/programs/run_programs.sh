@@ -210,6 +210,33 @@ check "translate: --dictionary-phrases below -1 is refused" 1 "dictionary-phrase
 check "translate: --dictionary-phrases with a .tsv is refused" 1 "needs --data to be the Ding file" -- bash -c \
   "printf 'a b\tc d\n%.0s' \$(seq 1 40) > '$WORK/small.tsv' && '$T' train --data '$WORK/small.tsv' --dictionary-phrases 5 \
    ${TINY[*]} --steps 2 --out '$WORK/x'"
+# Sides that join two sentences with "; ": trained on apart (the default) or whole, translated part by part.
+for i in $(seq 1 60); do
+  if ((i % 2)); then
+    echo "Der Hund $i läuft heute schnell.; Der Hund $i rennt heute schnell. :: The dog $i runs fast today.; The dog $i is running fast today."
+  else
+    echo "Die Katze $i schläft jetzt hier. :: The cat $i sleeps here now."
+  fi
+done > "$WORK/joined.txt"
+check "translate train --train-joined-apart: joined sentences become training pairs of their own" 0 \
+  "joined sentences apart: [0-9]+ training pairs \(were [0-9]+\)" -- "$T" train --data "$WORK/joined.txt" "${TINY[@]}" \
+  --train-joined-apart --steps 12 --eval-every 12 --save-every 12 --out "$WORK/joined_apart"
+check "translate train keeps joined training pairs whole by default" 0 "" -- bash -c \
+  "'$T' train --data '$WORK/joined.txt' ${TINY[*]} --steps 12 --eval-every 12 --save-every 12 \
+   --out '$WORK/joined' > '$WORK/joined.log' && grep -q 'test set' '$WORK/joined.log' &&
+   ! grep -q 'joined sentences apart' '$WORK/joined.log'"
+check "translate decode translates the sentences of a joined source one by one" 0 "^[^;]*; [^;]*$" -- "$T" decode \
+  -c "$WORK/joined/best.h5" --beam 1 "Der Hund 3 läuft heute schnell.; Die Katze 4 schläft jetzt hier."
+check "translate train --whole-sentences" 0 "test set" -- "$T" train --data "$WORK/joined.txt" "${TINY[@]}" \
+  --steps 12 --eval-every 12 --save-every 12 --whole-sentences --out "$WORK/joined_whole"
+needs "the checkpoint keeps --whole-sentences, so test and decode translate as train did" h5dump &&
+  check "the checkpoint keeps --whole-sentences, so test and decode translate as train did" 0 "" -- bash -c \
+  "h5dump -a /config/split_joined '$WORK/joined_whole/best.h5' | grep -q '\"0\"' &&
+   h5dump -a /config/split_joined '$WORK/joined/best.h5' | grep -q '\"1\"'"
+check "translate decode --split-joined overrides a --whole-sentences checkpoint" 0 "^[^;]*; [^;]*$" -- "$T" decode \
+  -c "$WORK/joined_whole/best.h5" --split-joined --beam 2 "Der Hund 3 läuft heute schnell.; Die Katze 4 schläft jetzt hier."
+check "translate test: --split-joined with --whole-sentences is refused" 1 "excludes" -- "$T" test \
+  -c "$WORK/joined/best.h5" --split-joined --whole-sentences
 check "translate decode: a missing checkpoint is named" 1 "nope.h5" -- "$T" decode -c "$WORK/nope.h5" "a"
 check "translate decode: a corrupt checkpoint is an error" 1 "error" -- bash -c "head -c 3000 '$WORK/tr/best.h5' > '$WORK/cut.h5' && '$T' decode -c '$WORK/cut.h5' a"
 
