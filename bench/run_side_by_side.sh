@@ -69,8 +69,10 @@ else
 fi
 
 # The export is written after training, with the batches of the whole schedule.
+# --whole-sentences: heed's greedy translations made as translate_torch.py
+# makes PyTorch's (one source, one decoding), so BLEU compares the models.
 TR_ARGS=(train "${TR_MODEL[@]}" "${TR_LENGTH[@]}" --show 0 --threads "$THREADS" --out "$WORK/translate_heed"
-         --export-data "$WORK/translate.h5" --hyp-out "$WORK/translate_heed.hyp")
+         --whole-sentences --export-data "$WORK/translate.h5" --hyp-out "$WORK/translate_heed.hyp")
 LM_ARGS=(train "${LM_MODEL[@]}" "${LM_LENGTH[@]}" --text "$KJV" --threads "$THREADS" --out "$WORK/lm_heed"
          --export-data "$WORK/lm.h5")
 
