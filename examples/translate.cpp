@@ -14,6 +14,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 #include <limits>
 #include <map>
 #include <memory>
@@ -762,7 +763,12 @@ int run_decode(const std::string& checkpoint, const std::vector<std::string>& en
   io::restore_for_evaluation(ckpt, model);
   model.to(device);
   const auto members = ensemble_members(ckpt, ensemble, false, device);
-  if (!file.empty()) {
+  if (file == "-") {  // standard input, so that decode can sit in a pipe
+    for (std::string line; std::getline(std::cin, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      sentences.push_back(std::move(line));
+    }
+  } else if (!file.empty()) {
     auto lines = data::read_lines(file);
     sentences.insert(sentences.end(), lines.begin(), lines.end());
   }
@@ -866,7 +872,8 @@ int main(int argc, char** argv) {
   CLI::App* decode = app.add_subcommand("decode", "translate sentences with a trained checkpoint");
   decode->add_option("-c,--checkpoint", checkpoint, "a checkpoint written by 'translate train'")->required()->check(CLI::ExistingFile);
   decode->add_option("sentences", sentences, "sentences to translate");
-  decode->add_option("--file", file, "a file of sentences, one per line")->check(CLI::ExistingFile);
+  decode->add_option("--file", file, "a file of sentences, one per line ('-': standard input)")
+      ->check(CLI::ExistingFile | CLI::IsMember({"-"}));
   decode->add_option("--beam", beam, "beam size (1 = greedy)")->check(CLI::PositiveNumber)->capture_default_str();
   decode->add_option("--length-penalty", length_penalty)->check(CLI::NonNegativeNumber)->capture_default_str();
   add_ensemble_flag(*decode, ensemble, "same tokenizers");

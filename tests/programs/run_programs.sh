@@ -192,6 +192,11 @@ check "translate test --ensemble of another --seed without --split-seed is refus
 check "translate decode --ensemble: a missing checkpoint is named" 1 "nope.h5" -- "$T" decode -c "$WORK/tr/best.h5" \
   --ensemble "$WORK/nope.h5" "a"
 check "translate decode --beam 3 from a file" 0 "^[a-z]" -- bash -c "printf 'a b c\nd e f\n' > '$WORK/in.txt' && '$T' decode -c '$WORK/tr/best.h5' --beam 3 --file '$WORK/in.txt'"
+check "translate decode --file - reads standard input, as the file would" 0 "" -- bash -c \
+  "'$T' decode -c '$WORK/tr/best.h5' --beam 3 --file '$WORK/in.txt' > '$WORK/in.file.out' &&
+   '$T' decode -c '$WORK/tr/best.h5' --beam 3 --file - < '$WORK/in.txt' > '$WORK/in.stdin.out' &&
+   [[ -s '$WORK/in.stdin.out' ]] && diff '$WORK/in.file.out' '$WORK/in.stdin.out'"
+check "translate decode --file: a missing file is named" 1 "nope.txt" -- "$T" decode -c "$WORK/tr/best.h5" --file "$WORK/nope.txt"
 check "translate: a bad flag value is refused" 1 "d-model" -- "$T" train --d-model -4
 check "translate: an unknown flag is refused" 1 "bogus" -- "$T" train --bogus
 check "translate: a missing corpus is named" 1 "no such file" -- "$T" train --data "$WORK/nope.tsv" --steps 1 --out "$WORK/x"
