@@ -426,11 +426,10 @@ Tensor lerp(const Tensor& start_in, const Tensor& end_in, double weight) {
   detail::check_floating(start, "lerp");
   const Shape shape = broadcast_shapes(start.shape(), end.shape(), "lerp");
   // The kernel takes dense operands of the output's shape.
-  auto dense = [&](const Tensor& t) {
-    return t.shape() == shape && t.is_contiguous() ? t.detach() : contiguous(detail::broadcast_view(t.detach(), shape));
-  };
   Tensor out = empty(shape, start.dtype(), start.device());
-  if (out.numel() > 0) detail::kernel(start.device(), &Backend::lerp, "lerp")(dense(start), dense(end), weight, out);
+  if (out.numel() > 0)
+    detail::kernel(start.device(), &Backend::lerp, "lerp")(detail::dense_as(start, shape), detail::dense_as(end, shape),
+                                                           weight, out);
   if (auto* node = record("lerp", {start, end}, out)) {
     node->backward = [shape_s = start.shape(), shape_e = end.shape(), weight](const Tensor& g) {
       return TensorList{sum_to(mul(g, 1.0 - weight), shape_s), sum_to(mul(g, weight), shape_e)};

@@ -136,10 +136,8 @@ Tensor& Tensor::mul_(double value) {
 Tensor& Tensor::lerp_(const Tensor& end, double weight) {
   if (is_floating(dtype()) && write_into_ok(*this, {end})) {
     // The kernel wants end dense and of this shape; this tensor is both.
-    const Tensor e = end.shape() == shape() && end.is_contiguous()
-                         ? end
-                         : heed::contiguous(detail::broadcast_view(end.detach(), shape()));
-    if (numel() > 0) detail::kernel(device(), &Backend::lerp, "lerp_")(*this, e, weight, *this);
+    if (numel() > 0)
+      detail::kernel(device(), &Backend::lerp, "lerp_")(*this, detail::dense_as(end, shape()), weight, *this);
     impl()->storage->bump_version();
     return *this;
   }

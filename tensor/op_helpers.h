@@ -45,6 +45,10 @@ inline void check_device(const Tensor& t, Device want, const char* op, const cha
 // t seen with `shape` (NumPy broadcasting, stride 0 in broadcast dims), no
 // copy and no autograd: for handing operands to kernels.
 Tensor broadcast_view(const Tensor& t, const Shape& shape);
+// t as a dense tensor of `shape` for kernels that take dense operands: t
+// itself (detached) when it already is one, else a contiguous copy of its
+// broadcast view.
+Tensor dense_as(const Tensor& t, const Shape& shape);
 
 // Normalised, sorted, unique dims; empty `dims` means all dims.
 Shape reduction_dims(const Shape& dims, int64_t ndim, const char* op);

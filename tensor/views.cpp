@@ -27,6 +27,10 @@ Tensor broadcast_view(const Tensor& t, const Shape& shape) {
   for (size_t i = 0; i < t.shape().size(); ++i) strides[lead + i] = t.shape()[i] == 1 ? 0 : t.strides()[i];
   return make_view(t, shape, strides, t.offset());
 }
+
+Tensor dense_as(const Tensor& t, const Shape& shape) {
+  return t.shape() == shape && t.is_contiguous() ? t.detach() : contiguous(broadcast_view(t.detach(), shape));
+}
 }  // namespace detail
 
 namespace {
