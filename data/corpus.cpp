@@ -14,17 +14,23 @@
 namespace heed::data {
 namespace {
 
-// Calls take(line, number) for every line of the text file at `path`, in
-// order: without its '\n' or "\r\n", numbered from 1. Errors name `fn`.
+// Calls take(line, number) for every line of `in`, or of the text file at
+// `path`, in order: without its '\n' or "\r\n", numbered from 1. Errors
+// name `fn`.
 template <class F>
-void each_line(const std::string& path, const char* fn, F&& take) {
-  std::ifstream in(path, std::ios::binary);
-  HEED_CHECK(in.good(), "{}: cannot open '{}' (missing file or no permission)", fn, path);
+void each_line(std::istream& in, F&& take) {
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     take(line, number);  // may move the line out
   }
+}
+
+template <class F>
+void each_line(const std::string& path, const char* fn, F&& take) {
+  std::ifstream in(path, std::ios::binary);
+  HEED_CHECK(in.good(), "{}: cannot open '{}' (missing file or no permission)", fn, path);
+  each_line(in, take);
 }
 
 // Pairs in order of first appearance, each once.
@@ -247,6 +253,12 @@ std::vector<SentencePair> read_tsv_pairs(const std::string& path) {
 std::vector<std::string> read_lines(const std::string& path) {
   std::vector<std::string> lines;
   each_line(path, "read_lines", [&](std::string& line, int64_t) { lines.push_back(std::move(line)); });
+  return lines;
+}
+
+std::vector<std::string> read_lines(std::istream& in) {
+  std::vector<std::string> lines;
+  each_line(in, [&](std::string& line, int64_t) { lines.push_back(std::move(line)); });
   return lines;
 }
 

@@ -4,6 +4,7 @@
 // seeded splits and synthetic copy/reverse/sort tasks. docs/data.md says
 // where the corpora come from and under which licences.
 #include <cstdint>
+#include <iosfwd>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ std::vector<SentencePair> read_ding_phrases(const std::string& path, const std::
 std::vector<SentencePair> read_tsv_pairs(const std::string& path);
 // The lines of a text file (without '\n' or a trailing '\r'); a missing file -> heed::Error.
 std::vector<std::string> read_lines(const std::string& path);
+// The same from a stream (standard input, say), to its end.
+std::vector<std::string> read_lines(std::istream& in);
 
 // Train/valid/test split, seeded; pairs with the same source sentence stay in
 // one split. Sources are shuffled, then test and valid take whole source

@@ -321,6 +321,10 @@ struct RunOptions : examples::RunFlags {
   RunOptions() { out = "runs/translate", eval_every = 400, save_every = 400; }
 };
 
+// Whether joined sentences are translated apart: as `flag` asks (1 or 0,
+// from --split-joined / --whole-sentences), else as the checkpoint says.
+bool joined_apart(int64_t flag, const TrainSettings& s) { return flag >= 0 ? flag == 1 : s.split_joined; }
+
 std::vector<std::vector<int64_t>> id_rows(const std::vector<data::EncodedPair>& pairs, bool source) {
   std::vector<std::vector<int64_t>> out;
   for (const auto& p : pairs) out.push_back(source ? p.src : p.tgt);
@@ -381,7 +385,7 @@ void report_test(const std::vector<nn::Seq2SeqTransformer*>& models, const Corpu
   const bool valid = r.split == "valid";
   const std::vector<data::SentencePair>& pairs = valid ? corpus.splits.valid : corpus.splits.test;
   const auto test_src = sides(pairs, true), test_ref = sides(pairs, false);
-  const bool split_joined = r.split_joined >= 0 ? r.split_joined == 1 : s.split_joined;
+  const bool split_joined = joined_apart(r.split_joined, s);
   const auto greedy = translate(models, corpus, test_src, 1, 0, s.max_len, split_joined, device);
   const auto bleu_greedy = data::corpus_bleu(greedy, test_ref);
   fmt::print("\n{} set ({} sentences), {}:\n", valid ? "validation" : "test", test_src.size(), what);
@@ -684,12 +688,12 @@ std::vector<std::unique_ptr<nn::Seq2SeqTransformer>> ensemble_members(const io::
                                                                       const std::vector<std::string>& paths,
                                                                       bool same_split, Device device) {
   std::vector<std::unique_ptr<nn::Seq2SeqTransformer>> members;
+  const TrainSettings f = from_config(Config(first.config));
   for (const std::string& path : paths) {
     const io::Checkpoint ckpt = examples::load_checkpoint_of(path, "translate", "a translate");
     const Config config(ckpt.config);
     const TrainSettings s = from_config(config);
     if (same_split) {
-      const TrainSettings f = from_config(Config(first.config));
       const std::pair<const char*, std::pair<std::string, std::string>> split_settings[] = {
           {"--data", {s.data, f.data}},
           {"--task", {s.task, f.task}},
@@ -763,18 +767,14 @@ int run_decode(const std::string& checkpoint, const std::vector<std::string>& en
   io::restore_for_evaluation(ckpt, model);
   model.to(device);
   const auto members = ensemble_members(ckpt, ensemble, false, device);
-  if (file == "-") {  // standard input, so that decode can sit in a pipe
-    for (std::string line; std::getline(std::cin, line);) {
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      sentences.push_back(std::move(line));
-    }
-  } else if (!file.empty()) {
-    auto lines = data::read_lines(file);
+  if (!file.empty()) {
+    // "-": standard input, so that decode can sit in a pipe.
+    auto lines = file == "-" ? data::read_lines(std::cin) : data::read_lines(file);
     sentences.insert(sentences.end(), lines.begin(), lines.end());
   }
   HEED_CHECK(!sentences.empty(), "nothing to translate: give sentences or --file");
-  const bool split = split_joined >= 0 ? split_joined == 1 : s.split_joined;
-  for (const auto& t : translate(all_models(model, members), corpus, sentences, beam, length_penalty, s.max_len, split, device))
+  for (const auto& t : translate(all_models(model, members), corpus, sentences, beam, length_penalty, s.max_len,
+                                 joined_apart(split_joined, s), device))
     fmt::print("{}\n", t);
   return 0;
 }
