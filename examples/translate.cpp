@@ -83,6 +83,9 @@ struct TrainSettings : examples::TrainingSettings {
   // BPE-dropout: each epoch, every training sentence is segmented afresh with
   // this merge dropout (Tokenizer::encode_sampled); 0 keeps one segmentation.
   double bpe_dropout = 0.0;
+  // Word dropout (nn::Seq2SeqOptions): a training token's whole embedding
+  // zeroed with this probability, on the source and the target input side.
+  double src_word_dropout = 0.0, tgt_word_dropout = 0.0;
   int64_t max_tokens = 4096, max_len = 48;
   double valid_fraction = 0.04, test_fraction = 0.05;
   // The seed of the data: the train / valid / test split and a synthetic
@@ -112,6 +115,7 @@ Config to_config(const TrainSettings& s, int64_t src_vocab, int64_t tgt_vocab) {
   c.set("shared_vocab", int64_t{s.shared_vocab}), c.set("tie_output", int64_t{s.tie_output});
   c.set("dictionary_phrases", s.dictionary_phrases);
   c.set("dropout", s.dropout), c.set("label_smoothing", s.label_smoothing), c.set("bpe_dropout", s.bpe_dropout);
+  c.set("src_word_dropout", s.src_word_dropout), c.set("tgt_word_dropout", s.tgt_word_dropout);
   c.set("max_tokens", s.max_tokens), c.set("max_len", s.max_len);
   c.set("valid_fraction", s.valid_fraction), c.set("test_fraction", s.test_fraction);
   c.set("split_seed", static_cast<int64_t>(data_seed(s)));
@@ -132,6 +136,8 @@ TrainSettings from_config(const Config& c) {
   s.dictionary_phrases = c.has("dictionary_phrases") ? c.integer("dictionary_phrases") : 0;  // older checkpoints: none
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
   s.bpe_dropout = c.has("bpe_dropout") ? c.real("bpe_dropout") : 0.0;  // older checkpoints: none
+  s.src_word_dropout = c.has("src_word_dropout") ? c.real("src_word_dropout") : 0.0;  // older checkpoints: none
+  s.tgt_word_dropout = c.has("tgt_word_dropout") ? c.real("tgt_word_dropout") : 0.0;
   s.max_tokens = c.integer("max_tokens"), s.max_len = c.integer("max_len");
   s.valid_fraction = c.real("valid_fraction"), s.test_fraction = c.real("test_fraction");
   s.load(c);
@@ -488,6 +494,9 @@ int run_train(TrainSettings s, const RunOptions& r) {
   std::vector<data::EncodedPair> export_pairs;
   if (!r.export_data.empty()) export_pairs = train_pairs;
   data::TranslationBatcher train(std::move(train_pairs), s.max_tokens, static_cast<uint64_t>(s.seed), true, s.max_len);
+  HEED_CHECK(r.export_data.empty() || (s.src_word_dropout == 0 && s.tgt_word_dropout == 0),
+             "--export-data: bench/translate_torch.py has no word dropout, so it cannot replay a run with "
+             "--word-dropout {} / --target-word-dropout {}: export with both 0", s.src_word_dropout, s.tgt_word_dropout);
   if (s.bpe_dropout > 0) {
     HEED_CHECK(s.tokenizer == "bpe", "--bpe-dropout {} needs --tokenizer bpe (a {} tokenizer has one segmentation "
                "only)", s.bpe_dropout, s.tokenizer);
@@ -850,6 +859,15 @@ int main(int argc, char** argv) {
   train->add_option("--bpe-dropout", s.bpe_dropout,
                     "BPE-dropout: segment each training sentence afresh every epoch, leaving out each applicable "
                     "merge with this probability (subword regularisation; needs --tokenizer bpe)")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  train->add_option("--word-dropout", s.src_word_dropout,
+                    "word dropout: zero each training source token's whole embedding with this probability (the "
+                    "rest scaled by 1/(1-p))")
+      ->check(CLI::Range(0.0, 0.9))
+      ->capture_default_str();
+  train->add_option("--target-word-dropout", s.tgt_word_dropout,
+                    "word dropout on the decoder's input tokens (the target sentence shifted right)")
       ->check(CLI::Range(0.0, 0.9))
       ->capture_default_str();
   train->add_option("--max-tokens", s.max_tokens, "padded tokens per batch")->check(CLI::PositiveNumber)->capture_default_str();

@@ -17,6 +17,9 @@ Seq2SeqOptions checked(Seq2SeqOptions o) {
   HEED_CHECK(!o.share_embeddings || o.src_vocab == o.tgt_vocab,
              "Seq2SeqTransformer: share_embeddings needs one vocabulary, but src_vocab is {} and tgt_vocab {}",
              o.src_vocab, o.tgt_vocab);
+  HEED_CHECK(o.src_word_dropout >= 0 && o.src_word_dropout < 1 && o.tgt_word_dropout >= 0 && o.tgt_word_dropout < 1,
+             "Seq2SeqTransformer: word dropout must be in [0, 1), got src_word_dropout {} and tgt_word_dropout {}",
+             o.src_word_dropout, o.tgt_word_dropout);
   if (o.emb_scale == 0) o.emb_scale = std::sqrt(static_cast<double>(o.d_model));
   return o;
 }
@@ -44,21 +47,28 @@ Seq2SeqTransformer::Seq2SeqTransformer(const Seq2SeqOptions& options, Generator*
   }
 }
 
-Tensor Seq2SeqTransformer::embed(const Embedding& table, const Tensor& ids, int64_t offset, const char* what) {
+Tensor Seq2SeqTransformer::embed(const Embedding& table, const Tensor& ids, int64_t offset, double word_dropout,
+                                 const char* what) {
   HEED_CHECK(ids.defined() && ids.dim() == 2 && ids.dtype() == DType::Int64,
              "Seq2SeqTransformer: expected {} int64 [B, L], got {}", what,
              ids.defined() ? fmt::format("{} {}", shape_str(ids.shape()), ids.dtype()) : std::string("undefined"));
   HEED_CHECK(offset + ids.size(1) <= options_.max_len,
              "Seq2SeqTransformer: {} reaches position {} but max_len is {}", what, offset + ids.size(1),
              options_.max_len);
-  Tensor x = pe_->forward(mul(table.forward(ids), options_.emb_scale), offset);
+  Tensor e = table.forward(ids);
+  if (word_dropout > 0 && is_training()) {
+    // One draw per token, broadcast over the embedding: a dropped word is gone whole.
+    const Tensor keep = ones({ids.size(0), ids.size(1), 1}, e.dtype(), e.device());
+    e = mul(e, dropout(keep, word_dropout, true, gen_));
+  }
+  Tensor x = pe_->forward(mul(e, options_.emb_scale), offset);
   return dropout(x, options_.dropout, is_training(), gen_);
 }
 
 Tensor Seq2SeqTransformer::encode(const Tensor& src_ids, const Tensor& src_key_padding_mask) {
   EncoderLayerCall call;
   call.key_padding_mask = src_key_padding_mask;
-  return encoder->forward(embed(*src_embed, src_ids, 0, "src_ids"), call);
+  return encoder->forward(embed(*src_embed, src_ids, 0, options_.src_word_dropout, "src_ids"), call);
 }
 
 Tensor Seq2SeqTransformer::decode(const Tensor& tgt_ids, const Tensor& memory, const Tensor& memory_key_padding_mask,
@@ -68,7 +78,7 @@ Tensor Seq2SeqTransformer::decode(const Tensor& tgt_ids, const Tensor& memory, c
   call.causal = true;
   call.tgt_key_padding_mask = tgt_key_padding_mask;
   call.memory_key_padding_mask = memory_key_padding_mask;
-  Tensor y = decoder->forward(embed(*tgt_embed, tgt_ids, offset, "tgt_ids"), memory, call, cache);
+  Tensor y = decoder->forward(embed(*tgt_embed, tgt_ids, offset, options_.tgt_word_dropout, "tgt_ids"), memory, call, cache);
   return generator ? generator->forward(y) : matmul(y, tgt_embed->weight.t());
 }
 

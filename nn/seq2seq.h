@@ -39,6 +39,12 @@ struct Seq2SeqOptions {
   int64_t num_kv_heads = 0;  // grouped-query attention; 0: nhead
   bool share_embeddings = false;  // one table for source and target (needs src_vocab == tgt_vocab)
   bool tie_generator = false;     // logits use the target embedding table; no generator parameters
+  // Word dropout (Gal & Ghahramani 2016; Sennrich & Zhang 2019's low-resource
+  // recipe): in training, each source (target-input) token's whole embedding
+  // is zeroed with this probability and the kept ones scaled by 1 / (1 - p),
+  // so the model cannot lean on any one word. 0 draws nothing.
+  double src_word_dropout = 0;
+  double tgt_word_dropout = 0;
 };
 
 class Seq2SeqTransformer : public Module {
@@ -66,7 +72,7 @@ class Seq2SeqTransformer : public Module {
   std::shared_ptr<Linear> generator;  // null with tie_generator
 
  private:
-  Tensor embed(const Embedding& table, const Tensor& ids, int64_t offset, const char* what);
+  Tensor embed(const Embedding& table, const Tensor& ids, int64_t offset, double word_dropout, const char* what);
 
   Seq2SeqOptions options_;
   Generator* gen_;

@@ -382,3 +382,63 @@ TEST_CASE("Rotary attention: relative positions, and cached decoding with offset
   Tensor ids = from_vector<int64_t>({1, 2, 3, 4, 5, 6}, {1, 6});
   REQUIRE(max_diff(cached_logits(gpt, ids, 2), gpt.forward(ids)) < 1e-5);
 }
+
+TEST_CASE("Seq2SeqTransformer word dropout drops whole source and target words in training only",
+          "[transformer][seq2seq][dropout]") {
+  const double p = 0.5;
+  Generator g_plain(10), g_dropped(10);
+  nn::Seq2SeqTransformer plain(small_seq2seq_options(1, 0.0), &g_plain);
+  nn::Seq2SeqOptions o = small_seq2seq_options(1, 0.0);
+  o.src_word_dropout = p;
+  nn::Seq2SeqTransformer dropped(o, &g_dropped);
+  // Every source id once, so a source embedding row's gradient says whether its word was kept.
+  const std::vector<int64_t> ids{3, 4, 5, 6, 7, 8, 9, 10};
+  Tensor src = i64(kCPU, ids, {1, 8});
+  Tensor tgt = i64(kCPU, {1, 5, 6, 7}, {1, 4});
+
+  // In eval the model is the one without word dropout, and nothing is drawn.
+  plain.eval(), dropped.eval();
+  REQUIRE(max_diff(plain.forward(src, tgt), dropped.forward(src, tgt)) == 0);
+
+  // In training (dropout 0 otherwise): the same as the plain model with the
+  // dropped words' embeddings zero and the kept ones scaled by 1 / (1 - p).
+  dropped.train();
+  Tensor logits = dropped.forward(src, tgt);
+  sum(logits).backward();
+  std::vector<double> row_scale(11, 1.0);
+  const Tensor grad = dropped.src_embed->weight.grad();
+  int kept = 0;
+  for (int64_t id : ids) {
+    const bool zero = amax(abs(grad.select(0, id))).item<double>() == 0;
+    row_scale[static_cast<size_t>(id)] = zero ? 0.0 : 1.0 / (1.0 - p);
+    kept += zero ? 0 : 1;
+  }
+  INFO("kept " << kept << " of 8 source words");
+  REQUIRE(kept > 0);
+  REQUIRE(kept < 8);
+  {
+    std::vector<double> w = plain.src_embed->weight.to_vector<double>();
+    const int64_t width = plain.src_embed->weight.size(1);
+    for (size_t i = 0; i < w.size(); ++i) w[i] *= row_scale[i / static_cast<size_t>(width)];
+    set_values(plain.src_embed->weight, w);
+  }
+  REQUIRE(max_diff(logits, plain.forward(src, tgt)) < 1e-6);
+
+  // The target side the same way, through the decoder's input embedding.
+  nn::Seq2SeqOptions t = small_seq2seq_options(1, 0.0);
+  t.tgt_word_dropout = p;
+  Generator g_tgt(10);
+  nn::Seq2SeqTransformer tgt_dropped(t, &g_tgt);
+  Tensor tgt_ids = i64(kCPU, {1, 5, 6, 7, 8, 9, 10, 11}, {1, 8});
+  sum(tgt_dropped.forward(src, tgt_ids)).backward();
+  const Tensor tgrad = tgt_dropped.tgt_embed->weight.grad();
+  int tkept = 0;
+  for (int64_t id : std::vector<int64_t>{1, 5, 6, 7, 8, 9, 10, 11})
+    tkept += amax(abs(tgrad.select(0, id))).item<double>() == 0 ? 0 : 1;
+  INFO("kept " << tkept << " of 8 target words");
+  REQUIRE(tkept > 0);
+  REQUIRE(tkept < 8);
+
+  o.src_word_dropout = 1.0;
+  REQUIRE_THROWS_WITH(nn::Seq2SeqTransformer(o), Contains("word dropout must be in [0, 1)"));
+}
