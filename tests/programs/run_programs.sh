@@ -107,6 +107,21 @@ check "--bpe-dropout changes the training losses (the segmentations differ)" 1 "
   "diff -q <(cut -d, -f3 '$WORK/bd_full/log.csv') <(cut -d, -f3 '$WORK/bd_none/log.csv') > /dev/null"
 check "translate: --bpe-dropout with a word tokenizer is refused" 1 "needs --tokenizer bpe" -- "$T" train --task copy \
   "${TINY[@]}" --bpe-dropout 0.1 --steps 5 --out "$WORK/x"
+# Word dropout draws from the model's generator, which the checkpoint keeps:
+# a resumed run drops the same words.
+WD=(--word-dropout 0.2 --target-word-dropout 0.2)
+check "translate --word-dropout: 40 steps in one run" 0 "BLEU" -- "$T" train "${RESUME[@]}" "${WD[@]}" --out "$WORK/wd_full"
+check "translate --word-dropout: 20 steps, then stop" 0 "stopping at step 20" -- "$T" train "${RESUME[@]}" "${WD[@]}" \
+  --stop-at 20 --out "$WORK/wd_half"
+check "translate --word-dropout: resume for the other 20" 0 "resuming" -- "$T" train --resume "$WORK/wd_half/last.h5" \
+  --out "$WORK/wd_half" --eval-every 10 --save-every 10 --beam 1 --show 0
+check "--word-dropout resumed losses equal the uninterrupted run's" 0 "" -- bash -c \
+  "diff <(cut -d, -f1,3,7-9 '$WORK/wd_full/log.csv') <(cut -d, -f1,3,7-9 '$WORK/wd_half/log.csv')"
+check "--word-dropout changes the training losses" 1 "" -- bash -c \
+  "diff -q <(cut -d, -f3 '$WORK/wd_full/log.csv') <(cut -d, -f3 '$WORK/full/log.csv') > /dev/null"
+check "translate: --word-dropout with --export-data is refused, naming why" 1 "translate_torch.py has no word dropout" -- \
+  "$T" train --task copy "${TINY[@]}" --word-dropout 0.1 --steps 5 --out "$WORK/x" --export-data "$WORK/x.h5"
+check "translate: --word-dropout above 0.9 is refused" 1 "word-dropout" -- "$T" train --word-dropout 0.95
 check "translate: --bpe-dropout above 0.9 is refused" 1 "bpe-dropout" -- "$T" train --bpe-dropout 0.95
 check "translate: --ema 1 is refused" 1 "--ema" -- "$T" train --task copy "${TINY[@]}" --ema 1 --steps 5 --out "$WORK/x"
 # A time budget: the warmup is timed, the run's length is fitted to the
