@@ -129,19 +129,19 @@ TrainSettings from_config(const Config& c) {
   TrainSettings s;
   s.data = c.str("data"), s.task = c.str("task"), s.tokenizer = c.str("tokenizer");
   s.vocab_size = c.integer("vocab_size"), s.min_count = c.integer("min_count");
-  s.src_vocab_size = c.has("src_vocab_size") ? c.integer("src_vocab_size") : 0;
+  s.src_vocab_size = c.integer_or("src_vocab_size", 0);
   s.d_model = c.integer("d_model"), s.nhead = c.integer("nhead"), s.encoder_layers = c.integer("encoder_layers");
   s.decoder_layers = c.integer("decoder_layers"), s.ff = c.integer("dim_feedforward");
   s.norm_first = c.flag("norm_first"), s.shared_vocab = c.flag("shared_vocab"), s.tie_output = c.flag("tie_output");
-  s.dictionary_phrases = c.has("dictionary_phrases") ? c.integer("dictionary_phrases") : 0;  // older checkpoints: none
+  s.dictionary_phrases = c.integer_or("dictionary_phrases", 0);  // older checkpoints: none
   s.dropout = c.real("dropout"), s.label_smoothing = c.real("label_smoothing");
-  s.bpe_dropout = c.has("bpe_dropout") ? c.real("bpe_dropout") : 0.0;  // older checkpoints: none
-  s.src_word_dropout = c.has("src_word_dropout") ? c.real("src_word_dropout") : 0.0;  // older checkpoints: none
-  s.tgt_word_dropout = c.has("tgt_word_dropout") ? c.real("tgt_word_dropout") : 0.0;
+  s.bpe_dropout = c.real_or("bpe_dropout", 0.0);  // older checkpoints: none
+  s.src_word_dropout = c.real_or("src_word_dropout", 0.0);  // older checkpoints: none
+  s.tgt_word_dropout = c.real_or("tgt_word_dropout", 0.0);
   s.max_tokens = c.integer("max_tokens"), s.max_len = c.integer("max_len");
   s.valid_fraction = c.real("valid_fraction"), s.test_fraction = c.real("test_fraction");
   s.load(c);
-  s.split_seed = c.has("split_seed") ? c.integer("split_seed") : s.seed;  // older checkpoints: --seed
+  s.split_seed = c.integer_or("split_seed", s.seed);  // older checkpoints: --seed
   // Older checkpoints: whole sides, as they were trained and reported.
   s.split_joined = c.flag("split_joined"), s.train_joined_apart = c.flag("train_joined_apart");
   return s;

@@ -37,6 +37,11 @@ class Config {
   // An optional on/off setting: absent (a configuration written before the
   // setting existed) reads as off.
   bool flag(const std::string& key) const { return has(key) && integer(key) != 0; }
+  // Optional settings of other kinds: `fallback` when absent (what runs
+  // before the setting existed did), else the value, checked as above.
+  double real_or(const std::string& key, double fallback) const { return has(key) ? real(key) : fallback; }
+  int64_t integer_or(const std::string& key, int64_t fallback) const { return has(key) ? integer(key) : fallback; }
+  std::string str_or(const std::string& key, const std::string& fallback) const { return has(key) ? str(key) : fallback; }
 
   const std::map<std::string, std::string>& values() const { return values_; }
 

@@ -13,8 +13,8 @@ nn::Seq2SeqOptions seq2seq_options(const Config& c) {
   o.share_embeddings = c.flag("shared_vocab");
   o.tie_generator = c.flag("tie_output");
   // Checkpoints from before word dropout have none.
-  o.src_word_dropout = c.has("src_word_dropout") ? c.real("src_word_dropout") : 0.0;
-  o.tgt_word_dropout = c.has("tgt_word_dropout") ? c.real("tgt_word_dropout") : 0.0;
+  o.src_word_dropout = c.real_or("src_word_dropout", 0.0);
+  o.tgt_word_dropout = c.real_or("tgt_word_dropout", 0.0);
   o.max_len = c.integer("max_len") + 2;  // sentences of max_len tokens plus BOS/EOS
   return o;
 }

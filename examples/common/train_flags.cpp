@@ -23,9 +23,9 @@ void TrainingSettings::load(const Config& config) {
   lr = config.real("lr"), min_lr = config.real("min_lr"), weight_decay = config.real("weight_decay");
   clip = config.real("clip"), warmup = config.integer("warmup"), steps = config.integer("steps");
   seed = config.integer("seed");
-  ema = config.has("ema") ? config.real("ema") : 0.0;
-  time_budget = config.has("time_budget") ? config.real("time_budget") : 0.0;
-  precision = config.has("precision") ? config.str("precision") : "fp32";
+  ema = config.real_or("ema", 0.0);
+  time_budget = config.real_or("time_budget", 0.0);
+  precision = config.str_or("precision", "fp32");
 }
 
 TrainFlags::TrainFlags(CLI::App& train, TrainingSettings& s, const std::string& averaged_use) {

@@ -59,7 +59,7 @@ void TrainingLength::save(Config& config) const {
 }
 
 TrainingLength TrainingLength::restore(const Config& config, int64_t warmup) {
-  const double budget_s = config.has("time_budget") ? config.real("time_budget") : 0.0;
+  const double budget_s = config.real_or("time_budget", 0.0);
   const int64_t steps = config.integer("steps");
   if (budget_s <= 0) return TrainingLength(steps, 0.0, warmup);
   TrainingLength length(0, budget_s, warmup);
