@@ -88,19 +88,26 @@ needs "--ema resumed averages equal the uninterrupted run's, bit for bit" h5diff
   check "--ema resumed averages equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
     "h5diff -d 0 '$WORK/ema_full/last.h5' '$WORK/ema_half/last.h5' /averages && h5diff -d 0 '$WORK/ema_full/last.h5' '$WORK/ema_half/last.h5' /model"
 check "translate decode reads an --ema checkpoint" 0 "" -- "$T" decode -c "$WORK/ema_full/best.h5" "a b c"
+# resumes_exactly NAME DIR FLAGS...: 40 steps of the RESUME run with FLAGS in
+# one go equal 20 steps, a checkpoint and 20 more in a new process: the same
+# logged losses and, where h5diff is, the same parameters bit for bit.
+resumes_exactly() {
+  local name=$1 dir=$2
+  shift 2
+  check "translate $name: 40 steps in one run" 0 "BLEU" -- "$T" train "${RESUME[@]}" "$@" --out "$WORK/${dir}_full"
+  check "translate $name: 20 steps, then stop" 0 "stopping at step 20" -- "$T" train "${RESUME[@]}" "$@" \
+    --stop-at 20 --out "$WORK/${dir}_half"
+  check "translate $name: resume for the other 20" 0 "resuming" -- "$T" train --resume "$WORK/${dir}_half/last.h5" \
+    --out "$WORK/${dir}_half" --eval-every 10 --save-every 10 --beam 1 --show 0
+  check "$name resumed losses equal the uninterrupted run's" 0 "" -- bash -c \
+    "diff <(cut -d, -f1,3,7-9 '$WORK/${dir}_full/log.csv') <(cut -d, -f1,3,7-9 '$WORK/${dir}_half/log.csv')"
+  needs "$name resumed parameters equal the uninterrupted run's, bit for bit" h5diff &&
+    check "$name resumed parameters equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
+      "h5diff -d 0 '$WORK/${dir}_full/last.h5' '$WORK/${dir}_half/last.h5' /model"
+}
 # --bpe-dropout: fresh segmentations every epoch, drawn from (seed, example,
 # epoch), so an interrupted run resumes to the same losses and weights.
-BPE=(--tokenizer bpe --vocab-size 300 --bpe-dropout 0.2)
-check "translate --bpe-dropout: 40 steps in one run" 0 "BLEU" -- "$T" train "${RESUME[@]}" "${BPE[@]}" --out "$WORK/bd_full"
-check "translate --bpe-dropout: 20 steps, then stop" 0 "stopping at step 20" -- "$T" train "${RESUME[@]}" "${BPE[@]}" \
-  --stop-at 20 --out "$WORK/bd_half"
-check "translate --bpe-dropout: resume for the other 20" 0 "resuming" -- "$T" train --resume "$WORK/bd_half/last.h5" \
-  --out "$WORK/bd_half" --eval-every 10 --save-every 10 --beam 1 --show 0
-check "--bpe-dropout resumed losses equal the uninterrupted run's" 0 "" -- bash -c \
-  "diff <(cut -d, -f1,3,7-9 '$WORK/bd_full/log.csv') <(cut -d, -f1,3,7-9 '$WORK/bd_half/log.csv')"
-needs "--bpe-dropout resumed parameters equal the uninterrupted run's, bit for bit" h5diff &&
-  check "--bpe-dropout resumed parameters equal the uninterrupted run's, bit for bit" 0 "" -- bash -c \
-    "h5diff -d 0 '$WORK/bd_full/last.h5' '$WORK/bd_half/last.h5' /model"
+resumes_exactly --bpe-dropout bd --tokenizer bpe --vocab-size 300 --bpe-dropout 0.2
 check "translate --bpe-dropout 0: the same BPE run without it trains on other batches" 0 "BLEU" -- "$T" train \
   "${RESUME[@]}" --tokenizer bpe --vocab-size 300 --out "$WORK/bd_none"
 check "--bpe-dropout changes the training losses (the segmentations differ)" 1 "" -- bash -c \
@@ -109,14 +116,7 @@ check "translate: --bpe-dropout with a word tokenizer is refused" 1 "needs --tok
   "${TINY[@]}" --bpe-dropout 0.1 --steps 5 --out "$WORK/x"
 # Word dropout draws from the model's generator, which the checkpoint keeps:
 # a resumed run drops the same words.
-WD=(--word-dropout 0.2 --target-word-dropout 0.2)
-check "translate --word-dropout: 40 steps in one run" 0 "BLEU" -- "$T" train "${RESUME[@]}" "${WD[@]}" --out "$WORK/wd_full"
-check "translate --word-dropout: 20 steps, then stop" 0 "stopping at step 20" -- "$T" train "${RESUME[@]}" "${WD[@]}" \
-  --stop-at 20 --out "$WORK/wd_half"
-check "translate --word-dropout: resume for the other 20" 0 "resuming" -- "$T" train --resume "$WORK/wd_half/last.h5" \
-  --out "$WORK/wd_half" --eval-every 10 --save-every 10 --beam 1 --show 0
-check "--word-dropout resumed losses equal the uninterrupted run's" 0 "" -- bash -c \
-  "diff <(cut -d, -f1,3,7-9 '$WORK/wd_full/log.csv') <(cut -d, -f1,3,7-9 '$WORK/wd_half/log.csv')"
+resumes_exactly --word-dropout wd --word-dropout 0.2 --target-word-dropout 0.2
 check "--word-dropout changes the training losses" 1 "" -- bash -c \
   "diff -q <(cut -d, -f3 '$WORK/wd_full/log.csv') <(cut -d, -f3 '$WORK/full/log.csv') > /dev/null"
 check "translate: --word-dropout with --export-data is refused, naming why" 1 "translate_torch.py has no word dropout" -- \
