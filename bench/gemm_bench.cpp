@@ -2,7 +2,7 @@
 // machine's measured FP32 FMA peak, one JSON object per line.
 //
 //   gemm_bench [--threads N] [--sizes 256,512,1024,2048] [--kernel avx512|avx2|portable]
-//              [--min-time SECONDS] [--shapes MxNxK:LAYOUT,...]
+//              [--min-time SECONDS] [--shapes MxNxK:LAYOUT,...] [--bf16]
 //
 // --shapes times C[M, N] = A[M, K] B[K, N] at given shapes instead of square
 // ones; LAYOUT says how A and B lie in memory, as a layer's matmuls have them:
@@ -30,6 +30,7 @@
 
 #include "bench/bench_util.h"
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/matmul.h"
 #include "tensor/cpu/parallel.h"
 
 namespace {
@@ -191,6 +192,11 @@ double bench_shape(const Shape& s, double min_time) {
 
 }  // namespace
 
+// The kernel the products ran on: a bf16 one under --bf16.
+static std::string kernel_name() {
+  return heed::cpu::allow_bf16_matmul() ? heed::cpu::bf16_matmul_kernel() : heed::cpu::gemm_kernel_name();
+}
+
 static int run(int argc, char** argv) {
   int threads = heed::cpu::num_threads();
   std::vector<int64_t> sizes = {256, 512, 1024, 2048};
@@ -214,10 +220,12 @@ static int run(int argc, char** argv) {
     } else if (arg == "--min-time" && value) {
       min_time = std::atof(value);
       ++i;
+    } else if (arg == "--bf16") {  // float32 products of bf16 inputs (heed::cpu::set_allow_bf16_matmul)
+      heed::cpu::set_allow_bf16_matmul(true);
     } else {
       std::fprintf(stderr,
                    "usage: gemm_bench [--threads N] [--sizes 256,512,...] "
-                   "[--kernel avx512|avx2|portable] [--min-time SECONDS] [--shapes MxNxK:nn|nt|tn,...]\n");
+                   "[--kernel avx512|avx2|portable] [--min-time SECONDS] [--shapes MxNxK:nn|nt|tn,...] [--bf16]\n");
       return 2;
     }
   }
@@ -232,7 +240,7 @@ static int run(int argc, char** argv) {
       double gflops = bench_shape({n, n, n, "nn"}, min_time);
       std::printf("{\"impl\": \"heed\", \"kernel\": \"%s\", \"threads\": %d, \"size\": %lld, "
                   "\"gflops\": %.1f}\n",
-                  heed::cpu::gemm_kernel_name(), threads, static_cast<long long>(n), gflops);
+                  kernel_name().c_str(), threads, static_cast<long long>(n), gflops);
       std::fflush(stdout);
     }
   }
@@ -240,7 +248,7 @@ static int run(int argc, char** argv) {
     double gflops = bench_shape(s, min_time);
     std::printf("{\"impl\": \"heed\", \"kernel\": \"%s\", \"threads\": %d, \"shape\": \"%lldx%lldx%lld:%s\", "
                 "\"gflops\": %.1f}\n",
-                heed::cpu::gemm_kernel_name(), threads, static_cast<long long>(s.m), static_cast<long long>(s.n),
+                kernel_name().c_str(), threads, static_cast<long long>(s.m), static_cast<long long>(s.n),
                 static_cast<long long>(s.k), s.layout.c_str(), gflops);
     std::fflush(stdout);
   }

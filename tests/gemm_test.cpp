@@ -17,7 +17,9 @@
 #include <unistd.h>
 #endif
 
+#include "tensor/bfloat16.h"
 #include "tensor/cpu/gemm.h"
+#include "tensor/cpu/matmul.h"
 #include "tensor/cpu/parallel.h"
 
 namespace {
@@ -71,11 +73,16 @@ Operand<T> make_operand(int64_t rows, int64_t cols, Layout layout, std::mt19937&
   return m;
 }
 
+// A value as a bf16 matmul reads it.
+double bf16_input(double x) { return static_cast<float>(heed::bfloat16(static_cast<float>(x))); }
+
 // Checks C == alpha*A*B + beta*C0 elementwise within a rounding bound that
-// grows with K: |error| <= tol * (|alpha| sum_k |a||b| + |beta c0|).
+// grows with K: |error| <= tol * (|alpha| sum_k |a||b| + |beta c0|). With
+// bf16_inputs, A and B are rounded to bf16 first (their products are exact
+// in float32, so only the float32 sums round, and the bound is the same).
 template <typename T>
 void check_against_reference(const Operand<T>& A, const Operand<T>& B, const Operand<T>& C0,
-                             const Operand<T>& C, T alpha, T beta) {
+                             const Operand<T>& C, T alpha, T beta, bool bf16_inputs = false) {
   const int64_t M = A.rows, K = A.cols, N = B.cols;
   const double eps = std::numeric_limits<T>::epsilon();
   const double tol = (K + 4) * eps;
@@ -84,7 +91,9 @@ void check_against_reference(const Operand<T>& A, const Operand<T>& B, const Ope
     for (int64_t j = 0; j < N; ++j) {
       double sum = 0, mag = 0;
       for (int64_t k = 0; k < K; ++k) {
-        double p = static_cast<double>(A.get(i, k)) * static_cast<double>(B.get(k, j));
+        double a = static_cast<double>(A.get(i, k)), b = static_cast<double>(B.get(k, j));
+        if (bf16_inputs) a = bf16_input(a), b = bf16_input(b);
+        double p = a * b;
         sum += p;
         mag += std::fabs(p);
       }
@@ -105,7 +114,7 @@ void check_against_reference(const Operand<T>& A, const Operand<T>& B, const Ope
 
 template <typename T>
 void run_case(int64_t M, int64_t N, int64_t K, Layout la, Layout lb, Layout lc, T alpha, T beta,
-              uint32_t seed = 1) {
+              uint32_t seed = 1, bool bf16_inputs = false) {
   INFO("M=" << M << " N=" << N << " K=" << K << " layouts " << int(la) << int(lb) << int(lc)
             << " alpha=" << alpha << " beta=" << beta << " kernel "
             << heed::cpu::gemm_kernel_name());
@@ -118,7 +127,7 @@ void run_case(int64_t M, int64_t N, int64_t K, Layout la, Layout lb, Layout lc, 
       for (int64_t j = 0; j < N; ++j) C.at(i, j) = std::numeric_limits<T>::quiet_NaN();
   const auto C0 = C;
   gemm(M, N, K, alpha, A.data(), A.rs, A.cs, B.data(), B.rs, B.cs, beta, C.data(), C.rs, C.cs);
-  check_against_reference(A, B, C0, C, alpha, beta);
+  check_against_reference(A, B, C0, C, alpha, beta, bf16_inputs);
   // Nothing between the elements of C's view was written: those stay NaN.
   std::vector<bool> in_view(C.buffer.size(), false);
   for (int64_t i = 0; i < M; ++i)
@@ -543,4 +552,95 @@ TEST_CASE("gemm_packed_b multiplies by blocks of a packed B for every kernel", "
         check(double{}, la, lb);
       }
   }
+}
+
+// ---- bf16 matmuls (set_allow_bf16_matmul) ------------------------------------
+
+namespace {
+
+struct RestoreBf16 {
+  bool was = heed::cpu::allow_bf16_matmul();
+  ~RestoreBf16() { heed::cpu::set_allow_bf16_matmul(was); }
+};
+
+bool cpu_has_bf16_kernel() {
+#if defined(__x86_64__)
+  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl") &&
+         __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}
+
+}  // namespace
+
+TEST_CASE("bf16 matmuls are float32 sums of bf16-rounded inputs, on every kernel and layout", "[gemm][bf16]") {
+  RestoreSettings restore;
+  RestoreBf16 restore_bf16;
+  heed::cpu::set_allow_bf16_matmul(true);
+  REQUIRE(heed::cpu::allow_bf16_matmul());
+  const Layout layouts[] = {Layout::row_major, Layout::col_major, Layout::sliced};
+  for (const auto& kernel : kernels_to_test()) {
+    heed::cpu::set_gemm_kernel(kernel);
+    // The bf16 instructions run under the avx512 kernel on a CPU that has
+    // them; any other choice rounds copies of the operands.
+    const bool native = kernel == "avx512" && cpu_has_bf16_kernel();
+    REQUIRE(heed::cpu::bf16_matmul_kernel() == (native ? "avx512bf16" : "emulated"));
+    INFO("kernel " << kernel << ", bf16 " << heed::cpu::bf16_matmul_kernel());
+    for (const auto& s : kShapes)
+      run_case<float>(s.M, s.N, s.K, Layout::row_major, Layout::row_major, Layout::row_major, 1.0f, 0.0f, 1, true);
+    for (const auto& s : kLargeShapes)
+      run_case<float>(s.M, s.N, s.K, Layout::row_major, Layout::row_major, Layout::row_major, 1.0f, 0.0f, 1, true);
+    // Odd depths (a zero pads the last pair), depths past the bf16 kernel's
+    // 1024-deep blocks, partial tiles, every layout of A, B and C.
+    for (Shape s : {Shape{37, 53, 29}, Shape{40, 50, 261}, Shape{1, 600, 71}, Shape{300, 3, 40},
+                    Shape{130, 70, 1100}, Shape{7, 70, 2051}})
+      for (Layout la : layouts)
+        for (Layout lb : layouts)
+          for (Layout lc : layouts) run_case<float>(s.M, s.N, s.K, la, lb, lc, 1.0f, 0.5f, 1, true);
+    for (float alpha : {1.0f, -2.5f, 0.0f})
+      for (float beta : {0.0f, 1.0f, -0.75f})
+        run_case<float>(60, 70, 271, Layout::col_major, Layout::row_major, Layout::row_major, alpha, beta, 2, true);
+  }
+}
+
+TEST_CASE("bf16 matmuls: the same bits for 1, 2 and 3 threads; float32 again when switched off", "[gemm][bf16]") {
+  RestoreSettings restore;
+  RestoreBf16 restore_bf16;
+  const int64_t M = 130, N = 270, K = 1100;
+  std::mt19937 rng(5);
+  auto A = make_operand<float>(M, K, Layout::row_major, rng);
+  auto At = make_operand<float>(M, K, Layout::col_major, rng);  // a weight gradient's dY^T
+  auto B = make_operand<float>(K, N, Layout::col_major, rng);
+  auto Br = make_operand<float>(K, N, Layout::row_major, rng);
+  auto product = [&](const Operand<float>& a, const Operand<float>& b) {
+    std::vector<float> c(M * N, 1.0f);
+    gemm(M, N, K, 0.7f, a.buffer.data(), a.rs, a.cs, b.buffer.data(), b.rs, b.cs, 0.3f, c.data(), N, 1);
+    return c;
+  };
+  const std::vector<float> float32 = product(A, B);
+  heed::cpu::set_allow_bf16_matmul(true);
+  for (const auto& kernel : kernels_to_test()) {
+    heed::cpu::set_gemm_kernel(kernel);
+    INFO("kernel " << kernel << ", bf16 " << heed::cpu::bf16_matmul_kernel());
+    for (auto [a, b] : {std::pair{&A, &B}, std::pair{&At, &Br}}) {
+      std::vector<float> first;
+      for (int threads : {1, 2, 3}) {
+        heed::cpu::set_num_threads(threads);
+        const std::vector<float> c = product(*a, *b);
+        if (first.empty()) first = c;
+        REQUIRE(std::memcmp(c.data(), first.data(), c.size() * sizeof(float)) == 0);
+      }
+    }
+    // The rounding is real: most elements differ from the float32 product.
+    const std::vector<float> rounded = product(A, B);
+    int64_t differ = 0;
+    for (size_t e = 0; e < rounded.size(); ++e) differ += rounded[e] != float32[e];
+    REQUIRE(differ > static_cast<int64_t>(rounded.size()) / 2);
+  }
+  heed::cpu::set_allow_bf16_matmul(false);
+  heed::cpu::set_gemm_kernel(restore.kernel);
+  const std::vector<float> again = product(A, B);
+  REQUIRE(std::memcmp(again.data(), float32.data(), again.size() * sizeof(float)) == 0);
 }

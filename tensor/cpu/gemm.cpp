@@ -27,8 +27,10 @@
 #include <sys/mman.h>
 #endif
 
+#include "tensor/bfloat16.h"
 #include "tensor/cpu/gemm_kernels.h"
 #include "tensor/cpu/gemm_pack.h"
+#include "tensor/cpu/matmul.h"
 #include "tensor/cpu/parallel.h"
 
 namespace heed::cpu {
@@ -94,6 +96,15 @@ bool cpu_supports(Isa isa) {
   }
 #else
   return isa == Isa::portable;
+#endif
+}
+
+// The bf16 kernel: the avx512 kernel's instructions and AVX512-BF16.
+bool cpu_supports_bf16_kernel() {
+#if defined(__x86_64__) || defined(__i386__)
+  return cpu_supports(Isa::avx512) && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
 #endif
 }
 
@@ -198,10 +209,15 @@ void scale_c(int64_t M, int64_t N, T beta, T* C, int64_t rsc, int64_t csc) {
 // Columns [j_begin, j_end) of C. Two loop orders, chosen by B's layout so that
 // the inner loop reads memory contiguously; both sum k in ascending order per
 // partial sum, and neither depends on how the columns are split between threads.
-template <typename T>
+// kRound: each A and B value is rounded to bf16 as it is read (bf16 matmuls).
+template <typename T, bool kRound>
 void gemm_unpacked(int64_t M, int64_t j_begin, int64_t j_end, int64_t K, T alpha, const T* A,
                    int64_t rsa, int64_t csa, const T* B, int64_t rsb, int64_t csb, T beta, Addend<T> D, T* C,
                    int64_t rsc, int64_t csc) {
+  auto in = [](T x) -> T {
+    if constexpr (kRound) return bfloat16::widen(bfloat16::round_bits(x));
+    return x;
+  };
   auto store = [&](int64_t i, int64_t j, T sum) {
     T* out = C + i * rsc + j * csc;
     *out = beta == T(0) ? alpha * sum : alpha * sum + beta * D.at(i, j);
@@ -217,8 +233,8 @@ void gemm_unpacked(int64_t M, int64_t j_begin, int64_t j_end, int64_t K, T alpha
         T part[kLanes] = {};
         int64_t k = 0;
         for (; k + kLanes <= K; k += kLanes)
-          for (int l = 0; l < kLanes; ++l) part[l] += a[(k + l) * csa] * b[k + l];
-        for (; k < K; ++k) part[0] += a[k * csa] * b[k];
+          for (int l = 0; l < kLanes; ++l) part[l] += in(a[(k + l) * csa]) * in(b[k + l]);
+        for (; k < K; ++k) part[0] += in(a[k * csa]) * in(b[k]);
         for (int w = kLanes / 2; w > 0; w /= 2)
           for (int l = 0; l < w; ++l) part[l] += part[l + w];
         store(i, j, part[0]);
@@ -242,12 +258,12 @@ void gemm_unpacked(int64_t M, int64_t j_begin, int64_t j_end, int64_t K, T alpha
       for (int64_t k = 0; k < K; ++k) {
         const T* b = B + k * rsb + j0 * csb;
         for (int64_t i = 0; i < mb; ++i) {
-          const T a = A[(i0 + i) * rsa + k * csa];
+          const T a = in(A[(i0 + i) * rsa + k * csa]);
           T* row = acc + i * nb;
           if (csb == 1) {
-            for (int64_t j = 0; j < nb; ++j) row[j] += a * b[j];
+            for (int64_t j = 0; j < nb; ++j) row[j] += a * in(b[j]);
           } else {
-            for (int64_t j = 0; j < nb; ++j) row[j] += a * b[j * csb];
+            for (int64_t j = 0; j < nb; ++j) row[j] += a * in(b[j * csb]);
           }
         }
       }
@@ -305,7 +321,12 @@ thread_local PackBuffer t_a_block;
 template <class F>
 void pack_every_block(int64_t panels, int64_t width, int64_t num_kb, int64_t KC, int64_t ks, bool parallel,
                       const F& pack) {
-  const int64_t per_job = std::max<int64_t>(1, kPackJobCols / width);
+  // At least two jobs per thread when there are few blocks: a deep, narrow
+  // operand (a weight gradient's, 2048 tokens by 256) was one or two jobs,
+  // packed by one thread while the other waited.
+  int64_t per_job = std::max<int64_t>(1, kPackJobCols / width);
+  if (parallel && num_kb * ceil_div(panels, per_job) < 2 * int64_t{num_threads()})
+    per_job = std::max<int64_t>(1, ceil_div(panels * num_kb, 2 * int64_t{num_threads()}));
   const int64_t jobs_kb = ceil_div(panels, per_job);
   parallel_for(0, num_kb * jobs_kb, parallel ? 1 : num_kb * jobs_kb, [&](int64_t first, int64_t last) {
     for (int64_t job = first; job < last; ++job) {
@@ -399,6 +420,7 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
   const bool d_is_c = D.is(C, rsc, csc);
   const int64_t KC = spec.kc;
   const int64_t MC = round_up(spec.mc, MR), NC = round_up(spec.nc, NR);
+  const auto depth = [&spec](int64_t k) { return panel_depth(spec, k); };
   const int64_t NS = round_up(kSuperCols, NR);
   const int64_t KS = std::max<int64_t>(1, kSuperDepth / KC) * KC;
 
@@ -416,11 +438,13 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
       const int64_t ks = std::min(KS, K - p0), num_kb = ceil_div(ks, KC);
       const bool parallel = 2.0 * M * ns * ks >= kParallelFlops;
 
-      // Block kb of packed B starts at kb*KC*ns_pad; its panel at column offset
-      // c0 starts c0*kc further.
+      // Block kb of packed B starts at depth(kb*KC)*ns_pad; its panel at
+      // column offset c0 starts c0*depth(kc) further (depth: panel_depth, the
+      // k values a panel's row holds, halved for a kernel of pairs; KC is even).
       T* bpack = static_cast<T*>(t_pack_buffer.get(sizeof(T) * ns_pad * ks));
       pack_every_block(ns_pad / NR, NR, num_kb, KC, ks, parallel, [&](int64_t k0, int64_t kc, int64_t pb, int64_t pe) {
-        pack_b_panels<T, NR>(spec, bpack + k0 * ns_pad, B + (p0 + k0) * rsb + j0 * csb, rsb, csb, ns, pb, pe, kc);
+        pack_b_panels<T, NR>(spec, bpack + depth(k0) * ns_pad, B + (p0 + k0) * rsb + j0 * csb, rsb, csb, ns, pb, pe,
+                             kc);
       });
 
       // A column-major A (a weight gradient's dY^T) is packed whole here, like
@@ -433,7 +457,7 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
       if (a_whole) {
         apack_whole = static_cast<T*>(t_a_whole.get(sizeof(T) * m_pad * ks));
         pack_every_block(m_pad / MR, MR, num_kb, KC, ks, parallel, [&](int64_t k0, int64_t kc, int64_t pb, int64_t pe) {
-          pack_a_panels<T, MR>(spec, apack_whole + k0 * m_pad, A + (p0 + k0) * csa, rsa, csa, M, pb, pe, kc);
+          pack_a_panels<T, MR>(spec, apack_whole + depth(k0) * m_pad, A + (p0 + k0) * csa, rsa, csa, M, pb, pe, kc);
         });
       }
 
@@ -456,16 +480,16 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
             const int64_t k0 = kb * KC, kc = std::min(KC, ks - k0);
             const bool first = p0 + k0 == 0;
             const T beta_k = first ? beta : T(1);
-            const T* ablock = a_whole ? apack_whole + k0 * m_pad + ib * kc : apack;
+            const T* ablock = a_whole ? apack_whole + depth(k0) * m_pad + ib * depth(kc) : apack;
             if (!a_whole)
               pack_a_panels<T, MR>(spec, apack, A + ib * rsa + (p0 + k0) * csa, rsa, csa, ie - ib, 0,
                                    ceil_div(ie - ib, MR), kc);
-            const T* bblock = bpack + k0 * ns_pad;
+            const T* bblock = bpack + depth(k0) * ns_pad;
             for (int64_t jr = jb; jr < je; jr += NR) {
-              const T* bp = bblock + jr * kc;
+              const T* bp = bblock + jr * depth(kc);
               const int64_t cols = std::min<int64_t>(NR, je - jr);
               for (int64_t ir = ib; ir < ie; ir += MR)
-                tile_at(ablock + (ir - ib) * kc, bp, kc, ir, j0 + jr, std::min<int64_t>(MR, ie - ir),
+                tile_at(ablock + (ir - ib) * depth(kc), bp, kc, ir, j0 + jr, std::min<int64_t>(MR, ie - ir),
                          cols, beta_k, first);
             }
           }
@@ -483,7 +507,7 @@ constexpr int64_t kSkinny = 4;
 // Fewest columns per parallel chunk of the unpacked path.
 constexpr int64_t kUnpackedCols = 1024;
 
-template <typename T, typename Packed>
+template <typename T, bool kRound, typename Packed>
 void gemm_any(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa, int64_t csa,
               const T* B, int64_t rsb, int64_t csb, T beta, Addend<T> D, T* C, int64_t rsc, int64_t csc,
               Packed packed) {
@@ -510,7 +534,7 @@ void gemm_any(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa,
                               ? N
                               : std::max(kUnpackedCols, round_up(ceil_div(N, num_threads()), 64));
     parallel_for(0, N, grain, [&](int64_t jb, int64_t je) {
-      gemm_unpacked(M, jb, je, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc);
+      gemm_unpacked<T, kRound>(M, jb, je, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc);
     });
     return;
   }
@@ -523,19 +547,62 @@ void gemm_any(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa,
 
 namespace {
 
+std::atomic<bool> g_bf16_matmul{false};  // set_allow_bf16_matmul
+
+bool bf16_native() { return current_isa() == Isa::avx512 && cpu_supports_bf16_kernel(); }
+
+void gemm_packed_f32(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsa, int64_t csa,
+                     const float* B, int64_t rsb, int64_t csb, float beta, Addend<float> D, float* C, int64_t rsc,
+                     int64_t csc) {
+  switch (current_isa()) {
+    case Isa::avx512:
+      return gemm_packed<float, kAvx512Rows, kAvx512Cols>(avx512_kernel_f32(), M, N, K, alpha, A, rsa, csa, B, rsb,
+                                                          csb, beta, D, C, rsc, csc);
+    case Isa::avx2:
+      return gemm_packed<float, kAvx2Rows, kAvx2Cols>(avx2_kernel_f32(), M, N, K, alpha, A, rsa, csa, B, rsb, csb,
+                                                      beta, D, C, rsc, csc);
+    default:
+      return gemm_packed<float, kPortableRowsF32, kPortableColsF32>(portable_kernel_f32(), M, N, K, alpha, A, rsa,
+                                                                    csa, B, rsb, csb, beta, D, C, rsc, csc);
+  }
+}
+
+// bf16 inputs without AVX512-BF16: the float32 kernel on copies of A and B
+// rounded to bf16 (row-major, in parallel).
+void gemm_packed_rounded(int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t rsa, int64_t csa,
+                         const float* B, int64_t rsb, int64_t csb, float beta, Addend<float> D, float* C, int64_t rsc,
+                         int64_t csc) {
+  std::vector<float> a(static_cast<size_t>(M * K)), b(static_cast<size_t>(K * N));
+  auto round_into = [](float* dst, const float* src, int64_t rows, int64_t cols, int64_t rs, int64_t cs) {
+    parallel_for(0, rows, std::max<int64_t>(1, 65536 / std::max<int64_t>(cols, 1)), [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i)
+        for (int64_t j = 0; j < cols; ++j)
+          dst[i * cols + j] = bfloat16::widen(bfloat16::round_bits(src[i * rs + j * cs]));
+    });
+  };
+  round_into(a.data(), A, M, K, rsa, csa);
+  round_into(b.data(), B, K, N, rsb, csb);
+  gemm_packed_f32(M, N, K, alpha, a.data(), K, 1, b.data(), N, 1, beta, D, C, rsc, csc);
+}
+
 template <typename T>
 void gemm_with_kernel(int64_t M, int64_t N, int64_t K, T alpha, const T* A, int64_t rsa, int64_t csa, const T* B,
                       int64_t rsb, int64_t csb, T beta, Addend<T> D, T* C, int64_t rsc, int64_t csc) {
   if constexpr (std::is_same_v<T, float>) {
-    gemm_any<float>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc, [](auto... args) {
-      switch (current_isa()) {
-        case Isa::avx512: return gemm_packed<float, kAvx512Rows, kAvx512Cols>(avx512_kernel_f32(), args...);
-        case Isa::avx2: return gemm_packed<float, kAvx2Rows, kAvx2Cols>(avx2_kernel_f32(), args...);
-        default: return gemm_packed<float, kPortableRowsF32, kPortableColsF32>(portable_kernel_f32(), args...);
-      }
-    });
+    if (g_bf16_matmul.load(std::memory_order_relaxed)) {
+      const bool native = bf16_native();
+      return gemm_any<float, true>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc,
+                                   [native](auto... args) {
+                                     if (native)
+                                       return gemm_packed<float, kAvx512Rows, kAvx512Cols>(avx512bf16_kernel_f32(),
+                                                                                            args...);
+                                     gemm_packed_rounded(args...);
+                                   });
+    }
+    gemm_any<float, false>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc,
+                           [](auto... args) { gemm_packed_f32(args...); });
   } else {
-    gemm_any<double>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc, [](auto... args) {
+    gemm_any<double, false>(M, N, K, alpha, A, rsa, csa, B, rsb, csb, beta, D, C, rsc, csc, [](auto... args) {
       gemm_packed<double, kPortableRowsF64, kPortableColsF64>(portable_kernel_f64(), args...);
     });
   }
@@ -754,6 +821,10 @@ std::vector<std::string> gemm_available_kernels() {
     if (cpu_supports(isa)) names.push_back(isa_name(isa));
   return names;
 }
+
+void set_allow_bf16_matmul(bool allow) { g_bf16_matmul.store(allow, std::memory_order_relaxed); }
+bool allow_bf16_matmul() { return g_bf16_matmul.load(std::memory_order_relaxed); }
+std::string bf16_matmul_kernel() { return bf16_native() ? "avx512bf16" : "emulated"; }
 
 void set_gemm_kernel(const std::string& name) {
   Isa isa = parse_isa(name, "heed::cpu::set_gemm_kernel");

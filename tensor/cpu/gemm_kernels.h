@@ -33,6 +33,10 @@ struct KernelSpec {
   using StridedKernel = void (*)(int64_t kc, const T* a, int64_t lda, const T* b, int64_t ldb, T* c, int64_t rsc,
                                  T alpha, T beta);
   using PackTransposed = void (*)(T* dst, const T* src, int64_t ld, int64_t lanes, int64_t kc);
+  // A panel of k pairs (the bf16 kernel): for any strides,
+  //   word[p*W + l] = bf16(src[l*ls + 2p*ks]) | bf16(src[l*ls + (2p+1)*ks]) << 16
+  // for l < lanes and k < kc, 0 beyond; the panel is ceil(kc / 2) words deep.
+  using PackPairs = void (*)(T* dst, const T* src, int64_t ls, int64_t ks, int64_t lanes, int64_t kc);
 
   const char* name;
   int mr, nr;  // the tile
@@ -43,7 +47,11 @@ struct KernelSpec {
   PackTransposed pack_a_rows;  // width MR, for csa == 1; null: the driver's plain loop
   PackTransposed pack_b_cols;  // width NR, for rsb == 1; null: the driver's plain loop
   StridedKernel run_strided = nullptr;  // null: operands are always packed
+  // Set for a kernel that reads k pairs (then every panel is packed by them):
+  PackPairs pack_a_pairs = nullptr;  // width MR
+  PackPairs pack_b_pairs = nullptr;  // width NR
 };
+
 
 using KernelSpecF32 = KernelSpec<float>;
 using KernelSpecF64 = KernelSpec<double>;
@@ -56,5 +64,8 @@ constexpr int kAvx2Rows = 6, kAvx2Cols = 16;
 // Defined in the SIMD files. Call only on a CPU that has the instructions.
 KernelSpecF32 avx512_kernel_f32();
 KernelSpecF32 avx2_kernel_f32();
+// float32 products of bf16-rounded inputs (gemm_avx512bf16.cpp): needs
+// AVX512-BF16 as well as the avx512 kernel's instructions.
+KernelSpecF32 avx512bf16_kernel_f32();
 
 }  // namespace heed::cpu::gemm_detail

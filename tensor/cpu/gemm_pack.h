@@ -12,6 +12,12 @@
 #include "tensor/cpu/gemm_kernels.h"
 
 namespace heed::cpu::gemm_detail {
+// The depth of a packed panel in elements of T: kc, or ceil(kc / 2) words
+// for a kernel of k pairs.
+template <typename T>
+inline int64_t panel_depth(const KernelSpec<T>& spec, int64_t kc) {
+  return spec.pack_b_pairs != nullptr ? (kc + 1) / 2 : kc;
+}
 
 // One panel, of A or of B: dst (kc, W), dst[k*W + l] = src[l*ls + k*ks] for
 // l < lanes, 0 beyond. `transposed` is the kernel's own packing for ks == 1
@@ -41,6 +47,7 @@ void pack_panel(typename KernelSpec<T>::PackTransposed transposed, T* dst, const
 template <typename T, int MR>
 void pack_a_panel(const KernelSpec<T>& spec, T* dst, const T* a, int64_t rsa, int64_t csa,
                   int64_t rows, int64_t kc) {
+  if (spec.pack_a_pairs != nullptr) return spec.pack_a_pairs(dst, a, rsa, csa, rows, kc);
   pack_panel<T, MR>(spec.pack_a_rows, dst, a, rsa, csa, rows, kc);
 }
 
@@ -48,16 +55,18 @@ void pack_a_panel(const KernelSpec<T>& spec, T* dst, const T* a, int64_t rsa, in
 template <typename T, int NR>
 void pack_b_panel(const KernelSpec<T>& spec, T* dst, const T* b, int64_t rsb, int64_t csb,
                   int64_t cols, int64_t kc) {
+  if (spec.pack_b_pairs != nullptr) return spec.pack_b_pairs(dst, b, csb, rsb, cols, kc);
   pack_panel<T, NR>(spec.pack_b_cols, dst, b, csb, rsb, cols, kc);
 }
 
-// Panels [p_begin, p_end) of a block: panel p goes to dst + p*MR*kc. a points at
-// A[i0, p0] and the block has `rows` rows (its last panel may be partial).
+// Panels [p_begin, p_end) of a block: panel p goes to dst + p*MR*depth
+// (depth = panel_depth(spec, kc)). a points at A[i0, p0] and the block has
+// `rows` rows (its last panel may be partial).
 template <typename T, int MR>
 void pack_a_panels(const KernelSpec<T>& spec, T* dst, const T* a, int64_t rsa, int64_t csa,
                    int64_t rows, int64_t p_begin, int64_t p_end, int64_t kc) {
-  const int64_t full_end = std::min(p_end, rows / MR);
-  if (rsa == 1 && csa != 1 && p_begin < full_end) {
+  const int64_t full_end = std::min(p_end, rows / MR), depth = panel_depth(spec, kc);
+  if (rsa == 1 && csa != 1 && p_begin < full_end && spec.pack_a_pairs == nullptr) {
     // Column-major A: read kChunk columns end to end (they then stay in L1),
     // and deal them to the panels, kChunk * MR contiguous values each. Whole
     // columns at a time wrote to every panel's page per column and stalled
@@ -70,18 +79,30 @@ void pack_a_panels(const KernelSpec<T>& spec, T* dst, const T* a, int64_t rsa, i
     }
     p_begin = full_end;
   }
+  if (rsa == 1 && csa != 1 && spec.pack_a_pairs != nullptr) {
+    // The same for pairs: kChunk columns (kChunk / 2 pairs) at a time, dealt
+    // to every panel, so each column is read from memory once; a chunk's
+    // pairs start kChunk / 2 words down each panel.
+    constexpr int64_t kChunk = 32;
+    for (int64_t k0 = 0; k0 < kc; k0 += kChunk)
+      for (int64_t p = p_begin; p < p_end; ++p)
+        spec.pack_a_pairs(dst + p * MR * depth + k0 / 2 * MR, a + k0 * csa + p * MR, 1, csa,
+                          std::min<int64_t>(MR, rows - p * MR), std::min(kChunk, kc - k0));
+    return;
+  }
   for (int64_t p = p_begin; p < p_end; ++p)
-    pack_a_panel<T, MR>(spec, dst + p * MR * kc, a + p * MR * rsa, rsa, csa,
+    pack_a_panel<T, MR>(spec, dst + p * MR * depth, a + p * MR * rsa, rsa, csa,
                         std::min<int64_t>(MR, rows - p * MR), kc);
 }
 
-// Panels [p_begin, p_end) of a block: panel p goes to dst + p*NR*kc. b points at
-// B[p0, j0] and the block has `cols` columns (its last panel may be partial).
+// Panels [p_begin, p_end) of a block: panel p goes to dst + p*NR*depth
+// (depth = panel_depth(spec, kc)). b points at B[p0, j0] and the block has
+// `cols` columns (its last panel may be partial).
 template <typename T, int NR>
 void pack_b_panels(const KernelSpec<T>& spec, T* dst, const T* b, int64_t rsb, int64_t csb,
                    int64_t cols, int64_t p_begin, int64_t p_end, int64_t kc) {
-  const int64_t full_end = std::min(p_end, cols / NR);
-  if (csb == 1 && rsb != 1 && p_begin < full_end) {
+  const int64_t full_end = std::min(p_end, cols / NR), depth = panel_depth(spec, kc);
+  if (csb == 1 && rsb != 1 && p_begin < full_end && spec.pack_b_pairs == nullptr) {
     // Row-major B: walk each row once, a long contiguous read (panel by panel
     // would jump a whole row stride per NR values), dealing NR-wide pieces.
     for (int64_t k = 0; k < kc; ++k) {
@@ -91,8 +112,17 @@ void pack_b_panels(const KernelSpec<T>& spec, T* dst, const T* b, int64_t rsb, i
     }
     p_begin = full_end;
   }
+  if (csb == 1 && rsb != 1 && spec.pack_b_pairs != nullptr) {
+    // Row-major B for pairs: a chunk of rows across every panel, as for A.
+    constexpr int64_t kChunk = 32;
+    for (int64_t k0 = 0; k0 < kc; k0 += kChunk)
+      for (int64_t p = p_begin; p < p_end; ++p)
+        spec.pack_b_pairs(dst + p * NR * depth + k0 / 2 * NR, b + k0 * rsb + p * NR, 1, rsb,
+                          std::min<int64_t>(NR, cols - p * NR), std::min(kChunk, kc - k0));
+    return;
+  }
   for (int64_t p = p_begin; p < p_end; ++p)
-    pack_b_panel<T, NR>(spec, dst + p * NR * kc, b + p * NR * csb, rsb, csb,
+    pack_b_panel<T, NR>(spec, dst + p * NR * depth, b + p * NR * csb, rsb, csb,
                         std::min<int64_t>(NR, cols - p * NR), kc);
 }
 
