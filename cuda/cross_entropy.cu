@@ -53,7 +53,8 @@ __global__ void __launch_bounds__(kMaxGroupThreads)
       loss[row] = static_cast<T>(kInf);
     } else {
       double value = l - static_cast<double>(static_cast<C>(xr[t]));
-      if (e > 0) value = (1 - e) * value + e * (l - xsum / static_cast<double>(n));
+      // The CPU's (1 - e) * value + e * (l - xsum / n), each product and the sum rounded on its own (no FMA).
+      if (e > 0) value = add_rn(mul_rn(1 - e, value), mul_rn(e, l - xsum / static_cast<double>(n)));
       loss[row] = static_cast<T>(static_cast<C>(value));
     }
   }

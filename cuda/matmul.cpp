@@ -35,6 +35,7 @@
 #include "cuda/matmul_layout.h"
 #include "cuda/row_parts.h"
 #include "tensor/error.h"
+#include "tensor/tensor_impl.h"  // storage: the overlap check
 
 namespace heed::cuda {
 
@@ -121,6 +122,11 @@ void matmul(const Tensor& a, const Tensor& b, const Tensor& out, const Tensor& a
   if (batch == 0 || m == 0 || n == 0) return;
   const int device = out.device().index;
   DeviceGuard guard(device);
+  // cuBLAS reads a and b while it writes out, and the copy of an addend below
+  // writes out before cuBLAS runs: out must not share storage with an input.
+  HEED_CHECK(out.impl()->storage != a.impl()->storage && out.impl()->storage != b.impl()->storage,
+             "cuda matmul: out must not share memory with a or b, got a {}, b {}, out {}", describe(a), describe(b),
+             describe(out));
   // cuBLAS adds the product to out itself (beta = 1): an addend elsewhere (a
   // broadcast bias, a residual) is copied into out first.
   const bool accumulate = addend.defined();

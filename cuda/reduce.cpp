@@ -125,9 +125,19 @@ void check_cross_entropy(const char* op, const Tensor& logits, const Tensor& tar
              "cuda {}: target must be a contiguous int64 [{}], got {}", op, logits.size(0), describe(target));
 }
 
+// loss [N] of the logits' dtype, or lse [N] of compute_dtype (float32 for bfloat16 logits), on the logits' GPU.
+void check_per_row(const char* op, const Tensor& logits, const Tensor& t, DType want, const char* what) {
+  HEED_CHECK(t.defined() && t.is_contiguous() && t.dim() == 1 && t.size(0) == logits.size(0) && t.dtype() == want &&
+                 t.device() == logits.device(),
+             "cuda {}: {} must be contiguous [{}] {} on {} for {} logits, got {}", op, what, logits.size(0), want,
+             logits.device(), logits.dtype(), t.defined() ? describe(t) : std::string("none"));
+}
+
 void cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, double smoothing,
                    const Tensor& loss, const Tensor& lse) {
   check_cross_entropy("cross_entropy", logits, target);
+  check_per_row("cross_entropy", logits, loss, logits.dtype(), "loss");
+  check_per_row("cross_entropy", logits, lse, compute_dtype(logits.dtype()), "lse");
   DeviceGuard guard(logits.device().index);
   dispatch_floating_or_bf16(logits.dtype(), "cuda cross_entropy", [&](auto zero) {
     using T = decltype(zero);
@@ -143,6 +153,7 @@ void cross_entropy_backward(const Tensor& grad, const Tensor& logits, const Tens
   HEED_CHECK(grad.is_contiguous() && grad_logits.is_contiguous() && grad_logits.shape() == logits.shape(),
              "cuda cross_entropy_backward: grad {} and grad_logits {} must be contiguous, grad_logits as logits {}",
              describe(grad), describe(grad_logits), describe(logits));
+  check_per_row("cross_entropy_backward", logits, lse, compute_dtype(logits.dtype()), "lse");
   DeviceGuard guard(logits.device().index);
   dispatch_floating_or_bf16(logits.dtype(), "cuda cross_entropy_backward", [&](auto zero) {
     using T = decltype(zero);
@@ -180,6 +191,9 @@ void check_rows(const Tensor& x, const Tensor& p, const char* op, const char* wh
 void layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps, const Tensor& out,
                 const Tensor& mean, const Tensor& rstd) {
   HEED_CHECK(x.dim() == 2 && x.is_contiguous(), "cuda layer_norm: x must be contiguous [R, D], got {}", describe(x));
+  HEED_CHECK(out.defined() && out.is_contiguous() && out.shape() == x.shape() && out.dtype() == x.dtype(),
+             "cuda layer_norm: out must be contiguous {} {} like x, got {}", shape_str(x.shape()), x.dtype(),
+             out.defined() ? describe(out) : std::string("none"));
   check_rows(x, weight, "layer_norm", "weight");
   check_rows(x, bias, "layer_norm", "bias");
   check_stats(x, mean, "layer_norm", "mean");
