@@ -4,7 +4,7 @@
 //
 //   train_bench --model seq2seq|gpt|seq2seq-large|gpt-large [--device cpu|cuda[:N]]
 //               [--threads 2] [--warmup 3] [--steps 10] [--dropout X] [--tf32 0|1]
-//               [--precision fp32|tf32|bf16]
+//               [--precision fp32|tf32|bf16-matmul|bf16]
 //
 // seq2seq: nn::Seq2SeqTransformer, d_model 256, 3 + 3 layers, nhead 4, ff 1024,
 //   ReLU, post-norm, vocab 8000 both sides, dropout 0.1; a batch is B = 128
@@ -58,6 +58,7 @@
 #include "optim/optim.h"
 #include "tensor/autocast.h"
 #include "tensor/cpu/cpu_profile.h"
+#include "tensor/cpu/matmul.h"
 #include "tensor/cpu/parallel.h"
 #include "tensor/ops.h"
 
@@ -76,7 +77,9 @@ struct Args {
   int steps = 10;
   double dropout = -1;  // -1: the model's default above
   bool tf32 = false;
-  std::string precision;  // fp32 | tf32 | bf16 (autocast around forward and loss); empty: from --tf32
+  // fp32 | tf32 | bf16-matmul (CPU: float32 matmuls with bf16 inputs) | bf16 (autocast around forward and
+  // loss); empty: from --tf32
+  std::string precision;
 };
 
 Args parse(int argc, char** argv) {
@@ -97,8 +100,8 @@ Args parse(int argc, char** argv) {
     throw std::runtime_error("--model must be seq2seq, gpt, seq2seq-large or gpt-large, got " + a.model);
   if (a.steps < 1) throw std::runtime_error("--steps must be at least 1");
   if (a.precision.empty()) a.precision = a.tf32 ? "tf32" : "fp32";
-  if (a.precision != "fp32" && a.precision != "tf32" && a.precision != "bf16")
-    throw std::runtime_error("--precision must be fp32, tf32 or bf16, got " + a.precision);
+  if (a.precision != "fp32" && a.precision != "tf32" && a.precision != "bf16-matmul" && a.precision != "bf16")
+    throw std::runtime_error("--precision must be fp32, tf32, bf16-matmul or bf16, got " + a.precision);
   a.tf32 = a.precision == "tf32";
   return a;
 }
@@ -216,6 +219,8 @@ int main(int argc, char** argv) {
     const heed::Device device = heed::Device::parse(a.device);
     const bool on_gpu = device.is_cuda();
     if (on_gpu) heed::cuda::set_allow_tf32(a.tf32);
+    if (a.precision == "bf16-matmul" && on_gpu) throw std::runtime_error("--precision bf16-matmul is a CPU mode");
+    heed::cpu::set_allow_bf16_matmul(a.precision == "bf16-matmul");
     heed::cpu::set_num_threads(a.threads);
     const double rss0 = status_bytes("VmRSS:");
 

@@ -46,9 +46,10 @@ TrainFlags::TrainFlags(CLI::App& train, TrainingSettings& s, const std::string& 
   length_.emplace(train, s.steps, s.time_budget);
   train.add_option("--seed", s.seed)->capture_default_str();
   train.add_option("--precision", s.precision,
-                   "fp32, tf32 (GPU: TF32 tensor-core matmuls) or bf16 (mixed precision: bf16 matmuls, float32 "
-                   "softmax, norms, losses and master weights); kept in the checkpoint")
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}))
+                   "fp32, tf32 (GPU: TF32 tensor-core matmuls), bf16-matmul (CPU: float32 matmuls with bf16 "
+                   "inputs, on AVX512-BF16) or bf16 (mixed precision: bf16 matmuls, float32 softmax, norms, losses "
+                   "and master weights); kept in the checkpoint")
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16-matmul", "bf16"}))
       ->capture_default_str();
 }
 

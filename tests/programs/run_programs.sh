@@ -180,6 +180,15 @@ check "bf16 training learns like fp32 (final validation loss within 0.3 nats)" 0
    awk -F, '{ d = \$1 - \$2; if (d < 0) d = -d; print (d < 0.3 ? \"close\" : \"far\"), \$1, \$2 }'"
 check "translate: --precision tf32 on the CPU is refused" 1 "--precision tf32: TF32 is a mode of the GPU" -- "$T" train \
   --task copy "${TINY[@]}" --steps 2 --precision tf32 --out "$WORK/tf32"
+# bf16 inputs to the CPU's float32 matmuls: kept in the checkpoint, so a resumed
+# run rounds as the uninterrupted one did (its losses equal those, and differ
+# from fp32's).
+resumes_exactly "--precision bf16-matmul" bfm --precision bf16-matmul
+check "--precision bf16-matmul changes the training losses (the matmul inputs are rounded)" 1 "" -- bash -c \
+  "diff -q <(cut -d, -f3 '$WORK/bfm_full/log.csv') <(cut -d, -f3 '$WORK/full/log.csv') > /dev/null"
+check "bf16-matmul training learns like fp32 (final validation loss within 0.3 nats)" 0 "^close" -- bash -c \
+  "paste -d, <(tail -1 '$WORK/full/log.csv' | cut -d, -f7) <(tail -1 '$WORK/bfm_full/log.csv' | cut -d, -f7) | \
+   awk -F, '{ d = \$1 - \$2; if (d < 0) d = -d; print (d < 0.3 ? \"close\" : \"far\"), \$1, \$2 }'"
 check "translate: an unknown --precision is refused" 1 "precision" -- "$T" train --precision fp16
 
 check "translate test reports a checkpoint's test BLEU as train did" 0 "" -- bash -c \
@@ -310,6 +319,9 @@ check "lm train --time-budget fits its length after the warmup and trains to it"
 exists "lm writes checkpoints, the log and the plot" "$WORK/lm/best.h5" "$WORK/lm/last.h5" "$WORK/lm/log.csv" "$WORK/lm/loss.svg"
 check "lm train --precision bf16" 0 "precision bf16" -- "$L" train --text "$WORK/text.txt" --d-model 32 --heads 2 \
   --layers 1 --block 16 --batch 8 --steps 10 --warmup 2 --eval-every 10 --sample-len 5 --precision bf16 --out "$WORK/lm_bf16"
+check "lm train --precision bf16-matmul" 0 "precision bf16-matmul" -- "$L" train --text "$WORK/text.txt" --d-model 32 \
+  --heads 2 --layers 1 --block 16 --batch 8 --steps 10 --warmup 2 --eval-every 10 --sample-len 5 \
+  --precision bf16-matmul --out "$WORK/lm_bfm"
 check "lm sample" 0 "the" -- "$L" sample -c "$WORK/lm/best.h5" --prompt "the" --max-new 20 --top-k 5 --top-p 0.9
 check "lm train --ema evaluates and samples with the averaged weights" 0 "averaged weights, --ema 0.9" -- "$L" train \
   --text "$WORK/text.txt" --d-model 32 --heads 2 --layers 1 --block 16 --batch 8 --steps 20 --warmup 2 --eval-every 10 \
