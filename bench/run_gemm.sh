@@ -10,6 +10,9 @@
 #   HEED_BENCH_SIZES    comma-separated square sizes (default 256,512,1024,2048)
 #   HEED_BENCH_SHAPES   MxNxK:nn|nt|tn shapes timed after the squares (default:
 #                       the matmuls of the translate step, below; "" = none)
+#   HEED_BENCH_BF16     1 (default): time heed again with bf16 inputs
+#                       (gemm_bench --bf16, heed::cpu::set_allow_bf16_matmul) in
+#                       extra columns; 0: float32 only
 #   TORCH_BLAS_DIR      optional: a folder holding another libblas.so.3 (e.g. an
 #                       unpacked OpenBLAS); torch is then timed a second time with
 #                       it first on LD_LIBRARY_PATH, in an extra column
@@ -39,7 +42,7 @@ python=/usr/bin/python3
 bench_require_bin "$bench_bin" gemm_bench
 
 command_line="$(bench_command_line "bench/run_gemm.sh $*" HEED_BENCH_THREADS HEED_BENCH_SIZES HEED_BENCH_SHAPES \
-  TORCH_BLAS_DIR HEED_BENCH_PRIORITY)"
+  HEED_BENCH_BF16 TORCH_BLAS_DIR HEED_BENCH_PRIORITY)"
 
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
@@ -48,6 +51,13 @@ echo "== heed ($bench_bin, $threads threads)" >&2
 "$bench_bin" --threads "$threads" --sizes "$sizes" | tee "$tmp/heed.jsonl" >&2
 if [[ -n "$shapes" ]]; then
   "$bench_bin" --threads "$threads" --shapes "$shapes" | tee -a "$tmp/heed.jsonl" >&2
+fi
+if [[ "${HEED_BENCH_BF16:-1}" == 1 ]]; then
+  echo "== heed, bf16 inputs ($bench_bin --bf16, $threads threads)" >&2
+  "$bench_bin" --threads "$threads" --sizes "$sizes" --bf16 | grep '"impl"' | tee "$tmp/heed_bf16.jsonl" >&2
+  if [[ -n "$shapes" ]]; then
+    "$bench_bin" --threads "$threads" --shapes "$shapes" --bf16 | grep '"impl"' | tee -a "$tmp/heed_bf16.jsonl" >&2
+  fi
 fi
 echo "== torch.mm ($threads threads)" >&2
 OMP_NUM_THREADS="$threads" OPENBLAS_NUM_THREADS="$threads" \
@@ -81,6 +91,10 @@ def read_jsonl(name):
 
 
 heed = read_jsonl("heed.jsonl")
+bf16 = read_jsonl("heed_bf16.jsonl")
+bf16_by_size = {r["size"]: r for r in bf16 if "size" in r}
+bf16_by_shape = {r["shape"]: r for r in bf16 if "shape" in r}
+bf16_kernel = bf16[0]["kernel"] if bf16 else None
 torch_runs = [("torch", read_jsonl("torch.jsonl"))]
 alt = read_jsonl("torch_alt.jsonl")
 if alt:
@@ -123,6 +137,11 @@ for label, run in torch_runs:
     lines.append(f"- {label}: {blas_note(run)}")
 lines.append(f"- Command: `{command_line}`")
 lines.append("- Best of repeated runs of about 1 s per size; % of peak is against the highest peak above.")
+if bf16_kernel:
+    lines.append(f"- heed bf16 inputs: the same products with `heed::cpu::set_allow_bf16_matmul` "
+                 f"(`gemm_bench --bf16`): A and B rounded to bf16, float32 sums, kernel {bf16_kernel} "
+                 f"(docs/cpu_backend.md); its % of peak is against the float32 FMA peak, which bf16 pairs "
+                 f"can double")
 lines.append("")
 header = "| size | heed GFLOP/s |"
 rule = "|---:|---:|"
@@ -131,6 +150,9 @@ for label, _ in torch_runs:
     rule += "---:|---:|"
 header += " heed % of peak |"
 rule += "---:|"
+if bf16_kernel:
+    header += " heed bf16 inputs GFLOP/s | bf16 / float32 |"
+    rule += "---:|---:|"
 lines += [header, rule]
 for size in sorted(heed_rows):
     h = heed_rows[size]["gflops"]
@@ -139,6 +161,9 @@ for size in sorted(heed_rows):
         t = next((r["gflops"] for r in run if r.get("size") == size), None)
         row += f" {t:.1f} | {h / t:.2f} |" if t else " - | - |"
     row += f" {100 * h / peak:.0f}% |" if peak else " - |"
+    if bf16_kernel:
+        b = bf16_by_size.get(size, {}).get("gflops")
+        row += f" {b:.1f} | {b / h:.2f} |" if b else " - | - |"
     lines.append(row)
 if shape_rows:
     lines += ["", "At the translate training step's shapes (C[M, N] = A[M, K] B[K, N]; nt: B stored transposed, "
@@ -149,7 +174,12 @@ if shape_rows:
     for label, _ in torch_runs:
         header += f" {label} GFLOP/s | heed / {label} |"
         rule += "---:|---:|"
-    lines += [header + " heed % of peak |", rule + "---:|"]
+    header += " heed % of peak |"
+    rule += "---:|"
+    if bf16_kernel:
+        header += " heed bf16 inputs GFLOP/s | bf16 / float32 |"
+        rule += "---:|---:|"
+    lines += [header, rule]
     for r in shape_rows:
         dims, layout = r["shape"].split(":")
         h = r["gflops"]
@@ -158,11 +188,18 @@ if shape_rows:
             t = next((x["gflops"] for x in run if x.get("shape") == r["shape"]), None)
             row += f" {t:.1f} | {h / t:.2f} |" if t else " - | - |"
         row += f" {100 * h / peak:.0f}% |" if peak else " - |"
+        if bf16_kernel:
+            b = bf16_by_shape.get(r["shape"], {}).get("gflops")
+            row += f" {b:.1f} | {b / h:.2f} |" if b else " - | - |"
         lines.append(row)
     flops = {r["shape"]: 2 * math.prod(int(x) for x in r["shape"].split(":")[0].split("x")) for r in shape_rows}
     total_time = sum(flops[r["shape"]] / r["gflops"] for r in shape_rows)
     lines += ["", f"All step shapes together (each run once): heed {sum(flops.values()) / total_time:.1f} GFLOP/s, "
               f"{100 * sum(flops.values()) / total_time / peak:.0f}% of peak." if peak else ""]
+    if bf16_kernel and all(r["shape"] in bf16_by_shape for r in shape_rows):
+        bf16_time = sum(flops[r["shape"]] / bf16_by_shape[r["shape"]]["gflops"] for r in shape_rows)
+        lines[-1] += (f" With bf16 inputs: {sum(flops.values()) / bf16_time:.1f} GFLOP/s, "
+                      f"{total_time / bf16_time:.2f}x float32.")
 section = "<!-- gemm:begin -->\n" + "\n".join(lines) + "\n<!-- gemm:end -->"
 print(section)
 EOF

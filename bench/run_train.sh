@@ -13,6 +13,8 @@
 #   HEED_BENCH_TORCH_THREADS  PyTorch's thread count instead of trying each
 #   HEED_BENCH_STEPS    timed steps per model (default 10; 3 warm-up steps first)
 #   HEED_BENCH_MODELS   comma-separated models (default seq2seq,gpt)
+#   HEED_BENCH_BF16     1 (default): also heed with --precision bf16-matmul (float32 matmuls with
+#                       bf16 inputs) beside PyTorch's CPU autocast to bf16, in a second table; 0: not
 #   HEED_BENCH_NOTE     a line of text added under the table (e.g. the figures before a change)
 #   HEED_BENCH_PRIORITY=1  run in a new session whose scheduler autogroup has
 #                       nice -20 (needs root); see bench/run_gemm.sh
@@ -32,7 +34,7 @@ python=/usr/bin/python3
 bench_require_bin "$bench_bin" train_bench
 
 command_line="$(bench_command_line "bench/run_train.sh $*" HEED_BENCH_THREADS HEED_BENCH_TORCH_THREADS \
-  HEED_BENCH_STEPS HEED_BENCH_MODELS HEED_BENCH_PRIORITY)"
+  HEED_BENCH_STEPS HEED_BENCH_MODELS HEED_BENCH_BF16 HEED_BENCH_PRIORITY)"
 torch_counts=${HEED_BENCH_TORCH_THREADS:-$(seq -s ' ' 1 "$threads")}
 
 tmp="$(mktemp -d)"
@@ -48,6 +50,17 @@ for model in "${model_list[@]}"; do
       "$python" "$here/train_torch.py" --model "$model" --threads "$n" --steps "$steps" |
       tee -a "$tmp/torch.jsonl" >&2
   done
+  if [[ "${HEED_BENCH_BF16:-1}" == 1 ]]; then
+    echo "== heed $model, --precision bf16-matmul ($threads threads)" >&2
+    "$bench_bin" --model "$model" --threads "$threads" --steps "$steps" --precision bf16-matmul |
+      tee -a "$tmp/heed_bf16.jsonl" >&2
+    for n in $torch_counts; do
+      echo "== torch $model, --precision bf16 ($n threads)" >&2
+      OMP_NUM_THREADS="$n" OPENBLAS_NUM_THREADS="$n" \
+        "$python" "$here/train_torch.py" --model "$model" --threads "$n" --steps "$steps" --precision bf16 |
+        tee -a "$tmp/torch_bf16.jsonl" >&2
+    done
+  fi
 done
 
 "$python" - "$tmp" "$threads" "$command_line" "${HEED_BENCH_NOTE:-}" "$(bench_machine unknown)" "$(bench_date)" \
@@ -62,6 +75,8 @@ tmp, threads, command_line, note, machine, date = sys.argv[1:7]
 def read_jsonl(name):
     """Each model's fastest row (PyTorch's file has one per thread count tried), and every row's speed."""
     best, speeds = {}, {}
+    if not os.path.exists(os.path.join(tmp, name)):
+        return best, speeds
     with open(os.path.join(tmp, name)) as f:
         for r in (json.loads(l) for l in f if l.strip().startswith("{")):
             speeds.setdefault(r["model"], []).append((r.get("threads", "?"), r["tokens_per_s"]))
@@ -108,6 +123,30 @@ for model in describe:
     lines.append(f"| {model} | {h['tokens_per_s']:.0f} | {t['tokens_per_s']:.0f} ({tried}) | "
                  f"{h['tokens_per_s'] / t['tokens_per_s']:.2f} | {parts(h)} | {parts(t)} | "
                  f"{h['peak_mib']:.0f} | {t['peak_mib']:.0f} |")
+(heed16, _), (torch16, torch16_speeds) = read_jsonl("heed_bf16.jsonl"), read_jsonl("torch_bf16.jsonl")
+if heed16:
+    lines += ["", "Reduced precision on the CPU: heed `--precision bf16-matmul` (float32 tensors, matmuls with bf16 "
+              "inputs and float32 sums; docs/mixed_precision.md) beside its float32 row above, and PyTorch's own "
+              "way to go faster on a CPU, `torch.autocast(\"cpu\", torch.bfloat16)` (train_torch.py "
+              "--precision bf16; its fastest thread count):", "",
+              "| model | heed bf16-matmul tokens/s | / heed float32 | torch autocast bf16 tokens/s (threads; the "
+              "others tried) | heed bf16-matmul / torch bf16 | heed step ms (fwd / bwd / optim) | heed loss "
+              "float32 / bf16-matmul | heed peak MiB |",
+              "|---|---:|---:|---:|---:|---|---|---:|"]
+    for model in describe:
+        if model not in heed16 or model not in heed:
+            continue
+        h, f = heed16[model], heed[model]
+        t = torch16.get(model)
+        parts = f"{h['step_ms']:.0f} ({h['forward_ms']:.0f} / {h['backward_ms']:.0f} / {h['optim_ms']:.0f})"
+        if t:
+            others = ", ".join(f"{n}: {s:.0f}" for n, s in torch16_speeds[model] if n != t.get("threads"))
+            torch_cell = f"{t['tokens_per_s']:.0f} ({t.get('threads', '?')}" + (f"; {others}" if others else "") + ")"
+            ratio = f"{h['tokens_per_s'] / t['tokens_per_s']:.2f}"
+        else:
+            torch_cell, ratio = "-", "-"
+        lines.append(f"| {model} | {h['tokens_per_s']:.0f} | {h['tokens_per_s'] / f['tokens_per_s']:.2f} | "
+                     f"{torch_cell} | {ratio} | {parts} | {f['loss']:.4f} / {h['loss']:.4f} | {h['peak_mib']:.0f} |")
 if note:
     lines += ["", note]
 section = "<!-- train:begin -->\n" + "\n".join(lines) + "\n<!-- train:end -->"

@@ -26,13 +26,15 @@ namespace {
 
 using heed::cpu::gemm;
 
-// Restores the thread count and the GEMM kernel a test changed.
+// Restores the thread count, the GEMM kernel and the bf16 switch a test changed.
 struct RestoreSettings {
   int threads = heed::cpu::num_threads();
   std::string kernel = heed::cpu::gemm_kernel_name();
+  bool bf16 = heed::cpu::allow_bf16_matmul();
   ~RestoreSettings() {
     heed::cpu::set_num_threads(threads);
     heed::cpu::set_gemm_kernel(kernel);
+    heed::cpu::set_allow_bf16_matmul(bf16);
   }
 };
 
@@ -223,21 +225,25 @@ TEST_CASE("gemm with a broadcast (stride 0) B", "[gemm]") {
   RestoreSettings restore;
   for (const auto& kernel : kernels_to_test()) {
     heed::cpu::set_gemm_kernel(kernel);
-    for (Shape s : {Shape{37, 53, 29}, Shape{120, 80, 300}}) {
-      INFO("kernel " << kernel << " M=" << s.M << " N=" << s.N << " K=" << s.K);
-      std::mt19937 rng(7);
-      auto A = make_operand<float>(s.M, s.K, Layout::row_major, rng);
-      // B[k, j] = v[j] for every k (row stride 0), then B[k, j] = w[k] (column stride 0).
-      auto v = make_operand<float>(1, s.N, Layout::row_major, rng);
-      auto w = make_operand<float>(s.K, 1, Layout::row_major, rng);
-      Operand<float> Bv = v, Bw = w;
-      Bv.rows = s.K; Bv.rs = 0;
-      Bw.cols = s.N; Bw.cs = 0;
-      for (auto* B : {&Bv, &Bw}) {
-        auto C = make_operand<float>(s.M, s.N, Layout::row_major, rng);
-        const auto C0 = C;
-        gemm(s.M, s.N, s.K, 1.0f, A.data(), A.rs, A.cs, B->data(), B->rs, B->cs, 0.0f, C.data(), C.rs, C.cs);
-        check_against_reference(A, *B, C0, C, 1.0f, 0.0f);
+    for (bool bf16 : {false, true}) {
+      heed::cpu::set_allow_bf16_matmul(bf16);
+      for (Shape s : {Shape{37, 53, 29}, Shape{120, 80, 300}}) {
+        INFO("kernel " << kernel << (bf16 ? " with bf16 inputs" : "") << " M=" << s.M << " N=" << s.N
+                       << " K=" << s.K);
+        std::mt19937 rng(7);
+        auto A = make_operand<float>(s.M, s.K, Layout::row_major, rng);
+        // B[k, j] = v[j] for every k (row stride 0), then B[k, j] = w[k] (column stride 0).
+        auto v = make_operand<float>(1, s.N, Layout::row_major, rng);
+        auto w = make_operand<float>(s.K, 1, Layout::row_major, rng);
+        Operand<float> Bv = v, Bw = w;
+        Bv.rows = s.K; Bv.rs = 0;
+        Bw.cols = s.N; Bw.cs = 0;
+        for (auto* B : {&Bv, &Bw}) {
+          auto C = make_operand<float>(s.M, s.N, Layout::row_major, rng);
+          const auto C0 = C;
+          gemm(s.M, s.N, s.K, 1.0f, A.data(), A.rs, A.cs, B->data(), B->rs, B->cs, 0.0f, C.data(), C.rs, C.cs);
+          check_against_reference(A, *B, C0, C, 1.0f, 0.0f, bf16);
+        }
       }
     }
   }
@@ -558,11 +564,6 @@ TEST_CASE("gemm_packed_b multiplies by blocks of a packed B for every kernel", "
 
 namespace {
 
-struct RestoreBf16 {
-  bool was = heed::cpu::allow_bf16_matmul();
-  ~RestoreBf16() { heed::cpu::set_allow_bf16_matmul(was); }
-};
-
 bool cpu_has_bf16_kernel() {
 #if defined(__x86_64__)
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
@@ -577,7 +578,6 @@ bool cpu_has_bf16_kernel() {
 
 TEST_CASE("bf16 matmuls are float32 sums of bf16-rounded inputs, on every kernel and layout", "[gemm][bf16]") {
   RestoreSettings restore;
-  RestoreBf16 restore_bf16;
   heed::cpu::set_allow_bf16_matmul(true);
   REQUIRE(heed::cpu::allow_bf16_matmul());
   const Layout layouts[] = {Layout::row_major, Layout::col_major, Layout::sliced};
@@ -607,7 +607,6 @@ TEST_CASE("bf16 matmuls are float32 sums of bf16-rounded inputs, on every kernel
 
 TEST_CASE("bf16 matmuls: the same bits for 1, 2 and 3 threads; float32 again when switched off", "[gemm][bf16]") {
   RestoreSettings restore;
-  RestoreBf16 restore_bf16;
   const int64_t M = 130, N = 270, K = 1100;
   std::mt19937 rng(5);
   auto A = make_operand<float>(M, K, Layout::row_major, rng);

@@ -186,8 +186,8 @@ void pack_pairs(float* dst_panel, const float* src, int64_t ls, int64_t ks, int6
 
 KernelSpecF32 avx512bf16_kernel_f32() {
   constexpr int mr = kAvx512Rows, nv = kAvx512Cols / 16;
-  // kc = 1024 k values, 512 pairs: a (kc, 64) B panel takes the float
-  // kernel's 128 KiB of L2 for twice the depth.
+  // kc = 2048 k values, 1024 words: a (kc, 64) B panel is 256 KiB, held by
+  // L2, and a weight gradient over 2048 tokens is one K block, not two.
   KernelSpecF32 spec{"avx512bf16", mr, 16 * nv, 2048, 96, 512, &kernel<mr, nv>, nullptr, nullptr, nullptr};
   spec.pack_a_pairs = &pack_pairs<mr>;
   spec.pack_b_pairs = &pack_pairs<16 * nv>;

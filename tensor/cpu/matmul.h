@@ -19,7 +19,7 @@ namespace heed::cpu {
 // composed products, a GPT's tied head; not the fused attention kernel, float64
 // or bfloat16 tensors. Results stay the same for any number of threads; the
 // native and emulated kernels round differently (the native one flushes
-// subnormal bf16 inputs to zero and adds each pair of products in one step).
+// subnormal bf16 inputs to zero and adds each pair of products its own way).
 void set_allow_bf16_matmul(bool allow);
 bool allow_bf16_matmul();
 
