@@ -101,6 +101,17 @@ if alt:
     torch_runs.append(("torch+" + os.path.basename(os.environ.get("TORCH_BLAS_DIR", "alt").rstrip("/")), alt))
 
 peaks = {r["peak"]: r for r in heed if "peak" in r}
+
+
+def bf16_columns():
+    return (" heed bf16 inputs GFLOP/s | bf16 / float32 |", "---:|---:|") if bf16_kernel else ("", "")
+
+
+def bf16_cells(row, h):
+    """The bf16 columns of a row whose float32 rate is h (row: the bf16 result, or None)."""
+    if not bf16_kernel:
+        return ""
+    return f" {row['gflops']:.1f} | {row['gflops'] / h:.2f} |" if row else " - | - |"
 heed_rows = {r["size"]: r for r in heed if r.get("impl") == "heed" and "size" in r}
 shape_rows = [r for r in heed if r.get("impl") == "heed" and "shape" in r]
 kernel = next(iter(list(heed_rows.values()) + shape_rows))["kernel"] if heed_rows or shape_rows else "?"
@@ -148,11 +159,8 @@ rule = "|---:|---:|"
 for label, _ in torch_runs:
     header += f" {label} GFLOP/s | heed / {label} |"
     rule += "---:|---:|"
-header += " heed % of peak |"
-rule += "---:|"
-if bf16_kernel:
-    header += " heed bf16 inputs GFLOP/s | bf16 / float32 |"
-    rule += "---:|---:|"
+header += " heed % of peak |" + bf16_columns()[0]
+rule += "---:|" + bf16_columns()[1]
 lines += [header, rule]
 for size in sorted(heed_rows):
     h = heed_rows[size]["gflops"]
@@ -161,9 +169,7 @@ for size in sorted(heed_rows):
         t = next((r["gflops"] for r in run if r.get("size") == size), None)
         row += f" {t:.1f} | {h / t:.2f} |" if t else " - | - |"
     row += f" {100 * h / peak:.0f}% |" if peak else " - |"
-    if bf16_kernel:
-        b = bf16_by_size.get(size, {}).get("gflops")
-        row += f" {b:.1f} | {b / h:.2f} |" if b else " - | - |"
+    row += bf16_cells(bf16_by_size.get(size), h)
     lines.append(row)
 if shape_rows:
     lines += ["", "At the translate training step's shapes (C[M, N] = A[M, K] B[K, N]; nt: B stored transposed, "
@@ -174,12 +180,7 @@ if shape_rows:
     for label, _ in torch_runs:
         header += f" {label} GFLOP/s | heed / {label} |"
         rule += "---:|---:|"
-    header += " heed % of peak |"
-    rule += "---:|"
-    if bf16_kernel:
-        header += " heed bf16 inputs GFLOP/s | bf16 / float32 |"
-        rule += "---:|---:|"
-    lines += [header, rule]
+    lines += [header + " heed % of peak |" + bf16_columns()[0], rule + "---:|" + bf16_columns()[1]]
     for r in shape_rows:
         dims, layout = r["shape"].split(":")
         h = r["gflops"]
@@ -188,9 +189,7 @@ if shape_rows:
             t = next((x["gflops"] for x in run if x.get("shape") == r["shape"]), None)
             row += f" {t:.1f} | {h / t:.2f} |" if t else " - | - |"
         row += f" {100 * h / peak:.0f}% |" if peak else " - |"
-        if bf16_kernel:
-            b = bf16_by_shape.get(r["shape"], {}).get("gflops")
-            row += f" {b:.1f} | {b / h:.2f} |" if b else " - | - |"
+        row += bf16_cells(bf16_by_shape.get(r["shape"]), h)
         lines.append(row)
     flops = {r["shape"]: 2 * math.prod(int(x) for x in r["shape"].split(":")[0].split("x")) for r in shape_rows}
     total_time = sum(flops[r["shape"]] / r["gflops"] for r in shape_rows)

@@ -19,6 +19,7 @@
 
 #include <cstring>
 
+#include "tensor/cpu/gemm_avx512_tile.h"
 #include "tensor/cpu/gemm_kernels.h"
 
 namespace heed::cpu::gemm_detail {
@@ -42,16 +43,7 @@ void kernel(int64_t kc, const float* a_panel, const float* b_panel, float* c, in
   const uint32_t* a = reinterpret_cast<const uint32_t*>(a_panel);
   const char* b = reinterpret_cast<const char*>(b_panel);
   __m512 acc[MR][NV];
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
-
-#pragma GCC unroll 16
-  for (int r = 0; r < MR; ++r) {
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * rsc), _MM_HINT_T0);
-    _mm_prefetch(reinterpret_cast<const char*>(c + r * rsc + 16 * NV - 1), _MM_HINT_T0);
-  }
+  start_tile(acc, c, rsc);
 
   const int64_t depth = (kc + 1) / 2;
   for (int64_t k = 0; k < depth; ++k) {
@@ -68,52 +60,7 @@ void kernel(int64_t kc, const float* a_panel, const float* b_panel, float* c, in
     b += 64 * NV;
   }
 
-  const __m512 va = _mm512_set1_ps(alpha);
-  if (beta == 0.0f) {
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) _mm512_storeu_ps(c + r * rsc + 16 * v, _mm512_mul_ps(va, acc[r][v]));
-  } else {
-    const __m512 vb = _mm512_set1_ps(beta);
-#pragma GCC unroll 16
-    for (int r = 0; r < MR; ++r)
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        float* p = c + r * rsc + 16 * v;
-        _mm512_storeu_ps(p, _mm512_fmadd_ps(va, acc[r][v], _mm512_mul_ps(vb, _mm512_loadu_ps(p))));
-      }
-  }
-}
-
-// In-register transpose of 16 x 16 32-bit words: r[i] holds row i on entry and
-// column i on return (the float kernel's transpose16, on words).
-inline __attribute__((always_inline)) void transpose16(__m512i r[16]) {
-  __m512i t[16];
-#pragma GCC unroll 8
-  for (int i = 0; i < 16; i += 2) {
-    t[i] = _mm512_unpacklo_epi32(r[i], r[i + 1]);
-    t[i + 1] = _mm512_unpackhi_epi32(r[i], r[i + 1]);
-  }
-  __m512i u[16];
-#pragma GCC unroll 4
-  for (int q = 0; q < 4; ++q) {
-    u[4 * q + 0] = _mm512_unpacklo_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 1] = _mm512_unpackhi_epi64(t[4 * q], t[4 * q + 2]);
-    u[4 * q + 2] = _mm512_unpacklo_epi64(t[4 * q + 1], t[4 * q + 3]);
-    u[4 * q + 3] = _mm512_unpackhi_epi64(t[4 * q + 1], t[4 * q + 3]);
-  }
-#pragma GCC unroll 4
-  for (int c = 0; c < 4; ++c) {
-    __m512i v0 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0x88);
-    __m512i v1 = _mm512_shuffle_i32x4(u[c], u[4 + c], 0xDD);
-    __m512i w0 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0x88);
-    __m512i w1 = _mm512_shuffle_i32x4(u[8 + c], u[12 + c], 0xDD);
-    r[c] = _mm512_shuffle_i32x4(v0, w0, 0x88);
-    r[4 + c] = _mm512_shuffle_i32x4(v1, w1, 0x88);
-    r[8 + c] = _mm512_shuffle_i32x4(v0, w0, 0xDD);
-    r[12 + c] = _mm512_shuffle_i32x4(v1, w1, 0xDD);
-  }
+  store_tile(acc, c, rsc, alpha, beta);
 }
 
 __mmask16 first_lanes(int64_t n) {
@@ -126,6 +73,7 @@ __mmask16 first_lanes(int64_t n) {
 template <int W>
 void pack_pairs(float* dst_panel, const float* src, int64_t ls, int64_t ks, int64_t lanes, int64_t kc) {
   uint32_t* dst = reinterpret_cast<uint32_t*>(dst_panel);
+  float* dst_f = dst_panel;  // the same words, for float stores
   const int64_t depth = (kc + 1) / 2;
   if (ks == 1) {
     // Each lane's k values are contiguous: 32 of them become 16 pairs in one
@@ -138,19 +86,19 @@ void pack_pairs(float* dst_panel, const float* src, int64_t ls, int64_t ks, int6
       for (int64_t p0 = 0; p0 < depth; p0 += 16) {
         const int64_t k0 = 2 * p0;
         const __mmask16 lo = first_lanes(kc - k0), hi = first_lanes(kc - k0 - 16);
-        __m512i r[16];
+        __m512 r[16];  // 16 words of pairs per lane (as floats, for the transpose)
 #pragma GCC unroll 16
         for (int l = 0; l < 16; ++l) {
           if (l < live) {
             const float* s = src + (g + l) * ls + k0;
-            r[l] = (__m512i)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, s + 16), _mm512_maskz_loadu_ps(lo, s));
+            r[l] = (__m512)_mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(hi, s + 16), _mm512_maskz_loadu_ps(lo, s));
           } else {
-            r[l] = _mm512_setzero_si512();
+            r[l] = _mm512_setzero_ps();
           }
         }
         transpose16(r);
         const int64_t rows = depth - p0 < 16 ? depth - p0 : 16;
-        for (int64_t t = 0; t < rows; ++t) _mm512_mask_storeu_epi32(dst + (p0 + t) * W + g, store, r[t]);
+        for (int64_t t = 0; t < rows; ++t) _mm512_mask_storeu_ps(dst_f + (p0 + t) * W + g, store, r[t]);
       }
     }
     return;

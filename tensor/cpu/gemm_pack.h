@@ -59,6 +59,21 @@ void pack_b_panel(const KernelSpec<T>& spec, T* dst, const T* b, int64_t rsb, in
   pack_panel<T, NR>(spec.pack_b_cols, dst, b, csb, rsb, cols, kc);
 }
 
+// Panels [p_begin, p_end) of pairs (panel p at dst + p*W*depth) from an
+// operand whose lanes are contiguous and whose k values are ks apart (a
+// column-major A, a row-major B): kChunk k values at a time across every
+// panel, so each row of the source is read from memory once rather than once
+// per panel. A chunk's pairs start kChunk / 2 words down each panel.
+template <typename T, int W>
+void pack_pairs_by_chunks(typename KernelSpec<T>::PackPairs pack, T* dst, const T* src, int64_t ks, int64_t lanes,
+                          int64_t p_begin, int64_t p_end, int64_t kc, int64_t depth) {
+  constexpr int64_t kChunk = 32;
+  for (int64_t k0 = 0; k0 < kc; k0 += kChunk)
+    for (int64_t p = p_begin; p < p_end; ++p)
+      pack(dst + p * W * depth + k0 / 2 * W, src + k0 * ks + p * W, 1, ks, std::min<int64_t>(W, lanes - p * W),
+           std::min(kChunk, kc - k0));
+}
+
 // Panels [p_begin, p_end) of a block: panel p goes to dst + p*MR*depth
 // (depth = panel_depth(spec, kc)). a points at A[i0, p0] and the block has
 // `rows` rows (its last panel may be partial).
@@ -79,17 +94,8 @@ void pack_a_panels(const KernelSpec<T>& spec, T* dst, const T* a, int64_t rsa, i
     }
     p_begin = full_end;
   }
-  if (rsa == 1 && csa != 1 && spec.pack_a_pairs != nullptr) {
-    // The same for pairs: kChunk columns (kChunk / 2 pairs) at a time, dealt
-    // to every panel, so each column is read from memory once; a chunk's
-    // pairs start kChunk / 2 words down each panel.
-    constexpr int64_t kChunk = 32;
-    for (int64_t k0 = 0; k0 < kc; k0 += kChunk)
-      for (int64_t p = p_begin; p < p_end; ++p)
-        spec.pack_a_pairs(dst + p * MR * depth + k0 / 2 * MR, a + k0 * csa + p * MR, 1, csa,
-                          std::min<int64_t>(MR, rows - p * MR), std::min(kChunk, kc - k0));
-    return;
-  }
+  if (rsa == 1 && csa != 1 && spec.pack_a_pairs != nullptr)
+    return pack_pairs_by_chunks<T, MR>(spec.pack_a_pairs, dst, a, csa, rows, p_begin, p_end, kc, depth);
   for (int64_t p = p_begin; p < p_end; ++p)
     pack_a_panel<T, MR>(spec, dst + p * MR * depth, a + p * MR * rsa, rsa, csa,
                         std::min<int64_t>(MR, rows - p * MR), kc);
@@ -112,15 +118,8 @@ void pack_b_panels(const KernelSpec<T>& spec, T* dst, const T* b, int64_t rsb, i
     }
     p_begin = full_end;
   }
-  if (csb == 1 && rsb != 1 && spec.pack_b_pairs != nullptr) {
-    // Row-major B for pairs: a chunk of rows across every panel, as for A.
-    constexpr int64_t kChunk = 32;
-    for (int64_t k0 = 0; k0 < kc; k0 += kChunk)
-      for (int64_t p = p_begin; p < p_end; ++p)
-        spec.pack_b_pairs(dst + p * NR * depth + k0 / 2 * NR, b + k0 * rsb + p * NR, 1, rsb,
-                          std::min<int64_t>(NR, cols - p * NR), std::min(kChunk, kc - k0));
-    return;
-  }
+  if (csb == 1 && rsb != 1 && spec.pack_b_pairs != nullptr)
+    return pack_pairs_by_chunks<T, NR>(spec.pack_b_pairs, dst, b, rsb, cols, p_begin, p_end, kc, depth);
   for (int64_t p = p_begin; p < p_end; ++p)
     pack_b_panel<T, NR>(spec, dst + p * NR * depth, b + p * NR * csb, rsb, csb,
                         std::min<int64_t>(NR, cols - p * NR), kc);
