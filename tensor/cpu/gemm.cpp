@@ -441,7 +441,7 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
       // Block kb of packed B starts at depth(kb*KC)*ns_pad; its panel at
       // column offset c0 starts c0*depth(kc) further (depth: panel_depth, the
       // k values a panel's row holds, halved for a kernel of pairs; KC is even).
-      T* bpack = static_cast<T*>(t_pack_buffer.get(sizeof(T) * ns_pad * ks));
+      T* bpack = static_cast<T*>(t_pack_buffer.get(sizeof(T) * ns_pad * depth(ks)));
       pack_every_block(ns_pad / NR, NR, num_kb, KC, ks, parallel, [&](int64_t k0, int64_t kc, int64_t pb, int64_t pe) {
         pack_b_panels<T, NR>(spec, bpack + depth(k0) * ns_pad, B + (p0 + k0) * rsb + j0 * csb, rsb, csb, ns, pb, pe,
                              kc);
@@ -455,7 +455,7 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
       const int64_t m_pad = round_up(M, MR);
       T* apack_whole = nullptr;
       if (a_whole) {
-        apack_whole = static_cast<T*>(t_a_whole.get(sizeof(T) * m_pad * ks));
+        apack_whole = static_cast<T*>(t_a_whole.get(sizeof(T) * m_pad * depth(ks)));
         pack_every_block(m_pad / MR, MR, num_kb, KC, ks, parallel, [&](int64_t k0, int64_t kc, int64_t pb, int64_t pe) {
           pack_a_panels<T, MR>(spec, apack_whole + depth(k0) * m_pad, A + (p0 + k0) * csa, rsa, csa, M, pb, pe, kc);
         });
@@ -471,7 +471,7 @@ void gemm_packed(const KernelSpec<T>& spec, int64_t M, int64_t N, int64_t K, T a
       const int64_t tiles_i = ceil_div(M, mc), tiles_j = ceil_div(ns, nc);
       const int64_t tasks = tiles_i * tiles_j;
       parallel_for(0, tasks, parallel ? 1 : tasks, [&](int64_t first, int64_t last) {
-        T* apack = a_whole ? nullptr : static_cast<T*>(t_a_block.get(sizeof(T) * mc * KC));
+        T* apack = a_whole ? nullptr : static_cast<T*>(t_a_block.get(sizeof(T) * mc * depth(KC)));
         for (int64_t task = first; task < last; ++task) {
           const int64_t ti = task / tiles_j, tj = task % tiles_j;
           const int64_t ib = ti * mc, ie = std::min(M, ib + mc);
