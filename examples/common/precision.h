@@ -31,8 +31,8 @@ Precision precision_from_flag(const std::string& flag, Device device);
 const char* precision_name(Precision p);
 
 // Sets what the precision needs for the rest of the run (the TF32 and bf16
-// matmul switches) and returns the guard that keeps bf16's autocast on while it lives (null
-// for the others).
+// matmul switches) and returns the guard that keeps bf16's autocast on while
+// it lives (null for the others).
 std::unique_ptr<AutocastGuard> use_precision(Precision p, Device device);
 
 }  // namespace heed::examples

@@ -47,11 +47,11 @@ struct KernelSpec {
   PackTransposed pack_a_rows;  // width MR, for csa == 1; null: the driver's plain loop
   PackTransposed pack_b_cols;  // width NR, for rsb == 1; null: the driver's plain loop
   StridedKernel run_strided = nullptr;  // null: operands are always packed
-  // Set for a kernel that reads k pairs (then every panel is packed by them):
+  // Both set for a kernel that reads k pairs (then every panel is packed by
+  // them), neither for the others:
   PackPairs pack_a_pairs = nullptr;  // width MR
   PackPairs pack_b_pairs = nullptr;  // width NR
 };
-
 
 using KernelSpecF32 = KernelSpec<float>;
 using KernelSpecF64 = KernelSpec<double>;

@@ -16,8 +16,10 @@ namespace heed::cpu {
 // Off by default, so float32 matmuls agree with float32 arithmetic (what the
 // reference tolerances and gradient checks assume). Turning it on affects
 // every later float32 matmul on the CPU, from any thread: Linear, attention's
-// composed products, a GPT's tied head; not the fused attention kernel, float64
-// or bfloat16 tensors. Results stay the same for any number of threads; the
+// composed products, a GPT's tied head; not the fused attention kernel or
+// float64. A matmul of bfloat16 tensors (computed on float32 copies) runs on it
+// too: its inputs are bf16 already, so only the order of the float32 sums
+// changes. Results stay the same for any number of threads; the
 // native and emulated kernels round differently (the native one flushes
 // subnormal bf16 inputs to zero and adds each pair of products its own way).
 void set_allow_bf16_matmul(bool allow);
